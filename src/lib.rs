@@ -1,0 +1,2 @@
+//! dedyn-update: a self-hosted dynDNS update server (deSEC's IP update API).
+pub mod edge;
