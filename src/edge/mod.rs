@@ -29,13 +29,23 @@ pub struct ConnTable(Arc<Mutex<HashMap<u16, ConnInfo>>>);
 
 impl ConnTable {
     pub fn insert(&self, relay_port: u16, info: ConnInfo) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(relay_port, info);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(relay_port, info);
     }
     pub fn remove(&self, relay_port: u16) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&relay_port);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&relay_port);
     }
     pub fn lookup(&self, relay_port: u16) -> Option<ConnInfo> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&relay_port).copied()
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&relay_port)
+            .copied()
     }
 }
 
@@ -52,3 +62,4 @@ pub struct EdgeSettings {
     pub idle_timeout: Duration,
     pub max_head_bytes: usize,
 }
+pub mod cidr;

@@ -1,0 +1,544 @@
+//! The configuration file (TOML, SPEC 3): a typed `Config` with a default for
+//! every key, validated at start-up so that a bad value names its key and file.
+
+use crate::edge::cidr::Cidr;
+use crate::ratelimit::Limits;
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration problem, phrased for the operator who has to fix it.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The whole validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where it came from (`None`: built-in defaults), for messages.
+    pub source: Option<PathBuf>,
+    pub server: Server,
+    pub database: Database,
+    pub dns: Dns,
+    pub zones: Vec<Zone>,
+    pub rate_limit: RateLimit,
+}
+
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub http_listen: Vec<SocketAddr>,
+    pub https_listen: Vec<SocketAddr>,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub workers: usize,
+    pub max_connections: usize,
+    pub trusted_proxies: Vec<Cidr>,
+    pub hsts_max_age: u64,
+    pub handshake_timeout: Duration,
+    pub request_head_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_request_head_bytes: usize,
+    pub checkip_hosts: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Database {
+    pub path: PathBuf,
+    /// `NORMAL` (survives a process crash) or `FULL` (also survives power loss).
+    pub synchronous: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Dns {
+    pub ttl: u32,
+    pub reload_command: String,
+    pub publish_delay: Duration,
+    pub reload_timeout: Duration,
+    pub guard_fallback: Vec<Cidr>,
+    pub verify_server: Option<SocketAddr>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Zone {
+    /// Lower-case, without trailing dot.
+    pub name: String,
+    pub file: PathBuf,
+    pub dynamic: bool,
+    /// Absolute names with trailing dot.
+    pub nameservers: Vec<String>,
+    pub hostmaster: String,
+    pub include: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RateLimit {
+    pub dyndns_per_domain: Limits,
+    pub failed_auth_per_ip: Limits,
+    pub checkip_per_ip: Limits,
+}
+
+// ---- the file as written (every key optional, unknown keys refused) ----
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    server: RawServer,
+    database: RawDatabase,
+    dns: RawDns,
+    zone: Option<Vec<RawZone>>,
+    rate_limit: RawRateLimit,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    http_listen: Vec<String>,
+    https_listen: Vec<String>,
+    tls_cert: String,
+    tls_key: String,
+    workers: i64,
+    max_connections: i64,
+    trusted_proxies: Vec<String>,
+    hsts_max_age: i64,
+    handshake_timeout_secs: f64,
+    request_head_timeout_secs: f64,
+    keepalive_timeout_secs: f64,
+    max_request_head_bytes: i64,
+    checkip_hosts: Vec<String>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            http_listen: vec!["127.0.0.1:8080".into()],
+            https_listen: vec![],
+            tls_cert: "/etc/dedyn-update/fullchain.pem".into(),
+            tls_key: "/etc/dedyn-update/privkey.pem".into(),
+            workers: 4,
+            max_connections: 1024,
+            trusted_proxies: vec![],
+            hsts_max_age: 31_536_000,
+            handshake_timeout_secs: 10.0,
+            request_head_timeout_secs: 10.0,
+            keepalive_timeout_secs: 30.0,
+            max_request_head_bytes: 8192,
+            checkip_hosts: vec![],
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDatabase {
+    path: String,
+    synchronous: String,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        RawDatabase {
+            path: "data/dedyn-update.sqlite3".into(),
+            synchronous: "normal".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDns {
+    ttl: i64,
+    reload_command: String,
+    publish_delay_ms: i64,
+    reload_timeout_secs: f64,
+    guard_fallback: Vec<String>,
+    verify_server: String,
+}
+
+impl Default for RawDns {
+    fn default() -> Self {
+        RawDns {
+            ttl: 60,
+            reload_command: String::new(),
+            publish_delay_ms: 100,
+            reload_timeout_secs: 10.0,
+            guard_fallback: vec![
+                "100.64.0.0/10".into(),
+                "169.254.0.0/16".into(),
+                "fe80::/10".into(),
+            ],
+            verify_server: String::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZone {
+    name: String,
+    #[serde(default)]
+    file: Option<String>,
+    #[serde(default = "yes")]
+    dynamic: bool,
+    #[serde(default)]
+    nameservers: Option<Vec<String>>,
+    #[serde(default)]
+    hostmaster: Option<String>,
+    #[serde(default)]
+    include: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRateLimit {
+    dyndns_per_domain: String,
+    failed_auth_per_ip: String,
+    checkip_per_ip: String,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        RawRateLimit {
+            dyndns_per_domain: "2/120s".into(),
+            failed_auth_per_ip: "10/60s".into(),
+            checkip_per_ip: "60/60s".into(),
+        }
+    }
+}
+
+pub const DEFAULT_ZONE: &str = "dedyn.example";
+
+impl Config {
+    /// Built-in defaults: HTTP on 127.0.0.1:8080, state under `data/`, one dynamic zone.
+    pub fn defaults() -> Config {
+        validate(RawConfig::default(), None).expect("built-in defaults are valid")
+    }
+
+    /// Read and validate `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!("{}: cannot read config file: {e}", path.display()))
+        })?;
+        Config::parse(&text, Some(path))
+    }
+
+    pub fn parse(text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let name = path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "config".into());
+        let raw: RawConfig =
+            basic_toml::from_str(text).map_err(|e| ConfigError(format!("{name}: {e}")))?;
+        validate(raw, path).map_err(|e| ConfigError(format!("{name}: {e}")))
+    }
+
+    /// The configured zone that `name` lies strictly below (the longest such zone).
+    pub fn zone_for(&self, name: &str) -> Option<&Zone> {
+        self.zones
+            .iter()
+            .filter(|z| {
+                name.len() > z.name.len()
+                    && name.ends_with(&z.name)
+                    && name.as_bytes()[name.len() - z.name.len() - 1] == b'.'
+            })
+            .max_by_key(|z| z.name.len())
+    }
+
+    pub fn zone(&self, name: &str) -> Option<&Zone> {
+        self.zones.iter().find(|z| z.name == name)
+    }
+}
+
+fn listen_addrs(key: &str, values: &[String]) -> Result<Vec<SocketAddr>, String> {
+    values
+        .iter()
+        .map(|v| {
+            v.parse().map_err(|_| {
+                format!("{key}: '{v}' is not an address:port (e.g. 127.0.0.1:8080 or [::]:443)")
+            })
+        })
+        .collect()
+}
+
+fn cidrs(key: &str, values: &[String]) -> Result<Vec<Cidr>, String> {
+    values
+        .iter()
+        .map(|v| v.parse().map_err(|e| format!("{key}: {e}")))
+        .collect()
+}
+
+fn positive(key: &str, v: i64, max: i64) -> Result<usize, String> {
+    if v < 1 || v > max {
+        return Err(format!("{key} = {v}: must be between 1 and {max}"));
+    }
+    Ok(v as usize)
+}
+
+fn seconds(key: &str, v: f64) -> Result<Duration, String> {
+    if !(v > 0.0 && v <= 86_400.0) {
+        return Err(format!(
+            "{key} = {v}: must be more than 0 and at most 86400 seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Absolute DNS name with trailing dot, lower-case (for SOA/NS fields).
+fn absolute_name(key: &str, v: &str) -> Result<String, String> {
+    let n = crate::update::hostname::normalize(v);
+    if crate::update::hostname::check_syntax(&n).is_err() || n.starts_with('*') {
+        return Err(format!("{key}: '{v}' is not a valid DNS name"));
+    }
+    Ok(format!("{n}."))
+}
+
+fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, String> {
+    let s = raw.server;
+    let server = Server {
+        http_listen: listen_addrs("server.http_listen", &s.http_listen)?,
+        https_listen: listen_addrs("server.https_listen", &s.https_listen)?,
+        tls_cert: PathBuf::from(&s.tls_cert),
+        tls_key: PathBuf::from(&s.tls_key),
+        workers: positive("server.workers", s.workers, 1024)?,
+        max_connections: positive("server.max_connections", s.max_connections, 1_000_000)?,
+        trusted_proxies: cidrs("server.trusted_proxies", &s.trusted_proxies)?,
+        hsts_max_age: u64::try_from(s.hsts_max_age)
+            .map_err(|_| "server.hsts_max_age: must not be negative".to_string())?,
+        handshake_timeout: seconds("server.handshake_timeout_secs", s.handshake_timeout_secs)?,
+        request_head_timeout: seconds(
+            "server.request_head_timeout_secs",
+            s.request_head_timeout_secs,
+        )?,
+        keepalive_timeout: seconds("server.keepalive_timeout_secs", s.keepalive_timeout_secs)?,
+        max_request_head_bytes: positive(
+            "server.max_request_head_bytes",
+            s.max_request_head_bytes,
+            1 << 20,
+        )?,
+        checkip_hosts: s
+            .checkip_hosts
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect(),
+    };
+    if server.http_listen.is_empty() && server.https_listen.is_empty() {
+        return Err(
+            "server: http_listen and https_listen are both empty: nothing to serve on".into(),
+        );
+    }
+    if server.max_request_head_bytes < 256 {
+        return Err("server.max_request_head_bytes: must be at least 256".into());
+    }
+    let synchronous = raw.database.synchronous.to_ascii_uppercase();
+    if synchronous != "NORMAL" && synchronous != "FULL" {
+        return Err(format!(
+            "database.synchronous = '{}': must be \"normal\" or \"full\"",
+            raw.database.synchronous
+        ));
+    }
+    if raw.database.path.is_empty() {
+        return Err("database.path: must not be empty".into());
+    }
+    let database = Database {
+        path: PathBuf::from(&raw.database.path),
+        synchronous,
+    };
+
+    let d = raw.dns;
+    let ttl = u32::try_from(d.ttl)
+        .ok()
+        .filter(|t| *t <= 2_147_483_647)
+        .ok_or_else(|| format!("dns.ttl = {}: must be between 0 and 2147483647", d.ttl))?;
+    let publish_delay_ms = u64::try_from(d.publish_delay_ms)
+        .ok()
+        .filter(|v| *v <= 60_000)
+        .ok_or_else(|| {
+            format!(
+                "dns.publish_delay_ms = {}: must be between 0 and 60000",
+                d.publish_delay_ms
+            )
+        })?;
+    let verify_server = if d.verify_server.is_empty() {
+        None
+    } else {
+        Some(d.verify_server.parse().map_err(|_| {
+            format!(
+                "dns.verify_server: '{}' is not an address:port",
+                d.verify_server
+            )
+        })?)
+    };
+    let dns = Dns {
+        ttl,
+        reload_command: d.reload_command,
+        publish_delay: Duration::from_millis(publish_delay_ms),
+        reload_timeout: seconds("dns.reload_timeout_secs", d.reload_timeout_secs)?,
+        guard_fallback: cidrs("dns.guard_fallback", &d.guard_fallback)?,
+        verify_server,
+    };
+
+    let raw_zones = raw.zone.unwrap_or_else(|| {
+        vec![RawZone {
+            name: DEFAULT_ZONE.into(),
+            file: None,
+            dynamic: true,
+            nameservers: None,
+            hostmaster: None,
+            include: String::new(),
+        }]
+    });
+    let mut zones: Vec<Zone> = Vec::new();
+    for (i, z) in raw_zones.into_iter().enumerate() {
+        let key = format!("zone[{i}]");
+        let name = crate::update::hostname::normalize(&z.name);
+        if crate::update::hostname::check_syntax(&name).is_err()
+            || name.starts_with('*')
+            || !name.contains('.')
+        {
+            return Err(format!(
+                "{key}.name: '{}' is not a valid zone name (e.g. dedyn.example)",
+                z.name
+            ));
+        }
+        if zones.iter().any(|o| o.name == name) {
+            return Err(format!("{key}.name: zone '{name}' is configured twice"));
+        }
+        let file = PathBuf::from(z.file.unwrap_or_else(|| format!("data/zones/{name}.zone")));
+        if zones.iter().any(|o| o.file == file) {
+            return Err(format!(
+                "{key}.file: '{}' is used by two zones",
+                file.display()
+            ));
+        }
+        let nameservers = match z.nameservers {
+            Some(list) => list
+                .iter()
+                .map(|n| absolute_name(&format!("{key}.nameservers"), n))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => vec![format!("ns1.{name}.")],
+        };
+        if nameservers.is_empty() {
+            return Err(format!(
+                "{key}.nameservers: at least one nameserver is needed for the NS records"
+            ));
+        }
+        let hostmaster = match z.hostmaster {
+            Some(h) => absolute_name(&format!("{key}.hostmaster"), &h.replacen('@', ".", 1))?,
+            None => format!("hostmaster.{name}."),
+        };
+        let include = (!z.include.is_empty()).then(|| PathBuf::from(&z.include));
+        zones.push(Zone {
+            name,
+            file,
+            dynamic: z.dynamic,
+            nameservers,
+            hostmaster,
+            include,
+        });
+    }
+    if zones.is_empty() {
+        return Err("zone: at least one [[zone]] is needed".into());
+    }
+
+    let r = raw.rate_limit;
+    let rate_limit = RateLimit {
+        dyndns_per_domain: r
+            .dyndns_per_domain
+            .parse()
+            .map_err(|e| format!("rate_limit.dyndns_per_domain: {e}"))?,
+        failed_auth_per_ip: r
+            .failed_auth_per_ip
+            .parse()
+            .map_err(|e| format!("rate_limit.failed_auth_per_ip: {e}"))?,
+        checkip_per_ip: r
+            .checkip_per_ip
+            .parse()
+            .map_err(|e| format!("rate_limit.checkip_per_ip: {e}"))?,
+    };
+
+    Ok(Config {
+        source: path.map(Path::to_path_buf),
+        server,
+        database,
+        dns,
+        zones,
+        rate_limit,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_give_a_local_instance() {
+        let c = Config::defaults();
+        assert_eq!(
+            c.server.http_listen,
+            vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(c.server.workers, 4);
+        assert_eq!(c.database.path, PathBuf::from("data/dedyn-update.sqlite3"));
+        assert_eq!(c.zones.len(), 1);
+        assert_eq!(c.zones[0].name, "dedyn.example");
+        assert_eq!(
+            c.zones[0].nameservers,
+            vec!["ns1.dedyn.example.".to_string()]
+        );
+        assert_eq!(c.dns.ttl, 60);
+        assert_eq!(c.dns.guard_fallback.len(), 3);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::parse("[server]\nworkerz = 3\n", Some(Path::new("/etc/x.toml")))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("/etc/x.toml") && e.contains("workerz"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let e = Config::parse("[server]\nhttp_listen = [\"nonsense\"]\n", None)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("server.http_listen"), "{e}");
+        let e = Config::parse("[server]\nworkers = 0\n", None)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("server.workers"), "{e}");
+        let e = Config::parse("[rate_limit]\ndyndns_per_domain = \"lots\"\n", None)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("rate_limit.dyndns_per_domain"), "{e}");
+        let e = Config::parse("[[zone]]\nname = \"bad zone\"\n", None)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("zone[0].name"), "{e}");
+    }
+
+    #[test]
+    fn zones_are_normalised_and_matched_strictly_below() {
+        let c = Config::parse(
+            "[[zone]]\nname = \"Dyn.Example.\"\n[[zone]]\nname = \"a.dyn.example\"\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.zones[0].name, "dyn.example");
+        assert_eq!(c.zone_for("x.dyn.example").unwrap().name, "dyn.example");
+        assert_eq!(c.zone_for("x.a.dyn.example").unwrap().name, "a.dyn.example");
+        assert!(c.zone_for("dyn.example").is_none());
+        assert!(c.zone_for("xdyn.example").is_none());
+    }
+}

@@ -1,0 +1,813 @@
+//! The only place with SQL: schema and migrations (`PRAGMA user_version`), the
+//! queries of the pipeline, the admin commands and the publisher, and their transactions.
+
+use crate::edge::cidr::Cidr;
+use crate::update::address::{self, Family};
+use crate::update::{hostname, Directory, Domain, FamilyPolicy, NamePlan, Outcome, Token};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A store failure, phrased for the operator (or the admin command's user).
+#[derive(Debug)]
+pub enum StoreError {
+    /// Bad input to an admin command: nothing was changed.
+    Invalid(String),
+    /// The database itself failed.
+    Db(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Invalid(m) => f.write_str(m),
+            StoreError::Db(m) => write!(f, "database error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+fn invalid<T>(m: impl Into<String>) -> Result<T> {
+    Err(StoreError::Invalid(m.into()))
+}
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: users, domains, tokens, records, zones
+    "CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE domains (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        rname TEXT NOT NULL UNIQUE,      -- labels reversed, for 'names below' range queries
+        zone TEXT NOT NULL,
+        owner INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created INTEGER NOT NULL
+    );
+    CREATE INDEX domains_owner ON domains(owner);
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY,
+        owner INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        hash BLOB NOT NULL UNIQUE,       -- SHA-256 of the secret; the secret is never stored
+        name TEXT NOT NULL DEFAULT '',
+        created INTEGER NOT NULL,
+        last_used INTEGER,
+        expires INTEGER,
+        allowed_subnets TEXT NOT NULL DEFAULT '',
+        domains TEXT NOT NULL DEFAULT '',
+        family TEXT NOT NULL DEFAULT 'both'
+    );
+    CREATE INDEX tokens_owner ON tokens(owner);
+    CREATE TABLE records (
+        zone TEXT NOT NULL,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL CHECK (type IN ('A', 'AAAA')),
+        addr BLOB NOT NULL,              -- 4 or 16 octets: sorts in numeric order
+        domain INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+        PRIMARY KEY (zone, name, type, addr)
+    ) WITHOUT ROWID;
+    CREATE INDEX records_domain ON records(domain);
+    CREATE TABLE zones (
+        name TEXT PRIMARY KEY,
+        pending_serial INTEGER NOT NULL,  -- the serial the next publication carries
+        generation INTEGER NOT NULL DEFAULT 0,
+        published_generation INTEGER NOT NULL DEFAULT -1,
+        published_serial INTEGER,
+        published_at INTEGER
+    );",
+];
+
+fn reverse_labels(name: &str) -> String {
+    name.rsplit('.').collect::<Vec<_>>().join(".")
+}
+
+fn addr_blob(ip: &IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn blob_addr(b: &[u8]) -> Option<IpAddr> {
+    match b.len() {
+        4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+/// A new token secret: 192 random bits, URL-safe.
+fn new_secret() -> Result<String> {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 24];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| StoreError::Db("the system random generator failed".into()))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A token as `token list` shows it.
+#[derive(Clone, Debug)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub owner: String,
+    pub name: String,
+    pub created: i64,
+    pub last_used: Option<i64>,
+    pub expires: Option<i64>,
+    pub allowed_subnets: String,
+    pub domains: String,
+    pub family: String,
+}
+
+/// Options of `token add`.
+#[derive(Clone, Debug, Default)]
+pub struct NewToken {
+    pub name: String,
+    pub allowed_subnets: Vec<Cidr>,
+    pub expires_in: Option<u64>,
+    pub domains: Vec<String>,
+    pub family: Option<FamilyPolicy>,
+}
+
+/// What `apply` did: per name, the outcome of each family; per changed zone, the
+/// serial of the publication that will contain the change.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    pub outcomes: Vec<(String, [Outcome; 2])>,
+    pub serials: Vec<(String, u32)>,
+}
+
+impl Applied {
+    pub fn changed(&self) -> bool {
+        !self.serials.is_empty()
+    }
+}
+
+/// A zone's contents at one publication.
+pub struct Snapshot {
+    pub serial: u32,
+    pub generation: i64,
+    pub records: Vec<(String, IpAddr)>,
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate. One `Store` per thread.
+    pub fn open(path: &Path, synchronous: &str) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL in WAL: a commit survives a crash of the process (the OS has the
+        // data); FULL also survives power loss, at one fsync per commit.
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Store { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: usize =
+            tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Db(format!(
+                "database schema version {version} is newer than this program knows ({}); use a newer dedyn-update",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    pub fn quick_check(&self) -> Result<String> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))?)
+    }
+
+    /// Make sure every configured zone has its row (serials start at the clock).
+    pub fn ensure_zones(&mut self, zones: &[&str]) -> Result<()> {
+        let now = now_unix();
+        for z in zones {
+            self.conn.execute(
+                "INSERT INTO zones(name, pending_serial) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+                params![z, now],
+            )?;
+        }
+        Ok(())
+    }
+
+    // ---- users ----
+
+    pub fn add_user(&mut self, email: &str) -> Result<()> {
+        let email = email.trim().to_ascii_lowercase();
+        if email.is_empty()
+            || !email.contains('@')
+            || email.contains(char::is_whitespace)
+            || email.len() > 254
+        {
+            return invalid(format!("'{email}' is not an email address"));
+        }
+        let n = self.conn.execute(
+            "INSERT INTO users(email, created) VALUES (?1, ?2) ON CONFLICT(email) DO NOTHING",
+            params![email, now_unix()],
+        )?;
+        if n == 0 {
+            return invalid(format!("user {email} already exists"));
+        }
+        Ok(())
+    }
+
+    pub fn list_users(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT email FROM users ORDER BY email")?;
+        let rows = st
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(rows)
+    }
+
+    fn user_id(&self, email: &str) -> Result<i64> {
+        let email = email.trim().to_ascii_lowercase();
+        self.conn
+            .query_row("SELECT id FROM users WHERE email = ?1", [&email], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .ok_or_else(|| StoreError::Invalid(format!("no user {email}")))
+    }
+
+    /// Delete a user with domains, tokens and records; their zones are republished.
+    pub fn remove_user(&mut self, email: &str) -> Result<()> {
+        let id = self.user_id(email)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE zones SET generation = generation + 1 WHERE name IN (SELECT DISTINCT zone FROM records WHERE domain IN (SELECT id FROM domains WHERE owner = ?1))",
+            [id],
+        )?;
+        tx.execute("DELETE FROM users WHERE id = ?1", [id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- domains ----
+
+    /// Register `name` (already normalized) in `zone` for the user `owner`.
+    pub fn add_domain(&mut self, name: &str, zone: &str, owner: &str) -> Result<()> {
+        if let Err(e) = hostname::check_syntax(name) {
+            return invalid(e);
+        }
+        if name.starts_with('*') {
+            return invalid(format!("{name}: a domain cannot be a wildcard name"));
+        }
+        let owner_id = self.user_id(owner)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rname = reverse_labels(name);
+        // Above: one of the name's parent domains is registered.
+        let mut parent = name;
+        while let Some((_, rest)) = parent.split_once('.') {
+            let taken: Option<String> = tx
+                .query_row("SELECT name FROM domains WHERE name = ?1", [rest], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if let Some(t) = taken {
+                return invalid(format!("{name} lies below the registered domain {t}"));
+            }
+            parent = rest;
+        }
+        let same: Option<String> = tx
+            .query_row("SELECT name FROM domains WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if same.is_some() {
+            return invalid(format!("domain {name} is already registered"));
+        }
+        // Below: a registered domain lies below the new name ('/' sorts right after '.').
+        let below: Option<String> = tx
+            .query_row(
+                "SELECT name FROM domains WHERE rname > ?1 || '.' AND rname < ?1 || '/' LIMIT 1",
+                [&rname],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(b) = below {
+            return invalid(format!("{name} would contain the registered domain {b}"));
+        }
+        tx.execute(
+            "INSERT INTO domains(name, rname, zone, owner, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, rname, zone, owner_id, now_unix()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// (name, owner email), sorted by name.
+    pub fn list_domains(&self, owner: Option<&str>) -> Result<Vec<(String, String)>> {
+        let owner_id = owner.map(|o| self.user_id(o)).transpose()?;
+        let mut st = self.conn.prepare(
+            "SELECT d.name, u.email FROM domains d JOIN users u ON u.id = d.owner WHERE ?1 IS NULL OR d.owner = ?1 ORDER BY d.name",
+        )?;
+        let rows = st
+            .query_map([owner_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub fn remove_domain(&mut self, name: &str) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, zone FROM domains WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((id, zone)) = found else {
+            return invalid(format!("no domain {name}"));
+        };
+        let had_records: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM records WHERE domain = ?1)",
+            [id],
+            |r| r.get(0),
+        )?;
+        tx.execute("DELETE FROM domains WHERE id = ?1", [id])?;
+        if had_records {
+            tx.execute(
+                "UPDATE zones SET generation = generation + 1 WHERE name = ?1",
+                [zone],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The registered domain that holds `name` (equal or above it), with its zone.
+    pub fn domain_holding(&self, name: &str) -> Result<Option<Domain>> {
+        let mut candidate = name;
+        loop {
+            let d = self
+                .conn
+                .query_row(
+                    "SELECT id, name, zone FROM domains WHERE name = ?1",
+                    [candidate],
+                    |r| {
+                        Ok(Domain {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            zone: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?;
+            if d.is_some() {
+                return Ok(d);
+            }
+            match candidate.split_once('.') {
+                Some((_, rest)) => candidate = rest,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    // ---- tokens ----
+
+    /// Create a token; returns (id, secret). The secret is shown once and only its hash stored.
+    pub fn add_token(&mut self, owner: &str, t: &NewToken) -> Result<(i64, String)> {
+        let owner_id = self.user_id(owner)?;
+        let held: Vec<String> = self
+            .list_domains(Some(owner))?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        for d in &t.domains {
+            if !held.iter().any(|h| hostname::is_at_or_below(d, h)) {
+                return invalid(format!(
+                    "--domain {d}: not held by {}",
+                    owner.trim().to_ascii_lowercase()
+                ));
+            }
+        }
+        let secret = new_secret()?;
+        let hash = crate::update::token_hash(&secret);
+        let now = now_unix();
+        let expires = t
+            .expires_in
+            .map(|s| now.saturating_add(s.min(i64::MAX as u64 / 2) as i64));
+        let subnets: Vec<String> = t.allowed_subnets.iter().map(Cidr::to_string).collect();
+        self.conn.execute(
+            "INSERT INTO tokens(owner, hash, name, created, expires, allowed_subnets, domains, family) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                owner_id,
+                &hash[..],
+                t.name,
+                now,
+                expires,
+                subnets.join(" "),
+                t.domains.join(" "),
+                t.family.unwrap_or(FamilyPolicy::Both).as_str()
+            ],
+        )?;
+        Ok((self.conn.last_insert_rowid(), secret))
+    }
+
+    pub fn list_tokens(&self, owner: Option<&str>) -> Result<Vec<TokenInfo>> {
+        let owner_id = owner.map(|o| self.user_id(o)).transpose()?;
+        let mut st = self.conn.prepare(
+            "SELECT t.id, u.email, t.name, t.created, t.last_used, t.expires, t.allowed_subnets, t.domains, t.family
+             FROM tokens t JOIN users u ON u.id = t.owner WHERE ?1 IS NULL OR t.owner = ?1 ORDER BY t.id",
+        )?;
+        let rows = st
+            .query_map([owner_id], |r| {
+                Ok(TokenInfo {
+                    id: r.get(0)?,
+                    owner: r.get(1)?,
+                    name: r.get(2)?,
+                    created: r.get(3)?,
+                    last_used: r.get(4)?,
+                    expires: r.get(5)?,
+                    allowed_subnets: r.get(6)?,
+                    domains: r.get(7)?,
+                    family: r.get(8)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub fn revoke_token(&mut self, id: i64) -> Result<()> {
+        if self
+            .conn
+            .execute("DELETE FROM tokens WHERE id = ?1", [id])?
+            == 0
+        {
+            return invalid(format!("no token {id}"));
+        }
+        Ok(())
+    }
+
+    /// Record when tokens were last used (coalesced by the caller: one write per batch).
+    pub fn touch_tokens(&mut self, used: &[(i64, i64)]) -> Result<()> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut st = tx.prepare_cached(
+                "UPDATE tokens SET last_used = max(coalesce(last_used, 0), ?2) WHERE id = ?1",
+            )?;
+            for (id, at) in used {
+                st.execute(params![id, at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- records ----
+
+    fn current(conn: &Connection, zone: &str, name: &str, f: Family) -> Result<Vec<IpAddr>> {
+        let mut st = conn.prepare_cached(
+            "SELECT addr FROM records WHERE zone = ?1 AND name = ?2 AND type = ?3 ORDER BY addr",
+        )?;
+        let rows = st.query_map(params![zone, name, f.rtype()], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for b in rows {
+            out.extend(blob_addr(&b?));
+        }
+        Ok(out)
+    }
+
+    /// The A and AAAA records stored for `name` (A first, numeric order).
+    pub fn records(&self, zone: &str, name: &str) -> Result<Vec<IpAddr>> {
+        let mut out = Self::current(&self.conn, zone, name, Family::V4)?;
+        out.extend(Self::current(&self.conn, zone, name, Family::V6)?);
+        Ok(out)
+    }
+
+    /// Apply an update plan atomically: all names or none. Nothing is written when
+    /// nothing changes (checked first without taking the write lock).
+    pub fn apply(&mut self, names: &[NamePlan]) -> Result<Applied> {
+        {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let (applied, changes) = Self::compute(&tx, names)?;
+            if changes.is_empty() {
+                return Ok(applied);
+            }
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (mut applied, changes) = Self::compute(&tx, names)?;
+        {
+            let mut del = tx.prepare_cached(
+                "DELETE FROM records WHERE zone = ?1 AND name = ?2 AND type = ?3",
+            )?;
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO records(zone, name, type, addr, domain) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (n, f, after) in &changes {
+                del.execute(params![n.zone, n.name, f.rtype()])?;
+                for a in after {
+                    ins.execute(params![
+                        n.zone,
+                        n.name,
+                        f.rtype(),
+                        addr_blob(a),
+                        n.domain_id
+                    ])?;
+                }
+            }
+        }
+        let mut zones: Vec<&str> = changes.iter().map(|(n, _, _)| n.zone.as_str()).collect();
+        zones.sort_unstable();
+        zones.dedup();
+        let mut bump = tx.prepare_cached(
+            "UPDATE zones SET generation = generation + 1 WHERE name = ?1 RETURNING pending_serial",
+        )?;
+        for z in zones {
+            let serial: Option<i64> = bump.query_row([z], |r| r.get(0)).optional()?;
+            applied
+                .serials
+                .push((z.to_string(), serial.unwrap_or(0) as u32));
+        }
+        drop(bump);
+        tx.commit()?;
+        Ok(applied)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn compute<'p>(
+        conn: &Connection,
+        names: &'p [NamePlan],
+    ) -> Result<(Applied, Vec<(&'p NamePlan, Family, Vec<IpAddr>)>)> {
+        let mut applied = Applied::default();
+        let mut changes = Vec::new();
+        for n in names {
+            let mut out = [Outcome::Unchanged; 2];
+            for f in Family::BOTH {
+                let action = n.action(f);
+                let before = Self::current(conn, &n.zone, &n.name, f)?;
+                let after = address::apply(action, &before);
+                out[f as usize] = Outcome::decide(action, &before, &after);
+                if before != after {
+                    changes.push((n, f, after));
+                }
+            }
+            applied.outcomes.push((n.name.clone(), out));
+        }
+        Ok((applied, changes))
+    }
+
+    // ---- zones and publishing ----
+
+    /// Zones changed since their last publication.
+    pub fn dirty_zones(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT name FROM zones WHERE generation != published_generation")?;
+        let rows = st
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(rows)
+    }
+
+    pub fn pending_serial(&self, zone: &str) -> Result<u32> {
+        let s: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT pending_serial FROM zones WHERE name = ?1",
+                [zone],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(s.unwrap_or_else(now_unix) as u32)
+    }
+
+    fn zone_records(conn: &Connection, zone: &str) -> Result<Vec<(String, IpAddr)>> {
+        let mut st = conn.prepare_cached(
+            "SELECT name, addr FROM records WHERE zone = ?1 ORDER BY name, type, addr",
+        )?;
+        let mut rows = st.query([zone])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let b: &[u8] = r
+                .get_ref(1)?
+                .as_blob()
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+            if let Some(a) = blob_addr(b) {
+                out.push((r.get(0)?, a));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The zone as it would be published now, without publishing (`zone render`).
+    pub fn preview(&self, zone: &str) -> Result<Snapshot> {
+        let tx = self.conn.unchecked_transaction()?;
+        let serial = self.pending_serial(zone)?;
+        let records = Self::zone_records(&tx, zone)?;
+        Ok(Snapshot {
+            serial,
+            generation: 0,
+            records,
+        })
+    }
+
+    /// Take the zone's contents for a publication and move the pending serial on, in
+    /// one transaction: every change committed before carries this serial, every
+    /// change after it the next one.
+    pub fn take_snapshot(&mut self, zone: &str) -> Result<Snapshot> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row: Option<(i64, i64)> = tx
+            .query_row(
+                "SELECT pending_serial, generation FROM zones WHERE name = ?1",
+                [zone],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (serial, generation) = match row {
+            Some(r) => r,
+            None => return Err(StoreError::Db(format!("zone {zone} has no row"))),
+        };
+        let records = Self::zone_records(&tx, zone)?;
+        // Serials look like the clock when publications are rare, and still increase
+        // strictly when they are not; u32 wraps in 2106.
+        let next = (serial + 1).max(now_unix());
+        tx.execute(
+            "UPDATE zones SET pending_serial = ?2, published_generation = ?3, published_serial = ?4, published_at = ?5 WHERE name = ?1",
+            params![zone, next, generation, serial, now_unix()],
+        )?;
+        tx.commit()?;
+        Ok(Snapshot {
+            serial: serial as u32,
+            generation,
+            records,
+        })
+    }
+
+    /// A publication that failed: the zone stays dirty so it is tried again.
+    pub fn mark_unpublished(&mut self, zone: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE zones SET published_generation = -1 WHERE name = ?1",
+            [zone],
+        )?;
+        Ok(())
+    }
+
+    /// The serial of the last publication (for `status`).
+    pub fn published_serial(&self, zone: &str) -> Result<Option<u32>> {
+        let s: Option<Option<i64>> = self
+            .conn
+            .query_row(
+                "SELECT published_serial FROM zones WHERE name = ?1",
+                [zone],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(s.flatten().map(|v| v as u32))
+    }
+
+    /// Every domain with a zone that is not configured (for `check`).
+    pub fn domains_outside(&self, zones: &[&str]) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT name, zone FROM domains ORDER BY name")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (n, z) = r?;
+            if !zones.contains(&z.as_str()) {
+                out.push(format!("{n} (zone {z})"));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn counts(&self) -> Result<(i64, i64, i64, i64)> {
+        let c = |sql: &str| self.conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+        Ok((
+            c("SELECT count(*) FROM users")?,
+            c("SELECT count(*) FROM domains")?,
+            c("SELECT count(*) FROM tokens")?,
+            c("SELECT count(*) FROM records")?,
+        ))
+    }
+}
+
+impl Directory for Store {
+    fn token_by_hash(&mut self, hash: &[u8; 32]) -> std::result::Result<Option<Token>, String> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT t.id, t.owner, u.email, t.expires, t.allowed_subnets, t.domains, t.family
+                 FROM tokens t JOIN users u ON u.id = t.owner WHERE t.hash = ?1",
+            )
+            .map_err(|e| e.to_string())?;
+        let row = st
+            .query_row([&hash[..]], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            })
+            .optional()
+            .map_err(|e| e.to_string())?;
+        Ok(row.map(
+            |(id, owner, owner_email, expires, subnets, domains, family)| Token {
+                id,
+                owner,
+                owner_email,
+                expires,
+                allowed_subnets: subnets
+                    .split_whitespace()
+                    .filter_map(|s| s.parse().ok())
+                    .collect(),
+                domains: domains.split_whitespace().map(str::to_string).collect(),
+                family: FamilyPolicy::parse(&family).unwrap_or(FamilyPolicy::Both),
+            },
+        ))
+    }
+
+    fn domains_of(&mut self, owner: i64) -> std::result::Result<Vec<Domain>, String> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, name, zone FROM domains WHERE owner = ?1 ORDER BY name")
+            .map_err(|e| e.to_string())?;
+        let rows = st
+            .query_map([owner], |r| {
+                Ok(Domain {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    zone: r.get(2)?,
+                })
+            })
+            .map_err(|e| e.to_string())?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| e.to_string());
+        rows
+    }
+}

@@ -1,0 +1,570 @@
+//! Seed "Determine IP addresses": per address family, which query parameter
+//! decides and what it means (`AddressAction`), and how an action changes a record set.
+
+use super::Query;
+use crate::edge::cidr::{mask, Cidr};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub const BOTH: [Family; 2] = [Family::V4, Family::V6];
+
+    /// The DNS record type that holds this family.
+    pub fn rtype(self) -> &'static str {
+        match self {
+            Family::V4 => "A",
+            Family::V6 => "AAAA",
+        }
+    }
+
+    pub fn of(ip: IpAddr) -> Family {
+        if ip.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
+
+    /// seed: IPv4 from myip, myipv4, ip; IPv6 from myipv6, ipv6, myip, ip — in this order.
+    pub fn parameters(self) -> &'static [&'static str] {
+        match self {
+            Family::V4 => &["myip", "myipv4", "ip"],
+            Family::V6 => &["myipv6", "ipv6", "myip", "ip"],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+}
+
+/// What one family of one name should become: the closed set of outcomes of an
+/// address parameter (after deSEC's dyndns view).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddressAction {
+    /// Exactly these addresses (sorted, no duplicates, never empty).
+    Set(Vec<IpAddr>),
+    /// No records of this family.
+    Delete,
+    /// Leave the records as they are.
+    Preserve,
+    /// Keep each record's host bits, put this network prefix in front.
+    ReplacePrefix { network: IpAddr, len: u8 },
+    /// The connection address lies in a `guard_fallback` range: leave as is.
+    Guard(IpAddr),
+}
+
+impl fmt::Display for AddressAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddressAction::Set(list) => {
+                let l: Vec<String> = list.iter().map(IpAddr::to_string).collect();
+                write!(f, "set {}", l.join(", "))
+            }
+            AddressAction::Delete => f.write_str("delete"),
+            AddressAction::Preserve => f.write_str("preserve"),
+            AddressAction::ReplacePrefix { network, len } => {
+                write!(f, "replace prefix with {network}/{len}")
+            }
+            AddressAction::Guard(ip) => write!(
+                f,
+                "leave as is (connection address {ip} is in guard_fallback)"
+            ),
+        }
+    }
+}
+
+/// Where a family's action came from (for `explain` and logs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActionSource {
+    Parameter(String),
+    Connection,
+    NoAddress,
+    TokenFamilyPolicy,
+    NotNamedForThisName,
+}
+
+impl fmt::Display for ActionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActionSource::Parameter(k) => write!(f, "parameter {k}"),
+            ActionSource::Connection => {
+                f.write_str("the connection's address (no parameter counted)")
+            }
+            ActionSource::NoAddress => {
+                f.write_str("no parameter counted and the connection is of the other family")
+            }
+            ActionSource::TokenFamilyPolicy => f.write_str("the token may not write this family"),
+            ActionSource::NotNamedForThisName => {
+                f.write_str("only named in myipvN:NAME for the other family")
+            }
+        }
+    }
+}
+
+enum Element<'a> {
+    Empty,
+    Preserve,
+    Address(&'a str),
+}
+
+/// SPEC 4.3: what the value of parameter `key` means for `family`; `Ok(None)` when
+/// it does not count for this family (then the next parameter is tried).
+pub fn parse_value(
+    key: &str,
+    value: &str,
+    family: Family,
+) -> Result<Option<AddressAction>, String> {
+    let mut elements = Vec::new();
+    for e in value.split(',').map(str::trim) {
+        let fam = if e.contains(':') {
+            Some(Family::V6)
+        } else if e.contains('.') {
+            Some(Family::V4)
+        } else {
+            None
+        };
+        match (e, fam) {
+            ("", _) => elements.push(Element::Empty),
+            ("preserve", _) => elements.push(Element::Preserve),
+            (_, Some(f)) if f == family => elements.push(Element::Address(e)),
+            // The other family, or neither (`invalid`, `<ipaddr>` placeholders): as if absent.
+            _ => {}
+        }
+    }
+    if elements.is_empty() {
+        return Ok(None);
+    }
+    let addresses: Vec<&str> = elements
+        .iter()
+        .filter_map(|e| match e {
+            Element::Address(a) => Some(*a),
+            _ => None,
+        })
+        .collect();
+    let show = super::hostname::printable;
+    if addresses.is_empty() {
+        let all_empty = elements.iter().all(|e| matches!(e, Element::Empty));
+        let all_preserve = elements.iter().all(|e| matches!(e, Element::Preserve));
+        return match (all_empty, all_preserve) {
+            (true, _) => Ok(Some(AddressAction::Delete)),
+            (_, true) => Ok(Some(AddressAction::Preserve)),
+            _ => Err(format!(
+                "{}: 'preserve' cannot be mixed with empty values",
+                show(key)
+            )),
+        };
+    }
+    if addresses.len() != elements.len() {
+        return Err(format!(
+            "{}: 'preserve' or an empty value cannot be mixed with addresses",
+            show(key)
+        ));
+    }
+    if addresses.iter().any(|a| a.contains('/')) {
+        if addresses.len() > 1 {
+            return Err(format!(
+                "{}: a prefix (addr/len) cannot be combined with other addresses",
+                show(key)
+            ));
+        }
+        let (addr, len) = addresses[0].split_once('/').unwrap_or((addresses[0], ""));
+        let ip = parse_address(key, addr, family)?;
+        let max = if family == Family::V4 { 32 } else { 128 };
+        let len: u8 = len.parse().ok().filter(|l| *l <= max).ok_or_else(|| {
+            format!(
+                "{}: invalid prefix length in '{}' (0 to {max})",
+                show(key),
+                show(addresses[0])
+            )
+        })?;
+        return Ok(Some(AddressAction::ReplacePrefix {
+            network: mask(ip, len),
+            len,
+        }));
+    }
+    let mut list = addresses
+        .iter()
+        .map(|a| parse_address(key, a, family))
+        .collect::<Result<Vec<_>, _>>()?;
+    list.sort();
+    list.dedup();
+    Ok(Some(AddressAction::Set(list)))
+}
+
+fn parse_address(key: &str, text: &str, family: Family) -> Result<IpAddr, String> {
+    let show = super::hostname::printable;
+    let bad = || {
+        format!(
+            "{}: '{}' is not a valid {} address",
+            show(key),
+            show(text),
+            family.name()
+        )
+    };
+    match family {
+        Family::V4 => text.parse::<Ipv4Addr>().map(IpAddr::V4).map_err(|_| bad()),
+        Family::V6 => {
+            let v6 = text.parse::<Ipv6Addr>().map_err(|_| bad())?;
+            if v6.to_ipv4_mapped().is_some() {
+                return Err(format!(
+                    "{}: '{}' is an IPv4-mapped IPv6 address; send the IPv4 address as such",
+                    show(key),
+                    show(text)
+                ));
+            }
+            Ok(IpAddr::V6(v6))
+        }
+    }
+}
+
+/// The general action for `family`: the first counting parameter, else the
+/// connection's address if it is of this family (unless guarded), else delete.
+pub fn family_action(
+    query: &Query,
+    family: Family,
+    peer: IpAddr,
+    guard: &[Cidr],
+) -> Result<(AddressAction, ActionSource), String> {
+    for key in family.parameters() {
+        if let Some(value) = query.get(key) {
+            if let Some(action) = parse_value(key, value, family)? {
+                return Ok((action, ActionSource::Parameter(key.to_string())));
+            }
+        }
+    }
+    let peer = crate::edge::cidr::unmap(peer);
+    if Family::of(peer) != family {
+        return Ok((AddressAction::Delete, ActionSource::NoAddress));
+    }
+    if guard.iter().any(|c| c.contains(peer)) {
+        return Ok((AddressAction::Guard(peer), ActionSource::Connection));
+    }
+    Ok((AddressAction::Set(vec![peer]), ActionSource::Connection))
+}
+
+/// One `myipv4:NAME=` / `myipv6:NAME=` parameter: its names and what it sets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PerName {
+    pub key: String,
+    pub names: Vec<String>,
+    pub family: Family,
+    pub action: AddressAction,
+}
+
+/// SPEC 4.3: every per-name parameter, in query order (later ones win).
+pub fn per_name_parameters(query: &Query) -> Result<Vec<PerName>, super::Refusal> {
+    let mut out = Vec::new();
+    for (key, value) in query.iter() {
+        let (family, names) = if let Some(n) = key.strip_prefix("myipv4:") {
+            (Family::V4, n)
+        } else if let Some(n) = key.strip_prefix("myipv6:") {
+            (Family::V6, n)
+        } else {
+            continue;
+        };
+        let names = match super::hostname::parse_list(names) {
+            Ok(n) => n,
+            Err(super::hostname::HostnameError::Invalid(m)) => {
+                return Err(super::Refusal::BadRequest(format!(
+                    "{}: {m}",
+                    super::hostname::printable(key)
+                )))
+            }
+            Err(super::hostname::HostnameError::NotFound(m)) => {
+                return Err(super::Refusal::NoHost(m.to_string()))
+            }
+        };
+        let action = parse_value(key, value, family)
+            .map_err(super::Refusal::BadRequest)?
+            .ok_or_else(|| {
+                super::Refusal::BadRequest(format!(
+                    "{}: no {} address in '{}'",
+                    super::hostname::printable(key),
+                    family.name(),
+                    super::hostname::printable(value)
+                ))
+            })?;
+        out.push(PerName {
+            key: key.to_string(),
+            names,
+            family,
+            action,
+        });
+    }
+    Ok(out)
+}
+
+/// The record set an action leaves, given the current one (sorted, no duplicates).
+pub fn apply(action: &AddressAction, current: &[IpAddr]) -> Vec<IpAddr> {
+    let mut next = match action {
+        AddressAction::Set(list) => list.clone(),
+        AddressAction::Delete => Vec::new(),
+        AddressAction::Preserve | AddressAction::Guard(_) => current.to_vec(),
+        AddressAction::ReplacePrefix { network, len } => current
+            .iter()
+            .filter_map(|old| match (old, network) {
+                (IpAddr::V4(o), IpAddr::V4(n)) => {
+                    let keep = u32::MAX.checked_shr(u32::from(*len)).unwrap_or(0);
+                    Some(IpAddr::V4((u32::from(*n) | (u32::from(*o) & keep)).into()))
+                }
+                (IpAddr::V6(o), IpAddr::V6(n)) => {
+                    let keep = u128::MAX.checked_shr(u32::from(*len)).unwrap_or(0);
+                    Some(IpAddr::V6(
+                        (u128::from(*n) | (u128::from(*o) & keep)).into(),
+                    ))
+                }
+                _ => None,
+            })
+            .collect(),
+    };
+    next.sort();
+    next.dedup();
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn act(query: &str, family: Family, peer: &str) -> Result<AddressAction, String> {
+        family_action(&Query::parse(query), family, ip(peer), &[]).map(|(a, _)| a)
+    }
+
+    #[test]
+    fn ipv4_parameter_order_is_myip_myipv4_ip() {
+        assert_eq!(
+            act("ip=3.3.3.3&myipv4=2.2.2.2&myip=1.1.1.1", Family::V4, "::1").unwrap(),
+            AddressAction::Set(vec![ip("1.1.1.1")])
+        );
+        assert_eq!(
+            act("ip=3.3.3.3&myipv4=2.2.2.2", Family::V4, "::1").unwrap(),
+            AddressAction::Set(vec![ip("2.2.2.2")])
+        );
+        assert_eq!(
+            act("ip=3.3.3.3", Family::V4, "::1").unwrap(),
+            AddressAction::Set(vec![ip("3.3.3.3")])
+        );
+    }
+
+    #[test]
+    fn ipv6_parameter_order_is_myipv6_ipv6_myip_ip() {
+        let q = "ip=::3&myip=::2&ipv6=::1&myipv6=fd08::1";
+        assert_eq!(
+            act(q, Family::V6, "1.1.1.1").unwrap(),
+            AddressAction::Set(vec![ip("fd08::1")])
+        );
+        assert_eq!(
+            act("ip=::3&myip=::2&ipv6=::1", Family::V6, "1.1.1.1").unwrap(),
+            AddressAction::Set(vec![ip("::1")])
+        );
+        assert_eq!(
+            act("ip=::3&myip=::2", Family::V6, "1.1.1.1").unwrap(),
+            AddressAction::Set(vec![ip("::2")])
+        );
+    }
+
+    #[test]
+    fn parameter_of_other_family_does_not_count() {
+        assert_eq!(
+            act("myip=1.2.3.4&ip=fd08::9", Family::V6, "1.1.1.1").unwrap(),
+            AddressAction::Set(vec![ip("fd08::9")])
+        );
+    }
+
+    #[test]
+    fn connection_address_is_the_fallback() {
+        assert_eq!(
+            act("", Family::V4, "192.0.2.7").unwrap(),
+            AddressAction::Set(vec![ip("192.0.2.7")])
+        );
+        assert_eq!(
+            act("", Family::V6, "192.0.2.7").unwrap(),
+            AddressAction::Delete
+        );
+        assert_eq!(
+            act("", Family::V6, "2001:db8::7").unwrap(),
+            AddressAction::Set(vec![ip("2001:db8::7")])
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_peer_is_ipv4() {
+        assert_eq!(
+            act("", Family::V4, "::ffff:192.0.2.7").unwrap(),
+            AddressAction::Set(vec![ip("192.0.2.7")])
+        );
+        assert_eq!(
+            act("", Family::V6, "::ffff:192.0.2.7").unwrap(),
+            AddressAction::Delete
+        );
+    }
+
+    #[test]
+    fn guarded_connection_address_is_left_alone() {
+        let guard: Vec<Cidr> = vec!["100.64.0.0/10".parse().unwrap()];
+        let (a, _) =
+            family_action(&Query::parse(""), Family::V4, ip("100.64.1.1"), &guard).unwrap();
+        assert_eq!(a, AddressAction::Guard(ip("100.64.1.1")));
+        let (a, _) = family_action(
+            &Query::parse("myip=100.64.1.1"),
+            Family::V4,
+            ip("100.64.1.1"),
+            &guard,
+        )
+        .unwrap();
+        assert_eq!(a, AddressAction::Set(vec![ip("100.64.1.1")]));
+    }
+
+    #[test]
+    fn empty_value_deletes() {
+        assert_eq!(
+            act("myipv4=", Family::V4, "1.1.1.1").unwrap(),
+            AddressAction::Delete
+        );
+        assert_eq!(
+            act("myipv4=,", Family::V4, "1.1.1.1").unwrap(),
+            AddressAction::Delete
+        );
+        assert_eq!(
+            act("myipv6=", Family::V6, "::1").unwrap(),
+            AddressAction::Delete
+        );
+    }
+
+    #[test]
+    fn preserve_keeps() {
+        assert_eq!(
+            act("myip=preserve", Family::V4, "1.1.1.1").unwrap(),
+            AddressAction::Preserve
+        );
+        assert_eq!(
+            act("myip=preserve", Family::V6, "::1").unwrap(),
+            AddressAction::Preserve
+        );
+    }
+
+    #[test]
+    fn comma_list_sets_exactly_those() {
+        assert_eq!(
+            act("myipv4=1.1.1.2, 1.1.1.1,1.1.1.2", Family::V4, "::1").unwrap(),
+            AddressAction::Set(vec![ip("1.1.1.1"), ip("1.1.1.2")])
+        );
+    }
+
+    #[test]
+    fn mixed_list_in_myip_splits_by_family() {
+        let q = "myip=1.2.3.4,fd08::1";
+        assert_eq!(
+            act(q, Family::V4, "::1").unwrap(),
+            AddressAction::Set(vec![ip("1.2.3.4")])
+        );
+        assert_eq!(
+            act(q, Family::V6, "::1").unwrap(),
+            AddressAction::Set(vec![ip("fd08::1")])
+        );
+        let q = "myip=1.2.3.0/24,fd08::1";
+        assert_eq!(
+            act(q, Family::V4, "::1").unwrap(),
+            AddressAction::ReplacePrefix {
+                network: ip("1.2.3.0"),
+                len: 24
+            }
+        );
+        assert_eq!(
+            act(q, Family::V6, "::1").unwrap(),
+            AddressAction::Set(vec![ip("fd08::1")])
+        );
+    }
+
+    #[test]
+    fn placeholders_of_neither_family_are_ignored() {
+        assert_eq!(
+            act("myip=<ipaddr>&ip=2.2.2.2", Family::V4, "::1").unwrap(),
+            AddressAction::Set(vec![ip("2.2.2.2")])
+        );
+        assert_eq!(
+            act("myipv6=invalid", Family::V6, "2001:db8::1").unwrap(),
+            AddressAction::Set(vec![ip("2001:db8::1")])
+        );
+    }
+
+    #[test]
+    fn invalid_address_of_the_family_is_an_error_naming_the_parameter() {
+        let e = act("myipv4=1.2.3.999", Family::V4, "::1").unwrap_err();
+        assert!(e.contains("myipv4") && e.contains("1.2.3.999"), "{e}");
+        assert!(act("myipv6=fd08::zz", Family::V6, "::1").is_err());
+    }
+
+    #[test]
+    fn ipv4_mapped_value_is_an_error() {
+        assert!(act("myipv6=::ffff:1.2.3.4", Family::V6, "::1").is_err());
+    }
+
+    #[test]
+    fn preserve_or_empty_mixed_with_addresses_is_an_error() {
+        assert!(act("myipv4=preserve,1.2.3.4", Family::V4, "::1").is_err());
+        assert!(act("myipv4=1.2.3.4,", Family::V4, "::1").is_err());
+        assert!(act("myipv4=preserve,", Family::V4, "::1").is_err());
+    }
+
+    #[test]
+    fn prefix_with_other_elements_is_an_error() {
+        assert!(act("myipv6=fd08::/64,fd09::1", Family::V6, "::1").is_err());
+    }
+
+    #[test]
+    fn invalid_prefix_length_is_an_error() {
+        assert!(act("myipv4=1.2.3.0/33", Family::V4, "::1").is_err());
+        assert!(act("myipv6=fd08::/129", Family::V6, "::1").is_err());
+        assert!(act("myipv6=fd08::/x", Family::V6, "::1").is_err());
+    }
+
+    #[test]
+    fn prefix_update_keeps_host_bits() {
+        let a = AddressAction::ReplacePrefix {
+            network: ip("2001:db8:1::"),
+            len: 48,
+        };
+        assert_eq!(
+            apply(&a, &[ip("fd00:aaaa:bbbb:cccc::42")]),
+            vec![ip("2001:db8:1:cccc::42")]
+        );
+        let a = AddressAction::ReplacePrefix {
+            network: ip("10.1.0.0"),
+            len: 16,
+        };
+        assert_eq!(
+            apply(&a, &[ip("192.168.7.9"), ip("192.168.7.10")]),
+            vec![ip("10.1.7.9"), ip("10.1.7.10")]
+        );
+        assert_eq!(apply(&a, &[]), Vec::<IpAddr>::new());
+    }
+
+    #[test]
+    fn per_name_parameters_in_query_order() {
+        let q = Query::parse(
+            "myipv4:a.x.example,b.x.example=1.1.1.1&myipv6:b.x.example=&myipv4:b.x.example=2.2.2.2",
+        );
+        let p = per_name_parameters(&q).unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[0].names, ["a.x.example", "b.x.example"]);
+        assert_eq!(p[1].action, AddressAction::Delete);
+        assert_eq!(p[2].action, AddressAction::Set(vec![ip("2.2.2.2")]));
+        assert!(per_name_parameters(&Query::parse("myipv4:a.x.example=fd08::1")).is_err());
+        assert!(per_name_parameters(&Query::parse("myipv4:bad!name=1.1.1.1")).is_err());
+    }
+}

@@ -1,0 +1,300 @@
+//! Seed "Determine Hostname": the five steps that find which names to update,
+//! plus the name syntax (SPEC 4.2) and the "held by the owner" relation.
+
+use super::Query;
+
+/// Which step of the seed gave the names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostnameSource {
+    HostnameParameter,
+    HostIdParameter,
+    BasicUsername,
+    UsernameParameter,
+    OnlyDomain,
+    PerNameParameters,
+}
+
+impl HostnameSource {
+    pub fn describe(self) -> &'static str {
+        match self {
+            HostnameSource::HostnameParameter => "the hostname parameter",
+            HostnameSource::HostIdParameter => "the host_id parameter",
+            HostnameSource::BasicUsername => "the Basic authorization username",
+            HostnameSource::UsernameParameter => "the username parameter",
+            HostnameSource::OnlyDomain => "the owner's only domain",
+            HostnameSource::PerNameParameters => "the myipv4:NAME / myipv6:NAME parameters",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostnameError {
+    /// 400: a name that is not a valid hostname.
+    Invalid(String),
+    /// 404 `nohost`: nothing found, or an empty list element.
+    NotFound(&'static str),
+}
+
+/// Lower-case, trimmed, without trailing dot: the form names are stored in.
+pub fn normalize(name: &str) -> String {
+    let n = name.trim();
+    n.strip_suffix('.').unwrap_or(n).to_ascii_lowercase()
+}
+
+/// SPEC 4.2: at most 253 characters of labels of 1–63 letters, digits, `-` or `_`,
+/// optionally starting with a `*` label. Expects a normalized name.
+pub fn check_syntax(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty hostname".into());
+    }
+    if name.len() > 253 {
+        return Err(format!(
+            "hostname is longer than 253 characters: {}...",
+            &name[..40.min(name.len())]
+        ));
+    }
+    for (i, label) in name.split('.').enumerate() {
+        let ok = if i == 0 && label == "*" {
+            true
+        } else {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !ok {
+            return Err(format!("invalid hostname '{}'", printable(name)));
+        }
+    }
+    Ok(())
+}
+
+/// A name as it may appear in an error body: no control characters, bounded length.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .take(80)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// `name` equals `domain` or lies below it.
+pub fn is_at_or_below(name: &str, domain: &str) -> bool {
+    name == domain
+        || (name.len() > domain.len()
+            && name.ends_with(domain)
+            && name.as_bytes()[name.len() - domain.len() - 1] == b'.')
+}
+
+/// Split a comma list into normalized, syntax-checked names (SPEC 4.2).
+/// Syntax is checked before emptiness matters to the caller (SPEC 9).
+pub fn parse_list(value: &str) -> Result<Vec<String>, HostnameError> {
+    let mut names = Vec::new();
+    let mut empty = false;
+    for element in value.split(',') {
+        let n = normalize(element);
+        if n.is_empty() {
+            empty = true;
+            continue;
+        }
+        check_syntax(&n).map_err(HostnameError::Invalid)?;
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    if empty {
+        return Err(HostnameError::NotFound(
+            "empty element in the hostname list",
+        ));
+    }
+    Ok(names)
+}
+
+/// The seed's steps, first that yields a value. `per_name_given` tells whether
+/// `myipv4:NAME=` parameters name hosts of their own: then the owner's only domain
+/// is not added behind the client's back.
+pub fn determine(
+    query: &Query,
+    basic_username: Option<&str>,
+    owner_domains: &[&str],
+    per_name_given: bool,
+) -> Result<(Vec<String>, Option<HostnameSource>), HostnameError> {
+    // seed: hostname=YES is ignored, some clients send it.
+    if let Some(v) = query
+        .get("hostname")
+        .filter(|v| !v.is_empty() && *v != "YES")
+    {
+        return parse_list(v).map(|n| (n, Some(HostnameSource::HostnameParameter)));
+    }
+    if let Some(v) = query.get("host_id").filter(|v| !v.is_empty()) {
+        return parse_list(v).map(|n| (n, Some(HostnameSource::HostIdParameter)));
+    }
+    if let Some(u) = basic_username.filter(|u| !u.is_empty() && !u.contains('@')) {
+        return parse_list(u).map(|n| (n, Some(HostnameSource::BasicUsername)));
+    }
+    if let Some(u) = query
+        .get("username")
+        .filter(|u| !u.is_empty() && !u.contains('@'))
+    {
+        return parse_list(u).map(|n| (n, Some(HostnameSource::UsernameParameter)));
+    }
+    if per_name_given {
+        return Ok((Vec::new(), None));
+    }
+    match owner_domains {
+        [only] => Ok((vec![only.to_string()], Some(HostnameSource::OnlyDomain))),
+        [] => Err(HostnameError::NotFound("the account has no domain")),
+        _ => Err(HostnameError::NotFound(
+            "no hostname given and the account has several domains",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE: &[&str] = &["alice.dedyn.example"];
+    const TWO: &[&str] = &["alice.dedyn.example", "bob.dedyn.example"];
+
+    fn det(query: &str, basic: Option<&str>, doms: &[&str]) -> Result<Vec<String>, HostnameError> {
+        determine(&Query::parse(query), basic, doms, false).map(|(n, _)| n)
+    }
+
+    #[test]
+    fn hostname_parameter_comes_first() {
+        assert_eq!(
+            det(
+                "hostname=X.dedyn.example.&host_id=y.dedyn.example",
+                Some("z.dedyn.example"),
+                TWO
+            )
+            .unwrap(),
+            ["x.dedyn.example"]
+        );
+    }
+
+    #[test]
+    fn hostname_yes_is_ignored() {
+        assert_eq!(
+            det("hostname=YES&host_id=h.dedyn.example", None, TWO).unwrap(),
+            ["h.dedyn.example"]
+        );
+        assert_eq!(
+            det("hostname=", None, ONE).unwrap(),
+            ["alice.dedyn.example"]
+        );
+    }
+
+    #[test]
+    fn host_id_parameter_is_second() {
+        assert_eq!(
+            det("host_id=h.dedyn.example", Some("b.dedyn.example"), TWO).unwrap(),
+            ["h.dedyn.example"]
+        );
+    }
+
+    #[test]
+    fn basic_username_is_third_unless_email() {
+        assert_eq!(
+            det("username=u.dedyn.example", Some("b.dedyn.example"), TWO).unwrap(),
+            ["b.dedyn.example"]
+        );
+        assert_eq!(
+            det("username=u.dedyn.example", Some("a@b.org"), TWO).unwrap(),
+            ["u.dedyn.example"]
+        );
+        assert_eq!(det("", Some(""), ONE).unwrap(), ["alice.dedyn.example"]);
+    }
+
+    #[test]
+    fn username_parameter_is_fourth_unless_email() {
+        assert_eq!(
+            det("username=u.dedyn.example", None, TWO).unwrap(),
+            ["u.dedyn.example"]
+        );
+        assert_eq!(
+            det("username=a@b.org", None, ONE).unwrap(),
+            ["alice.dedyn.example"]
+        );
+    }
+
+    #[test]
+    fn only_domain_is_last_and_must_be_unambiguous() {
+        assert_eq!(det("", None, ONE).unwrap(), ["alice.dedyn.example"]);
+        assert!(matches!(
+            det("", None, TWO),
+            Err(HostnameError::NotFound(_))
+        ));
+        assert!(matches!(
+            det("", None, &[]),
+            Err(HostnameError::NotFound(_))
+        ));
+        assert_eq!(
+            determine(&Query::parse(""), None, ONE, true).unwrap().0,
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn comma_list_is_trimmed_and_deduplicated() {
+        assert_eq!(
+            det(
+                "hostname=a.dedyn.example, *.A.dedyn.example ,a.dedyn.example",
+                None,
+                ONE
+            )
+            .unwrap(),
+            ["a.dedyn.example", "*.a.dedyn.example"]
+        );
+    }
+
+    #[test]
+    fn empty_list_element_is_nohost() {
+        assert!(matches!(
+            det("hostname=a.dedyn.example,,b.dedyn.example", None, ONE),
+            Err(HostnameError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_name_is_bad_request_even_if_not_held() {
+        assert!(matches!(
+            det("hostname=bad name.example", None, ONE),
+            Err(HostnameError::Invalid(_))
+        ));
+        assert!(matches!(
+            det("hostname=a@b.org", None, ONE),
+            Err(HostnameError::Invalid(_))
+        ));
+        assert!(matches!(
+            det("hostname=a.*.example", None, ONE),
+            Err(HostnameError::Invalid(_))
+        ));
+        assert!(matches!(det("hostname=-", None, ONE), Ok(_)));
+    }
+
+    #[test]
+    fn name_syntax_limits() {
+        assert!(check_syntax(&format!("{}.example", "a".repeat(63))).is_ok());
+        assert!(check_syntax(&format!("{}.example", "a".repeat(64))).is_err());
+        let long = vec!["abcdefghi"; 26].join(".");
+        assert!(long.len() > 253 && check_syntax(&long).is_err());
+        assert!(check_syntax("_dmarc.x.example").is_ok());
+        assert!(check_syntax("a..b").is_err());
+    }
+
+    #[test]
+    fn held_means_equal_or_below() {
+        assert!(is_at_or_below("alice.dedyn.example", "alice.dedyn.example"));
+        assert!(is_at_or_below(
+            "*.alice.dedyn.example",
+            "alice.dedyn.example"
+        ));
+        assert!(!is_at_or_below(
+            "malice.dedyn.example",
+            "alice.dedyn.example"
+        ));
+        assert!(!is_at_or_below("dedyn.example", "alice.dedyn.example"));
+    }
+}
