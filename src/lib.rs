@@ -1,6 +1,11 @@
 //! dedyn-update: a self-hosted dynDNS update server (deSEC's IP update API).
+pub mod admin;
+pub mod clock;
 pub mod config;
 pub mod edge;
+pub mod publish;
 pub mod ratelimit;
+pub mod server;
+pub mod signals;
 pub mod store;
 pub mod update;

@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// A store failure, phrased for the operator (or the admin command's user).
 #[derive(Debug)]
@@ -42,12 +42,7 @@ fn invalid<T>(m: impl Into<String>) -> Result<T> {
     Err(StoreError::Invalid(m.into()))
 }
 
-pub fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now_unix;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -589,6 +584,23 @@ impl Store {
         }
         drop(bump);
         tx.commit()?;
+        Ok(applied)
+    }
+
+    /// What `apply` would do, without writing (`explain`).
+    pub fn dry_run(&mut self, names: &[NamePlan]) -> Result<Applied> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let (mut applied, changes) = Self::compute(&tx, names)?;
+        let mut zones: Vec<String> = changes.iter().map(|(n, _, _)| n.zone.clone()).collect();
+        drop(tx);
+        zones.sort_unstable();
+        zones.dedup();
+        for z in zones {
+            let serial = self.pending_serial(&z)?;
+            applied.serials.push((z, serial));
+        }
         Ok(applied)
     }
 

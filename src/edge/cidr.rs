@@ -60,7 +60,7 @@ impl Cidr {
         self.addr
     }
 
-    pub fn len(&self) -> u8 {
+    pub fn prefix_len(&self) -> u8 {
         self.len
     }
 
@@ -117,7 +117,7 @@ mod tests {
         assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
         assert!(!c.contains("11.0.0.1".parse().unwrap()));
         let h: Cidr = "2001:db8::1".parse().unwrap();
-        assert_eq!(h.len(), 128);
+        assert_eq!(h.prefix_len(), 128);
         assert!(h.contains("2001:db8::1".parse().unwrap()));
         assert!(!h.contains("2001:db8::2".parse().unwrap()));
         assert!("1.2.3.4/33".parse::<Cidr>().is_err());

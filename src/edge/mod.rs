@@ -63,3 +63,4 @@ pub struct EdgeSettings {
     pub max_head_bytes: usize,
 }
 pub mod cidr;
+pub mod simple;

@@ -271,7 +271,7 @@ mod tests {
             det("hostname=a.*.example", None, ONE),
             Err(HostnameError::Invalid(_))
         ));
-        assert!(matches!(det("hostname=-", None, ONE), Ok(_)));
+        assert!(det("hostname=-", None, ONE).is_ok());
     }
 
     #[test]

@@ -1,0 +1,511 @@
+//! The administrative subcommands (SPEC 2): users, domains, tokens, records, zone
+//! rendering, `check`, and the request inspector `explain` — all over the store.
+
+use crate::config::Config;
+use crate::edge::cidr::Cidr;
+use crate::edge::ConnInfo;
+use crate::store::{NewToken, Store, StoreError};
+use crate::update::{self, hostname, FamilyPolicy};
+use std::io::Write;
+use std::net::IpAddr;
+
+/// A command's failure: the one-line message and the exit code.
+pub struct Failure {
+    pub message: String,
+    pub code: i32,
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure {
+            message: e.to_string(),
+            code: 1,
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure { message, code: 1 }
+    }
+}
+
+pub fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        code: 2,
+    }
+}
+
+type Out = Result<(), Failure>;
+
+/// Parsed `--flag value` options and positional arguments of one command.
+pub struct Args {
+    pub positional: Vec<String>,
+    pub options: Vec<(String, String)>,
+}
+
+impl Args {
+    /// `with_value`: flags that take a value. Anything else starting with `--` is an error.
+    pub fn parse(raw: &[String], with_value: &[&str]) -> Result<Args, Failure> {
+        let mut positional = Vec::new();
+        let mut options = Vec::new();
+        let mut it = raw.iter();
+        while let Some(a) = it.next() {
+            if let Some(flag) = a.strip_prefix("--") {
+                let (name, inline) = match flag.split_once('=') {
+                    Some((n, v)) => (n, Some(v.to_string())),
+                    None => (flag, None),
+                };
+                if !with_value.contains(&name) {
+                    return Err(usage(format!("unknown option --{name}")));
+                }
+                let value = match inline {
+                    Some(v) => v,
+                    None => it
+                        .next()
+                        .cloned()
+                        .ok_or_else(|| usage(format!("--{name} needs a value")))?,
+                };
+                options.push((name.to_string(), value));
+            } else {
+                positional.push(a.clone());
+            }
+        }
+        Ok(Args {
+            positional,
+            options,
+        })
+    }
+
+    pub fn one(&self, name: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.options
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// Exactly `n` positional arguments, else a usage error naming `what`.
+    pub fn exactly(&self, n: usize, what: &str) -> Result<&[String], Failure> {
+        if self.positional.len() != n {
+            return Err(usage(format!("expected {what}")));
+        }
+        Ok(&self.positional)
+    }
+}
+
+fn open(config: &Config) -> Result<Store, Failure> {
+    let mut s = Store::open(&config.database.path, &config.database.synchronous)?;
+    let zones: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
+    s.ensure_zones(&zones)?;
+    Ok(s)
+}
+
+fn print_lines(lines: impl IntoIterator<Item = String>) {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for l in lines {
+        if writeln!(out, "{l}").is_err() {
+            return; // a closed pipe (| head) is not an error
+        }
+    }
+}
+
+pub fn user(config: &Config, args: &[String]) -> Out {
+    let a = Args::parse(args, &[])?;
+    match a.positional.first().map(String::as_str) {
+        Some("add") => {
+            let p = a.exactly(2, "user add EMAIL")?;
+            open(config)?.add_user(&p[1])?;
+        }
+        Some("list") => {
+            a.exactly(1, "user list")?;
+            print_lines(open(config)?.list_users()?);
+        }
+        Some("remove") => {
+            let p = a.exactly(2, "user remove EMAIL")?;
+            open(config)?.remove_user(&p[1])?;
+        }
+        _ => return Err(usage("expected user add|list|remove")),
+    }
+    Ok(())
+}
+
+/// Normalize a domain name and find the configured zone it lies strictly below.
+fn domain_in_zone<'c>(config: &'c Config, raw: &str) -> Result<(String, &'c str), Failure> {
+    let name = hostname::normalize(raw);
+    hostname::check_syntax(&name).map_err(Failure::from)?;
+    let zone = config.zone_for(&name).ok_or_else(|| {
+        let zones: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
+        Failure::from(format!(
+            "{name} does not lie below a configured zone ({})",
+            zones.join(", ")
+        ))
+    })?;
+    Ok((name, zone.name.as_str()))
+}
+
+pub fn domain(config: &Config, args: &[String]) -> Out {
+    let a = Args::parse(args, &["owner"])?;
+    match a.positional.first().map(String::as_str) {
+        Some("add") => {
+            let p = a.exactly(2, "domain add NAME --owner EMAIL")?;
+            let owner = a
+                .one("owner")
+                .ok_or_else(|| usage("domain add needs --owner EMAIL"))?;
+            let (name, zone) = domain_in_zone(config, &p[1])?;
+            open(config)?.add_domain(&name, zone, owner)?;
+        }
+        Some("list") => {
+            a.exactly(1, "domain list [--owner EMAIL]")?;
+            print_lines(
+                open(config)?
+                    .list_domains(a.one("owner"))?
+                    .into_iter()
+                    .map(|(n, _)| n),
+            );
+        }
+        Some("remove") => {
+            let p = a.exactly(2, "domain remove NAME")?;
+            open(config)?.remove_domain(&hostname::normalize(&p[1]))?;
+        }
+        _ => return Err(usage("expected domain add|list|remove")),
+    }
+    Ok(())
+}
+
+pub fn token(config: &Config, args: &[String]) -> Out {
+    let a = Args::parse(
+        args,
+        &[
+            "owner",
+            "name",
+            "allowed-subnet",
+            "expires-in",
+            "domain",
+            "family",
+        ],
+    )?;
+    match a.positional.first().map(String::as_str) {
+        Some("add") => {
+            a.exactly(1, "token add --owner EMAIL [options]")?;
+            let owner = a
+                .one("owner")
+                .ok_or_else(|| usage("token add needs --owner EMAIL"))?;
+            let allowed_subnets = a
+                .all("allowed-subnet")
+                .iter()
+                .map(|s| {
+                    s.parse::<Cidr>()
+                        .map_err(|e| Failure::from(format!("--allowed-subnet: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let expires_in = a
+                .one("expires-in")
+                .map(|s| {
+                    s.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+                        Failure::from(format!("--expires-in: '{s}' is not a number of seconds"))
+                    })
+                })
+                .transpose()?;
+            let domains = a
+                .all("domain")
+                .iter()
+                .map(|d| {
+                    let n = hostname::normalize(d);
+                    hostname::check_syntax(&n)
+                        .map(|_| n)
+                        .map_err(|e| Failure::from(format!("--domain: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let family = a
+                .one("family")
+                .map(|f| {
+                    FamilyPolicy::parse(f).ok_or_else(|| {
+                        Failure::from(format!("--family: '{f}' is not v4, v6 or both"))
+                    })
+                })
+                .transpose()?;
+            let name = a.one("name").unwrap_or("").to_string();
+            let t = NewToken {
+                name,
+                allowed_subnets,
+                expires_in,
+                domains,
+                family,
+            };
+            let (_, secret) = open(config)?.add_token(owner, &t)?;
+            print_lines([secret]);
+        }
+        Some("list") => {
+            a.exactly(1, "token list [--owner EMAIL]")?;
+            let time = |t: Option<i64>| t.map_or("never".to_string(), crate::clock::rfc3339);
+            print_lines(open(config)?.list_tokens(a.one("owner"))?.into_iter().map(|t| {
+                format!(
+                    "{}\towner={}\tname={}\tcreated={}\tlast_used={}\texpires={}\tsubnets={}\tdomains={}\tfamily={}",
+                    t.id,
+                    t.owner,
+                    t.name,
+                    crate::clock::rfc3339(t.created),
+                    time(t.last_used),
+                    time(t.expires),
+                    if t.allowed_subnets.is_empty() { "any".into() } else { t.allowed_subnets.replace(' ', ",") },
+                    if t.domains.is_empty() { "all".into() } else { t.domains.replace(' ', ",") },
+                    t.family
+                )
+            }));
+        }
+        Some("revoke") => {
+            let p = a.exactly(2, "token revoke ID")?;
+            let id: i64 = p[1]
+                .parse()
+                .map_err(|_| Failure::from(format!("'{}' is not a token id", p[1])))?;
+            open(config)?.revoke_token(id)?;
+        }
+        _ => return Err(usage("expected token add|list|revoke")),
+    }
+    Ok(())
+}
+
+/// The domain that holds `name`, or an error saying nobody does.
+fn held(store: &Store, raw: &str) -> Result<(String, update::Domain), Failure> {
+    let name = hostname::normalize(raw);
+    hostname::check_syntax(&name).map_err(Failure::from)?;
+    let d = store
+        .domain_holding(&name)?
+        .ok_or_else(|| Failure::from(format!("{name} is not a registered name")))?;
+    Ok((name, d))
+}
+
+pub fn records(config: &Config, args: &[String]) -> Out {
+    let a = Args::parse(args, &[])?;
+    let p = a.exactly(1, "records NAME")?;
+    let store = open(config)?;
+    let (name, d) = held(&store, &p[0])?;
+    print_lines(
+        store
+            .records(&d.zone, &name)?
+            .into_iter()
+            .map(|ip| match ip {
+                IpAddr::V4(v) => format!("A {v}"),
+                IpAddr::V6(v) => format!("AAAA {v}"),
+            }),
+    );
+    Ok(())
+}
+
+pub fn zone(config: &Config, args: &[String]) -> Out {
+    let a = Args::parse(args, &[])?;
+    let p = a.exactly(2, "zone render ZONE")?;
+    if p[0] != "render" {
+        return Err(usage("expected zone render ZONE"));
+    }
+    let name = hostname::normalize(&p[1]);
+    let zone = config
+        .zone(&name)
+        .ok_or_else(|| Failure::from(format!("{name} is not a configured zone")))?;
+    let include = match &zone.include {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("include file {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let snap = open(config)?.preview(&name)?;
+    let mut text = Vec::new();
+    crate::publish::zone::render(
+        zone,
+        config.dns.ttl,
+        snap.serial,
+        include.as_deref(),
+        &snap.records,
+        &mut text,
+    );
+    let _ = std::io::stdout().write_all(&text);
+    Ok(())
+}
+
+/// `check`: the config is already valid when we get here; look at the database,
+/// the zone files' directories and the include files.
+pub fn check(config: &Config) -> Out {
+    let mut problems = Vec::new();
+    let store = open(config)?;
+    let qc = store.quick_check()?;
+    if qc != "ok" {
+        problems.push(format!(
+            "database {}: integrity check says {qc}",
+            config.database.path.display()
+        ));
+    }
+    let zones: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
+    for d in store.domains_outside(&zones)? {
+        problems.push(format!(
+            "domain {d} is not below any configured zone: it cannot be updated or published"
+        ));
+    }
+    for z in &config.zones {
+        if let Some(inc) = &z.include {
+            if let Err(e) = std::fs::read_to_string(inc) {
+                problems.push(format!(
+                    "zone {}: include file {}: {e}",
+                    z.name,
+                    inc.display()
+                ));
+            }
+        }
+        let dir = z
+            .file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if std::fs::create_dir_all(dir).is_err()
+            || std::fs::metadata(dir)
+                .map(|m| m.permissions().readonly())
+                .unwrap_or(true)
+        {
+            problems.push(format!(
+                "zone {}: directory {} is not writable",
+                z.name,
+                dir.display()
+            ));
+        }
+    }
+    if !config.server.https_listen.is_empty() {
+        for p in [&config.server.tls_cert, &config.server.tls_key] {
+            if let Err(e) = std::fs::metadata(p) {
+                problems.push(format!("server.tls_cert/tls_key: {}: {e}", p.display()));
+            }
+        }
+    }
+    let (users, domains, tokens, records) = store.counts()?;
+    let source = config
+        .source
+        .as_ref()
+        .map_or("built-in defaults".to_string(), |p| p.display().to_string());
+    if !problems.is_empty() {
+        return Err(Failure::from(problems.join("; ")));
+    }
+    print_lines([
+        format!("config: {source}: ok"),
+        format!(
+            "database: {} (schema {}): ok",
+            config.database.path.display(),
+            store.schema_version()?
+        ),
+        format!("{users} users, {domains} domains, {tokens} tokens, {records} records"),
+        format!("zones: {}", zones.join(", ")),
+    ]);
+    Ok(())
+}
+
+/// `explain URL [--header 'Name: value']... [--peer ADDR]`: the whole pipeline
+/// without writing, step by step. Exit 0 when it would succeed, 1 when refused.
+pub fn explain(config: &Config, args: &[String]) -> Out {
+    let a = Args::parse(args, &["header", "peer"])?;
+    let p = a.exactly(1, "explain 'URL' [--header 'Name: value']... [--peer ADDR]")?;
+    let peer: IpAddr = a
+        .one("peer")
+        .unwrap_or("127.0.0.1")
+        .parse()
+        .map_err(|_| usage("--peer: not an IP address"))?;
+    let url = p[0].as_str();
+    let tls = url.starts_with("https://");
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for h in a.all("header") {
+        let (k, v) = h
+            .split_once(':')
+            .ok_or_else(|| usage(format!("--header '{h}': expected 'Name: value'")))?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let host = url
+        .split_once("://")
+        .map(|(_, r)| r.split(['/', '?']).next().unwrap_or(""));
+    let target = match url.split_once("://") {
+        Some((_, rest)) => rest.find(['/', '?']).map_or("/".to_string(), |i| {
+            let t = &rest[i..];
+            if t.starts_with('?') {
+                format!("/{t}")
+            } else {
+                t.to_string()
+            }
+        }),
+        None => url.to_string(),
+    };
+    let mut lines = vec![format!(
+        "request: GET {target} from {peer}{}",
+        if tls { " over TLS" } else { "" }
+    )];
+    let store = &mut open(config)?;
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let req = update::Request {
+        method: "GET",
+        path,
+        query: update::Query::parse(query),
+        authorization: header("Authorization"),
+        client: crate::server::client_address(
+            peer,
+            header("X-Forwarded-For"),
+            &config.server.trusted_proxies,
+        ),
+        tls,
+    };
+    let _ = (
+        host,
+        ConnInfo {
+            peer: std::net::SocketAddr::new(peer, 0),
+            tls,
+        },
+    );
+    match update::plan(&req, store, config, crate::clock::now_unix()) {
+        Ok(plan) => {
+            lines.extend(plan.trace.iter().map(|t| format!("  {t}")));
+            let applied = store.dry_run(&plan.names)?;
+            for (name, out) in &applied.outcomes {
+                lines.push(format!(
+                    "  result {name}: A {}, AAAA {}",
+                    out[0].as_str(),
+                    out[1].as_str()
+                ));
+            }
+            lines.push(format!(
+                "would answer: 200 good{}",
+                if applied.changed() {
+                    " (and publish)"
+                } else {
+                    " (nothing changes)"
+                }
+            ));
+            print_lines(lines);
+            Ok(())
+        }
+        Err(r) => {
+            lines.push(format!("  refused: {r}"));
+            lines.push(format!(
+                "would answer: {} {}",
+                r.status(),
+                r.body().trim_end()
+            ));
+            print_lines(lines);
+            Err(Failure {
+                message: String::new(),
+                code: 1,
+            })
+        }
+    }
+}
