@@ -5,5 +5,6 @@
 //! Not every test uses every helper, hence the blanket `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod ddclient;
 pub mod ns;
 pub mod proc;
