@@ -8,3 +8,4 @@
 pub mod ddclient;
 pub mod ns;
 pub mod proc;
+pub mod server;
