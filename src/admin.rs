@@ -3,7 +3,6 @@
 
 use crate::config::Config;
 use crate::edge::cidr::Cidr;
-use crate::edge::ConnInfo;
 use crate::store::{NewToken, Store, StoreError};
 use crate::update::{self, hostname, FamilyPolicy};
 use std::io::Write;
@@ -433,9 +432,6 @@ pub fn explain(config: &Config, args: &[String]) -> Out {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     };
-    let host = url
-        .split_once("://")
-        .map(|(_, r)| r.split(['/', '?']).next().unwrap_or(""));
     let target = match url.split_once("://") {
         Some((_, rest)) => rest.find(['/', '?']).map_or("/".to_string(), |i| {
             let t = &rest[i..];
@@ -465,13 +461,6 @@ pub fn explain(config: &Config, args: &[String]) -> Out {
         ),
         tls,
     };
-    let _ = (
-        host,
-        ConnInfo {
-            peer: std::net::SocketAddr::new(peer, 0),
-            tls,
-        },
-    );
     match update::plan(&req, store, config, crate::clock::now_unix()) {
         Ok(plan) => {
             lines.extend(plan.trace.iter().map(|t| format!("  {t}")));
@@ -508,4 +497,77 @@ pub fn explain(config: &Config, args: &[String]) -> Out {
             })
         }
     }
+}
+
+/// `status NAME`: the stored records, the serial that contains them, and what the
+/// local nameserver (`[dns] verify_server`) answers right now.
+pub fn status(config: &Config, args: &[String]) -> Out {
+    let a = Args::parse(args, &[])?;
+    let p = a.exactly(1, "status NAME")?;
+    let store = open(config)?;
+    let (name, d) = held(&store, &p[0])?;
+    let stored = store.records(&d.zone, &name)?;
+    let mut lines = vec![format!("name: {name} (domain {}, zone {})", d.name, d.zone)];
+    if stored.is_empty() {
+        lines.push("stored: no A/AAAA records".into());
+    }
+    for ip in &stored {
+        lines.push(format!(
+            "stored: {} {ip}",
+            if ip.is_ipv4() { "A" } else { "AAAA" }
+        ));
+    }
+    let published = store.published_serial(&d.zone)?;
+    let dirty = store.dirty_zones()?.contains(&d.zone);
+    let containing = if dirty {
+        store.pending_serial(&d.zone)?
+    } else {
+        published.unwrap_or(0)
+    };
+    lines.push(match (dirty, published) {
+        (false, Some(s)) => format!("serial: {s} (published)"),
+        _ => format!("serial: {containing} (pending publication)"),
+    });
+    match config.dns.verify_server {
+        None => lines.push("nameserver: not checked (set [dns] verify_server)".into()),
+        Some(server) => {
+            let t = std::time::Duration::from_secs(2);
+            let soa = crate::dnsquery::query(server, &d.zone, crate::dnsquery::SOA, t);
+            let v4 = crate::dnsquery::query(server, &name, crate::dnsquery::A, t);
+            let v6 = crate::dnsquery::query(server, &name, crate::dnsquery::AAAA, t);
+            match (soa, v4, v6) {
+                (Ok(soa), Ok(v4), Ok(v6)) => {
+                    let mut served: Vec<IpAddr> =
+                        v4.addresses.into_iter().chain(v6.addresses).collect();
+                    served.sort();
+                    let list: Vec<String> = served.iter().map(IpAddr::to_string).collect();
+                    let serial = soa.soa_serial.map_or("none".to_string(), |s| s.to_string());
+                    lines.push(format!(
+                        "nameserver {server}: serial {serial}, answers [{}]",
+                        list.join(", ")
+                    ));
+                    let up_to_date = served == stored
+                        && soa
+                            .soa_serial
+                            .is_some_and(|s| s >= containing || containing == 0);
+                    lines.push(if up_to_date {
+                        "served".into()
+                    } else {
+                        "not yet served".into()
+                    });
+                }
+                (soa, v4, v6) => {
+                    let e = [soa.err(), v4.err(), v6.err()]
+                        .into_iter()
+                        .flatten()
+                        .next()
+                        .unwrap_or_default();
+                    lines.push(format!("nameserver {server}: {e}"));
+                    lines.push("not yet served".into());
+                }
+            }
+        }
+    }
+    print_lines(lines);
+    Ok(())
 }

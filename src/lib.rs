@@ -2,6 +2,7 @@
 pub mod admin;
 pub mod clock;
 pub mod config;
+pub mod dnsquery;
 pub mod edge;
 pub mod publish;
 pub mod ratelimit;

@@ -24,6 +24,7 @@ commands:
   records NAME                           show the A/AAAA records stored for NAME
   zone render ZONE                       print the zone file as it would be published now
   check                                  validate the config file and the database
+  status NAME                            stored records, their serial, what the nameserver serves
   explain 'URL' [--header 'Name: value']... [--peer ADDR]
                                          run an update request without writing, step by step
 
@@ -38,6 +39,7 @@ fn command_help(cmd: &str) -> Option<&'static str> {
         "records" => "usage: dedyn-update records NAME\nPrints 'A addr' / 'AAAA addr' lines, A first, in numeric order.",
         "zone" => "usage: dedyn-update zone render ZONE\nPrints the zone file with the serial it would carry.",
         "check" => "usage: dedyn-update check\nValidates the config file and the database; exits non-zero naming each problem.",
+        "status" => "usage: dedyn-update status NAME\nPrints the stored records, the serial that contains them, and (with [dns] verify_server)\nwhat the nameserver answers now, ending with 'served' or 'not yet served'.",
         "explain" => "usage: dedyn-update explain 'URL' [--header 'Name: value']... [--peer ADDR]\nRuns the update pipeline without writing and prints which rule decided what.\nExit 0: the request would succeed; 1: it would be refused. --peer defaults to 127.0.0.1.",
         _ => return None,
     })
@@ -127,6 +129,7 @@ fn run(mut args: Vec<String>) -> Result<(), Failure> {
             admin::check(&config)
         }
         "explain" => admin::explain(&config, rest),
+        "status" => admin::status(&config, rest),
         other => Err(usage(format!(
             "unknown command '{other}' (see dedyn-update --help)"
         ))),
