@@ -73,12 +73,20 @@ impl Server {
         } else {
             setup.rate_limit.clone()
         };
+        // A short publish delay keeps tests fast, unless the test sets its own.
+        let mut dns = setup.dns.clone();
+        if !dns
+            .iter()
+            .any(|l| l.trim_start().starts_with("publish_delay_ms"))
+        {
+            dns.push("publish_delay_ms = 50".to_string());
+        }
         let text = format!(
-            "[server]\nhttp_listen = [{}]\nworkers = 4\n{}\n\n[database]\npath = \"{}\"\n\n[dns]\npublish_delay_ms = 50\n{}\n\n{}\n[rate_limit]\n{}\n",
+            "[server]\nhttp_listen = [{}]\nworkers = 4\n{}\n\n[database]\npath = \"{}\"\n\n[dns]\n{}\n\n{}\n[rate_limit]\n{}\n",
             listen.join(", "),
             setup.server.join("\n"),
             d.join("db.sqlite3").display(),
-            setup.dns.join("\n"),
+            dns.join("\n"),
             zones,
             rate_limit.join("\n")
         );
@@ -147,6 +155,15 @@ impl Server {
         self.dir.path().join("zones/dedyn.example.zone")
     }
 
+    /// The published `dedyn.example` zone file as text (empty before the first publication).
+    pub fn zone_text(&self) -> String {
+        read(&self.zone_file())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("db.sqlite3")
+    }
+
     /// Send SIGTERM and wait for a graceful exit; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
@@ -178,20 +195,9 @@ impl Server {
 
     /// Run the CLI against this server's config.
     pub fn cli(&self, args: &[&str]) -> CliOutput {
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run dedyn-update");
-        CliOutput {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        let mut all = vec!["--config", self.config.to_str().expect("UTF-8 temp path")];
+        all.extend_from_slice(args);
+        cli_in(self.dir.path(), &all, &[])
     }
 
     /// Run the CLI, insisting on success; returns stdout.
@@ -248,6 +254,25 @@ impl Drop for Server {
     }
 }
 
+/// Run the binary in `dir` with exactly `args` and `env` (no `--config` added;
+/// `DEDYN_UPDATE_CONFIG` is only set when `env` says so).
+pub fn cli_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DEDYN_UPDATE_CONFIG")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dedyn-update");
+    CliOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 pub struct CliOutput {
     pub code: i32,
     pub stdout: String,
@@ -268,6 +293,11 @@ impl Response {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// The value of an `Authorization: Token` header.
+pub fn token(secret: &str) -> String {
+    format!("Token {secret}")
 }
 
 pub fn basic(user: &str, secret: &str) -> String {
@@ -315,4 +345,13 @@ pub fn parse_response(raw: &[u8]) -> Option<Response> {
 
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The SOA serial of a rendered zone file, if it has one.
+pub fn soa_serial(zone_text: &str) -> Option<u32> {
+    zone_text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let i = f.iter().position(|w| *w == "SOA")?;
+        f.get(i + 3)?.parse().ok()
+    })
 }
