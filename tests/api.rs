@@ -1375,3 +1375,115 @@ fn keep_alive_connection_answers_one_request_after_another() {
     assert_wire_rules(&second, false);
     assert_eq!(s.records(ALICE), ["A 2.2.2.2"]);
 }
+
+// ---- SPEC 4.1, 4.4, 9: rate limits ----
+
+fn limits(dyndns: &str, failed_auth: &str) -> Setup {
+    Setup {
+        rate_limit: vec![
+            format!("dyndns_per_domain = \"{dyndns}\""),
+            format!("failed_auth_per_ip = \"{failed_auth}\""),
+        ],
+        ..Setup::default()
+    }
+}
+
+#[track_caller]
+fn assert_rate_limited(r: &Response, max_secs: u64) {
+    assert_eq!(r.status, 429, "{r:?}");
+    let secs: u64 = r
+        .header("Retry-After")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("Retry-After in seconds: {r:?}"));
+    assert!((1..=max_secs).contains(&secs), "{r:?}");
+    assert!(r.body.contains(&secs.to_string()), "body says when: {r:?}");
+    assert_wire_rules(r, false);
+}
+
+#[test]
+fn updates_beyond_the_domain_rate_are_429_with_retry_after() {
+    let (s, tok) = alice_with(limits("2/120s", ""));
+    let bob = s.provision("bob@example.org", "bob.dedyn.example");
+    assert_good(&tget(&s, "/?myipv4=1.1.1.1", &tok));
+    // a name below the domain counts for the domain
+    assert_good(&tget(
+        &s,
+        "/?hostname=www.alice.dedyn.example&myipv4=2.2.2.2",
+        &tok,
+    ));
+    let r = tget(&s, "/?myipv4=3.3.3.3", &tok);
+    assert_rate_limited(&r, 120);
+    assert_eq!(s.records(ALICE), ["A 1.1.1.1"]);
+    // another registered domain has its own budget
+    assert_good(&tget(&s, "/?myipv4=4.4.4.4", &bob));
+}
+
+#[test]
+fn failed_authentications_lock_the_address_out() {
+    let (s, tok) = alice_with(limits("", "3/60s"));
+    // requests without credentials (clients waiting for the challenge) do not count
+    for _ in 0..5 {
+        assert_refused(&s.get("/?myipv4=9.9.9.9", &[]), 401, "badauth");
+    }
+    assert_good(&tget(&s, "/?myipv4=1.1.1.1", &tok));
+    // presented-and-failed credentials count, also unparsable ones and a lone username
+    assert_refused(&tget(&s, "/", "wrong-token"), 401, "badauth");
+    assert_refused(
+        &s.get("/", &[("Authorization", "Bearer nonsense")]),
+        401,
+        "badauth",
+    );
+    assert_refused(&s.get(&format!("/?username={ALICE}"), &[]), 401, "badauth");
+    let r = tget(&s, "/?myipv4=2.2.2.2", &tok);
+    assert_rate_limited(&r, 60);
+    assert_eq!(s.records(ALICE), ["A 1.1.1.1"]);
+    // the lockout is per client address: [::1] is someone else
+    assert_good(&s.get6("/?myipv4=3.3.3.3", &[("Authorization", &token(&tok))]));
+}
+
+// ---- SPEC 8, 9: checkip ----
+
+#[test]
+fn checkip_host_gets_the_client_address_without_authentication() {
+    let s = Server::start_with(Setup {
+        server: vec!["checkip_hosts = [\"checkip.dedyn.example\"]".into()],
+        ..Setup::default()
+    });
+    // Host matched case-insensitively, port ignored
+    for host in ["checkip.dedyn.example", "CheckIP.Dedyn.Example:8080"] {
+        let r = s.get("/", &[("Host", host)]);
+        assert_eq!((r.status, r.body.as_str()), (200, "127.0.0.1"), "{r:?}");
+        assert!(
+            r.header("Content-Type")
+                .is_some_and(|v| v.starts_with("text/plain")),
+            "{r:?}"
+        );
+        assert_wire_rules(&r, false);
+    }
+    let r = s.get6("/", &[("Host", "checkip.dedyn.example")]);
+    assert_eq!((r.status, r.body.as_str()), (200, "::1"), "{r:?}");
+    // any other Host is an update request
+    assert_refused(
+        &s.get("/", &[("Host", "update.dedyn.example")]),
+        401,
+        "badauth",
+    );
+}
+
+#[test]
+fn checkip_is_rate_limited_per_address() {
+    let s = Server::start_with(Setup {
+        server: vec!["checkip_hosts = [\"checkip.dedyn.example\"]".into()],
+        rate_limit: vec![
+            "dyndns_per_domain = \"\"".into(),
+            "failed_auth_per_ip = \"\"".into(),
+            "checkip_per_ip = \"2/60s\"".into(),
+        ],
+        ..Setup::default()
+    });
+    let h = [("Host", "checkip.dedyn.example")];
+    assert_eq!(s.get("/", &h).status, 200);
+    assert_eq!(s.get("/", &h).status, 200);
+    assert_rate_limited(&s.get("/", &h), 60);
+    assert_eq!(s.get6("/", &h).status, 200);
+}

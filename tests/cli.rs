@@ -808,3 +808,21 @@ fn explain_predicts_what_the_server_does_for_the_seed_examples() {
     }
     assert_eq!(s.records(ALICE), ["A 1.2.3.4", "AAAA fd08::1234"]);
 }
+
+// ---- status (SPEC 8) ----
+
+#[test]
+#[ignore = "SPEC 8 `dedyn-update status NAME` is not implemented: main.rs has no such command"]
+fn status_prints_records_and_the_serial_that_contains_them() {
+    let s = Server::start();
+    let tok = s.provision(EMAIL, ALICE);
+    let r = tget(&s, "/?myipv4=1.2.3.4&myipv6=", &tok);
+    assert_good(&r);
+    let serial = r.header("X-Zone-Serial").expect("a receipt").to_string();
+    s.wait_until("the publication", PUBLISHED, || {
+        s.zone_text().contains("IN A 1.2.3.4")
+    });
+    let out = s.cli_ok(&["status", ALICE]);
+    assert!(out.contains("A 1.2.3.4"), "{out}");
+    assert!(out.contains(&serial), "{out}");
+}
