@@ -44,7 +44,22 @@ impl Server {
         Server::start_with(Setup::default())
     }
 
+    /// Start with `setup`. The ports are free when chosen but may be taken by a
+    /// parallel test before the server binds them: then start over on new ports.
     pub fn start_with(setup: Setup) -> Server {
+        for _ in 0..10 {
+            let mut s = Server::configure(&setup);
+            match s.try_spawn() {
+                Ok(()) => return s,
+                Err(log) if log.contains("cannot listen on") => continue,
+                Err(log) => panic!("dedyn-update exited at start:\n{log}"),
+            }
+        }
+        panic!("no free loopback ports after 10 attempts");
+    }
+
+    /// A temp dir with a config on freshly chosen ports; not started yet.
+    fn configure(setup: &Setup) -> Server {
         let dir = TempDir::new("srv");
         let http = free_tcp("127.0.0.1").expect("a free IPv4 loopback port");
         let http6 = if setup.no_ipv6 { None } else { free_tcp("::1") };
@@ -92,19 +107,27 @@ impl Server {
         );
         let config = d.join("config.toml");
         std::fs::write(&config, text).unwrap();
-        let mut s = Server {
+        Server {
             dir,
             config,
             http,
             http6,
             child: None,
-        };
-        s.spawn();
-        s
+        }
     }
 
-    /// Start the process and wait (with a deadline) until it accepts connections.
+    /// Start the process (again, on the same ports and files) and wait until it listens.
     pub fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("dedyn-update exited at start:\n{log}");
+        }
+    }
+
+    /// Start the process and wait (with a deadline) until its log says it listens on
+    /// every configured address — a successful connect alone could reach another
+    /// test's server that took the same port. Err(log of this start) if it exits.
+    fn try_spawn(&mut self) -> Result<(), String> {
+        let offset = self.log().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -122,20 +145,26 @@ impl Server {
             .spawn()
             .expect("start dedyn-update serve");
         self.child = Some(child);
+        let wanted: Vec<String> = std::iter::once(self.http)
+            .chain(self.http6)
+            .map(|a| format!("listening on http://{a}"))
+            .collect();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if TcpStream::connect_timeout(&self.http, Duration::from_millis(200)).is_ok() {
-                return;
+            let log = self.log();
+            let this_start = log.get(offset..).unwrap_or_default();
+            if wanted.iter().all(|w| this_start.contains(w.as_str())) {
+                return Ok(());
             }
-            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("dedyn-update exited at start ({st}):\n{}", self.log());
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return Err(self.log().get(offset..).unwrap_or_default().to_string());
             }
             assert!(
                 Instant::now() < deadline,
-                "dedyn-update did not start listening:\n{}",
-                self.log()
+                "dedyn-update did not start listening:\n{log}"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
