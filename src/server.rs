@@ -9,6 +9,7 @@ use crate::ratelimit::Limiter;
 use crate::store::{now_unix, Applied, Store};
 use crate::update::{self, address::Family, Query, Refusal, ZonePolicy};
 use log::{error, info, warn};
+use std::io::Write;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -350,7 +351,16 @@ impl Service {
         for (k, v) in &reply.headers {
             add(k, v);
         }
-        if let Err(e) = rq.respond(response) {
+        // Not `rq.respond`: tiny_http answers a request's `TE: chunked` with a chunked
+        // body and no Content-Length, which ddclient up to 3.10 cannot read (SPEC 4.4).
+        // Printing without the request's headers keeps every response Content-Length.
+        let version = rq.http_version().clone();
+        let head = *rq.method() == tiny_http::Method::Head;
+        let mut writer = rq.into_writer();
+        let sent = response
+            .raw_print(&mut writer, version, &[], head, None)
+            .and_then(|()| writer.flush());
+        if let Err(e) = sent {
             log::debug!("client went away before the response: {e}");
         }
     }

@@ -44,7 +44,22 @@ impl Server {
         Server::start_with(Setup::default())
     }
 
+    /// Start with `setup`. The ports are free when chosen but may be taken by a
+    /// parallel test before the server binds them: then start over on new ports.
     pub fn start_with(setup: Setup) -> Server {
+        for _ in 0..10 {
+            let mut s = Server::configure(&setup);
+            match s.try_spawn() {
+                Ok(()) => return s,
+                Err(log) if log.contains("cannot listen on") => continue,
+                Err(log) => panic!("dedyn-update exited at start:\n{log}"),
+            }
+        }
+        panic!("no free loopback ports after 10 attempts");
+    }
+
+    /// A temp dir with a config on freshly chosen ports; not started yet.
+    fn configure(setup: &Setup) -> Server {
         let dir = TempDir::new("srv");
         let http = free_tcp("127.0.0.1").expect("a free IPv4 loopback port");
         let http6 = if setup.no_ipv6 { None } else { free_tcp("::1") };
@@ -73,30 +88,46 @@ impl Server {
         } else {
             setup.rate_limit.clone()
         };
+        // A short publish delay keeps tests fast, unless the test sets its own.
+        let mut dns = setup.dns.clone();
+        if !dns
+            .iter()
+            .any(|l| l.trim_start().starts_with("publish_delay_ms"))
+        {
+            dns.push("publish_delay_ms = 50".to_string());
+        }
         let text = format!(
-            "[server]\nhttp_listen = [{}]\nworkers = 4\n{}\n\n[database]\npath = \"{}\"\n\n[dns]\npublish_delay_ms = 50\n{}\n\n{}\n[rate_limit]\n{}\n",
+            "[server]\nhttp_listen = [{}]\nworkers = 4\n{}\n\n[database]\npath = \"{}\"\n\n[dns]\n{}\n\n{}\n[rate_limit]\n{}\n",
             listen.join(", "),
             setup.server.join("\n"),
             d.join("db.sqlite3").display(),
-            setup.dns.join("\n"),
+            dns.join("\n"),
             zones,
             rate_limit.join("\n")
         );
         let config = d.join("config.toml");
         std::fs::write(&config, text).unwrap();
-        let mut s = Server {
+        Server {
             dir,
             config,
             http,
             http6,
             child: None,
-        };
-        s.spawn();
-        s
+        }
     }
 
-    /// Start the process and wait (with a deadline) until it accepts connections.
+    /// Start the process (again, on the same ports and files) and wait until it listens.
     pub fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("dedyn-update exited at start:\n{log}");
+        }
+    }
+
+    /// Start the process and wait (with a deadline) until its log says it listens on
+    /// every configured address — a successful connect alone could reach another
+    /// test's server that took the same port. Err(log of this start) if it exits.
+    fn try_spawn(&mut self) -> Result<(), String> {
+        let offset = self.log().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -114,20 +145,26 @@ impl Server {
             .spawn()
             .expect("start dedyn-update serve");
         self.child = Some(child);
+        let wanted: Vec<String> = std::iter::once(self.http)
+            .chain(self.http6)
+            .map(|a| format!("listening on http://{a}"))
+            .collect();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if TcpStream::connect_timeout(&self.http, Duration::from_millis(200)).is_ok() {
-                return;
+            let log = self.log();
+            let this_start = log.get(offset..).unwrap_or_default();
+            if wanted.iter().all(|w| this_start.contains(w.as_str())) {
+                return Ok(());
             }
-            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("dedyn-update exited at start ({st}):\n{}", self.log());
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return Err(self.log().get(offset..).unwrap_or_default().to_string());
             }
             assert!(
                 Instant::now() < deadline,
-                "dedyn-update did not start listening:\n{}",
-                self.log()
+                "dedyn-update did not start listening:\n{log}"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -145,6 +182,15 @@ impl Server {
 
     pub fn zone_file(&self) -> PathBuf {
         self.dir.path().join("zones/dedyn.example.zone")
+    }
+
+    /// The published `dedyn.example` zone file as text (empty before the first publication).
+    pub fn zone_text(&self) -> String {
+        read(&self.zone_file())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("db.sqlite3")
     }
 
     /// Send SIGTERM and wait for a graceful exit; returns the exit code.
@@ -178,20 +224,9 @@ impl Server {
 
     /// Run the CLI against this server's config.
     pub fn cli(&self, args: &[&str]) -> CliOutput {
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run dedyn-update");
-        CliOutput {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        let mut all = vec!["--config", self.config.to_str().expect("UTF-8 temp path")];
+        all.extend_from_slice(args);
+        cli_in(self.dir.path(), &all, &[])
     }
 
     /// Run the CLI, insisting on success; returns stdout.
@@ -248,6 +283,25 @@ impl Drop for Server {
     }
 }
 
+/// Run the binary in `dir` with exactly `args` and `env` (no `--config` added;
+/// `DEDYN_UPDATE_CONFIG` is only set when `env` says so).
+pub fn cli_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DEDYN_UPDATE_CONFIG")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dedyn-update");
+    CliOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 pub struct CliOutput {
     pub code: i32,
     pub stdout: String,
@@ -270,6 +324,11 @@ impl Response {
     }
 }
 
+/// The value of an `Authorization: Token` header.
+pub fn token(secret: &str) -> String {
+    format!("Token {secret}")
+}
+
 pub fn basic(user: &str, secret: &str) -> String {
     use base64::Engine;
     format!(
@@ -279,6 +338,7 @@ pub fn basic(user: &str, secret: &str) -> String {
 }
 
 /// One request on a fresh connection (`Connection: close`); reads to EOF.
+/// `Host` is the server's address unless `headers` has one.
 pub fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -318,4 +378,13 @@ pub fn parse_response(raw: &[u8]) -> Option<Response> {
 
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The SOA serial of a rendered zone file, if it has one.
+pub fn soa_serial(zone_text: &str) -> Option<u32> {
+    zone_text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let i = f.iter().position(|w| *w == "SOA")?;
+        f.get(i + 3)?.parse().ok()
+    })
 }
