@@ -73,12 +73,20 @@ impl Server {
         } else {
             setup.rate_limit.clone()
         };
+        // Publish quickly unless the test sets its own delay (a key may appear once).
+        let mut dns = setup.dns.clone();
+        if !dns
+            .iter()
+            .any(|l| l.trim_start().starts_with("publish_delay_ms"))
+        {
+            dns.insert(0, "publish_delay_ms = 50".to_string());
+        }
         let text = format!(
-            "[server]\nhttp_listen = [{}]\nworkers = 4\n{}\n\n[database]\npath = \"{}\"\n\n[dns]\npublish_delay_ms = 50\n{}\n\n{}\n[rate_limit]\n{}\n",
+            "[server]\nhttp_listen = [{}]\nworkers = 4\n{}\n\n[database]\npath = \"{}\"\n\n[dns]\n{}\n\n{}\n[rate_limit]\n{}\n",
             listen.join(", "),
             setup.server.join("\n"),
             d.join("db.sqlite3").display(),
-            setup.dns.join("\n"),
+            dns.join("\n"),
             zones,
             rate_limit.join("\n")
         );
