@@ -46,16 +46,38 @@ impl Server {
 
     pub fn start_with(setup: Setup) -> Server {
         let dir = TempDir::new("srv");
-        let http = free_tcp("127.0.0.1").expect("a free IPv4 loopback port");
-        let http6 = if setup.no_ipv6 { None } else { free_tcp("::1") };
         let d = dir.path();
         std::fs::write(
             d.join("static.zone"),
             "ns1.dedyn.example. 60 IN A 127.0.0.1\n",
         )
         .unwrap();
-        let mut listen = vec![format!("\"{http}\"")];
-        if let Some(a) = http6 {
+        let mut s = Server {
+            config: d.join("config.toml"),
+            dir,
+            http: free_tcp("127.0.0.1").expect("a free IPv4 loopback port"),
+            http6: None,
+            child: None,
+        };
+        // A port found free can be taken by a parallel test before the server binds
+        // it: then pick new ports and try again (bounded).
+        for attempt in 1..=3 {
+            s.http = free_tcp("127.0.0.1").expect("a free IPv4 loopback port");
+            s.http6 = if setup.no_ipv6 { None } else { free_tcp("::1") };
+            std::fs::write(&s.config, s.config_text(&setup)).unwrap();
+            match s.try_spawn() {
+                Ok(()) => return s,
+                Err(e) if attempt < 3 && e.contains("cannot listen on") => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn config_text(&self, setup: &Setup) -> String {
+        let d = self.dir.path();
+        let mut listen = vec![format!("\"{}\"", self.http)];
+        if let Some(a) = self.http6 {
             listen.push(format!("\"{a}\""));
         }
         let zones = setup.zones.clone().unwrap_or_else(|| {
@@ -81,7 +103,7 @@ impl Server {
         {
             dns.insert(0, "publish_delay_ms = 50".to_string());
         }
-        let text = format!(
+        format!(
             "[server]\nhttp_listen = [{}]\nworkers = 4\n{}\n\n[database]\npath = \"{}\"\n\n[dns]\n{}\n\n{}\n[rate_limit]\n{}\n",
             listen.join(", "),
             setup.server.join("\n"),
@@ -89,22 +111,22 @@ impl Server {
             dns.join("\n"),
             zones,
             rate_limit.join("\n")
-        );
-        let config = d.join("config.toml");
-        std::fs::write(&config, text).unwrap();
-        let mut s = Server {
-            dir,
-            config,
-            http,
-            http6,
-            child: None,
-        };
-        s.spawn();
-        s
+        )
     }
 
     /// Start the process and wait (with a deadline) until it accepts connections.
     pub fn spawn(&mut self) {
+        if let Err(e) = self.try_spawn() {
+            panic!("{e}");
+        }
+    }
+
+    /// Start the process and wait until it logs that it serves — a connect alone
+    /// could reach whoever else got the port. `Err` holds this run's log.
+    fn try_spawn(&mut self) -> Result<(), String> {
+        const READY: &str = "serving with";
+        let ready_before = self.log().matches(READY).count();
+        let log_before = self.log().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -122,19 +144,28 @@ impl Server {
             .spawn()
             .expect("start dedyn-update serve");
         self.child = Some(child);
+        let this_run = |s: &Server| s.log().get(log_before..).unwrap_or_default().to_string();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if TcpStream::connect_timeout(&self.http, Duration::from_millis(200)).is_ok() {
-                return;
+            if self.log().matches(READY).count() > ready_before
+                && TcpStream::connect_timeout(&self.http, Duration::from_millis(200)).is_ok()
+            {
+                return Ok(());
             }
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("dedyn-update exited at start ({st}):\n{}", self.log());
+                self.child = None;
+                return Err(format!(
+                    "dedyn-update exited at start ({st}):\n{}",
+                    this_run(self)
+                ));
             }
-            assert!(
-                Instant::now() < deadline,
-                "dedyn-update did not start listening:\n{}",
-                self.log()
-            );
+            if Instant::now() >= deadline {
+                self.kill9();
+                return Err(format!(
+                    "dedyn-update did not start serving within 15 s:\n{}",
+                    this_run(self)
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
