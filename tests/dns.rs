@@ -288,20 +288,30 @@ fn hanging_reload_is_killed_and_the_service_goes_on(kind: Kind) {
     let pids = rig.dir.path().join("pids");
     let tok = rig.server.provision(ALICE_EMAIL, ALICE);
 
+    // An update answered while a reload hangs proves the workers do not wait for
+    // the publisher. On a loaded machine one request can outlast the 1 s timeout:
+    // that attempt proves nothing either way, so try the next hang (bounded).
     let mut hanging = 0;
-    rig.server.wait_until("a hanging reload", SERVE, || {
-        hanging = reload_pids(&pids)
-            .into_iter()
-            .rev()
-            .find(|&p| is_alive(p))
-            .unwrap_or(0);
-        hanging != 0
-    });
-    let r = update(&rig, &tok, "myipv4=1.2.3.4");
-    receipt(&r);
+    let mut inconclusive = Vec::new();
+    for attempt in 1..=3 {
+        rig.server.wait_until("a hanging reload", SERVE, || {
+            hanging = reload_pids(&pids)
+                .into_iter()
+                .rev()
+                .find(|&p| is_alive(p) && !inconclusive.contains(&p))
+                .unwrap_or(0);
+            hanging != 0
+        });
+        receipt(&update(&rig, &tok, &format!("myipv4=192.0.2.{attempt}")));
+        if is_alive(hanging) {
+            break;
+        }
+        inconclusive.push(hanging);
+    }
     assert!(
-        is_alive(hanging),
-        "answered only after the reload was killed"
+        inconclusive.len() < 3,
+        "3 updates were each answered only after the hung reload was killed\n{}",
+        rig.server.log()
     );
 
     rig.server
