@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod ddclient;
+pub mod dns;
 pub mod ns;
 pub mod proc;
 pub mod server;
