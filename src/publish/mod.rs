@@ -117,7 +117,11 @@ impl Worker {
             let shutdown = match rx.recv_timeout(POLL) {
                 Ok(Msg::Changed) => self.gather(&rx),
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => true,
-                Err(RecvTimeoutError::Timeout) => false,
+                // A change from another process (the CLI) is batched like any other.
+                Err(RecvTimeoutError::Timeout) => match self.store.dirty_zones() {
+                    Ok(d) if !d.is_empty() => self.gather(&rx),
+                    _ => false,
+                },
             };
             self.publish_dirty(shutdown);
             if shutdown || last_flush.elapsed() >= LAST_USED_FLUSH {
