@@ -1376,17 +1376,7 @@ fn keep_alive_connection_answers_one_request_after_another() {
     assert_eq!(s.records(ALICE), ["A 2.2.2.2"]);
 }
 
-// ---- SPEC 4.1, 4.4, 9: rate limits ----
-
-fn limits(dyndns: &str, failed_auth: &str) -> Setup {
-    Setup {
-        rate_limit: vec![
-            format!("dyndns_per_domain = \"{dyndns}\""),
-            format!("failed_auth_per_ip = \"{failed_auth}\""),
-        ],
-        ..Setup::default()
-    }
-}
+// ---- SPEC 4.4: 429 (the limits themselves: tests/ratelimit.rs) ----
 
 #[track_caller]
 fn assert_rate_limited(r: &Response, max_secs: u64) {
@@ -1398,47 +1388,6 @@ fn assert_rate_limited(r: &Response, max_secs: u64) {
     assert!((1..=max_secs).contains(&secs), "{r:?}");
     assert!(r.body.contains(&secs.to_string()), "body says when: {r:?}");
     assert_wire_rules(r, false);
-}
-
-#[test]
-fn updates_beyond_the_domain_rate_are_429_with_retry_after() {
-    let (s, tok) = alice_with(limits("2/120s", ""));
-    let bob = s.provision("bob@example.org", "bob.dedyn.example");
-    assert_good(&tget(&s, "/?myipv4=1.1.1.1", &tok));
-    // a name below the domain counts for the domain
-    assert_good(&tget(
-        &s,
-        "/?hostname=www.alice.dedyn.example&myipv4=2.2.2.2",
-        &tok,
-    ));
-    let r = tget(&s, "/?myipv4=3.3.3.3", &tok);
-    assert_rate_limited(&r, 120);
-    assert_eq!(s.records(ALICE), ["A 1.1.1.1"]);
-    // another registered domain has its own budget
-    assert_good(&tget(&s, "/?myipv4=4.4.4.4", &bob));
-}
-
-#[test]
-fn failed_authentications_lock_the_address_out() {
-    let (s, tok) = alice_with(limits("", "3/60s"));
-    // requests without credentials (clients waiting for the challenge) do not count
-    for _ in 0..5 {
-        assert_refused(&s.get("/?myipv4=9.9.9.9", &[]), 401, "badauth");
-    }
-    assert_good(&tget(&s, "/?myipv4=1.1.1.1", &tok));
-    // presented-and-failed credentials count, also unparsable ones and a lone username
-    assert_refused(&tget(&s, "/", "wrong-token"), 401, "badauth");
-    assert_refused(
-        &s.get("/", &[("Authorization", "Bearer nonsense")]),
-        401,
-        "badauth",
-    );
-    assert_refused(&s.get(&format!("/?username={ALICE}"), &[]), 401, "badauth");
-    let r = tget(&s, "/?myipv4=2.2.2.2", &tok);
-    assert_rate_limited(&r, 60);
-    assert_eq!(s.records(ALICE), ["A 1.1.1.1"]);
-    // the lockout is per client address: [::1] is someone else
-    assert_good(&s.get6("/?myipv4=3.3.3.3", &[("Authorization", &token(&tok))]));
 }
 
 // ---- SPEC 8, 9: checkip ----
