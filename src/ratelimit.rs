@@ -146,8 +146,12 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             return;
         }
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        self.record(&mut keys, key, now);
+    }
+
+    fn record(&self, keys: &mut HashMap<K, VecDeque<Instant>>, key: &K, now: Instant) {
         if !keys.contains_key(key) && keys.len() >= self.capacity {
-            self.evict(&mut keys, now);
+            self.evict(keys, now);
         }
         let hits = keys.entry(key.clone()).or_default();
         hits.push_back(now);
@@ -165,14 +169,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         if let Some(w) = keys.get(key).and_then(|h| self.limits.wait(h, now)) {
             return Err(w);
         }
-        if !keys.contains_key(key) && keys.len() >= self.capacity {
-            self.evict(&mut keys, now);
-        }
-        let hits = keys.entry(key.clone()).or_default();
-        hits.push_back(now);
-        while hits.len() > self.limits.max_count() {
-            hits.pop_front();
-        }
+        self.record(&mut keys, key, now);
         Ok(())
     }
 
