@@ -48,6 +48,7 @@ pub struct Server {
     pub keepalive_timeout: Duration,
     pub max_request_head_bytes: usize,
     pub checkip_hosts: Vec<String>,
+    pub blocked_subnets: Vec<Cidr>,
 }
 
 #[derive(Clone, Debug)]
@@ -114,6 +115,7 @@ struct RawServer {
     keepalive_timeout_secs: f64,
     max_request_head_bytes: i64,
     checkip_hosts: Vec<String>,
+    blocked_subnets: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -132,6 +134,7 @@ impl Default for RawServer {
             keepalive_timeout_secs: 30.0,
             max_request_head_bytes: 8192,
             checkip_hosts: vec![],
+            blocked_subnets: vec![],
         }
     }
 }
@@ -331,6 +334,7 @@ fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, String> {
             .iter()
             .map(|h| h.trim().to_ascii_lowercase())
             .collect(),
+        blocked_subnets: cidrs("server.blocked_subnets", &s.blocked_subnets)?,
     };
     if server.http_listen.is_empty() && server.https_listen.is_empty() {
         return Err(

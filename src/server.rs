@@ -25,6 +25,9 @@ impl ZonePolicy for Config {
     fn guard_fallback(&self) -> &[Cidr] {
         &self.dns.guard_fallback
     }
+    fn blocked_subnets(&self) -> &[Cidr] {
+        &self.server.blocked_subnets
+    }
 }
 
 /// Request counters (for logs now, metrics later).

@@ -255,3 +255,31 @@ fn token_last_used_is_recorded_without_a_write_per_request() {
     let list = s.cli_ok(&["token", "list"]);
     assert!(!list.contains("last_used=never"), "{list}");
 }
+
+#[test]
+fn blocked_subnets_may_not_be_published() {
+    let mut setup = setup(&["dyndns_per_domain = \"\"", "failed_auth_per_ip = \"\""]);
+    setup
+        .server
+        .push("blocked_subnets = [\"10.0.0.0/8\", \"fc00::/7\"]".into());
+    let s = Server::start_with(setup);
+    let tok = s.provision("alice@example.org", "alice.dedyn.example");
+    let auth = format!("Token {tok}");
+    let r = s.get(
+        "/?hostname=alice.dedyn.example&myipv4=10.9.8.7",
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("10.9.8.7"), "{}", r.body);
+    let r = s.get(
+        "/?hostname=alice.dedyn.example&myipv6=fd00::1",
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(s.records("alice.dedyn.example"), Vec::<String>::new());
+    let r = s.get(
+        "/?hostname=alice.dedyn.example&myipv4=192.0.2.1",
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(r.status, 200);
+}

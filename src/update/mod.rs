@@ -227,6 +227,10 @@ pub fn token_hash(secret: &str) -> [u8; 32] {
 pub trait ZonePolicy {
     fn is_dynamic(&self, zone: &str) -> bool;
     fn guard_fallback(&self) -> &[Cidr];
+    /// Addresses that may never be published (`[server] blocked_subnets`).
+    fn blocked_subnets(&self) -> &[Cidr] {
+        &[]
+    }
 }
 
 /// One name to update and what happens to each family.
@@ -431,6 +435,21 @@ pub fn plan(
         for f in Family::BOTH {
             if !token.family.allows(f) {
                 v[f as usize] = (AddressAction::Preserve, ActionSource::TokenFamilyPolicy);
+            }
+        }
+        for (action, _) in &v {
+            let network = match action {
+                AddressAction::Set(list) => list
+                    .iter()
+                    .find(|a| zones.blocked_subnets().iter().any(|c| c.contains(**a))),
+                AddressAction::ReplacePrefix { network, .. } => Some(network)
+                    .filter(|a| zones.blocked_subnets().iter().any(|c| c.contains(**a))),
+                _ => None,
+            };
+            if let Some(a) = network {
+                return Err(Refusal::BadRequest(format!(
+                    "{a} may not be published (server.blocked_subnets)"
+                )));
             }
         }
         let [v4, v6] = v;
@@ -797,6 +816,49 @@ mod tests {
             ),
             Err(Refusal::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn blocked_subnets_refuse_the_address() {
+        struct Blocking(Vec<Cidr>);
+        impl ZonePolicy for Blocking {
+            fn is_dynamic(&self, _: &str) -> bool {
+                true
+            }
+            fn guard_fallback(&self) -> &[Cidr] {
+                &[]
+            }
+            fn blocked_subnets(&self) -> &[Cidr] {
+                &self.0
+            }
+        }
+        let policy = Blocking(vec!["10.0.0.0/8".parse().unwrap()]);
+        let req = |q: &str| Request {
+            method: "GET",
+            path: "/",
+            query: Query::parse(q),
+            authorization: Some("Token tok"),
+            client: "192.0.2.1".parse().unwrap(),
+            tls: false,
+        };
+        let e = plan(
+            &req("hostname=alice.dedyn.example&myipv4=10.1.2.3"),
+            &mut fake(),
+            &policy,
+            0,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Refusal::BadRequest(m) if m.contains("10.1.2.3")),
+            "{e:?}"
+        );
+        assert!(plan(
+            &req("hostname=alice.dedyn.example&myipv4=11.1.2.3"),
+            &mut fake(),
+            &policy,
+            0
+        )
+        .is_ok());
     }
 
     #[test]
