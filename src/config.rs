@@ -48,6 +48,8 @@ pub struct Server {
     pub keepalive_timeout: Duration,
     pub max_request_head_bytes: usize,
     pub checkip_hosts: Vec<String>,
+    /// Prometheus metrics listener (`None`: off).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -114,6 +116,7 @@ struct RawServer {
     keepalive_timeout_secs: f64,
     max_request_head_bytes: i64,
     checkip_hosts: Vec<String>,
+    metrics_listen: String,
 }
 
 impl Default for RawServer {
@@ -132,6 +135,7 @@ impl Default for RawServer {
             keepalive_timeout_secs: 30.0,
             max_request_head_bytes: 8192,
             checkip_hosts: vec![],
+            metrics_listen: String::new(),
         }
     }
 }
@@ -331,6 +335,12 @@ fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, String> {
             .iter()
             .map(|h| h.trim().to_ascii_lowercase())
             .collect(),
+        metrics_listen: match s.metrics_listen.as_str() {
+            "" => None,
+            v => Some(v.parse().map_err(|_| {
+                format!("server.metrics_listen: '{v}' is not an address:port (e.g. 127.0.0.1:9153)")
+            })?),
+        },
     };
     if server.http_listen.is_empty() && server.https_listen.is_empty() {
         return Err(

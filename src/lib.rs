@@ -4,6 +4,7 @@ pub mod clock;
 pub mod config;
 pub mod dnsquery;
 pub mod edge;
+pub mod metrics;
 pub mod publish;
 pub mod ratelimit;
 pub mod server;
