@@ -1,5 +1,6 @@
 //! dedyn-update: a self-hosted dynDNS update server (deSEC's IP update API).
 pub mod admin;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod dnsquery;
