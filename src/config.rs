@@ -49,6 +49,8 @@ pub struct Server {
     pub max_request_head_bytes: usize,
     pub checkip_hosts: Vec<String>,
     pub blocked_subnets: Vec<Cidr>,
+    /// Prometheus metrics listener (`None`: off).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -116,6 +118,7 @@ struct RawServer {
     max_request_head_bytes: i64,
     checkip_hosts: Vec<String>,
     blocked_subnets: Vec<String>,
+    metrics_listen: String,
 }
 
 impl Default for RawServer {
@@ -135,6 +138,7 @@ impl Default for RawServer {
             max_request_head_bytes: 8192,
             checkip_hosts: vec![],
             blocked_subnets: vec![],
+            metrics_listen: String::new(),
         }
     }
 }
@@ -335,6 +339,12 @@ fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, String> {
             .map(|h| h.trim().to_ascii_lowercase())
             .collect(),
         blocked_subnets: cidrs("server.blocked_subnets", &s.blocked_subnets)?,
+        metrics_listen: match s.metrics_listen.as_str() {
+            "" => None,
+            v => Some(v.parse().map_err(|_| {
+                format!("server.metrics_listen: '{v}' is not an address:port (e.g. 127.0.0.1:9153)")
+            })?),
+        },
     };
     if server.http_listen.is_empty() && server.https_listen.is_empty() {
         return Err(

@@ -27,6 +27,8 @@ commands:
   status NAME                            stored records, their serial, what the nameserver serves
   explain 'URL' [--header 'Name: value']... [--peer ADDR]
                                          run an update request without writing, step by step
+  backup FILE                            consistent copy of the database, also while serving
+  restore FILE                           replace the database with a backup (service stopped)
 
 Run 'dedyn-update COMMAND --help' for one command.";
 
@@ -41,7 +43,7 @@ fn command_help(cmd: &str) -> Option<&'static str> {
         "check" => "usage: dedyn-update check\nValidates the config file and the database; exits non-zero naming each problem.",
         "status" => "usage: dedyn-update status NAME\nPrints the stored records, the serial that contains them, and (with [dns] verify_server)\nwhat the nameserver answers now, ending with 'served' or 'not yet served'.",
         "explain" => "usage: dedyn-update explain 'URL' [--header 'Name: value']... [--peer ADDR]\nRuns the update pipeline without writing and prints which rule decided what.\nExit 0: the request would succeed; 1: it would be refused. --peer defaults to 127.0.0.1.",
-        _ => return None,
+        _ => return dedyn_update::backup::help(cmd),
     })
 }
 
@@ -130,6 +132,8 @@ fn run(mut args: Vec<String>) -> Result<(), Failure> {
         }
         "explain" => admin::explain(&config, rest),
         "status" => admin::status(&config, rest),
+        "backup" => dedyn_update::backup::backup(&config, rest),
+        "restore" => dedyn_update::backup::restore(&config, rest),
         other => Err(usage(format!(
             "unknown command '{other}' (see dedyn-update --help)"
         ))),

@@ -30,10 +30,11 @@ impl ZonePolicy for Config {
     }
 }
 
-/// Request counters (for logs now, metrics later).
+/// Request counters (served by `crate::metrics`).
 #[derive(Default)]
 pub struct Counters {
     pub requests: AtomicU64,
+    pub requests_by_status: crate::metrics::RequestStats,
     pub updates_applied: AtomicU64,
     pub updates_unchanged: AtomicU64,
     pub rate_limited: AtomicU64,
@@ -49,7 +50,7 @@ pub struct Service {
     pub dyndns_limiter: Limiter<i64>,
     pub failed_auth_limiter: Limiter<IpAddr>,
     pub checkip_limiter: Limiter<IpAddr>,
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
 }
 
 /// A response before it goes on the wire.
@@ -175,7 +176,7 @@ impl Service {
             table,
             publisher,
             last_used,
-            counters: Counters::default(),
+            counters: Arc::default(),
         }
     }
 
@@ -324,6 +325,7 @@ impl Service {
             conn,
         };
         let (reply, summary) = self.process(store, &incoming);
+        let status = reply.status;
         let client = client_address(
             conn.peer.ip(),
             incoming.forwarded_for,
@@ -366,6 +368,9 @@ impl Service {
         if let Err(e) = sent {
             log::debug!("client went away before the response: {e}");
         }
+        self.counters
+            .requests_by_status
+            .observe(status, started.elapsed());
     }
 }
 
@@ -407,7 +412,7 @@ pub fn serve(config: Config) -> Result<(), String> {
     let last_used = Arc::new(LastUsed::default());
     let stats = Arc::new(PublishStats::default());
     let (publisher, publisher_thread) =
-        publish::spawn(config.clone(), store, last_used.clone(), stats)
+        publish::spawn(config.clone(), store, last_used.clone(), stats.clone())
             .map_err(|e| format!("cannot start publisher: {e}"))?;
     let table = ConnTable::default();
     let service = Arc::new(Service::new(
@@ -446,6 +451,17 @@ pub fn serve(config: Config) -> Result<(), String> {
         workers.push(w);
     }
 
+    if let Some(addr) = config.server.metrics_listen {
+        let t = table.clone();
+        crate::metrics::spawn(
+            addr,
+            crate::metrics::Sources {
+                counters: service.counters.clone(),
+                publish: stats,
+                open_connections: Box::new(move || t.len()),
+            },
+        )?;
+    }
     let edge = crate::edge::simple::start(&edge_settings(&config), internal_addr, table)
         .map_err(|e| e.to_string())?;
     for a in &edge.local_addrs {

@@ -47,6 +47,13 @@ impl ConnTable {
             .get(&relay_port)
             .copied()
     }
+    /// Connections relayed right now (the `open_connections` metric).
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Every bound of the edge, in one place (from `[server]` in the config).

@@ -56,6 +56,11 @@ pub struct PublishStats {
     pub publications: AtomicU64,
     pub failures: AtomicU64,
     pub last_duration_us: AtomicU64,
+    /// Sum over every attempt, successful or not (with `publications + failures`
+    /// it is the metrics' duration summary).
+    pub duration_us_total: AtomicU64,
+    /// Zone → unix time of its last successful publication.
+    pub last_success: Mutex<std::collections::BTreeMap<String, i64>>,
 }
 
 /// The handle the workers use to say "something changed".
@@ -183,9 +188,17 @@ impl Worker {
         self.stats
             .last_duration_us
             .store(took.as_micros() as u64, Ordering::Relaxed);
+        self.stats
+            .duration_us_total
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         match result {
             Ok(serial) => {
                 self.stats.publications.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .last_success
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(zone_name.to_string(), now_unix());
                 self.retry.remove(zone_name);
                 info!(
                     "published zone {zone_name} serial {serial} in {} ms",

@@ -1,0 +1,384 @@
+//! Prometheus metrics: request, latency and publication counters (plain atomics),
+//! and the small bounded listener on `[server] metrics_listen` that serves them.
+//!
+//! The listener is deliberately not the update API: it is one thread answering one
+//! connection at a time, with a read deadline and a request-size cap, and it only
+//! knows `GET /metrics`. The update ports keep owning every path (SPEC 4), so
+//! `/metrics` there is an update request like any other.
+
+use crate::publish::PublishStats;
+use crate::server::Counters;
+use log::{info, warn};
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Upper bounds (seconds) of the request latency histogram, fixed at compile time.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+/// A metrics request must arrive whole within this, and its answer leave within it.
+const METRICS_DEADLINE: Duration = Duration::from_secs(2);
+/// Larger request heads are cut off: a scraper sends a few hundred bytes.
+const METRICS_MAX_REQUEST: usize = 4096;
+/// Status codes are counted in a fixed array (100..=599); anything else is "other".
+const STATUS_MIN: u16 = 100;
+const STATUS_SLOTS: usize = 500;
+
+/// Requests by status and their latency; lock-free, updated by every worker.
+pub struct RequestStats {
+    by_status: [AtomicU64; STATUS_SLOTS],
+    other_status: AtomicU64,
+    /// Per bucket (not cumulative), plus one for +Inf.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Default for RequestStats {
+    fn default() -> Self {
+        RequestStats {
+            by_status: [const { AtomicU64::new(0) }; STATUS_SLOTS],
+            other_status: AtomicU64::new(0),
+            buckets: [const { AtomicU64::new(0) }; LATENCY_BUCKETS.len() + 1],
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RequestStats {
+    /// Count one answered request.
+    pub fn observe(&self, status: u16, took: Duration) {
+        match status
+            .checked_sub(STATUS_MIN)
+            .and_then(|i| self.by_status.get(usize::from(i)))
+        {
+            Some(c) => c.fetch_add(1, Ordering::Relaxed),
+            None => self.other_status.fetch_add(1, Ordering::Relaxed),
+        };
+        let secs = took.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// What the metrics page is made of. `open_connections` is a closure so that the
+/// edge can report its own count (today: the relay table's length).
+pub struct Sources {
+    pub counters: Arc<Counters>,
+    pub publish: Arc<PublishStats>,
+    pub open_connections: Box<dyn Fn() -> usize + Send + Sync>,
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP dedyn_update_{name} {help}");
+    let _ = writeln!(out, "# TYPE dedyn_update_{name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "dedyn_update_{name} {value}");
+}
+
+/// Label values are zone names and status codes; escape anyway (text format 0.0.4).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The metrics page in Prometheus text format 0.0.4.
+pub fn render(src: &Sources) -> String {
+    let c = &src.counters;
+    let r = &c.requests_by_status;
+    let p = &src.publish;
+    let mut out = String::with_capacity(4096);
+
+    family(
+        &mut out,
+        "requests_total",
+        "counter",
+        "Answered update-port requests by HTTP status.",
+    );
+    for (i, n) in r.by_status.iter().enumerate() {
+        let n = load(n);
+        if n > 0 {
+            let _ = writeln!(
+                out,
+                "dedyn_update_requests_total{{status=\"{}\"}} {n}",
+                i + usize::from(STATUS_MIN)
+            );
+        }
+    }
+    let other = load(&r.other_status);
+    if other > 0 {
+        let _ = writeln!(
+            out,
+            "dedyn_update_requests_total{{status=\"other\"}} {other}"
+        );
+    }
+    for (name, help, v) in [
+        (
+            "updates_applied_total",
+            "Updates that changed records.",
+            &c.updates_applied,
+        ),
+        (
+            "updates_unchanged_total",
+            "Successful updates that changed nothing.",
+            &c.updates_unchanged,
+        ),
+        (
+            "rate_limited_total",
+            "Requests refused with 429.",
+            &c.rate_limited,
+        ),
+        (
+            "failed_auth_total",
+            "Requests whose credentials failed.",
+            &c.failed_auth,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        sample(&mut out, name, load(v));
+    }
+    family(
+        &mut out,
+        "open_connections",
+        "gauge",
+        "Client connections open right now.",
+    );
+    sample(&mut out, "open_connections", (src.open_connections)());
+
+    family(
+        &mut out,
+        "request_duration_seconds",
+        "histogram",
+        "Time from request received to response written.",
+    );
+    let mut cumulative = 0;
+    for (i, b) in r.buckets.iter().enumerate() {
+        cumulative += load(b);
+        let le = LATENCY_BUCKETS
+            .get(i)
+            .map_or("+Inf".to_string(), |b| b.to_string());
+        let _ = writeln!(
+            out,
+            "dedyn_update_request_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+        );
+    }
+    sample(
+        &mut out,
+        "request_duration_seconds_sum",
+        load(&r.sum_us) as f64 / 1e6,
+    );
+    sample(&mut out, "request_duration_seconds_count", cumulative);
+
+    let (ok, failed) = (load(&p.publications), load(&p.failures));
+    family(
+        &mut out,
+        "publications_total",
+        "counter",
+        "Zone publications (file written, reload command succeeded).",
+    );
+    sample(&mut out, "publications_total", ok);
+    family(
+        &mut out,
+        "publish_failures_total",
+        "counter",
+        "Zone publications that failed (retried with backoff).",
+    );
+    sample(&mut out, "publish_failures_total", failed);
+    family(
+        &mut out,
+        "publish_duration_seconds",
+        "summary",
+        "Time per publication attempt: render, write, reload.",
+    );
+    sample(
+        &mut out,
+        "publish_duration_seconds_sum",
+        load(&p.duration_us_total) as f64 / 1e6,
+    );
+    sample(&mut out, "publish_duration_seconds_count", ok + failed);
+    family(
+        &mut out,
+        "publish_last_duration_seconds",
+        "gauge",
+        "Duration of the latest publication attempt.",
+    );
+    sample(
+        &mut out,
+        "publish_last_duration_seconds",
+        load(&p.last_duration_us) as f64 / 1e6,
+    );
+    family(
+        &mut out,
+        "last_publish_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful publication, per zone.",
+    );
+    let last = p.last_success.lock().unwrap_or_else(|e| e.into_inner());
+    for (zone, at) in last.iter() {
+        let _ = writeln!(
+            out,
+            "dedyn_update_last_publish_timestamp_seconds{{zone=\"{}\"}} {at}",
+            label(zone)
+        );
+    }
+    out
+}
+
+/// Bind `addr` and serve `/metrics` from one thread. The error names the key.
+pub fn spawn(addr: SocketAddr, src: Sources) -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| format!("server.metrics_listen: cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || loop {
+            match listener.accept() {
+                Ok((stream, _)) => answer(stream, &src),
+                Err(e) => {
+                    // Out of file descriptors and the like: log, breathe, go on.
+                    warn!("metrics listener: accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+    info!("metrics on http://{local}/metrics");
+    Ok(local)
+}
+
+/// Read one request head (bounded in size and time) and answer it; then close.
+fn answer(mut stream: TcpStream, src: &Sources) {
+    let deadline = Instant::now() + METRICS_DEADLINE;
+    let _ = stream.set_write_timeout(Some(METRICS_DEADLINE));
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 512];
+    let complete = loop {
+        if head.windows(4).any(|w| w == b"\r\n\r\n") {
+            break true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || head.len() > METRICS_MAX_REQUEST {
+            break false;
+        }
+        if stream.set_read_timeout(Some(left)).is_err() {
+            break false;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break false,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    };
+    if !complete {
+        return; // too slow, too big or gone: just close
+    }
+    let line = head
+        .split(|b| *b == b'\r')
+        .next()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    let mut parts = line.split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, body) = match (method, path) {
+        ("GET", "/metrics") => ("200 OK", render(src)),
+        ("GET", _) => ("404 Not Found", "only /metrics here\n".to_string()),
+        _ => ("405 Method Not Allowed", "GET /metrics only\n".to_string()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if let Err(e) = stream.write_all(response.as_bytes()) {
+        log::debug!("metrics client went away: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources() -> Sources {
+        Sources {
+            counters: Arc::new(Counters::default()),
+            publish: Arc::new(PublishStats::default()),
+            open_connections: Box::new(|| 3),
+        }
+    }
+
+    #[test]
+    fn latency_lands_in_its_bucket_and_buckets_are_cumulative() {
+        let s = sources();
+        s.counters
+            .requests_by_status
+            .observe(200, Duration::from_micros(700));
+        s.counters
+            .requests_by_status
+            .observe(401, Duration::from_secs(9));
+        let text = render(&s);
+        assert!(
+            text.contains("dedyn_update_request_duration_seconds_bucket{le=\"0.0005\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dedyn_update_request_duration_seconds_bucket{le=\"0.001\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dedyn_update_request_duration_seconds_bucket{le=\"5\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dedyn_update_request_duration_seconds_bucket{le=\"+Inf\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dedyn_update_request_duration_seconds_count 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dedyn_update_requests_total{status=\"200\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dedyn_update_requests_total{status=\"401\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("dedyn_update_open_connections 3\n"), "{text}");
+    }
+
+    #[test]
+    fn odd_status_codes_count_as_other() {
+        let s = sources();
+        s.counters.requests_by_status.observe(42, Duration::ZERO);
+        s.counters.requests_by_status.observe(600, Duration::ZERO);
+        assert!(render(&s).contains("dedyn_update_requests_total{status=\"other\"} 2\n"));
+    }
+
+    #[test]
+    fn zone_publication_times_are_labelled() {
+        let s = sources();
+        s.publish
+            .last_success
+            .lock()
+            .unwrap()
+            .insert("dedyn.example".into(), 1_700_000_000);
+        assert!(render(&s).contains(
+            "dedyn_update_last_publish_timestamp_seconds{zone=\"dedyn.example\"} 1700000000\n"
+        ));
+    }
+}
