@@ -27,6 +27,8 @@ declare -A PKG=(
   [curl]=curl
   [openssl]=openssl
   [wrk]=wrk
+  [strace]=strace
+  [systemd-analyze]=systemd
 )
 # Packages that come with a system daemon (service unit of the same name).
 DAEMON_PKGS=" nsd knot ddclient "
