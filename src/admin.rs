@@ -532,11 +532,15 @@ pub fn status(config: &Config, args: &[String]) -> Out {
         None => lines.push("nameserver: not checked (set [dns] verify_server)".into()),
         Some(server) => {
             let t = std::time::Duration::from_secs(2);
-            let soa = crate::dnsquery::query(server, &d.zone, crate::dnsquery::SOA, t);
-            let v4 = crate::dnsquery::query(server, &name, crate::dnsquery::A, t);
-            let v6 = crate::dnsquery::query(server, &name, crate::dnsquery::AAAA, t);
-            match (soa, v4, v6) {
-                (Ok(soa), Ok(v4), Ok(v6)) => {
+            // One silent nameserver costs one timeout, not three.
+            let answers = crate::dnsquery::query(server, &d.zone, crate::dnsquery::SOA, t)
+                .and_then(|soa| {
+                    let v4 = crate::dnsquery::query(server, &name, crate::dnsquery::A, t)?;
+                    let v6 = crate::dnsquery::query(server, &name, crate::dnsquery::AAAA, t)?;
+                    Ok((soa, v4, v6))
+                });
+            match answers {
+                Ok((soa, v4, v6)) => {
                     let mut served: Vec<IpAddr> =
                         v4.addresses.into_iter().chain(v6.addresses).collect();
                     served.sort();
@@ -556,12 +560,7 @@ pub fn status(config: &Config, args: &[String]) -> Out {
                         "not yet served".into()
                     });
                 }
-                (soa, v4, v6) => {
-                    let e = [soa.err(), v4.err(), v6.err()]
-                        .into_iter()
-                        .flatten()
-                        .next()
-                        .unwrap_or_default();
+                Err(e) => {
                     lines.push(format!("nameserver {server}: {e}"));
                     lines.push("not yet served".into());
                 }

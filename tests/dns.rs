@@ -44,6 +44,7 @@ for_each_nameserver!(
     hanging_reload_is_killed_and_the_service_goes_on,
     changes_within_publish_delay_give_one_publication,
     nothing_changed_does_not_republish,
+    status_says_served_once_the_nameserver_answers,
 );
 
 /// An update with token authentication (`query` without the leading `?`).
@@ -398,4 +399,53 @@ fn nothing_changed_does_not_republish(kind: Kind) {
         }
     });
     assert_eq!(rig.soa_serial(), serial);
+}
+
+/// SPEC §8: `status NAME` shows the stored records, the serial containing them,
+/// and whether `[dns] verify_server` serves them yet.
+fn status_says_served_once_the_nameserver_answers(kind: Kind) {
+    let rig = Rig::start(kind, Setup::default());
+    let tok = rig.server.provision(ALICE_EMAIL, ALICE);
+    let serial = receipt(&update(&rig, &tok, "myipv4=1.2.3.4&myipv6=fd08::1"));
+    rig.served(ALICE, "AAAA", &["fd08::1"], SERVE);
+    // The same config, with verify_server pointing at the rig's nameserver — or
+    // at a port where nothing answers.
+    let config = read(&rig.server.config);
+    let status = |server: &str| {
+        let path = rig.dir.path().join("status.toml");
+        let text = config.replacen(
+            "[dns]\n",
+            &format!("[dns]\nverify_server = \"{server}\"\n"),
+            1,
+        );
+        fs::write(&path, text).expect("write status config");
+        let out = std::process::Command::new(common::server::BIN)
+            .arg("--config")
+            .arg(&path)
+            .args(["status", ALICE])
+            .output()
+            .expect("run status");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut out = String::new();
+    rig.server.wait_until("status: served", SERVE, || {
+        out = status(&format!("127.0.0.1:{}", rig.ns.port()));
+        out.lines().any(|l| l == "served")
+    });
+    assert!(
+        out.contains("stored: A 1.2.3.4") && out.contains("stored: AAAA fd08::1"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("serial {serial}")) || out.contains(&format!("serial: {serial}")),
+        "{out}"
+    );
+    let silent = common::ns::free_port();
+    let out = status(&format!("127.0.0.1:{silent}"));
+    assert!(out.lines().any(|l| l == "not yet served"), "{out}");
 }
