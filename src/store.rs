@@ -168,6 +168,16 @@ pub struct Snapshot {
     pub records: Vec<(String, IpAddr)>,
 }
 
+/// Writers of this process take turns here before `BEGIN IMMEDIATE`: SQLite's own
+/// busy handler sleeps 1, 2, 5, 10 … ms between tries, which under a steady write
+/// load turns lock contention into milliseconds of latency. Other processes (the
+/// admin commands) still meet `busy_timeout`.
+static WRITERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn writer_turn() -> std::sync::MutexGuard<'static, ()> {
+    WRITERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub struct Store {
     conn: Connection,
 }
@@ -498,6 +508,7 @@ impl Store {
         if used.is_empty() {
             return Ok(());
         }
+        let _turn = writer_turn();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -546,6 +557,7 @@ impl Store {
                 return Ok(applied);
             }
         }
+        let _turn = writer_turn();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -686,6 +698,7 @@ impl Store {
     /// one transaction: every change committed before carries this serial, every
     /// change after it the next one.
     pub fn take_snapshot(&mut self, zone: &str) -> Result<Snapshot> {
+        let _turn = writer_turn();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
