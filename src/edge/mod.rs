@@ -6,11 +6,19 @@
 //! loopback socket. The edge connects to that socket once per client connection and
 //! records, keyed by the relay's local port, who the client really is.
 
+mod cidr;
+mod forwarded;
+#[allow(dead_code)] // wired up by the relay in the next commit
+mod http;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+pub use cidr::{Cidr, CidrError};
+pub use forwarded::forwarded_client;
 
 /// What the handler needs to know about the client behind a relayed connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,13 +37,23 @@ pub struct ConnTable(Arc<Mutex<HashMap<u16, ConnInfo>>>);
 
 impl ConnTable {
     pub fn insert(&self, relay_port: u16, info: ConnInfo) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(relay_port, info);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(relay_port, info);
     }
     pub fn remove(&self, relay_port: u16) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&relay_port);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&relay_port);
     }
     pub fn lookup(&self, relay_port: u16) -> Option<ConnInfo> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&relay_port).copied()
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&relay_port)
+            .copied()
     }
 }
 
@@ -52,3 +70,4 @@ pub struct EdgeSettings {
     pub idle_timeout: Duration,
     pub max_head_bytes: usize,
 }
+
