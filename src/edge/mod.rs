@@ -64,6 +64,13 @@ impl ConnTable {
             .get(&relay_port)
             .copied()
     }
+    /// Relays open now (for monitoring and tests).
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Every bound of the edge, in one place (from `[server]` in the config).
@@ -158,7 +165,8 @@ pub fn start(
     }
     Ok(EdgeHandle {
         shared,
-        listeners,
+        addrs: listeners.iter().map(|l| (l.addr, l.tls)).collect(),
+        sockets: Mutex::new(listeners.into_iter().map(|l| l.socket).collect()),
         threads: Mutex::new(threads),
     })
 }
@@ -167,7 +175,11 @@ pub fn start(
 /// for as long as the service runs.
 pub struct EdgeHandle {
     shared: Arc<Shared>,
-    listeners: Vec<listen::Listener>,
+    /// Bound address and whether it speaks TLS, in configuration order.
+    addrs: Vec<(SocketAddr, bool)>,
+    /// Closed on shutdown, so clients are refused instead of piling up in a
+    /// backlog nobody accepts from.
+    sockets: Mutex<Vec<Arc<std::net::TcpListener>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -202,24 +214,24 @@ impl EdgeHandle {
     /// Every bound address, HTTP first, in configuration order (with the real
     /// port where port 0 was configured).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().map(|l| l.addr).collect()
+        self.addrs.iter().map(|&(a, _)| a).collect()
     }
 
     /// The bound HTTP addresses.
     pub fn http_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
+        self.addrs
             .iter()
-            .filter(|l| !l.tls)
-            .map(|l| l.addr)
+            .filter(|(_, tls)| !tls)
+            .map(|&(a, _)| a)
             .collect()
     }
 
     /// The bound HTTPS addresses.
     pub fn https_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
+        self.addrs
             .iter()
-            .filter(|l| l.tls)
-            .map(|l| l.addr)
+            .filter(|(_, tls)| *tls)
+            .map(|&(a, _)| a)
             .collect()
     }
 
@@ -241,13 +253,16 @@ impl EdgeHandle {
             return;
         }
         self.shared.limits.close();
-        for l in &self.listeners {
-            sys::wake_acceptor(&l.socket);
+        let sockets = std::mem::take(&mut *self.sockets.lock().unwrap_or_else(|e| e.into_inner()));
+        for s in &sockets {
+            sys::wake_acceptor(s);
         }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for t in threads {
             let _ = t.join();
         }
+        // The accept threads have dropped their handles; this closes the sockets.
+        drop(sockets);
     }
 
     /// After `shutdown`: waits until every connection has closed, at most
