@@ -106,11 +106,14 @@ pub(crate) fn run(
 struct Conn {
     shared: Arc<Shared>,
     table: ConnTable,
-    slot: Slot,
     client: ClientIo,
     info: ConnInfo,
     backend: Option<Backend>,
     scratch: Vec<u8>,
+    /// Last: fields drop in order, so the relay socket is closed before the
+    /// slot is freed (and with it the registry's handle on the client socket),
+    /// keeping descriptors within the budget.
+    slot: Slot,
 }
 
 impl Conn {

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use super::sys;
 
 /// File descriptors one client connection costs: the client socket, the relay
-/// socket to tiny_http, and tiny_http's end of that relay.
-pub const FDS_PER_CONNECTION: u64 = 3;
+/// socket to tiny_http, and tiny_http's end of that relay, which tiny_http
+/// duplicates (`try_clone`) into a read and a write half.
+pub const FDS_PER_CONNECTION: u64 = 4;
 /// File descriptors kept for everything else: listeners, the database, zone
 /// files, the reload command, logging.
 pub const RESERVED_FDS: u64 = 64;
@@ -37,6 +38,8 @@ struct Registry {
     /// Evictable slots by the time they started waiting, oldest first.
     waiting: BTreeSet<(Instant, u64)>,
     closing: bool,
+    /// Evicted slots whose threads have not finished yet.
+    leaving: usize,
     evictions: u64,
     evictions_logged: u64,
     last_log: Option<Instant>,
@@ -47,6 +50,8 @@ struct Entry {
     /// shutting it down wakes the connection's thread, which then ends.
     stream: Arc<TcpStream>,
     waiting_since: Option<Instant>,
+    /// Closed to make room; the slot is freed when its thread has finished.
+    evicted: bool,
 }
 
 impl Limits {
@@ -58,6 +63,7 @@ impl Limits {
                 slots: HashMap::new(),
                 waiting: BTreeSet::new(),
                 closing: false,
+                leaving: 0,
                 evictions: 0,
                 evictions_logged: 0,
                 last_log: None,
@@ -82,11 +88,26 @@ impl Limits {
             if reg.slots.len() < self.max {
                 break;
             }
+            if reg.leaving > 0 {
+                // A victim is on its way out (microseconds): wait for its slot
+                // rather than evict another connection.
+                reg = self
+                    .changed
+                    .wait_timeout(reg, Duration::from_millis(50))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                continue;
+            }
             if let Some((_, victim)) = reg.waiting.pop_first() {
-                if let Some(entry) = reg.slots.remove(&victim) {
-                    // The victim's thread sees EOF or an error and ends; its
-                    // descriptor closes when it drops its own handle.
+                if let Some(entry) = reg.slots.get_mut(&victim) {
+                    // The victim's thread sees EOF or an error and ends. Its
+                    // slot stays taken until it has closed its sockets, so the
+                    // budget bounds descriptors exactly (tiny_http in this
+                    // process must never meet EMFILE); the check above waits for that.
+                    entry.evicted = true;
+                    entry.waiting_since = None;
                     let _ = entry.stream.shutdown(Shutdown::Both);
+                    reg.leaving += 1;
                 }
                 reg.evictions += 1;
                 self.log_evictions(&mut reg);
@@ -106,6 +127,7 @@ impl Limits {
             Entry {
                 stream: Arc::clone(stream),
                 waiting_since: Some(now),
+                evicted: false,
             },
         );
         reg.waiting.insert((now, id));
@@ -145,8 +167,11 @@ impl Limits {
         let mut reg = self.lock();
         reg.closing = true;
         while let Some((_, id)) = reg.waiting.pop_first() {
-            if let Some(entry) = reg.slots.remove(&id) {
+            if let Some(entry) = reg.slots.get_mut(&id) {
+                entry.evicted = true;
+                entry.waiting_since = None;
                 let _ = entry.stream.shutdown(Shutdown::Both);
+                reg.leaving += 1;
             }
         }
         self.changed.notify_all();
@@ -182,18 +207,22 @@ impl Slot {
     /// evicted. `false` if it already was, or the edge is shutting down.
     pub(crate) fn waiting(&self, since: Instant) -> bool {
         let mut reg = self.limits.lock();
-        if reg.closing {
-            if let Some(entry) = reg.slots.remove(&self.id) {
-                if let Some(t) = entry.waiting_since {
-                    reg.waiting.remove(&(t, self.id));
-                }
-            }
-            self.limits.changed.notify_all();
-            return false;
-        }
+        let closing = reg.closing;
         let Some(entry) = reg.slots.get_mut(&self.id) else {
             return false;
         };
+        if entry.evicted {
+            return false;
+        }
+        if closing {
+            // Shutting down: an idle connection ends now, like an evicted one.
+            entry.evicted = true;
+            if let Some(t) = entry.waiting_since.take() {
+                reg.waiting.remove(&(t, self.id));
+            }
+            reg.leaving += 1;
+            return false;
+        }
         let old = entry.waiting_since.replace(since);
         if let Some(t) = old {
             reg.waiting.remove(&(t, self.id));
@@ -210,10 +239,21 @@ impl Slot {
         let Some(entry) = reg.slots.get_mut(&self.id) else {
             return false;
         };
+        if entry.evicted {
+            return false;
+        }
         if let Some(t) = entry.waiting_since.take() {
             reg.waiting.remove(&(t, self.id));
         }
         true
+    }
+}
+
+#[cfg(test)]
+impl Slot {
+    fn is_evicted(&self) -> bool {
+        let reg = self.limits.lock();
+        reg.slots.get(&self.id).is_none_or(|e| e.evicted)
     }
 }
 
@@ -224,6 +264,9 @@ impl Drop for Slot {
             if let Some(t) = entry.waiting_since {
                 reg.waiting.remove(&(t, self.id));
             }
+            if entry.evicted {
+                reg.leaving -= 1;
+            }
         }
         self.limits.changed.notify_all();
     }
@@ -232,8 +275,8 @@ impl Drop for Slot {
 /// Raises the soft RLIMIT_NOFILE to the hard limit and returns the soft limit
 /// now in force.
 ///
-/// Each client connection costs three descriptors, and the usual soft limit of
-/// 1024 would cap the service near 300 connections although the hard limit
+/// Each client connection costs four descriptors, and the usual soft limit of
+/// 1024 would cap the service near 240 connections although the hard limit
 /// (often 524288 under systemd) allows far more. Raising soft up to hard needs
 /// no privilege. If it cannot be raised the current limit is returned and a
 /// warning logged.
@@ -269,6 +312,11 @@ pub fn raise_nofile_limit() -> u64 {
 /// The largest `max_connections` not above `requested` whose descriptors fit
 /// under `nofile` (see `FDS_PER_CONNECTION`, `RESERVED_FDS`); logs when it is
 /// lower than asked for, so the operator knows which limit to raise.
+///
+/// This matters beyond the edge: tiny_http, in the same process, ends its
+/// accept loop on an accept error and panics it when `try_clone` fails, so the
+/// process must never reach its descriptor limit. Clients beyond the budget
+/// wait in the kernel's listen backlog, which costs no descriptor.
 pub fn fit_max_connections(requested: usize, nofile: u64) -> usize {
     let fits = (nofile.saturating_sub(RESERVED_FDS) / FDS_PER_CONNECTION).max(1);
     let fits = usize::try_from(fits).unwrap_or(usize::MAX);
@@ -305,13 +353,22 @@ mod tests {
         let slot2 = limits
             .admit(&s2, t0 + Duration::from_millis(1))
             .expect("slot 2");
+        // The victim's thread: it learns it was evicted, ends, and frees its slot.
+        let victim = std::thread::spawn(move || eventually_evicted(&slot1));
         let _slot3 = limits
             .admit(&s3, t0 + Duration::from_millis(2))
             .expect("slot 3");
+        assert!(victim.join().expect("victim"), "slot 1 was the oldest");
         assert_eq!(limits.open(), 2);
-        assert!(!slot1.serving(), "slot 1 was the oldest and must be gone");
-        assert!(slot2.serving());
+        assert!(slot2.serving(), "slot 2 was kept");
         assert_eq!(limits.evictions(), 1);
+    }
+
+    fn eventually_evicted(slot: &Slot) -> bool {
+        (0..1000).any(|_| {
+            std::thread::sleep(Duration::from_millis(1));
+            slot.is_evicted()
+        })
     }
 
     #[test]
@@ -333,14 +390,15 @@ mod tests {
         );
         // Going back to waiting (keep-alive) makes it evictable.
         assert!(slot1.waiting(Instant::now()));
+        assert!(eventually_evicted(&slot1));
+        drop(slot1);
         assert!(waiter.join().expect("join"));
-        assert!(!slot1.serving());
     }
 
     #[test]
     fn max_connections_fit_the_descriptor_limit() {
         assert_eq!(fit_max_connections(1024, 20_000), 1024);
-        assert_eq!(fit_max_connections(1024, 1024), (1024 - 64) / 3);
+        assert_eq!(fit_max_connections(1024, 1024), (1024 - 64) / 4);
         assert_eq!(fit_max_connections(1024, 10), 1);
     }
 }

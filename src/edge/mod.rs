@@ -105,13 +105,25 @@ pub(crate) struct Shared {
 /// (at most `max_connections`) that relays its requests to `internal`, the
 /// loopback address tiny_http listens on, after recording the client in `table`.
 ///
+/// `max_connections` is lowered (with a warning) to what the current soft
+/// RLIMIT_NOFILE can carry, see `fit_max_connections`; call
+/// `raise_nofile_limit` first.
+///
 /// Fails, with the address or file named, if a bind or the certificate fails;
 /// nothing is left listening then.
 pub fn start(
-    settings: EdgeSettings,
+    mut settings: EdgeSettings,
     internal: SocketAddr,
     table: ConnTable,
 ) -> io::Result<EdgeHandle> {
+    match sys::nofile_limits() {
+        Ok((soft, _)) => {
+            settings.max_connections = fit_max_connections(settings.max_connections, soft)
+        }
+        Err(e) => {
+            log::warn!("cannot read the open-file limit, max_connections left as configured: {e}")
+        }
+    }
     if settings.max_connections == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -204,6 +216,11 @@ impl EdgeHandle {
                 Err(e.into())
             }
         }
+    }
+
+    /// The connection budget in force (after fitting it to the descriptor limit).
+    pub fn max_connections(&self) -> usize {
+        self.shared.settings.max_connections
     }
 
     /// Client connections open now (admitted, not yet closed).
