@@ -454,7 +454,7 @@ pub fn explain(config: &Config, args: &[String]) -> Out {
         path,
         query: update::Query::parse(query),
         authorization: header("Authorization"),
-        client: crate::server::client_address(
+        client: crate::edge::forwarded_client(
             peer,
             header("X-Forwarded-For"),
             &config.server.trusted_proxies,

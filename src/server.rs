@@ -2,7 +2,8 @@
 //! request handler that turns a request into pipeline steps, a write and a response.
 
 use crate::config::Config;
-use crate::edge::cidr::{mask, unmap, Cidr};
+use crate::edge::cidr::{mask, Cidr};
+use crate::edge::forwarded_client;
 use crate::edge::{ConnInfo, ConnTable, EdgeSettings};
 use crate::publish::{self, LastUsed, PublishStats, Publisher};
 use crate::ratelimit::Limiter;
@@ -83,30 +84,6 @@ impl Reply {
     }
 }
 
-/// The client's address: the connection's, or — only when the connection comes
-/// from a trusted proxy — the rightmost `X-Forwarded-For` hop that is not trusted.
-pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) -> IpAddr {
-    let peer = unmap(peer);
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
-    if !is_trusted(peer) {
-        return peer;
-    }
-    let Some(xff) = forwarded_for else {
-        return peer;
-    };
-    let mut client = peer;
-    for hop in xff.rsplit(',').map(str::trim) {
-        let Ok(ip) = hop.parse::<IpAddr>().map(unmap) else {
-            break;
-        };
-        client = ip;
-        if !is_trusted(ip) {
-            break;
-        }
-    }
-    client
-}
-
 /// The key failed authentications are counted under: the address, or its /64.
 fn auth_key(ip: IpAddr) -> IpAddr {
     match ip {
@@ -183,7 +160,7 @@ impl Service {
     /// Handle one request; returns the reply and a log summary (never a secret).
     pub fn process(&self, store: &mut Store, rq: &Incoming) -> (Reply, String) {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let client = client_address(
+        let client = forwarded_client(
             rq.conn.peer.ip(),
             rq.forwarded_for,
             &self.config.server.trusted_proxies,
@@ -326,7 +303,7 @@ impl Service {
         };
         let (reply, summary) = self.process(store, &incoming);
         let status = reply.status;
-        let client = client_address(
+        let client = forwarded_client(
             conn.peer.ip(),
             incoming.forwarded_for,
             &self.config.server.trusted_proxies,
@@ -394,6 +371,9 @@ pub fn edge_settings(config: &Config) -> EdgeSettings {
 /// publish what is pending and return.
 pub fn serve(config: Config) -> Result<(), String> {
     crate::signals::block();
+    // Before any socket: the edge sizes max_connections to fit the limit it finds.
+    let nofile = crate::edge::raise_nofile_limit();
+    log::debug!("file descriptor limit: {nofile}");
     let config = Arc::new(config);
     let db = &config.database;
     let mut store = Store::open(&db.path, &db.synchronous).map_err(|e| e.to_string())?;
@@ -451,32 +431,46 @@ pub fn serve(config: Config) -> Result<(), String> {
         workers.push(w);
     }
 
+    let edge = Arc::new(
+        crate::edge::start(edge_settings(&config), internal_addr, table)
+            .map_err(|e| e.to_string())?,
+    );
+    for a in edge.http_addrs() {
+        info!("listening on http://{a}");
+    }
+    for a in edge.https_addrs() {
+        info!("listening on https://{a}");
+    }
     if let Some(addr) = config.server.metrics_listen {
-        let t = table.clone();
+        let e = edge.clone();
         crate::metrics::spawn(
             addr,
             crate::metrics::Sources {
                 counters: service.counters.clone(),
                 publish: stats,
-                open_connections: Box::new(move || t.len()),
+                open_connections: Box::new(move || e.open_connections()),
             },
         )?;
     }
-    let edge = crate::edge::simple::start(&edge_settings(&config), internal_addr, table)
-        .map_err(|e| e.to_string())?;
-    for a in &edge.local_addrs {
-        info!("listening on http://{a}");
-    }
     info!(
-        "dedyn-update {} serving with {} workers",
+        "dedyn-update {} serving with {} workers, at most {} connections",
         env!("CARGO_PKG_VERSION"),
-        config.server.workers
+        config.server.workers,
+        edge.max_connections()
     );
 
     while crate::signals::wait() == crate::signals::Signal::Reload {
         info!("SIGHUP: reloading TLS certificate and key");
+        match edge.reload_tls() {
+            Ok(()) => info!("TLS certificate and key reloaded"),
+            Err(e) => error!("TLS reload failed, keeping the old certificate: {e}"),
+        }
     }
     info!("stopping: finishing in-flight requests");
+    edge.shutdown();
+    if !edge.wait_closed(Duration::from_secs(10)) {
+        warn!("some connections were still open after 10 s; closing them");
+    }
     stopping.store(true, Ordering::SeqCst);
     for w in workers {
         let _ = w.join();
@@ -493,36 +487,6 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn forwarded_for_only_from_trusted_proxies() {
-        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
-        assert_eq!(
-            client_address(ip("192.0.2.1"), Some("198.51.100.7"), &trusted),
-            ip("192.0.2.1")
-        );
-        assert_eq!(
-            client_address(ip("10.0.0.1"), Some("198.51.100.7"), &trusted),
-            ip("198.51.100.7")
-        );
-        // rightmost untrusted hop: the client cannot inject an address in front
-        assert_eq!(
-            client_address(
-                ip("10.0.0.1"),
-                Some("1.1.1.1, 198.51.100.7, 10.0.0.2"),
-                &trusted
-            ),
-            ip("198.51.100.7")
-        );
-        assert_eq!(
-            client_address(ip("10.0.0.1"), Some("garbage"), &trusted),
-            ip("10.0.0.1")
-        );
-        assert_eq!(
-            client_address(ip("::ffff:192.0.2.1"), None, &trusted),
-            ip("192.0.2.1")
-        );
     }
 
     #[test]

@@ -6,11 +6,28 @@
 //! loopback socket. The edge connects to that socket once per client connection and
 //! records, keyed by the relay's local port, who the client really is.
 
+pub mod cidr;
+mod conn;
+mod forwarded;
+mod http;
+mod limits;
+mod listen;
+mod sys;
+mod tls;
+
 use std::collections::HashMap;
+use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
+
+pub use cidr::{Cidr, CidrError};
+pub use forwarded::forwarded_client;
+pub use limits::{fit_max_connections, raise_nofile_limit, FDS_PER_CONNECTION, RESERVED_FDS};
+pub use tls::{load_server_config, TlsError};
 
 /// What the handler needs to know about the client behind a relayed connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +64,7 @@ impl ConnTable {
             .get(&relay_port)
             .copied()
     }
-    /// Connections relayed right now (the `open_connections` metric).
+    /// Relays open now (for monitoring and tests).
     pub fn len(&self) -> usize {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
@@ -69,5 +86,211 @@ pub struct EdgeSettings {
     pub idle_timeout: Duration,
     pub max_head_bytes: usize,
 }
-pub mod cidr;
-pub mod simple;
+
+/// What the accept loops and connection threads share.
+pub(crate) struct Shared {
+    pub settings: EdgeSettings,
+    pub internal: SocketAddr,
+    pub table: ConnTable,
+    pub limits: Arc<limits::Limits>,
+    /// Present when there are HTTPS listeners.
+    pub tls: Option<tls::TlsStore>,
+    pub stopping: AtomicBool,
+    pub accept_errors: AtomicU64,
+}
+
+/// Starts the edge: binds every address of `http_listen` and `https_listen`,
+/// loads the TLS certificate if there are HTTPS listeners, and starts one
+/// accept thread per listener. Each admitted client gets a thread of its own
+/// (at most `max_connections`) that relays its requests to `internal`, the
+/// loopback address tiny_http listens on, after recording the client in `table`.
+///
+/// `max_connections` is lowered (with a warning) to what the current soft
+/// RLIMIT_NOFILE can carry, see `fit_max_connections`; call
+/// `raise_nofile_limit` first.
+///
+/// Fails, with the address or file named, if a bind or the certificate fails;
+/// nothing is left listening then.
+pub fn start(
+    mut settings: EdgeSettings,
+    internal: SocketAddr,
+    table: ConnTable,
+) -> io::Result<EdgeHandle> {
+    match sys::nofile_limits() {
+        Ok((soft, _)) => {
+            settings.max_connections = fit_max_connections(settings.max_connections, soft)
+        }
+        Err(e) => {
+            log::warn!("cannot read the open-file limit, max_connections left as configured: {e}")
+        }
+    }
+    if settings.max_connections == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "max_connections must be at least 1",
+        ));
+    }
+    let tls = if settings.https_listen.is_empty() {
+        None
+    } else {
+        Some(tls::TlsStore::load(&settings.tls_cert, &settings.tls_key)?)
+    };
+    let mut listeners = Vec::new();
+    for &addr in &settings.http_listen {
+        listeners.push(listen::bind(addr, false)?);
+    }
+    for &addr in &settings.https_listen {
+        listeners.push(listen::bind(addr, true)?);
+    }
+
+    let shared = Arc::new(Shared {
+        limits: limits::Limits::new(settings.max_connections),
+        settings,
+        internal,
+        table,
+        tls,
+        stopping: AtomicBool::new(false),
+        accept_errors: AtomicU64::new(0),
+    });
+    let mut threads = Vec::new();
+    for l in &listeners {
+        let (for_loop, socket, addr, is_tls) =
+            (Arc::clone(&shared), Arc::clone(&l.socket), l.addr, l.tls);
+        let spawned = thread::Builder::new()
+            .name("edge-accept".into())
+            .spawn(move || listen::accept_loop(for_loop, socket, addr, is_tls));
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                shared.stopping.store(true, Ordering::SeqCst);
+                for l in &listeners {
+                    sys::wake_acceptor(&l.socket);
+                }
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot start an accept thread: {e}"),
+                ));
+            }
+        }
+        let scheme = if l.tls { "https" } else { "http" };
+        log::info!("listening on {scheme}://{}", l.addr);
+    }
+    Ok(EdgeHandle {
+        shared,
+        addrs: listeners.iter().map(|l| (l.addr, l.tls)).collect(),
+        sockets: Mutex::new(listeners.into_iter().map(|l| l.socket).collect()),
+        threads: Mutex::new(threads),
+    })
+}
+
+/// The running edge. Dropping it shuts the edge down (see `shutdown`); keep it
+/// for as long as the service runs.
+pub struct EdgeHandle {
+    shared: Arc<Shared>,
+    /// Bound address and whether it speaks TLS, in configuration order.
+    addrs: Vec<(SocketAddr, bool)>,
+    /// Closed on shutdown, so clients are refused instead of piling up in a
+    /// backlog nobody accepts from.
+    sockets: Mutex<Vec<Arc<std::net::TcpListener>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl EdgeHandle {
+    /// Re-reads `tls_cert` and `tls_key` (on SIGHUP). New connections use the
+    /// new pair; open ones keep theirs. A pair that cannot be used is logged
+    /// and returned as an error, and the old one stays in force.
+    pub fn reload_tls(&self) -> io::Result<()> {
+        let Some(store) = &self.shared.tls else {
+            return Ok(());
+        };
+        match store.reload() {
+            Ok(()) => {
+                log::info!(
+                    "reloaded TLS certificate {}",
+                    self.shared.settings.tls_cert.display()
+                );
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("TLS reload failed, keeping the previous certificate: {e}");
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The connection budget in force (after fitting it to the descriptor limit).
+    pub fn max_connections(&self) -> usize {
+        self.shared.settings.max_connections
+    }
+
+    /// Client connections open now (admitted, not yet closed).
+    pub fn open_connections(&self) -> usize {
+        self.shared.limits.open()
+    }
+
+    /// Every bound address, HTTP first, in configuration order (with the real
+    /// port where port 0 was configured).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs.iter().map(|&(a, _)| a).collect()
+    }
+
+    /// The bound HTTP addresses.
+    pub fn http_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs
+            .iter()
+            .filter(|(_, tls)| !tls)
+            .map(|&(a, _)| a)
+            .collect()
+    }
+
+    /// The bound HTTPS addresses.
+    pub fn https_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs
+            .iter()
+            .filter(|(_, tls)| *tls)
+            .map(|&(a, _)| a)
+            .collect()
+    }
+
+    /// Accept errors seen so far (EMFILE and friends), for monitoring and tests.
+    pub fn accept_errors(&self) -> u64 {
+        self.shared.accept_errors.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed so far to make room for new clients.
+    pub fn evictions(&self) -> u64 {
+        self.shared.limits.evictions()
+    }
+
+    /// Stops accepting and closes the listeners' accept loops; closes
+    /// connections waiting for a request. Requests being served finish, then
+    /// their connections close. Idempotent.
+    pub fn shutdown(&self) {
+        if self.shared.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.shared.limits.close();
+        let sockets = std::mem::take(&mut *self.sockets.lock().unwrap_or_else(|e| e.into_inner()));
+        for s in &sockets {
+            sys::wake_acceptor(s);
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+        // The accept threads have dropped their handles; this closes the sockets.
+        drop(sockets);
+    }
+
+    /// After `shutdown`: waits until every connection has closed, at most
+    /// `timeout`. Returns whether they all did.
+    pub fn wait_closed(&self, timeout: Duration) -> bool {
+        self.shared.limits.wait_empty(timeout)
+    }
+}
+
+impl Drop for EdgeHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -242,7 +242,7 @@ pub fn family_action(
             }
         }
     }
-    let peer = crate::edge::cidr::unmap(peer);
+    let peer = crate::edge::cidr::canonical_ip(peer);
     if Family::of(peer) != family {
         return Ok((AddressAction::Delete, ActionSource::NoAddress));
     }

@@ -7,6 +7,7 @@
 
 pub mod ddclient;
 pub mod dns;
+pub mod edge;
 pub mod ns;
 pub mod proc;
 pub mod server;

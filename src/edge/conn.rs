@@ -1,0 +1,572 @@
+//! One client connection from accept to close, on its own small thread: TLS handshake,
+//! reading each request head under its deadline, relaying it to tiny_http and the answer back.
+//!
+//! Requests are relayed one at a time: the edge reads a whole request (head and
+//! body) from the client, forwards it, streams the response back until the
+//! framer says it is complete, then waits for the next request. So the
+//! connection is evictable exactly while it has no complete request, and every
+//! blocking read has a deadline (see `sys::wait_readable`).
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::{ServerConfig, ServerConnection};
+
+use super::http::{self, HeadError, RequestHead, ResponseFramer};
+use super::limits::Slot;
+use super::{sys, ConnInfo, ConnTable, Shared};
+
+/// Request bodies the edge buffers at most; update requests have none.
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A client that does not take its response (or a handshake flight) this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// tiny_http's handler must answer within this; after it the client gets 504.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// After answering and before closing, unread input is drained this long, so
+/// the kernel does not answer it with a RST that destroys our response.
+const LINGER: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why a connection ended (logged at debug level).
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The client closed, or the edge closed after a `Connection: close` exchange.
+    Closed,
+    /// Handshake or request head not complete in time, or keep-alive idle too long.
+    Timeout(&'static str),
+    /// Made room for a new client, or the edge is shutting down.
+    Evicted,
+    /// The edge answered with this status and closed.
+    Refused(u16),
+    Io(io::Error),
+    Tls(rustls::Error),
+    /// tiny_http could not be reached or sent nonsense.
+    Backend(String),
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            End::Closed => f.write_str("closed"),
+            End::Timeout(what) => write!(f, "{what} timed out"),
+            End::Evicted => f.write_str("evicted"),
+            End::Refused(status) => write!(f, "refused with {status}"),
+            End::Io(e) => write!(f, "i/o error: {e}"),
+            End::Tls(e) => write!(f, "TLS error: {e}"),
+            End::Backend(e) => write!(f, "internal server: {e}"),
+        }
+    }
+}
+
+/// Runs one admitted connection to its end. Called on the connection's thread.
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    stream: Arc<TcpStream>,
+    peer: SocketAddr,
+    tls: Option<Arc<ServerConfig>>,
+    slot: Slot,
+    accepted: Instant,
+) {
+    let info = ConnInfo {
+        peer,
+        tls: tls.is_some(),
+    };
+    let tls = match tls.map(ServerConnection::new).transpose() {
+        Ok(t) => t.map(Box::new),
+        Err(e) => {
+            log::error!("cannot start TLS for {peer}: {e}");
+            return;
+        }
+    };
+    // Small answers go out at once instead of waiting for Nagle's algorithm.
+    let _ = stream.set_nodelay(true);
+    if let Err(e) = stream.set_write_timeout(Some(WRITE_TIMEOUT)) {
+        log::warn!("cannot set a write timeout for {peer}: {e}");
+        return;
+    }
+    let mut conn = Conn {
+        table: shared.table.clone(),
+        shared,
+        slot,
+        client: ClientIo { stream, tls },
+        info,
+        backend: None,
+        scratch: vec![0; READ_CHUNK],
+    };
+    let end = conn.serve(accepted);
+    log::debug!("connection from {peer} ended: {end}");
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    table: ConnTable,
+    client: ClientIo,
+    info: ConnInfo,
+    backend: Option<Backend>,
+    scratch: Vec<u8>,
+    /// Last: fields drop in order, so the relay socket is closed before the
+    /// slot is freed (and with it the registry's handle on the client socket),
+    /// keeping descriptors within the budget.
+    slot: Slot,
+}
+
+impl Conn {
+    fn serve(&mut self, accepted: Instant) -> End {
+        let settings = &self.shared.settings;
+        if let Err(end) = self.client.handshake(accepted + settings.handshake_timeout) {
+            return end;
+        }
+        // Bytes from the client not yet forwarded (a pipelined request may follow).
+        let mut buf = Vec::new();
+        // The first head's clock runs from when the client could start sending it.
+        let mut head_start = Some(if self.client.tls.is_some() {
+            Instant::now()
+        } else {
+            accepted
+        });
+        loop {
+            let req = match self.read_request(&mut buf, head_start.take()) {
+                Ok(req) => req,
+                Err(end) => return end,
+            };
+            if !self.slot.serving() {
+                return End::Evicted;
+            }
+            let total = req.head_len + req.body_len;
+            let keep_alive = match self.relay(&buf[..total], &req) {
+                Ok(keep_alive) => keep_alive,
+                Err(end) => {
+                    self.client.close();
+                    return end;
+                }
+            };
+            buf.drain(..total);
+            if !keep_alive {
+                self.client.close();
+                return End::Closed;
+            }
+            if !self.slot.waiting(Instant::now()) {
+                self.client.close();
+                return End::Evicted;
+            }
+        }
+    }
+
+    /// Reads until `buf` starts with a complete request (head and body). `start`
+    /// is when the head's clock started; `None` after a response, when the
+    /// connection first idles until the next request begins.
+    fn read_request(
+        &mut self,
+        buf: &mut Vec<u8>,
+        start: Option<Instant>,
+    ) -> Result<RequestHead, End> {
+        let settings = &self.shared.settings;
+        let max_head = settings.max_head_bytes.max(64);
+        let start = match start {
+            Some(t) => t,
+            None => {
+                let idle_deadline = Instant::now() + settings.idle_timeout;
+                loop {
+                    let skip = http::leading_empty_lines(buf);
+                    buf.drain(..skip);
+                    if !buf.is_empty() {
+                        break;
+                    }
+                    match self.client.read_into(buf, max_head, idle_deadline) {
+                        Ok(_) => {}
+                        Err(End::Timeout(_)) => {
+                            self.client.close();
+                            return Err(End::Timeout("keep-alive idle"));
+                        }
+                        Err(end) => return Err(end),
+                    }
+                }
+                // Measured from the first byte of the head, not the last: a
+                // trickling client cannot keep extending its deadline.
+                Instant::now()
+            }
+        };
+        let deadline = start + settings.head_timeout;
+
+        let head_len = loop {
+            let skip = http::leading_empty_lines(buf);
+            buf.drain(..skip);
+            match http::find_head_end(buf) {
+                Some(end) if end <= max_head => break end,
+                Some(_) => return Err(self.refuse(431, "Request Header Fields Too Large")),
+                None if buf.len() >= max_head => {
+                    return Err(self.refuse(431, "Request Header Fields Too Large"));
+                }
+                None => {}
+            }
+            self.read_or_time_out(buf, max_head - buf.len(), deadline)?;
+        };
+
+        let req = match http::parse_request_head(&buf[..head_len], MAX_BODY_BYTES) {
+            Ok(req) => req,
+            Err(e) => {
+                if let HeadError::Malformed(why) = &e {
+                    log::debug!("malformed request from {}: {why}", self.info.peer);
+                }
+                let (status, reason) = e.status();
+                return Err(self.refuse(status, reason));
+            }
+        };
+
+        // The body is part of the request: until it is all here the connection
+        // stays evictable and under the same deadline, so a client cannot
+        // escape the head timeout by announcing a body and never sending it.
+        let total = req.head_len + req.body_len;
+        if buf.len() < total && req.expect_continue {
+            self.client.write_all(http::CONTINUE).map_err(End::Io)?;
+        }
+        while buf.len() < total {
+            self.read_or_time_out(buf, total - buf.len(), deadline)?;
+        }
+        Ok(req)
+    }
+
+    /// One read towards a request under `deadline`; on timeout, a client that
+    /// started a request hears 408, one that sent nothing is just closed.
+    fn read_or_time_out(
+        &mut self,
+        buf: &mut Vec<u8>,
+        room: usize,
+        deadline: Instant,
+    ) -> Result<(), End> {
+        match self.client.read_into(buf, room, deadline) {
+            Ok(_) => Ok(()),
+            Err(End::Timeout(_)) if buf.is_empty() => {
+                self.client.close();
+                Err(End::Timeout("request head"))
+            }
+            Err(End::Timeout(_)) => {
+                self.refuse(408, "Request Timeout");
+                Err(End::Timeout("request head"))
+            }
+            Err(end) => Err(end),
+        }
+    }
+
+    /// Answers from the edge itself and closes the connection.
+    fn refuse(&mut self, status: u16, reason: &str) -> End {
+        // Closing may linger a moment: let it be evicted meanwhile.
+        let _ = self.slot.waiting(Instant::now());
+        let _ = self.client.write_all(&http::edge_response(status, reason));
+        self.client.close();
+        End::Refused(status)
+    }
+
+    /// Forwards one complete request to tiny_http and relays the response.
+    /// Returns whether the client connection may carry another request.
+    fn relay(&mut self, request: &[u8], req: &RequestHead) -> Result<bool, End> {
+        let head = &request[..req.head_len];
+        let body = &request[req.head_len..];
+        let backend = match self.backend() {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!(
+                    "cannot reach the internal HTTP server at {}: {e}",
+                    self.shared.internal
+                );
+                let _ = self
+                    .client
+                    .write_all(&http::edge_response(502, "Bad Gateway"));
+                return Err(End::Backend(e.to_string()));
+            }
+        };
+        let sent = if req.expect_continue {
+            backend.stream.write_all(&http::head_without_expect(head))
+        } else {
+            backend.stream.write_all(head)
+        }
+        .and_then(|()| backend.stream.write_all(body));
+        if let Err(e) = sent {
+            self.backend = None;
+            let _ = self
+                .client
+                .write_all(&http::edge_response(502, "Bad Gateway"));
+            return Err(End::Backend(format!("sending the request: {e}")));
+        }
+
+        let mut framer = ResponseFramer::new(req.is_head);
+        let deadline = Instant::now() + RESPONSE_TIMEOUT;
+        let mut relayed = false;
+        loop {
+            let Some(backend) = self.backend.as_mut() else {
+                return Err(End::Backend("connection lost".into()));
+            };
+            let fd = backend.stream.as_raw_fd();
+            let now = Instant::now();
+            let ready =
+                now < deadline && sys::wait_readable(fd, deadline - now).map_err(End::Io)?;
+            if !ready {
+                if Instant::now() < deadline {
+                    continue;
+                }
+                self.backend = None;
+                if !relayed {
+                    let _ = self
+                        .client
+                        .write_all(&http::edge_response(504, "Gateway Timeout"));
+                }
+                return Err(End::Backend("no response in time".into()));
+            }
+            let n = match backend.stream.read(&mut self.scratch) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.backend = None;
+                    return Err(End::Backend(format!("reading the response: {e}")));
+                }
+            };
+            if n == 0 {
+                self.backend = None;
+                if framer.until_close() {
+                    return Ok(false);
+                }
+                if !relayed {
+                    let _ = self
+                        .client
+                        .write_all(&http::edge_response(502, "Bad Gateway"));
+                }
+                return Err(End::Backend(
+                    "closed before the response was complete".into(),
+                ));
+            }
+            let used = match framer.feed(&self.scratch[..n]) {
+                Ok(used) => used,
+                Err(e) => {
+                    log::error!("the internal HTTP server sent an invalid response: {}", e.0);
+                    self.backend = None;
+                    return Err(End::Backend(e.0.into()));
+                }
+            };
+            self.client
+                .write_all(&self.scratch[..used])
+                .map_err(End::Io)?;
+            relayed = true;
+            if framer.is_done() {
+                if used < n || !framer.keep_alive() {
+                    // Bytes past the response, or tiny_http will close: start afresh next time.
+                    self.backend = None;
+                }
+                return Ok(framer.keep_alive() && !req.close);
+            }
+        }
+    }
+
+    /// The relay connection to tiny_http, registered in the table before any
+    /// byte is written to it; reused across the client's requests.
+    fn backend(&mut self) -> io::Result<&mut Backend> {
+        if let Some(b) = &self.backend {
+            // Between requests tiny_http has nothing to say; readable means it
+            // closed (or misbehaved), so do not send a request into it.
+            if sys::wait_readable(b.stream.as_raw_fd(), Duration::ZERO)? {
+                self.backend = None;
+            }
+        }
+        if self.backend.is_none() {
+            let stream =
+                TcpStream::connect_timeout(&self.shared.internal, BACKEND_CONNECT_TIMEOUT)?;
+            let _ = stream.set_nodelay(true);
+            stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+            let port = stream.local_addr()?.port();
+            self.table.insert(port, self.info);
+            self.backend = Some(Backend {
+                stream,
+                port,
+                table: self.table.clone(),
+            });
+        }
+        self.backend
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no relay connection"))
+    }
+}
+
+/// A relay connection to tiny_http and its table entry, removed when it closes.
+struct Backend {
+    stream: TcpStream,
+    port: u16,
+    table: ConnTable,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        // Runs before `stream` closes, so the port cannot be reused by another
+        // relay while this entry still names our client.
+        self.table.remove(self.port);
+    }
+}
+
+/// The client side: a plain socket or rustls over it. Every read waits in
+/// `poll` under a deadline; writes are bounded by the socket's write timeout.
+struct ClientIo {
+    stream: Arc<TcpStream>,
+    tls: Option<Box<ServerConnection>>,
+}
+
+impl ClientIo {
+    /// Completes the TLS handshake by `deadline` (no-op for plain HTTP).
+    ///
+    /// RUSTSEC-2024-0336 was rustls's `complete_io` looping forever after a
+    /// close_notify during the handshake. This loop never retries without new
+    /// input: it blocks in `poll`, ends on EOF, on a TLS error, and on the
+    /// peer's close_notify.
+    fn handshake(&mut self, deadline: Instant) -> Result<(), End> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(());
+        };
+        while tls.is_handshaking() {
+            flush_tls(&self.stream, tls)?;
+            wait(&self.stream, deadline, "TLS handshake")?;
+            match tls.read_tls(&mut &*self.stream) {
+                Ok(0) => return Err(End::Closed),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(End::Io(e)),
+            }
+            let state = process(&self.stream, tls)?;
+            if state.peer_has_closed() {
+                return Err(End::Closed);
+            }
+        }
+        flush_tls(&self.stream, tls)
+    }
+
+    /// Appends at most `room` bytes of request data to `buf`, waiting until
+    /// `deadline`. Ok(n) with n > 0, or why there will be no more.
+    fn read_into(
+        &mut self,
+        buf: &mut Vec<u8>,
+        room: usize,
+        deadline: Instant,
+    ) -> Result<usize, End> {
+        let chunk = room.clamp(1, READ_CHUNK);
+        let start = buf.len();
+        loop {
+            if let Some(tls) = self.tls.as_deref_mut() {
+                buf.resize(start + chunk, 0);
+                let got = tls.reader().read(&mut buf[start..]);
+                buf.truncate(start + *got.as_ref().unwrap_or(&0));
+                match got {
+                    // close_notify after all data.
+                    Ok(0) => return Err(End::Closed),
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // TCP closed without close_notify.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(End::Closed),
+                    Err(e) => return Err(End::Io(e)),
+                }
+                // Post-handshake messages (tickets, alerts) may be waiting to go out.
+                flush_tls(&self.stream, tls)?;
+            }
+            wait(&self.stream, deadline, "read")?;
+            match self.tls.as_deref_mut() {
+                None => {
+                    buf.resize(start + chunk, 0);
+                    let got = (&*self.stream).read(&mut buf[start..]);
+                    buf.truncate(start + *got.as_ref().unwrap_or(&0));
+                    match got {
+                        Ok(0) => return Err(End::Closed),
+                        Ok(n) => return Ok(n),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(End::Io(e)),
+                    }
+                }
+                Some(tls) => {
+                    match tls.read_tls(&mut &*self.stream) {
+                        Ok(0) => return Err(End::Closed),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(End::Io(e)),
+                    }
+                    process(&self.stream, tls)?;
+                }
+            }
+        }
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self.tls.as_deref_mut() {
+            None => (&*self.stream).write_all(data),
+            Some(tls) => {
+                // In pieces, so rustls's outgoing buffer never has to grow past one record.
+                for piece in data.chunks(READ_CHUNK) {
+                    tls.writer().write_all(piece)?;
+                    flush_tls(&self.stream, tls).map_err(|e| match e {
+                        End::Io(e) => e,
+                        other => io::Error::other(other.to_string()),
+                    })?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the connection politely: close_notify for TLS, then a half-close
+    /// and a short drain of unread input (a "lingering close"), so an answer
+    /// just written reaches the client instead of being cut off by a RST.
+    fn close(&mut self) {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.send_close_notify();
+            let _ = flush_tls(&self.stream, tls);
+        }
+        if self.stream.shutdown(Shutdown::Write).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER;
+        let mut drained = 0;
+        let mut sink = [0u8; 4096];
+        while drained < LINGER_BYTES && wait(&self.stream, deadline, "linger").is_ok() {
+            match (&*self.stream).read(&mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    }
+}
+
+/// Waits until the client socket is readable or `deadline` passes.
+fn wait(stream: &TcpStream, deadline: Instant, what: &'static str) -> Result<(), End> {
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(End::Timeout(what));
+        }
+        if sys::wait_readable(stream.as_raw_fd(), deadline - now).map_err(End::Io)? {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes out whatever rustls has queued (handshake flights, alerts, data).
+fn flush_tls(stream: &TcpStream, tls: &mut ServerConnection) -> Result<(), End> {
+    while tls.wants_write() {
+        match tls.write_tls(&mut &*stream) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(End::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Lets rustls process received records; on a TLS error its alert is sent
+/// (best effort) before the connection ends.
+fn process(stream: &TcpStream, tls: &mut ServerConnection) -> Result<rustls::IoState, End> {
+    match tls.process_new_packets() {
+        Ok(state) => Ok(state),
+        Err(e) => {
+            let _ = flush_tls(stream, tls);
+            Err(End::Tls(e))
+        }
+    }
+}

@@ -1,0 +1,621 @@
+//! Just enough HTTP/1.1 for the edge to find request and response boundaries:
+//! request-head checks, the edge's own error answers, and a streaming response framer.
+//!
+//! The edge never interprets a request beyond this; the update protocol lives
+//! behind tiny_http. Everything here is pure (bytes in, decisions out).
+
+/// The end of a request head: the index just past the first `\r\n\r\n`.
+pub(crate) fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// Bytes of empty lines before a request line. RFC 9112 2.2: a server should
+/// ignore at least one CRLF there (some clients send one after a POST body).
+pub(crate) fn leading_empty_lines(buf: &[u8]) -> usize {
+    let mut i = 0;
+    while buf[i..].starts_with(b"\r\n") {
+        i += 2;
+    }
+    i
+}
+
+/// What the edge needs to know about one request head.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RequestHead {
+    /// Length of the head including the final `\r\n\r\n`.
+    pub head_len: usize,
+    /// Length of the body that follows (`Content-Length`, else 0).
+    pub body_len: usize,
+    /// The method is HEAD: the response has a head only.
+    pub is_head: bool,
+    /// The client asked for the connection to end after this request.
+    pub close: bool,
+    /// The client waits for `100 Continue` before sending its body.
+    pub expect_continue: bool,
+}
+
+/// Why a request head is refused at the edge; each maps to one answer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HeadError {
+    /// Not HTTP/1.x, or a line the edge cannot delimit unambiguously.
+    Malformed(&'static str),
+    /// `Transfer-Encoding` in a request: only GET and HEAD matter here, and
+    /// forwarding a chunked body is where request smuggling lives.
+    TransferEncoding,
+    /// A body larger than the edge buffers.
+    BodyTooLarge,
+}
+
+impl HeadError {
+    /// The edge's answer to this refusal.
+    pub(crate) fn status(&self) -> (u16, &'static str) {
+        match self {
+            HeadError::Malformed(_) => (400, "Bad Request"),
+            HeadError::TransferEncoding => (501, "Not Implemented"),
+            HeadError::BodyTooLarge => (413, "Content Too Large"),
+        }
+    }
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Checks a complete request head (`head` ends with `\r\n\r\n`).
+///
+/// Strict where tiny_http and the edge could disagree about where a request
+/// ends (bare CR or LF, line folding, space before the colon, conflicting
+/// `Content-Length`), lenient everywhere else.
+pub(crate) fn parse_request_head(head: &[u8], max_body: usize) -> Result<RequestHead, HeadError> {
+    let text = head
+        .strip_suffix(b"\r\n\r\n")
+        .ok_or(HeadError::Malformed("head is not terminated"))?;
+    // `text` lacks the final "\r\n", so every line but the last ends in "\r".
+    let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+    let last = lines.len() - 1;
+    let mut checked = Vec::with_capacity(lines.len());
+    for (index, raw) in lines.into_iter().enumerate() {
+        let line = match raw.strip_suffix(b"\r") {
+            Some(l) if index != last => l,
+            None if index == last => raw,
+            _ => return Err(HeadError::Malformed("bare LF in head")),
+        };
+        if line.contains(&b'\r') {
+            return Err(HeadError::Malformed("bare CR in head"));
+        }
+        checked.push(line);
+    }
+    let mut lines = checked.into_iter();
+    let request_line = lines.next().unwrap_or_default();
+
+    let mut parts = request_line.split(|&b| b == b' ');
+    let method = parts.next().unwrap_or_default();
+    let target = parts.next().unwrap_or_default();
+    let version = parts.next().unwrap_or_default();
+    if method.is_empty() || !method.iter().all(|&b| is_token_byte(b)) {
+        return Err(HeadError::Malformed("bad method"));
+    }
+    if target.is_empty() || target.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        return Err(HeadError::Malformed("bad request target"));
+    }
+    let http11 = match version {
+        b"HTTP/1.1" => true,
+        b"HTTP/1.0" => false,
+        _ => return Err(HeadError::Malformed("not HTTP/1.0 or HTTP/1.1")),
+    };
+    if parts.next().is_some() {
+        return Err(HeadError::Malformed("extra words in the request line"));
+    }
+
+    let mut content_length: Option<usize> = None;
+    let mut close = !http11;
+    let mut expect_continue = false;
+    for line in lines {
+        if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+            return Err(HeadError::Malformed("obsolete line folding"));
+        }
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or(HeadError::Malformed("header line without colon"))?;
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
+            return Err(HeadError::Malformed("bad header name"));
+        }
+        let value = line[colon + 1..].trim_ascii();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let text = std::str::from_utf8(value)
+                .map_err(|_| HeadError::Malformed("bad Content-Length"))?;
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HeadError::Malformed("bad Content-Length"));
+            }
+            // Too many digits to parse is certainly too large to buffer.
+            let n: usize = text.parse().map_err(|_| HeadError::BodyTooLarge)?;
+            if content_length.is_some_and(|prev| prev != n) {
+                return Err(HeadError::Malformed("conflicting Content-Length"));
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            return Err(HeadError::TransferEncoding);
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && !http11 {
+                    close = false;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"expect")
+            && value.eq_ignore_ascii_case(b"100-continue")
+        {
+            expect_continue = true;
+        }
+    }
+    let body_len = content_length.unwrap_or(0);
+    if body_len > max_body {
+        return Err(HeadError::BodyTooLarge);
+    }
+    Ok(RequestHead {
+        head_len: head.len(),
+        body_len,
+        is_head: method == b"HEAD",
+        close,
+        expect_continue,
+    })
+}
+
+/// The head as forwarded to tiny_http: without `Expect: 100-continue`, because
+/// the edge has already answered it and buffered the body (tiny_http would
+/// otherwise send a second `100 Continue`).
+pub(crate) fn head_without_expect(head: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len());
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let is_expect = line
+            .get(..7)
+            .is_some_and(|start| start.eq_ignore_ascii_case(b"expect:"));
+        if !is_expect {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+/// A complete answer from the edge itself; the connection closes after it.
+pub(crate) fn edge_response(status: u16, reason: &str) -> Vec<u8> {
+    let body = format!("{reason}\n");
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The interim answer to `Expect: 100-continue`.
+pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Response heads from tiny_http are small; anything bigger is a bug there.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Chunk-size and trailer lines, likewise.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// Where a response from tiny_http ends, found as its bytes stream past.
+///
+/// The edge relays one request at a time, so it must know when the response is
+/// complete to put the connection back into the keep-alive wait (evictable,
+/// idle timeout) and to read the next pipelined request.
+#[derive(Debug)]
+pub(crate) struct ResponseFramer {
+    state: RespState,
+    head_request: bool,
+    close: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RespState {
+    Head(Vec<u8>),
+    Fixed(u64),
+    ChunkSize(Vec<u8>),
+    ChunkData(u64),
+    ChunkDataEnd(u8),
+    Trailer(Vec<u8>),
+    UntilClose,
+    Done,
+}
+
+/// tiny_http sent something that is not an HTTP/1.1 response.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct FrameError(pub &'static str);
+
+impl ResponseFramer {
+    pub(crate) fn new(head_request: bool) -> Self {
+        ResponseFramer {
+            state: RespState::Head(Vec::new()),
+            head_request,
+            close: false,
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.state == RespState::Done
+    }
+
+    /// The response ends only when the backend closes its connection.
+    pub(crate) fn until_close(&self) -> bool {
+        self.state == RespState::UntilClose
+    }
+
+    /// The client connection may carry another request after this response.
+    pub(crate) fn keep_alive(&self) -> bool {
+        !self.close
+    }
+
+    /// Consumes the prefix of `data` that belongs to this response and returns
+    /// its length; a shorter count than `data.len()` means the response ended.
+    pub(crate) fn feed(&mut self, data: &[u8]) -> Result<usize, FrameError> {
+        let mut i = 0;
+        while i < data.len() {
+            let rest = &data[i..];
+            let in_trailer = matches!(self.state, RespState::Trailer(_));
+            match &mut self.state {
+                RespState::Done => break,
+                RespState::UntilClose => i = data.len(),
+                RespState::Head(acc) => {
+                    // Copy up to and including the end of the head, at most.
+                    let before = acc.len();
+                    acc.extend_from_slice(rest);
+                    // Search only where a new terminator can be (3 bytes of overlap).
+                    let from = before.saturating_sub(3);
+                    match find_head_end(&acc[from..]) {
+                        Some(end) => {
+                            let end = from + end;
+                            i += end - before;
+                            acc.truncate(end);
+                            let head = std::mem::take(acc);
+                            self.state = self.after_head(&head)?;
+                        }
+                        None => {
+                            if acc.len() > MAX_RESPONSE_HEAD {
+                                return Err(FrameError("response head too large"));
+                            }
+                            i = data.len();
+                        }
+                    }
+                }
+                RespState::Fixed(left) => {
+                    let take = (*left).min(rest.len() as u64);
+                    *left -= take;
+                    i += take as usize;
+                    if *left == 0 {
+                        self.state = RespState::Done;
+                    }
+                }
+                RespState::ChunkSize(line) | RespState::Trailer(line) => {
+                    let (taken, complete) = match rest.iter().position(|&b| b == b'\n') {
+                        Some(nl) => (nl + 1, true),
+                        None => (rest.len(), false),
+                    };
+                    line.extend_from_slice(&rest[..taken]);
+                    i += taken;
+                    if line.len() > MAX_CHUNK_LINE {
+                        return Err(FrameError("chunk line too long"));
+                    }
+                    if complete {
+                        let text = line.trim_ascii();
+                        self.state = if in_trailer {
+                            if text.is_empty() {
+                                RespState::Done
+                            } else {
+                                RespState::Trailer(Vec::new())
+                            }
+                        } else {
+                            let size_text = text.split(|&b| b == b';').next().unwrap_or_default();
+                            let size = std::str::from_utf8(size_text.trim_ascii())
+                                .ok()
+                                .and_then(|s| u64::from_str_radix(s, 16).ok())
+                                .ok_or(FrameError("bad chunk size"))?;
+                            if size == 0 {
+                                RespState::Trailer(Vec::new())
+                            } else {
+                                RespState::ChunkData(size)
+                            }
+                        };
+                    }
+                }
+                RespState::ChunkData(left) => {
+                    let take = (*left).min(rest.len() as u64);
+                    *left -= take;
+                    i += take as usize;
+                    if *left == 0 {
+                        self.state = RespState::ChunkDataEnd(2);
+                    }
+                }
+                RespState::ChunkDataEnd(left) => {
+                    let take = (*left as usize).min(rest.len());
+                    *left -= take as u8;
+                    i += take;
+                    if *left == 0 {
+                        self.state = RespState::ChunkSize(Vec::new());
+                    }
+                }
+            }
+        }
+        Ok(i)
+    }
+
+    /// Decides how the body after a complete response head is delimited
+    /// (RFC 9112 6.3, in its order).
+    fn after_head(&mut self, head: &[u8]) -> Result<RespState, FrameError> {
+        let text =
+            std::str::from_utf8(head).map_err(|_| FrameError("response head is not UTF-8"))?;
+        let mut lines = text.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let mut words = status_line.split(' ');
+        let version = words.next().unwrap_or_default();
+        if !version.starts_with("HTTP/1.") {
+            return Err(FrameError("not an HTTP/1.x status line"));
+        }
+        let status: u16 = words
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or(FrameError("bad status code"))?;
+        if version == "HTTP/1.0" {
+            self.close = true;
+        }
+
+        let mut chunked = false;
+        let mut has_te = false;
+        let mut length: Option<u64> = None;
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = Some(
+                    value
+                        .parse()
+                        .map_err(|_| FrameError("bad Content-Length"))?,
+                );
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                has_te = true;
+                chunked = value
+                    .rsplit(',')
+                    .next()
+                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            } else if name.eq_ignore_ascii_case("connection")
+                && value
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("close"))
+            {
+                self.close = true;
+            }
+        }
+
+        Ok(match status {
+            // Switching protocols: whatever follows is not HTTP any more.
+            101 => {
+                self.close = true;
+                RespState::UntilClose
+            }
+            // Interim response (100 Continue, 103 Early Hints): relay it and
+            // read the final response that follows.
+            100..=199 => RespState::Head(Vec::new()),
+            204 | 304 => RespState::Done,
+            _ if self.head_request => RespState::Done,
+            _ if has_te && chunked => RespState::ChunkSize(Vec::new()),
+            _ if has_te => {
+                self.close = true;
+                RespState::UntilClose
+            }
+            _ => match length {
+                Some(0) => RespState::Done,
+                Some(n) => RespState::Fixed(n),
+                None => {
+                    self.close = true;
+                    RespState::UntilClose
+                }
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX_BODY: usize = 64 * 1024;
+
+    #[test]
+    fn head_end_is_after_blank_line() {
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+    }
+
+    #[test]
+    fn leading_crlfs_are_skipped() {
+        assert_eq!(leading_empty_lines(b"\r\n\r\nGET"), 4);
+        assert_eq!(leading_empty_lines(b"GET"), 0);
+        assert_eq!(leading_empty_lines(b"\r"), 0);
+    }
+
+    #[test]
+    fn plain_get_keeps_alive_on_http11() {
+        let head = b"GET /update?hostname=a HTTP/1.1\r\nHost: x\r\n\r\n";
+        let h = parse_request_head(head, MAX_BODY).expect("valid");
+        assert_eq!(
+            h,
+            RequestHead {
+                head_len: head.len(),
+                body_len: 0,
+                is_head: false,
+                close: false,
+                expect_continue: false
+            }
+        );
+    }
+
+    #[test]
+    fn http10_closes_unless_keep_alive() {
+        let h = parse_request_head(b"GET / HTTP/1.0\r\n\r\n", MAX_BODY).expect("valid");
+        assert!(h.close);
+        let h = parse_request_head(
+            b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+            MAX_BODY,
+        )
+        .expect("valid");
+        assert!(!h.close);
+    }
+
+    #[test]
+    fn connection_close_and_head_method_are_seen() {
+        let h = parse_request_head(
+            b"HEAD / HTTP/1.1\r\nConnection: TE, close\r\n\r\n",
+            MAX_BODY,
+        )
+        .expect("valid");
+        assert!(h.close && h.is_head);
+    }
+
+    #[test]
+    fn content_length_gives_body_and_expect_is_noted() {
+        let h = parse_request_head(
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            MAX_BODY,
+        )
+        .expect("valid");
+        assert_eq!(h.body_len, 5);
+        assert!(h.expect_continue);
+    }
+
+    #[test]
+    fn transfer_encoding_is_refused() {
+        let r = parse_request_head(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            MAX_BODY,
+        );
+        assert_eq!(r, Err(HeadError::TransferEncoding));
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        for head in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length : 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\nB: c\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\rB: c\r\n\r\n",
+            b"GET / HTTP/1.1\r\n folded\r\n\r\n",
+            b"GET / HTTP/2.0\r\n\r\n",
+            b"GET /a b HTTP/1.1\r\n\r\n",
+            b"\x16\x03\x01\x00\x05 / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(
+                matches!(
+                    parse_request_head(head, MAX_BODY),
+                    Err(HeadError::Malformed(_))
+                ),
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+
+    #[test]
+    fn large_body_is_refused() {
+        let r = parse_request_head(
+            b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            10,
+        );
+        assert_eq!(r, Err(HeadError::BodyTooLarge));
+        let r = parse_request_head(b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n", 10);
+        assert_eq!(r, Err(HeadError::BodyTooLarge));
+    }
+
+    #[test]
+    fn expect_header_is_dropped_when_forwarding() {
+        let out = head_without_expect(
+            b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+        );
+        assert_eq!(out, b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\n");
+    }
+
+    #[test]
+    fn edge_response_has_length_and_closes() {
+        let r =
+            String::from_utf8(edge_response(431, "Request Header Fields Too Large")).expect("utf8");
+        assert!(r.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(r.contains("Content-Length: 32\r\n"));
+        assert!(r.contains("Connection: close\r\n"));
+    }
+
+    fn feed_all(f: &mut ResponseFramer, data: &[u8], step: usize) -> usize {
+        let mut used = 0;
+        for piece in data.chunks(step) {
+            let n = f.feed(piece).expect("valid response");
+            used += n;
+            if n < piece.len() {
+                break;
+            }
+        }
+        used
+    }
+
+    #[test]
+    fn fixed_length_response_ends_at_its_length_in_any_split() {
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngoodEXTRA";
+        for step in 1..resp.len() {
+            let mut f = ResponseFramer::new(false);
+            assert_eq!(feed_all(&mut f, resp, step), resp.len() - 5, "step {step}");
+            assert!(f.is_done() && f.keep_alive());
+        }
+    }
+
+    #[test]
+    fn chunked_response_ends_after_trailers() {
+        let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\ngood\r\n0\r\nT: 1\r\n\r\nNEXT";
+        for step in 1..resp.len() {
+            let mut f = ResponseFramer::new(false);
+            assert_eq!(feed_all(&mut f, resp, step), resp.len() - 4, "step {step}");
+            assert!(f.is_done());
+        }
+    }
+
+    #[test]
+    fn head_response_and_204_have_no_body() {
+        let mut f = ResponseFramer::new(true);
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n";
+        assert_eq!(f.feed(resp), Ok(resp.len()));
+        assert!(f.is_done());
+        let mut f = ResponseFramer::new(false);
+        let resp = b"HTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(f.feed(resp), Ok(resp.len()));
+        assert!(f.is_done());
+    }
+
+    #[test]
+    fn interim_response_is_followed_by_the_final_one() {
+        let resp = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let mut f = ResponseFramer::new(false);
+        assert_eq!(f.feed(resp), Ok(resp.len()));
+        assert!(f.is_done());
+    }
+
+    #[test]
+    fn close_delimited_response_and_connection_close() {
+        let mut f = ResponseFramer::new(false);
+        f.feed(b"HTTP/1.1 200 OK\r\n\r\nbody").expect("valid");
+        assert!(f.until_close() && !f.keep_alive());
+        let mut f = ResponseFramer::new(false);
+        f.feed(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            .expect("valid");
+        assert!(f.is_done() && !f.keep_alive());
+    }
+
+    #[test]
+    fn garbage_from_backend_is_an_error() {
+        let mut f = ResponseFramer::new(false);
+        assert!(f.feed(b"SSH-2.0-x\r\n\r\n").is_err());
+    }
+}

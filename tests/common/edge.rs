@@ -1,0 +1,463 @@
+//! Test fixtures for the edge: a tiny_http backend that answers with the `ConnInfo`
+//! it finds for each relayed connection, raw HTTP clients, and TLS material made by `openssl`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use dedyn_update::edge::{self, ConnTable, EdgeHandle, EdgeSettings};
+
+/// Tests in one binary run one at a time: several open thousands of sockets or
+/// measure the process's CPU time, which the others would disturb.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The stand-in for the real handler: answers every request with
+/// `peer=ADDR tls=BOOL body=LEN` (403 `unknown` for a connection not in the
+/// table). `/slow` takes a second, to keep a request in flight.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub table: ConnTable,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Backend {
+    pub fn start() -> Backend {
+        let server =
+            Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("tiny_http on loopback"));
+        let addr = server.server_addr().to_ip().expect("an IP listener");
+        let table = ConnTable::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..4)
+            .map(|_| {
+                let (server, table, stop) = (Arc::clone(&server), table.clone(), Arc::clone(&stop));
+                thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let Ok(Some(mut request)) = server.recv_timeout(Duration::from_millis(50))
+                        else {
+                            continue;
+                        };
+                        if request.url().starts_with("/slow") {
+                            thread::sleep(Duration::from_secs(1));
+                        }
+                        let mut body = Vec::new();
+                        let _ = request.as_reader().read_to_end(&mut body);
+                        let port = request.remote_addr().map(|a| a.port()).unwrap_or(0);
+                        let response = match table.lookup(port) {
+                            Some(info) => tiny_http::Response::from_string(format!(
+                                "peer={} tls={} body={}",
+                                info.peer,
+                                info.tls,
+                                body.len()
+                            )),
+                            None => {
+                                tiny_http::Response::from_string("unknown").with_status_code(403)
+                            }
+                        };
+                        let _ = request.respond(response);
+                    }
+                })
+            })
+            .collect();
+        Backend {
+            addr,
+            table,
+            stop,
+            workers,
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Settings for tests: loopback, short timeouts.
+pub fn settings(http: &[&str], https: &[&str], tls: Option<(&Path, &Path)>) -> EdgeSettings {
+    let parse = |list: &[&str]| -> Vec<SocketAddr> {
+        list.iter()
+            .map(|a| a.parse().expect("socket address"))
+            .collect()
+    };
+    let (cert, key) = tls.unwrap_or((Path::new("/nonexistent"), Path::new("/nonexistent")));
+    EdgeSettings {
+        http_listen: parse(http),
+        https_listen: parse(https),
+        tls_cert: cert.to_path_buf(),
+        tls_key: key.to_path_buf(),
+        max_connections: 1024,
+        handshake_timeout: Duration::from_secs(2),
+        head_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(2),
+        max_head_bytes: 8192,
+    }
+}
+
+/// A backend and an edge in front of it.
+pub struct Fixture {
+    pub edge: EdgeHandle,
+    pub backend: Backend,
+}
+
+impl Fixture {
+    pub fn start(settings: EdgeSettings) -> Fixture {
+        let backend = Backend::start();
+        let edge = edge::start(settings, backend.addr, backend.table.clone()).expect("edge starts");
+        Fixture { edge, backend }
+    }
+
+    pub fn http(&self) -> SocketAddr {
+        self.edge.http_addrs()[0]
+    }
+
+    pub fn https(&self) -> SocketAddr {
+        self.edge.https_addrs()[0]
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// Reads one response (Content-Length framed; else to EOF) from `stream`.
+pub fn read_response(stream: &mut TcpStream) -> std::io::Result<Response> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.push(byte[0]);
+        assert!(buf.len() < 65536, "response head too long");
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let length = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())?
+    });
+    let mut body = Vec::new();
+    match length {
+        Some(n) => {
+            body.resize(n, 0);
+            stream.read_exact(&mut body)?;
+        }
+        None if status == 100 => {}
+        None => {
+            stream.read_to_end(&mut body)?;
+        }
+    }
+    Ok(Response {
+        status,
+        head,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect to the edge");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    s
+}
+
+/// One GET on a new connection; returns the response and how long it took.
+pub fn get(addr: SocketAddr, path: &str) -> (Response, Duration) {
+    let started = Instant::now();
+    let mut s = connect(addr);
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("send request");
+    let r = read_response(&mut s).expect("response");
+    (r, started.elapsed())
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether the server closed `stream` (EOF or reset) within `limit`. Any data
+/// received first (e.g. a 408) is skipped.
+pub fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut sink = [0u8; 4096];
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        stream
+            .set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))
+            .expect("read timeout");
+        match stream.read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// A scratch directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "edge-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `openssl ARGS` in `dir`, panicking with its stderr on failure.
+pub fn openssl(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the openssl command line tool");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A test CA and leaf certificates for 127.0.0.1, ::1 and localhost:
+/// `rsa.pem` + `rsa.key` (PKCS#8) + `rsa1.key` (PKCS#1), `ec.pem` + `ec.key`
+/// (SEC1), each `*.pem` a full chain (leaf, CA); `ca.pem` for clients.
+pub struct Pki {
+    pub dir: TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = TempDir::new("pki");
+        let d = &dir.0;
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("ext.cnf");
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=edge test CA",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "rsa.key",
+                "-out",
+                "rsa.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        openssl(
+            d,
+            &["rsa", "-in", "rsa.key", "-traditional", "-out", "rsa1.key"],
+        );
+        openssl(
+            d,
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "ec.key",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "req",
+                "-new",
+                "-key",
+                "ec.key",
+                "-out",
+                "ec.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        for name in ["rsa", "ec"] {
+            let (csr, leaf) = (format!("{name}.csr"), format!("{name}.leaf"));
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    &leaf,
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "ext.cnf",
+                ],
+            );
+            let chain = std::fs::read_to_string(d.join(&leaf)).expect("leaf")
+                + &std::fs::read_to_string(d.join("ca.pem")).expect("ca");
+            std::fs::write(d.join(format!("{name}.pem")), chain).expect("chain");
+        }
+        Pki { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path(name)
+    }
+}
+
+/// SHA-256 fingerprint of the first certificate in a PEM file.
+pub fn file_fingerprint(pem: &Path) -> String {
+    let dir = pem.parent().expect("dir");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+            "-in",
+            &pem.to_string_lossy(),
+        ],
+    )
+}
+
+/// SHA-256 fingerprint of the certificate `addr` presents to a new connection.
+pub fn served_fingerprint(addr: SocketAddr) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &addr.to_string()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let mut x509 = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl x509");
+    x509.stdin
+        .take()
+        .expect("stdin")
+        .write_all(&out.stdout)
+        .expect("feed x509");
+    let fp = x509.wait_with_output().expect("x509 output");
+    String::from_utf8_lossy(&fp.stdout).into_owned()
+}
+
+/// `curl` over HTTPS to `url`, trusting only the test CA; (exit ok, stdout, stderr).
+pub fn curl(ca: &Path, urls: &[String]) -> (bool, String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--noproxy", "*", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .args(urls)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the curl command line tool");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// This process's user+system CPU time, from /proc/self/stat.
+pub fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here (1-based).
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf takes no pointers.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
