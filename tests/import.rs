@@ -72,7 +72,10 @@ fn import_bad_line_names_the_line_and_imports_nothing() {
     assert!(!out.status.success());
     assert!(stderr.contains("line 4"), "names the line: {stderr}");
     assert!(stderr.contains("b.elsewhere.example"), "{stderr}");
-    assert!(out.stdout.is_empty(), "no secret of a token that was rolled back");
+    assert!(
+        out.stdout.is_empty(),
+        "no secret of a token that was rolled back"
+    );
     assert_eq!(s.cli_ok(&["user", "list"]), "");
     assert_eq!(s.cli_ok(&["domain", "list"]), "");
 }

@@ -27,6 +27,8 @@ declare -A PKG=(
   [curl]=curl
   [openssl]=openssl
   [wrk]=wrk
+  [nginx]=nginx-light   # bench/run.sh: the reference HTTP server
+  [strip]=binutils      # bench/run.sh: size of the stripped binary
 )
 # Packages that come with a system daemon (service unit of the same name).
 DAEMON_PKGS=" nsd knot ddclient "
