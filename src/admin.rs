@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::edge::cidr::Cidr;
-use crate::store::{NewToken, Store, StoreError};
+use crate::store::{Batch, NewToken, Store, StoreError};
 use crate::update::{self, hostname, FamilyPolicy};
 use std::io::Write;
 use std::net::IpAddr;
@@ -119,13 +119,185 @@ fn print_lines(lines: impl IntoIterator<Item = String>) {
     }
 }
 
-pub fn user(config: &Config, args: &[String]) -> Out {
-    let a = Args::parse(args, &[])?;
-    match a.positional.first().map(String::as_str) {
-        Some("add") => {
-            let p = a.exactly(2, "user add EMAIL")?;
-            open(config)?.add_user(&p[1])?;
+const USER_FLAGS: &[&str] = &[];
+const DOMAIN_FLAGS: &[&str] = &["owner"];
+const TOKEN_FLAGS: &[&str] = &[
+    "owner",
+    "name",
+    "allowed-subnet",
+    "expires-in",
+    "domain",
+    "family",
+];
+
+/// One `user add`, `domain add` or `token add`, parsed and checked as far as the
+/// command line goes; the store checks the rest when it runs in a `Batch`.
+enum Add {
+    User(String),
+    Domain {
+        name: String,
+        zone: String,
+        owner: String,
+    },
+    Token {
+        owner: String,
+        token: NewToken,
+    },
+}
+
+impl Add {
+    /// Run in `batch`; a token's secret is returned (to be shown once, after commit).
+    fn run(&self, batch: &Batch) -> Result<Option<String>, Failure> {
+        match self {
+            Add::User(email) => batch.add_user(email)?,
+            Add::Domain { name, zone, owner } => batch.add_domain(name, zone, owner)?,
+            Add::Token { owner, token } => return Ok(Some(batch.add_token(owner, token)?.1)),
         }
+        Ok(None)
+    }
+}
+
+/// A single add command: a batch of one.
+fn add_one(config: &Config, add: Add) -> Out {
+    let mut store = open(config)?;
+    let batch = store.batch()?;
+    let secret = add.run(&batch)?;
+    batch.commit()?;
+    print_lines(secret);
+    Ok(())
+}
+
+fn user_add(a: &Args) -> Result<Add, Failure> {
+    let p = a.exactly(2, "user add EMAIL")?;
+    Ok(Add::User(p[1].clone()))
+}
+
+fn domain_add(config: &Config, a: &Args) -> Result<Add, Failure> {
+    let p = a.exactly(2, "domain add NAME --owner EMAIL")?;
+    let owner = a
+        .one("owner")
+        .ok_or_else(|| usage("domain add needs --owner EMAIL"))?;
+    let (name, zone) = domain_in_zone(config, &p[1])?;
+    Ok(Add::Domain {
+        name,
+        zone: zone.to_string(),
+        owner: owner.to_string(),
+    })
+}
+
+fn token_add(a: &Args) -> Result<Add, Failure> {
+    a.exactly(1, "token add --owner EMAIL [options]")?;
+    let owner = a
+        .one("owner")
+        .ok_or_else(|| usage("token add needs --owner EMAIL"))?;
+    let allowed_subnets = a
+        .all("allowed-subnet")
+        .iter()
+        .map(|s| {
+            s.parse::<Cidr>()
+                .map_err(|e| Failure::from(format!("--allowed-subnet: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let expires_in = a
+        .one("expires-in")
+        .map(|s| {
+            s.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+                Failure::from(format!("--expires-in: '{s}' is not a number of seconds"))
+            })
+        })
+        .transpose()?;
+    let domains = a
+        .all("domain")
+        .iter()
+        .map(|d| {
+            let n = hostname::normalize(d);
+            hostname::check_syntax(&n)
+                .map(|_| n)
+                .map_err(|e| Failure::from(format!("--domain: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let family = a
+        .one("family")
+        .map(|f| {
+            FamilyPolicy::parse(f)
+                .ok_or_else(|| Failure::from(format!("--family: '{f}' is not v4, v6 or both")))
+        })
+        .transpose()?;
+    let name = a.one("name").unwrap_or("").to_string();
+    let token = NewToken {
+        name,
+        allowed_subnets,
+        expires_in,
+        domains,
+        family,
+    };
+    Ok(Add::Token {
+        owner: owner.to_string(),
+        token,
+    })
+}
+
+/// One line of `import`: `user add …`, `domain add …` or `token add …`, words
+/// separated by whitespace (no quoting), parsed exactly like the command.
+fn import_line(config: &Config, line: &str) -> Result<Add, Failure> {
+    let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+    let (cmd, rest) = words.split_first().ok_or_else(|| usage("empty line"))?;
+    let flags = match cmd.as_str() {
+        "user" => USER_FLAGS,
+        "domain" => DOMAIN_FLAGS,
+        "token" => TOKEN_FLAGS,
+        other => {
+            return Err(usage(format!(
+                "'{other}': expected user add, domain add or token add"
+            )))
+        }
+    };
+    let a = Args::parse(rest, flags)?;
+    if a.positional.first().map(String::as_str) != Some("add") {
+        return Err(usage(format!("expected {cmd} add")));
+    }
+    match cmd.as_str() {
+        "user" => user_add(&a),
+        "domain" => domain_add(config, &a),
+        _ => token_add(&a),
+    }
+}
+
+/// `import`: many `user add` / `domain add` / `token add` lines from stdin in one
+/// transaction, all or nothing. Prints each new token's secret, in order, after
+/// the commit; a bad line is named by its number and nothing is imported.
+pub fn import(config: &Config, args: &[String]) -> Out {
+    if !args.is_empty() {
+        return Err(usage(
+            "import takes no arguments; it reads lines from stdin",
+        ));
+    }
+    let mut store = open(config)?;
+    let batch = store.batch()?;
+    let mut secrets = Vec::new();
+    let at = |n: usize, f: Failure| Failure {
+        message: format!("line {n}: {}; nothing was imported", f.message),
+        code: f.code,
+    };
+    for (i, line) in std::io::stdin().lines().enumerate() {
+        let n = i + 1;
+        let line = line.map_err(|e| at(n, Failure::from(format!("cannot read stdin: {e}"))))?;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let add = import_line(config, line).map_err(|f| at(n, f))?;
+        secrets.extend(add.run(&batch).map_err(|f| at(n, f))?);
+    }
+    batch.commit()?;
+    print_lines(secrets);
+    Ok(())
+}
+
+pub fn user(config: &Config, args: &[String]) -> Out {
+    let a = Args::parse(args, USER_FLAGS)?;
+    match a.positional.first().map(String::as_str) {
+        Some("add") => add_one(config, user_add(&a)?)?,
         Some("list") => {
             a.exactly(1, "user list")?;
             print_lines(open(config)?.list_users()?);
@@ -154,16 +326,9 @@ fn domain_in_zone<'c>(config: &'c Config, raw: &str) -> Result<(String, &'c str)
 }
 
 pub fn domain(config: &Config, args: &[String]) -> Out {
-    let a = Args::parse(args, &["owner"])?;
+    let a = Args::parse(args, DOMAIN_FLAGS)?;
     match a.positional.first().map(String::as_str) {
-        Some("add") => {
-            let p = a.exactly(2, "domain add NAME --owner EMAIL")?;
-            let owner = a
-                .one("owner")
-                .ok_or_else(|| usage("domain add needs --owner EMAIL"))?;
-            let (name, zone) = domain_in_zone(config, &p[1])?;
-            open(config)?.add_domain(&name, zone, owner)?;
-        }
+        Some("add") => add_one(config, domain_add(config, &a)?)?,
         Some("list") => {
             a.exactly(1, "domain list [--owner EMAIL]")?;
             print_lines(
@@ -183,68 +348,9 @@ pub fn domain(config: &Config, args: &[String]) -> Out {
 }
 
 pub fn token(config: &Config, args: &[String]) -> Out {
-    let a = Args::parse(
-        args,
-        &[
-            "owner",
-            "name",
-            "allowed-subnet",
-            "expires-in",
-            "domain",
-            "family",
-        ],
-    )?;
+    let a = Args::parse(args, TOKEN_FLAGS)?;
     match a.positional.first().map(String::as_str) {
-        Some("add") => {
-            a.exactly(1, "token add --owner EMAIL [options]")?;
-            let owner = a
-                .one("owner")
-                .ok_or_else(|| usage("token add needs --owner EMAIL"))?;
-            let allowed_subnets = a
-                .all("allowed-subnet")
-                .iter()
-                .map(|s| {
-                    s.parse::<Cidr>()
-                        .map_err(|e| Failure::from(format!("--allowed-subnet: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let expires_in = a
-                .one("expires-in")
-                .map(|s| {
-                    s.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| {
-                        Failure::from(format!("--expires-in: '{s}' is not a number of seconds"))
-                    })
-                })
-                .transpose()?;
-            let domains = a
-                .all("domain")
-                .iter()
-                .map(|d| {
-                    let n = hostname::normalize(d);
-                    hostname::check_syntax(&n)
-                        .map(|_| n)
-                        .map_err(|e| Failure::from(format!("--domain: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let family = a
-                .one("family")
-                .map(|f| {
-                    FamilyPolicy::parse(f).ok_or_else(|| {
-                        Failure::from(format!("--family: '{f}' is not v4, v6 or both"))
-                    })
-                })
-                .transpose()?;
-            let name = a.one("name").unwrap_or("").to_string();
-            let t = NewToken {
-                name,
-                allowed_subnets,
-                expires_in,
-                domains,
-                family,
-            };
-            let (_, secret) = open(config)?.add_token(owner, &t)?;
-            print_lines([secret]);
-        }
+        Some("add") => add_one(config, token_add(&a)?)?,
         Some("list") => {
             a.exactly(1, "token list [--owner EMAIL]")?;
             let time = |t: Option<i64>| t.map_or("never".to_string(), crate::clock::rfc3339);

@@ -21,6 +21,8 @@ commands:
             [--domain NAME]... [--family v4|v6|both]
                                          create a token; prints the secret once
   token list [--owner EMAIL] | revoke ID
+  import                                 many 'user add' / 'domain add' / 'token add' lines from
+                                         stdin in one transaction; prints each token's secret
   records NAME                           show the A/AAAA records stored for NAME
   zone render ZONE                       print the zone file as it would be published now
   check                                  validate the config file and the database
@@ -38,6 +40,15 @@ fn command_help(cmd: &str) -> Option<&'static str> {
         "user" => "usage: dedyn-update user add EMAIL | user list | user remove EMAIL\nremove deletes the user's domains, tokens and records.",
         "domain" => "usage: dedyn-update domain add NAME --owner EMAIL | domain list [--owner EMAIL] | domain remove NAME\nNAME must lie strictly below a configured zone; remove deletes its records.",
         "token" => "usage: dedyn-update token add --owner EMAIL [--name TEXT] [--allowed-subnet CIDR]... [--expires-in SECONDS] [--domain NAME]... [--family v4|v6|both]\n       dedyn-update token list [--owner EMAIL] | token revoke ID\nadd prints the secret once; only its hash is stored.",
+        "import" => "usage: dedyn-update import < FILE\n\
+Reads lines from stdin, each an add command as on the command line without the program name:\n\
+\x20 user add EMAIL\n\
+\x20 domain add NAME --owner EMAIL\n\
+\x20 token add --owner EMAIL [--name TEXT] [--allowed-subnet CIDR]... [--expires-in SECONDS] [--domain NAME]... [--family v4|v6|both]\n\
+Words are separated by whitespace (no quoting); empty lines and lines starting with '#' are skipped.\n\
+Each line is checked exactly like the command. All lines run in one transaction: on a bad line\n\
+the command exits non-zero naming the line number, and nothing is imported. After the commit,\n\
+prints the secret of each new token, one a line, in the order of the token lines.",
         "records" => "usage: dedyn-update records NAME\nPrints 'A addr' / 'AAAA addr' lines, A first, in numeric order.",
         "zone" => "usage: dedyn-update zone render ZONE\nPrints the zone file with the serial it would carry.",
         "check" => "usage: dedyn-update check\nValidates the config file and the database; exits non-zero naming each problem.",
@@ -122,6 +133,7 @@ fn run(mut args: Vec<String>) -> Result<(), Failure> {
         "user" => admin::user(&config, rest),
         "domain" => admin::domain(&config, rest),
         "token" => admin::token(&config, rest),
+        "import" => admin::import(&config, rest),
         "records" => admin::records(&config, rest),
         "zone" => admin::zone(&config, rest),
         "check" => {

@@ -249,22 +249,9 @@ impl Store {
     // ---- users ----
 
     pub fn add_user(&mut self, email: &str) -> Result<()> {
-        let email = email.trim().to_ascii_lowercase();
-        if email.is_empty()
-            || !email.contains('@')
-            || email.contains(char::is_whitespace)
-            || email.len() > 254
-        {
-            return invalid(format!("'{email}' is not an email address"));
-        }
-        let n = self.conn.execute(
-            "INSERT INTO users(email, created) VALUES (?1, ?2) ON CONFLICT(email) DO NOTHING",
-            params![email, now_unix()],
-        )?;
-        if n == 0 {
-            return invalid(format!("user {email} already exists"));
-        }
-        Ok(())
+        let b = self.batch()?;
+        b.add_user(email)?;
+        b.commit()
     }
 
     pub fn list_users(&self) -> Result<Vec<String>> {
@@ -278,13 +265,7 @@ impl Store {
     }
 
     fn user_id(&self, email: &str) -> Result<i64> {
-        let email = email.trim().to_ascii_lowercase();
-        self.conn
-            .query_row("SELECT id FROM users WHERE email = ?1", [&email], |r| {
-                r.get(0)
-            })
-            .optional()?
-            .ok_or_else(|| StoreError::Invalid(format!("no user {email}")))
+        user_id(&self.conn, email)
     }
 
     /// Delete a user with domains, tokens and records; their zones are republished.
@@ -306,55 +287,9 @@ impl Store {
 
     /// Register `name` (already normalized) in `zone` for the user `owner`.
     pub fn add_domain(&mut self, name: &str, zone: &str, owner: &str) -> Result<()> {
-        if let Err(e) = hostname::check_syntax(name) {
-            return invalid(e);
-        }
-        if name.starts_with('*') {
-            return invalid(format!("{name}: a domain cannot be a wildcard name"));
-        }
-        let owner_id = self.user_id(owner)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let rname = reverse_labels(name);
-        // Above: one of the name's parent domains is registered.
-        let mut parent = name;
-        while let Some((_, rest)) = parent.split_once('.') {
-            let taken: Option<String> = tx
-                .query_row("SELECT name FROM domains WHERE name = ?1", [rest], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if let Some(t) = taken {
-                return invalid(format!("{name} lies below the registered domain {t}"));
-            }
-            parent = rest;
-        }
-        let same: Option<String> = tx
-            .query_row("SELECT name FROM domains WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if same.is_some() {
-            return invalid(format!("domain {name} is already registered"));
-        }
-        // Below: a registered domain lies below the new name ('/' sorts right after '.').
-        let below: Option<String> = tx
-            .query_row(
-                "SELECT name FROM domains WHERE rname > ?1 || '.' AND rname < ?1 || '/' LIMIT 1",
-                [&rname],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(b) = below {
-            return invalid(format!("{name} would contain the registered domain {b}"));
-        }
-        tx.execute(
-            "INSERT INTO domains(name, rname, zone, owner, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![name, rname, zone, owner_id, now_unix()],
-        )?;
-        tx.commit()?;
-        Ok(())
+        let b = self.batch()?;
+        b.add_domain(name, zone, owner)?;
+        b.commit()
     }
 
     /// (name, owner email), sorted by name.
@@ -431,41 +366,19 @@ impl Store {
 
     /// Create a token; returns (id, secret). The secret is shown once and only its hash stored.
     pub fn add_token(&mut self, owner: &str, t: &NewToken) -> Result<(i64, String)> {
-        let owner_id = self.user_id(owner)?;
-        let held: Vec<String> = self
-            .list_domains(Some(owner))?
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        for d in &t.domains {
-            if !held.iter().any(|h| hostname::is_at_or_below(d, h)) {
-                return invalid(format!(
-                    "--domain {d}: not held by {}",
-                    owner.trim().to_ascii_lowercase()
-                ));
-            }
-        }
-        let secret = new_secret()?;
-        let hash = crate::update::token_hash(&secret);
-        let now = now_unix();
-        let expires = t
-            .expires_in
-            .map(|s| now.saturating_add(s.min(i64::MAX as u64 / 2) as i64));
-        let subnets: Vec<String> = t.allowed_subnets.iter().map(Cidr::to_string).collect();
-        self.conn.execute(
-            "INSERT INTO tokens(owner, hash, name, created, expires, allowed_subnets, domains, family) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                owner_id,
-                &hash[..],
-                t.name,
-                now,
-                expires,
-                subnets.join(" "),
-                t.domains.join(" "),
-                t.family.unwrap_or(FamilyPolicy::Both).as_str()
-            ],
-        )?;
-        Ok((self.conn.last_insert_rowid(), secret))
+        let b = self.batch()?;
+        let r = b.add_token(owner, t)?;
+        b.commit()?;
+        Ok(r)
+    }
+
+    /// Start a batch of additions: one write transaction for all of them (`import`).
+    pub fn batch(&mut self) -> Result<Batch<'_>> {
+        Ok(Batch {
+            tx: self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+        })
     }
 
     pub fn list_tokens(&self, owner: Option<&str>) -> Result<Vec<TokenInfo>> {
@@ -775,6 +688,140 @@ impl Store {
             c("SELECT count(*) FROM tokens")?,
             c("SELECT count(*) FROM records")?,
         ))
+    }
+}
+
+fn user_id(conn: &Connection, email: &str) -> Result<i64> {
+    let email = email.trim().to_ascii_lowercase();
+    conn.prepare_cached("SELECT id FROM users WHERE email = ?1")?
+        .query_row([&email], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::Invalid(format!("no user {email}")))
+}
+
+/// Additions of users, domains and tokens in one write transaction: the single
+/// admin commands are a batch of one, `import` a batch of many (all or nothing).
+/// Every check lives here, so both validate exactly alike. Dropped without
+/// `commit`, nothing is written.
+pub struct Batch<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl Batch<'_> {
+    pub fn add_user(&self, email: &str) -> Result<()> {
+        let email = email.trim().to_ascii_lowercase();
+        if email.is_empty()
+            || !email.contains('@')
+            || email.contains(char::is_whitespace)
+            || email.len() > 254
+        {
+            return invalid(format!("'{email}' is not an email address"));
+        }
+        let n = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO users(email, created) VALUES (?1, ?2) ON CONFLICT(email) DO NOTHING",
+            )?
+            .execute(params![email, now_unix()])?;
+        if n == 0 {
+            return invalid(format!("user {email} already exists"));
+        }
+        Ok(())
+    }
+
+    /// Register `name` (already normalized) in `zone` for the user `owner`.
+    pub fn add_domain(&self, name: &str, zone: &str, owner: &str) -> Result<()> {
+        if let Err(e) = hostname::check_syntax(name) {
+            return invalid(e);
+        }
+        if name.starts_with('*') {
+            return invalid(format!("{name}: a domain cannot be a wildcard name"));
+        }
+        let owner_id = user_id(&self.tx, owner)?;
+        let tx = &self.tx;
+        let rname = reverse_labels(name);
+        // Above: one of the name's parent domains is registered.
+        let mut parent = name;
+        while let Some((_, rest)) = parent.split_once('.') {
+            let taken: Option<String> = tx
+                .prepare_cached("SELECT name FROM domains WHERE name = ?1")?
+                .query_row([rest], |r| r.get(0))
+                .optional()?;
+            if let Some(t) = taken {
+                return invalid(format!("{name} lies below the registered domain {t}"));
+            }
+            parent = rest;
+        }
+        let same: Option<String> = tx
+            .prepare_cached("SELECT name FROM domains WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?;
+        if same.is_some() {
+            return invalid(format!("domain {name} is already registered"));
+        }
+        // Below: a registered domain lies below the new name ('/' sorts right after '.').
+        let below: Option<String> = tx
+            .prepare_cached(
+                "SELECT name FROM domains WHERE rname > ?1 || '.' AND rname < ?1 || '/' LIMIT 1",
+            )?
+            .query_row([&rname], |r| r.get(0))
+            .optional()?;
+        if let Some(b) = below {
+            return invalid(format!("{name} would contain the registered domain {b}"));
+        }
+        tx.prepare_cached(
+            "INSERT INTO domains(name, rname, zone, owner, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![name, rname, zone, owner_id, now_unix()])?;
+        Ok(())
+    }
+
+    /// Create a token; returns (id, secret).
+    pub fn add_token(&self, owner: &str, t: &NewToken) -> Result<(i64, String)> {
+        let owner_id = user_id(&self.tx, owner)?;
+        // Only looked up when needed: an owner may hold many domains.
+        let held: Vec<String> = if t.domains.is_empty() {
+            Vec::new()
+        } else {
+            let mut st = self
+                .tx
+                .prepare_cached("SELECT name FROM domains WHERE owner = ?1")?;
+            let rows = st.query_map([owner_id], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for d in &t.domains {
+            if !held.iter().any(|h| hostname::is_at_or_below(d, h)) {
+                return invalid(format!(
+                    "--domain {d}: not held by {}",
+                    owner.trim().to_ascii_lowercase()
+                ));
+            }
+        }
+        let secret = new_secret()?;
+        let hash = crate::update::token_hash(&secret);
+        let now = now_unix();
+        let expires = t
+            .expires_in
+            .map(|s| now.saturating_add(s.min(i64::MAX as u64 / 2) as i64));
+        let subnets: Vec<String> = t.allowed_subnets.iter().map(Cidr::to_string).collect();
+        self.tx.prepare_cached(
+            "INSERT INTO tokens(owner, hash, name, created, expires, allowed_subnets, domains, family) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?.execute(params![
+                owner_id,
+                &hash[..],
+                t.name,
+                now,
+                expires,
+                subnets.join(" "),
+                t.domains.join(" "),
+                t.family.unwrap_or(FamilyPolicy::Both).as_str()
+            ])?;
+        Ok((self.tx.last_insert_rowid(), secret))
+    }
+
+    pub fn commit(self) -> Result<()> {
+        self.tx.commit()?;
+        Ok(())
     }
 }
 

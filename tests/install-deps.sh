@@ -29,6 +29,8 @@ declare -A PKG=(
   [wrk]=wrk
   [strace]=strace
   [systemd-analyze]=systemd
+  [nginx]=nginx-light   # bench/run.sh: the reference HTTP server
+  [strip]=binutils      # bench/run.sh: size of the stripped binary
 )
 # Packages that come with a system daemon (service unit of the same name).
 DAEMON_PKGS=" nsd knot ddclient "

@@ -1,0 +1,397 @@
+#!/usr/bin/env bash
+# The benchmark: `bench/run.sh` (full, ~10 min) or `bench/run.sh --quick` (~1 min,
+# run by tests/run.sh). Everything runs on this machine, on 127.0.0.1 only, and is
+# stopped by PID when the script exits. Prints one Markdown table and writes it to
+# bench/results.md (full; plus a dated copy) or bench/results-quick.md (--quick).
+#
+# What it sets up, in a temp dir: N registered names with tokens (`dedyn-update
+# import`), the release build serving them as deployed (`serve`, the public edge in
+# front), NSD serving the zone (reloaded by the server through nsd-control over a
+# unix socket, config as in tests/common/ns.rs), and nginx returning a fixed
+# `200 good` on HTTP and HTTPS (same ECDSA P-256 certificate) as the reference.
+#
+# Scenarios (wrk, bench/update.lua; 64 connections; median of the repetitions):
+#   S1 unchanged: Basic-auth updates that set the address already stored (no write)
+#   S2 changing:  every request sets a new IPv4 for a random name (a write each)
+#   S3 TLS:       HTTPS, `Connection: close` (a handshake per request)
+#   propagation:  200 changing updates/s; per sampled update, `good` → NSD answers
+#   render:       zone render + atomic write (examples/render_bench.rs)
+#   footprint:    VmRSS idle, VmHWM under S2, stripped binary, start → first answer
+# Targets are ratios against nginx measured in the same run, except footprint.
+#
+# Environment: CARGO_TARGET_DIR is honoured; BENCH_WORKERS=N skips the worker
+# sweep; BENCH_SECONDS / BENCH_REPS override the duration and repetitions;
+# BENCH_KEEP=1 keeps the temp dir (logs, configs) for a look afterwards.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+export PATH="$PATH:/usr/sbin:/sbin"
+
+QUICK=0
+for arg in "$@"; do
+  case $arg in
+    --quick) QUICK=1 ;;
+    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: bench/run.sh [--quick]" >&2; exit 2 ;;
+  esac
+done
+
+if [ $QUICK = 1 ]; then
+  NAMES=10000 SECS=${BENCH_SECONDS:-3} REPS=${BENCH_REPS:-1}
+  RENDER_SIZES="100000" SWEEP="" PROP_SECS=4 PROP_EVERY=3
+  OUT=bench/results-quick.md
+else
+  NAMES=100000 SECS=${BENCH_SECONDS:-10} REPS=${BENCH_REPS:-3}
+  RENDER_SIZES="100000 1000000" SWEEP="2 4 8" PROP_SECS=10 PROP_EVERY=4
+  OUT=bench/results.md
+fi
+if [ -n "${BENCH_WORKERS:-}" ]; then SWEEP=""; fi
+WORKERS=${BENCH_WORKERS:-4}
+CONNS=64
+WRK_THREADS=$(nproc)
+if [ "$WRK_THREADS" -gt 4 ]; then WRK_THREADS=4; fi
+started=$SECONDS
+say() { echo "bench [$((SECONDS - started)) s] $*" >&2; }
+
+# ---- dependencies (as tests/install-deps.sh: apt when root, else say what is missing) ----
+missing=()
+for cmd in wrk nginx nsd nsd-control openssl curl dig python3 strip; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+done
+if [ ${#missing[@]} -ne 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    say "installing what is missing: ${missing[*]}"
+    bash tests/install-deps.sh >&2
+  else
+    echo "bench: missing ${missing[*]}; run tests/install-deps.sh as root" >&2
+    exit 1
+  fi
+fi
+
+# ---- build ----
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+say "cargo build --release"
+cargo build --release --quiet --bin dedyn-update --example render_bench
+BIN=$TARGET/release/dedyn-update
+RENDER=$TARGET/release/examples/render_bench
+
+# ---- temp dir and cleanup: everything we start is stopped by PID ----
+T=$(mktemp -d /tmp/dedyn-bench.XXXXXX)
+PIDS=()
+SRV_PID=""
+cleanup() {
+  local pid
+  for pid in ${SRV_PID:-} "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for _ in $(seq 50); do
+    local alive=0
+    for pid in ${SRV_PID:-} "${PIDS[@]}"; do
+      if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+    done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  for pid in ${SRV_PID:-} "${PIDS[@]}"; do
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then
+    echo "bench: temp dir kept: $T" >&2
+  else
+    rm -rf "$T"
+  fi
+}
+trap cleanup EXIT
+
+RES=$T/results.txt
+: >"$RES"
+record() { echo "$*" >>"$RES"; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+HTTP_PORT=$(free_port) HTTPS_PORT=$(free_port) NGX_PORT=$(free_port) NGX_TLS_PORT=$(free_port)
+DNS_PORT=$(free_port)
+
+# Poll (bounded) until "$@" succeeds.
+wait_for() {
+  local what=$1 tries=$2
+  shift 2
+  for _ in $(seq "$tries"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "bench: $what did not come up; temp dir: $T" >&2
+  BENCH_KEEP=1
+  exit 1
+}
+
+# ---- certificate: self-signed ECDSA P-256, for us and nginx alike ----
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 \
+  -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
+
+# ---- our config ----
+mkdir -p "$T/zones"
+CONF=$T/config.toml
+write_config() {
+  cat >"$CONF" <<EOF
+# written by bench/run.sh
+[server]
+http_listen = ["127.0.0.1:$HTTP_PORT"]
+https_listen = ["127.0.0.1:$HTTPS_PORT"]
+tls_cert = "$T/cert.pem"
+tls_key = "$T/key.pem"
+workers = $1
+
+[database]
+path = "$T/db.sqlite3"
+
+[dns]
+reload_command = "$(command -v nsd-control) -c $T/nsd.conf reload {zone}"
+
+[[zone]]
+name = "dedyn.example"
+file = "$T/zones/dedyn.example.zone"
+
+[rate_limit]
+dyndns_per_domain = ""
+failed_auth_per_ip = ""
+EOF
+}
+write_config "$WORKERS"
+dedyn() { RUST_LOG=warn "$BIN" --config "$CONF" "$@"; }
+
+# ---- data: N users, each with one name and one token, through `import` ----
+say "importing $NAMES names with tokens"
+awk -v n="$NAMES" 'BEGIN { for (i = 0; i < n; i++) {
+  printf "user add u%d@bench.example\ndomain add h%d.dedyn.example --owner u%d@bench.example\ntoken add --owner u%d@bench.example\n", i, i, i, i } }' >"$T/import.txt"
+awk -v n="$NAMES" 'BEGIN { for (i = 0; i < n; i++) printf "h%d.dedyn.example\n", i }' >"$T/names.txt"
+t0=$(date +%s%N)
+dedyn import <"$T/import.txt" >"$T/secrets.txt"
+record "import ms=$(( ($(date +%s%N) - t0) / 1000000 ))"
+python3 bench/bench.py creds "$T/names.txt" "$T/secrets.txt" "$T/creds.tsv"
+dedyn zone render dedyn.example >"$T/zones/dedyn.example.zone"
+
+# ---- NSD (config as tests/common/ns.rs: loopback, no privilege drop, unix control socket) ----
+cat >"$T/nsd.conf" <<EOF
+server:
+  ip-address: 127.0.0.1
+  port: $DNS_PORT
+  do-ip4: yes
+  do-ip6: no
+  username: ""
+  chroot: ""
+  zonesdir: "$T"
+  database: ""
+  pidfile: "$T/nsd.pid"
+  xfrdfile: "$T/xfrd.state"
+  zonelistfile: "$T/zone.list"
+  xfrdir: "$T"
+  logfile: "$T/nsd.log"
+  server-count: 1
+  hide-version: yes
+remote-control:
+  control-enable: yes
+  control-interface: "$T/nsd.ctl"
+zone:
+  name: dedyn.example
+  zonefile: "$T/zones/dedyn.example.zone"
+EOF
+nsd -d -c "$T/nsd.conf" >"$T/nsd.out" 2>&1 &
+PIDS+=($!)
+wait_for NSD 300 sh -c "dig +time=1 +tries=1 +short -p $DNS_PORT @127.0.0.1 dedyn.example SOA | grep -q ."
+
+# ---- nginx: the reference ceiling, a fixed `200 good` ----
+mkdir -p "$T/ngx/logs"
+NGX_USER=""
+if [ "$(id -u)" -eq 0 ]; then NGX_USER="user root;"; fi
+cat >"$T/ngx/nginx.conf" <<EOF
+$NGX_USER
+worker_processes auto;
+pid $T/ngx/nginx.pid;
+error_log $T/ngx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $T/ngx/body;
+  proxy_temp_path $T/ngx/proxy;
+  fastcgi_temp_path $T/ngx/fastcgi;
+  uwsgi_temp_path $T/ngx/uwsgi;
+  scgi_temp_path $T/ngx/scgi;
+  keepalive_requests 100000000;
+  default_type text/plain;
+  ssl_protocols TLSv1.2 TLSv1.3;
+  ssl_session_cache off;
+  ssl_session_tickets off;
+  server {
+    listen 127.0.0.1:$NGX_PORT;
+    listen 127.0.0.1:$NGX_TLS_PORT ssl;
+    ssl_certificate $T/cert.pem;
+    ssl_certificate_key $T/key.pem;
+    location / { return 200 "good"; }
+  }
+}
+EOF
+nginx -p "$T/ngx" -c "$T/ngx/nginx.conf" -e "$T/ngx/logs/error.log" -g 'daemon off;' \
+  >"$T/ngx/out.log" 2>&1 &
+PIDS+=($!)
+wait_for nginx 100 curl -sf "http://127.0.0.1:$NGX_PORT/"
+
+# ---- our server ----
+start_server() { # WORKERS [KEY]: start, time to first answer (recorded under KEY)
+  write_config "$1"
+  : >"$T/startup.out"
+  # bench.py starts the server, prints `pid=… ms=…` and stays its parent (reaper).
+  python3 bench/bench.py startup "$T/serve.log" "$HTTP_PORT" -- \
+    env RUST_LOG=warn "$BIN" --config "$CONF" serve >"$T/startup.out" &
+  STARTER_PID=$!
+  PIDS+=("$STARTER_PID")
+  local out=""
+  for _ in $(seq 600); do # bounded: 60 s
+    out=$(cat "$T/startup.out")
+    [ -n "$out" ] && break
+    kill -0 "$STARTER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  case $out in
+    pid=*) ;;
+    *) echo "bench: the server did not start; see $T/serve.log" >&2; BENCH_KEEP=1; exit 1 ;;
+  esac
+  SRV_PID=${out#pid=}
+  SRV_PID=${SRV_PID%% *}
+  if [ -n "${2:-}" ]; then record "$2 ${out#pid=* }"; fi
+}
+stop_server() {
+  [ -n "$SRV_PID" ] || return 0
+  kill -TERM "$SRV_PID" 2>/dev/null || true
+  for _ in $(seq 200); do # bounded: 20 s, then SIGKILL
+    kill -0 "$SRV_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$SRV_PID" 2>/dev/null || true
+  wait "$STARTER_PID" 2>/dev/null || true
+  SRV_PID=""
+}
+status_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$SRV_PID/status"; }
+
+# wrk run: KEY URL MODE [SECONDS]; appends `KEY requests=… rps=… p99_ms=…`.
+run_wrk() {
+  local key=$1 url=$2 mode=$3 secs=${4:-$SECS} out
+  out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"${secs}s" --timeout 5s -s bench/update.lua \
+    "$url" -- "$mode" "$T/creds.tsv" "$WRK_THREADS" 2>&1) || {
+    echo "$out" >&2
+    return 1
+  }
+  local line
+  line=$(grep '^RESULT ' <<<"$out" || true)
+  if [ -z "$line" ]; then
+    echo "bench: wrk printed no RESULT line for $key:" >&2
+    echo "$out" >&2
+    return 1
+  fi
+  record "$key ${line#RESULT }"
+  say "$key ${line#RESULT }"
+}
+OURS=http://127.0.0.1:$HTTP_PORT
+REF=http://127.0.0.1:$NGX_PORT
+
+# ---- prime: every name gets its fixed address once (S1 then writes nothing) ----
+start_server "$WORKERS"
+say "priming $NAMES addresses"
+wrk -t"$WRK_THREADS" -c"$CONNS" -d600s --timeout 5s -s bench/update.lua "$OURS" \
+  -- prime "$T/creds.tsv" "$WRK_THREADS" >"$T/prime.out" 2>&1 &
+WRK_PID=$!
+PIDS+=($WRK_PID)
+for _ in $(seq 1200); do # bounded: 600 s
+  n=$(dedyn check 2>/dev/null | awk '/records$/ { print $(NF-1) }')
+  if [ "${n:-0}" -ge "$NAMES" ]; then break; fi
+  kill -0 "$WRK_PID" 2>/dev/null || break
+  sleep 0.5
+done
+kill -INT "$WRK_PID" 2>/dev/null || true
+wait "$WRK_PID" || true
+n=$(dedyn check | awk '/records$/ { print $(NF-1) }')
+if [ "${n:-0}" -lt "$NAMES" ]; then
+  echo "bench: priming set only ${n:-0} of $NAMES names; see $T/prime.out" >&2
+  BENCH_KEEP=1
+  exit 1
+fi
+stop_server
+
+# ---- worker sweep (full run): one S1 and one S2 run per pool size ----
+if [ -n "$SWEEP" ]; then
+  best=0 best_score=0
+  for w in $SWEEP; do
+    start_server "$w"
+    run_wrk "sweep_w${w}_s1" "$OURS" unchanged
+    run_wrk "sweep_w${w}_s2" "$OURS" changing
+    stop_server
+    score=$(awk -v w="$w" '$1 == "sweep_w" w "_s1" || $1 == "sweep_w" w "_s2" {
+      for (i = 2; i <= NF; i++) if ($i ~ /^rps=/) { split($i, a, "="); p = (p ? p * a[2] : a[2]) } }
+      END { printf "%d", sqrt(p) }' "$RES")
+    if [ "$score" -gt "$best_score" ]; then best=$w best_score=$score; fi
+  done
+  WORKERS=$best
+  say "best worker count: $WORKERS"
+fi
+
+# ---- start-up time and idle RSS: fresh starts with all names and records ----
+for rep in $(seq "$REPS"); do
+  start_server "$WORKERS" startup
+  sleep 2 # the start-up publication and the first poll are done: idle
+  record "rss_idle kb=$(status_kb VmRSS)"
+  if [ "$rep" -lt "$REPS" ]; then stop_server; fi
+done
+
+# ---- S1, S2: ours and nginx, interleaved per repetition ----
+for rep in $(seq "$REPS"); do
+  run_wrk s1_ours "$OURS" unchanged
+  run_wrk s1_ref "$REF" unchanged
+done
+echo 5 >"/proc/$SRV_PID/clear_refs" # reset VmHWM: the peak below is S2's alone
+for rep in $(seq "$REPS"); do
+  run_wrk s2_ours "$OURS" changing
+  run_wrk s2_ref "$REF" changing
+done
+record "rss_peak kb=$(status_kb VmHWM)"
+
+# ---- propagation: steady 200 changing updates/s, good → NSD answers ----
+say "propagation: 200 updates/s for $PROP_SECS s, 1 in $PROP_EVERY sampled"
+sleep 1
+line=$(python3 bench/bench.py propagation --http "$HTTP_PORT" --dns "$DNS_PORT" \
+  --creds "$T/creds.tsv" --rate 200 --seconds "$PROP_SECS" --sample-every "$PROP_EVERY" |
+  grep '^RESULT ' || true)
+record "prop ${line#RESULT }"
+say "prop ${line#RESULT }"
+
+# ---- S3: HTTPS, a new connection per request ----
+if curl -sk --max-time 3 -o /dev/null "https://127.0.0.1:$HTTPS_PORT/"; then
+  for rep in $(seq "$REPS"); do
+    run_wrk s3_ours "https://127.0.0.1:$HTTPS_PORT" close
+    run_wrk s3_ref "https://127.0.0.1:$NGX_TLS_PORT" close
+  done
+else
+  say "S3: no answer on the HTTPS listener: n/a"
+  record "s3_na why=no_HTTPS_listener"
+  run_wrk s3_ref "https://127.0.0.1:$NGX_TLS_PORT" close
+fi
+stop_server
+
+# ---- zone rendering ----
+# shellcheck disable=SC2086
+"$RENDER" "$T" $RENDER_SIZES | while read -r names rest; do
+  record "render_${names#names=} $rest"
+done
+
+# ---- binary ----
+cp "$BIN" "$T/bin-stripped"
+strip "$T/bin-stripped"
+record "binary bytes=$(stat -c %s "$T/bin-stripped")"
+
+# ---- report ----
+record "meta quick=$QUICK names=$NAMES seconds=$SECS reps=$REPS workers=$WORKERS wrk_threads=$WRK_THREADS date=$(date -u +%Y-%m-%dT%H:%MZ) nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///') host=$(nproc)_cores_$(uname -m)_Linux_$(uname -r | cut -d- -f1)"
+python3 bench/bench.py report "$RES" "$OUT"
+if [ $QUICK = 0 ]; then cp "$OUT" "bench/results-$(date -u +%Y-%m-%d).md"; fi
+say "done: $OUT"
