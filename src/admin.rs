@@ -425,16 +425,13 @@ pub fn zone(config: &Config, args: &[String]) -> Out {
         ),
         None => None,
     };
-    let snap = open(config)?.preview(&name)?;
+    let store = open(config)?;
+    let serial = store.pending_serial(&name)?;
     let mut text = Vec::new();
-    crate::publish::zone::render(
-        zone,
-        config.dns.ttl,
-        snap.serial,
-        include.as_deref(),
-        &snap.records,
-        &mut text,
-    );
+    crate::publish::zone::render_head(zone, config.dns.ttl, serial, include.as_deref(), &mut text);
+    store.for_each_record(&name, |n, a| {
+        crate::publish::zone::render_record(n, config.dns.ttl, a, &mut text)
+    })?;
     let _ = std::io::stdout().write_all(&text);
     Ok(())
 }

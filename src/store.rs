@@ -161,13 +161,6 @@ impl Applied {
     }
 }
 
-/// A zone's contents at one publication.
-pub struct Snapshot {
-    pub serial: u32,
-    pub generation: i64,
-    pub records: Vec<(String, IpAddr)>,
-}
-
 /// Writers of this process take turns here before `BEGIN IMMEDIATE`: SQLite's own
 /// busy handler sleeps 1, 2, 5, 10 … ms between tries, which under a steady write
 /// load turns lock contention into milliseconds of latency. Other processes (the
@@ -577,40 +570,40 @@ impl Store {
         Ok(s.unwrap_or_else(now_unix) as u32)
     }
 
-    fn zone_records(conn: &Connection, zone: &str) -> Result<Vec<(String, IpAddr)>> {
-        let mut st = conn.prepare_cached(
+    /// Every record of `zone` in stable order (name, A before AAAA, numeric), in
+    /// one read transaction; `f` sees each without a copy of the name.
+    pub fn for_each_record(&self, zone: &str, mut f: impl FnMut(&str, IpAddr)) -> Result<usize> {
+        let tx = self.conn.unchecked_transaction()?;
+        let mut st = tx.prepare_cached(
             "SELECT name, addr FROM records WHERE zone = ?1 ORDER BY name, type, addr",
         )?;
         let mut rows = st.query([zone])?;
-        let mut out = Vec::new();
+        let mut n = 0;
         while let Some(r) = rows.next()? {
-            let b: &[u8] = r
+            let name = r
+                .get_ref(0)?
+                .as_str()
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+            let b = r
                 .get_ref(1)?
                 .as_blob()
                 .map_err(|e| StoreError::Db(e.to_string()))?;
             if let Some(a) = blob_addr(b) {
-                out.push((r.get(0)?, a));
+                f(name, a);
+                n += 1;
             }
         }
-        Ok(out)
+        Ok(n)
     }
 
-    /// The zone as it would be published now, without publishing (`zone render`).
-    pub fn preview(&self, zone: &str) -> Result<Snapshot> {
-        let tx = self.conn.unchecked_transaction()?;
-        let serial = self.pending_serial(zone)?;
-        let records = Self::zone_records(&tx, zone)?;
-        Ok(Snapshot {
-            serial,
-            generation: 0,
-            records,
-        })
-    }
-
-    /// Take the zone's contents for a publication and move the pending serial on, in
-    /// one transaction: every change committed before carries this serial, every
-    /// change after it the next one.
-    pub fn take_snapshot(&mut self, zone: &str) -> Result<Snapshot> {
+    /// Start a publication: move the zone's pending serial on, in a short write
+    /// transaction, and return the serial this publication carries. Read the
+    /// records afterwards (`for_each_record`): every change committed before this
+    /// call carries this serial or an older one and is in that read; a change
+    /// committed in between carries the next serial and may already be in it —
+    /// its receipt is then conservative, never too early. Holding the write lock
+    /// while reading a large zone would stall every update instead.
+    pub fn start_publication(&mut self, zone: &str) -> Result<u32> {
         let _turn = writer_turn();
         let tx = self
             .conn
@@ -626,7 +619,6 @@ impl Store {
             Some(r) => r,
             None => return Err(StoreError::Db(format!("zone {zone} has no row"))),
         };
-        let records = Self::zone_records(&tx, zone)?;
         // Serials look like the clock when publications are rare, and still increase
         // strictly when they are not; u32 wraps in 2106.
         let next = (serial + 1).max(now_unix());
@@ -635,11 +627,7 @@ impl Store {
             params![zone, next, generation, serial, now_unix()],
         )?;
         tx.commit()?;
-        Ok(Snapshot {
-            serial: serial as u32,
-            generation,
-            records,
-        })
+        Ok(serial as u32)
     }
 
     /// A publication that failed: the zone stays dirty so it is tried again.

@@ -45,6 +45,7 @@ for_each_nameserver!(
     changes_within_publish_delay_give_one_publication,
     nothing_changed_does_not_republish,
     status_says_served_once_the_nameserver_answers,
+    dropped_reload_is_noticed_with_verify_server_and_retried,
 );
 
 /// An update with token authentication (`query` without the leading `?`).
@@ -448,4 +449,31 @@ fn status_says_served_once_the_nameserver_answers(kind: Kind) {
     let silent = common::ns::free_port();
     let out = status(&format!("127.0.0.1:{silent}"));
     assert!(out.lines().any(|l| l == "not yet served"), "{out}");
+}
+
+/// A nameserver that silently skips a reload (NSD ignores one that arrives while
+/// it is still loading) leaves a change on disk but not in the DNS. With
+/// `[dns] verify_server` the publisher notices and publishes again.
+fn dropped_reload_is_noticed_with_verify_server_and_retried(kind: Kind) {
+    let rig = Rig::start_verified(
+        kind,
+        setup_dns(&["reload_timeout_secs = 1"]),
+        |reload, dir| {
+            // Succeeds always, but only reloads once the marker exists.
+            let marker = dir.join("reload-works");
+            format!("if test -e {}; then {reload}; fi", marker.display())
+        },
+    );
+    let tok = rig.server.provision(ALICE_EMAIL, ALICE);
+    receipt(&update(&rig, &tok, "myipv4=1.2.3.4"));
+    rig.server
+        .wait_until("the dropped reload noticed", SERVE, || {
+            rig.server.log().contains("still serves")
+        });
+    assert!(
+        rig.ns.query(ALICE, "A").is_empty(),
+        "served before any reload"
+    );
+    fs::write(rig.dir.path().join("reload-works"), "").expect("marker");
+    rig.served(ALICE, "A", &["1.2.3.4"], SERVE);
 }

@@ -97,6 +97,9 @@ pub fn spawn(
                 last_used,
                 stats,
                 retry: HashMap::new(),
+                paced: HashMap::new(),
+                wake_at: None,
+                buf: Vec::new(),
             }
             .run(rx)
         })?;
@@ -110,6 +113,15 @@ struct Worker {
     stats: Arc<PublishStats>,
     /// zone → (next attempt, current backoff) after a failed publication.
     retry: HashMap<String, (Instant, Duration)>,
+    /// zone → earliest next publication: a zone is republished at most as often
+    /// as it takes to publish it (at most half the publisher's time), so under a
+    /// steady stream of updates a large zone is not re-rendered back to back and
+    /// a nameserver gets to finish one reload before the next.
+    paced: HashMap<String, Instant>,
+    /// When a paced zone may go again (the loop's next wake-up).
+    wake_at: Option<Instant>,
+    /// The rendering buffer, kept between publications.
+    buf: Vec<u8>,
 }
 
 impl Worker {
@@ -119,15 +131,21 @@ impl Worker {
         }
         let mut last_flush = Instant::now();
         loop {
-            let shutdown = match rx.recv_timeout(POLL) {
+            let wait = self.wake_at.map_or(POLL, |t| {
+                t.saturating_duration_since(Instant::now()).min(POLL)
+            });
+            let shutdown = match rx.recv_timeout(wait) {
                 Ok(Msg::Changed) => self.gather(&rx),
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => true,
+                // A paced zone's turn has come: it has waited long enough already.
+                Err(RecvTimeoutError::Timeout) if self.wake_at.is_some() => false,
                 // A change from another process (the CLI) is batched like any other.
                 Err(RecvTimeoutError::Timeout) => match self.store.dirty_zones() {
                     Ok(d) if !d.is_empty() => self.gather(&rx),
                     _ => false,
                 },
             };
+            self.wake_at = None;
             self.publish_dirty(shutdown);
             if shutdown || last_flush.elapsed() >= LAST_USED_FLUSH {
                 if let Err(e) = self.store.touch_tokens(&self.last_used.take()) {
@@ -174,6 +192,15 @@ impl Worker {
             if !ignore_backoff && self.retry.get(&z).is_some_and(|(at, _)| *at > now) {
                 continue;
             }
+            if let Some(at) = self
+                .paced
+                .get(&z)
+                .copied()
+                .filter(|at| *at > now && !ignore_backoff)
+            {
+                self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+                continue;
+            }
             self.publish(&z);
         }
     }
@@ -185,6 +212,8 @@ impl Worker {
         let started = Instant::now();
         let result = self.try_publish(&zone);
         let took = started.elapsed();
+        self.paced
+            .insert(zone_name.to_string(), Instant::now() + took);
         self.stats
             .last_duration_us
             .store(took.as_micros() as u64, Ordering::Relaxed);
@@ -232,21 +261,25 @@ impl Worker {
             ),
             None => None,
         };
-        let snap = self
+        let serial = self
             .store
-            .take_snapshot(&zone.name)
+            .start_publication(&zone.name)
             .map_err(|e| e.to_string())?;
-        let mut text = Vec::new();
-        zone::render(
-            zone,
-            self.config.dns.ttl,
-            snap.serial,
-            include.as_deref(),
-            &snap.records,
-            &mut text,
-        );
-        zone::write_atomically(&zone.file, &text)
-            .map_err(|e| format!("writing {}: {e}", zone.file.display()))?;
+        let ttl = self.config.dns.ttl;
+        let mut text = std::mem::take(&mut self.buf);
+        text.clear();
+        zone::render_head(zone, ttl, serial, include.as_deref(), &mut text);
+        let read = self.store.for_each_record(&zone.name, |name, addr| {
+            zone::render_record(name, ttl, addr, &mut text)
+        });
+        let written = read.map_err(|e| e.to_string()).and_then(|_| {
+            zone::write_atomically(&zone.file, &text)
+                .map_err(|e| format!("writing {}: {e}", zone.file.display()))
+        });
+        // The buffer keeps its capacity: the next publication of a large zone
+        // does not grow it again.
+        self.buf = text;
+        written?;
         if !self.config.dns.reload_command.is_empty() {
             run_reload(
                 &self.config.dns.reload_command,
@@ -255,7 +288,46 @@ impl Worker {
                 self.config.dns.reload_timeout,
             )?;
         }
-        Ok(snap.serial)
+        if let Some(server) = self.config.dns.verify_server {
+            wait_until_served(server, &zone.name, serial, self.config.dns.reload_timeout)?;
+        }
+        Ok(serial)
+    }
+}
+
+/// After a reload: poll `server` until it serves `serial` (or a later one) for
+/// `zone`. A nameserver that dropped the reload (NSD ignores one that arrives
+/// while it is still loading) makes this publication fail, so it is retried,
+/// instead of leaving the change on disk but not in the DNS.
+fn wait_until_served(
+    server: std::net::SocketAddr,
+    zone: &str,
+    serial: u32,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match crate::dnsquery::query(
+            server,
+            zone,
+            crate::dnsquery::SOA,
+            Duration::from_millis(500),
+        ) {
+            // RFC 1982 serial arithmetic: served is serial or later.
+            Ok(a) => match a.soa_serial {
+                Some(s) if (s.wrapping_sub(serial) as i32) >= 0 => return Ok(()),
+                Some(s) => format!("serial {s}"),
+                None => "no SOA".into(),
+            },
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{server} still serves {last} for {zone}, not {serial}, {} s after the reload",
+                timeout.as_secs_f64()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -44,8 +44,26 @@ impl Rig {
     /// (e.g. one that fails until a marker file in `dir` exists).
     pub fn start_reloading(
         kind: Kind,
+        setup: Setup,
+        reload: impl FnOnce(&str, &Path) -> String,
+    ) -> Rig {
+        Rig::start_inner(kind, setup, reload, false)
+    }
+
+    /// Like `start_reloading`, with `[dns] verify_server` set to the nameserver.
+    pub fn start_verified(
+        kind: Kind,
+        setup: Setup,
+        reload: impl FnOnce(&str, &Path) -> String,
+    ) -> Rig {
+        Rig::start_inner(kind, setup, reload, true)
+    }
+
+    fn start_inner(
+        kind: Kind,
         mut setup: Setup,
         reload: impl FnOnce(&str, &Path) -> String,
+        verify: bool,
     ) -> Rig {
         let dir = TempDir::new("rig");
         let zone_file = dir.path().join(format!("{ZONE}.zone"));
@@ -57,6 +75,11 @@ impl Rig {
             Kind::Knot => Nameserver::start_knot(ZONE, &zone_file),
         };
         let command = reload(&ns.reload_command(), dir.path());
+        if verify {
+            setup
+                .dns
+                .push(format!("verify_server = \"127.0.0.1:{}\"", ns.port()));
+        }
         setup
             .dns
             .push(format!("reload_command = {}", toml_str(&command)));
