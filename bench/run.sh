@@ -150,6 +150,8 @@ path = "$T/db.sqlite3"
 
 [dns]
 reload_command = "$(command -v nsd-control) -c $T/nsd.conf reload {zone}"
+# As the README recommends: pace publications to what NSD has loaded.
+verify_server = "127.0.0.1:$DNS_PORT"
 
 [[zone]]
 name = "dedyn.example"
