@@ -145,18 +145,6 @@ fn https_works_with_rsa_and_ecdsa_keys_in_every_pem_format() {
     }
 }
 
-fn s_client(addr: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new("openssl")
-        .args(["s_client", "-connect", &addr.to_string()])
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("openssl s_client");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
 #[test]
 fn only_tls12_and_tls13_are_accepted() {
     let _g = serial();
@@ -179,39 +167,6 @@ fn only_tls12_and_tls13_are_accepted() {
         );
     }
 }
-
-/// A TLS 1.2 ClientHello offering ECDHE suites with both RSA and ECDSA.
-fn client_hello() -> Vec<u8> {
-    let mut body = vec![0x03, 0x03];
-    body.extend([0x42; 32]); // random
-    body.push(0); // no session id
-    let suites: [u16; 4] = [0xc02b, 0xc02f, 0xc02c, 0xc030];
-    body.extend(((suites.len() * 2) as u16).to_be_bytes());
-    suites.iter().for_each(|s| body.extend(s.to_be_bytes()));
-    body.extend([1, 0]); // compression: null
-    let mut ext = Vec::new();
-    let mut add = |ty: u16, data: &[u8]| {
-        ext.extend(ty.to_be_bytes());
-        ext.extend((data.len() as u16).to_be_bytes());
-        ext.extend(data);
-    };
-    add(0x000a, &[0, 4, 0, 0x1d, 0, 0x17]); // supported_groups: x25519, secp256r1
-    add(0x000b, &[1, 0]); // ec_point_formats: uncompressed
-    add(0x000d, &[0, 6, 0x04, 0x03, 0x08, 0x04, 0x04, 0x01]); // signature_algorithms
-    add(0x0017, &[]); // extended_master_secret
-    add(0xff01, &[0]); // renegotiation_info
-    body.extend((ext.len() as u16).to_be_bytes());
-    body.extend(ext);
-    let mut handshake = vec![1];
-    handshake.extend(&(body.len() as u32).to_be_bytes()[1..]);
-    handshake.extend(body);
-    let mut record = vec![0x16, 0x03, 0x01];
-    record.extend((handshake.len() as u16).to_be_bytes());
-    record.extend(handshake);
-    record
-}
-
-const CLOSE_NOTIFY: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x00];
 
 #[test]
 fn rustsec_2024_0336_probe_does_not_spin() {

@@ -418,8 +418,10 @@ impl ClientIo {
     ///
     /// RUSTSEC-2024-0336 was rustls's `complete_io` looping forever after a
     /// close_notify during the handshake. This loop never retries without new
-    /// input: it blocks in `poll`, ends on EOF, on a TLS error, and on the
-    /// peer's close_notify.
+    /// input: it blocks in `poll`, ends on EOF, on a TLS error, on the peer's
+    /// close_notify once rustls honours it, and at `deadline`. (rustls 0.23
+    /// takes a close_notify before the handshake is done as a TLS 1.2 warning
+    /// alert and ignores it, so such a client is cut off by the deadline.)
     fn handshake(&mut self, deadline: Instant) -> Result<(), End> {
         let Some(tls) = self.tls.as_deref_mut() else {
             return Ok(());

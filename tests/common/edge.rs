@@ -432,12 +432,13 @@ pub fn served_fingerprint(addr: SocketAddr) -> String {
     String::from_utf8_lossy(&fp.stdout).into_owned()
 }
 
-/// `curl` over HTTPS to `url`, trusting only the test CA; (exit ok, stdout, stderr).
-pub fn curl(ca: &Path, urls: &[String]) -> (bool, String, String) {
+/// `curl` over HTTPS, trusting only the test CA; `args` are further options and
+/// URLs. (exit ok, stdout, stderr).
+pub fn curl(ca: &Path, args: &[String]) -> (bool, String, String) {
     let out = Command::new("curl")
         .args(["-sS", "--noproxy", "*", "--max-time", "10", "--cacert"])
         .arg(ca)
-        .args(urls)
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .expect("the curl command line tool");
@@ -450,7 +451,13 @@ pub fn curl(ca: &Path, urls: &[String]) -> (bool, String, String) {
 
 /// This process's user+system CPU time, from /proc/self/stat.
 pub fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    cpu_time_of("self")
+}
+
+/// The user+system CPU time of process `pid` (all its threads), from /proc/PID/stat.
+pub fn cpu_time_of(pid: impl std::fmt::Display) -> Duration {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = &stat[stat.rfind(')').expect("comm") + 2..];
     let fields: Vec<&str> = rest.split(' ').collect();
@@ -461,3 +468,50 @@ pub fn cpu_time() -> Duration {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_millis(ticks * 1000 / hz)
 }
+
+/// `openssl s_client -connect ADDR ARGS` with no input; (exit ok, stdout + stderr).
+pub fn s_client(addr: SocketAddr, args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &addr.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// A TLS 1.2 ClientHello offering ECDHE suites with both RSA and ECDSA.
+pub fn client_hello() -> Vec<u8> {
+    let mut body = vec![0x03, 0x03];
+    body.extend([0x42; 32]); // random
+    body.push(0); // no session id
+    let suites: [u16; 4] = [0xc02b, 0xc02f, 0xc02c, 0xc030];
+    body.extend(((suites.len() * 2) as u16).to_be_bytes());
+    suites.iter().for_each(|s| body.extend(s.to_be_bytes()));
+    body.extend([1, 0]); // compression: null
+    let mut ext = Vec::new();
+    let mut add = |ty: u16, data: &[u8]| {
+        ext.extend(ty.to_be_bytes());
+        ext.extend((data.len() as u16).to_be_bytes());
+        ext.extend(data);
+    };
+    add(0x000a, &[0, 4, 0, 0x1d, 0, 0x17]); // supported_groups: x25519, secp256r1
+    add(0x000b, &[1, 0]); // ec_point_formats: uncompressed
+    add(0x000d, &[0, 6, 0x04, 0x03, 0x08, 0x04, 0x04, 0x01]); // signature_algorithms
+    add(0x0017, &[]); // extended_master_secret
+    add(0xff01, &[0]); // renegotiation_info
+    body.extend((ext.len() as u16).to_be_bytes());
+    body.extend(ext);
+    let mut handshake = vec![1];
+    handshake.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    handshake.extend(body);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend((handshake.len() as u16).to_be_bytes());
+    record.extend(handshake);
+    record
+}
+
+/// A TLS close_notify alert record.
+pub const CLOSE_NOTIFY: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x00];

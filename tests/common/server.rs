@@ -24,6 +24,12 @@ pub struct Setup {
     pub zones: Option<String>,
     /// Do not listen on [::1].
     pub no_ipv6: bool,
+    /// Also listen for HTTPS on a free IPv4 loopback port, with this PEM
+    /// certificate chain and key (`tls_cert`, `tls_key`).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// A command the binary is run under, e.g. `["prlimit", "--nofile=256:256"]`.
+    /// It must exec the binary, so that the PID the harness signals stays the server's.
+    pub wrapper: Vec<String>,
 }
 
 pub struct Server {
@@ -31,6 +37,9 @@ pub struct Server {
     pub config: PathBuf,
     pub http: SocketAddr,
     pub http6: Option<SocketAddr>,
+    /// The HTTPS listener, when `Setup::tls` asked for one.
+    pub https: Option<SocketAddr>,
+    wrapper: Vec<String>,
     child: Option<Child>,
 }
 
@@ -63,6 +72,10 @@ impl Server {
         let dir = TempDir::new("srv");
         let http = free_tcp("127.0.0.1").expect("a free IPv4 loopback port");
         let http6 = if setup.no_ipv6 { None } else { free_tcp("::1") };
+        let https = setup
+            .tls
+            .as_ref()
+            .map(|_| free_tcp("127.0.0.1").expect("a free IPv4 loopback port"));
         let d = dir.path();
         std::fs::write(
             d.join("static.zone"),
@@ -73,6 +86,13 @@ impl Server {
         if let Some(a) = http6 {
             listen.push(format!("\"{a}\""));
         }
+        let mut server_lines = Vec::new();
+        if let (Some(addr), Some((cert, key))) = (https, &setup.tls) {
+            server_lines.push(format!("https_listen = [\"{addr}\"]"));
+            server_lines.push(format!("tls_cert = \"{}\"", cert.display()));
+            server_lines.push(format!("tls_key = \"{}\"", key.display()));
+        }
+        server_lines.extend(setup.server.iter().cloned());
         let zones = setup.zones.clone().unwrap_or_else(|| {
             format!(
                 "[[zone]]\nname = \"dedyn.example\"\nfile = \"{}\"\ninclude = \"{}\"\n",
@@ -99,7 +119,7 @@ impl Server {
         let text = format!(
             "[server]\nhttp_listen = [{}]\nworkers = 4\n{}\n\n[database]\npath = \"{}\"\n\n[dns]\n{}\n\n{}\n[rate_limit]\n{}\n",
             listen.join(", "),
-            setup.server.join("\n"),
+            server_lines.join("\n"),
             d.join("db.sqlite3").display(),
             dns.join("\n"),
             zones,
@@ -112,6 +132,8 @@ impl Server {
             config,
             http,
             http6,
+            https,
+            wrapper: setup.wrapper.clone(),
             child: None,
         }
     }
@@ -133,7 +155,15 @@ impl Server {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let child = Command::new(BIN)
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
             .arg("--config")
             .arg(&self.config)
             .arg("serve")
@@ -148,6 +178,7 @@ impl Server {
         let wanted: Vec<String> = std::iter::once(self.http)
             .chain(self.http6)
             .map(|a| format!("listening on http://{a}"))
+            .chain(self.https.map(|a| format!("listening on https://{a}")))
             .collect();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
