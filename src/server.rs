@@ -435,12 +435,6 @@ pub fn serve(config: Config) -> Result<(), String> {
         crate::edge::start(edge_settings(&config), internal_addr, table)
             .map_err(|e| e.to_string())?,
     );
-    for a in edge.http_addrs() {
-        info!("listening on http://{a}");
-    }
-    for a in edge.https_addrs() {
-        info!("listening on https://{a}");
-    }
     if let Some(addr) = config.server.metrics_listen {
         let e = edge.clone();
         crate::metrics::spawn(
