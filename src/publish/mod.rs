@@ -100,6 +100,7 @@ pub fn spawn(
                 paced: HashMap::new(),
                 wake_at: None,
                 buf: Vec::new(),
+                last_work: Duration::ZERO,
             }
             .run(rx)
         })?;
@@ -114,14 +115,15 @@ struct Worker {
     /// zone → (next attempt, current backoff) after a failed publication.
     retry: HashMap<String, (Instant, Duration)>,
     /// zone → earliest next publication: a zone is republished at most as often
-    /// as it takes to publish it (at most half the publisher's time), so under a
-    /// steady stream of updates a large zone is not re-rendered back to back and
-    /// a nameserver gets to finish one reload before the next.
+    /// as it takes to render and write it (at most half the publisher's time), so
+    /// under a steady stream of updates a large zone is not re-rendered back to back.
     paced: HashMap<String, Instant>,
     /// When a paced zone may go again (the loop's next wake-up).
     wake_at: Option<Instant>,
     /// The rendering buffer, kept between publications.
     buf: Vec<u8>,
+    /// How long the last render and write took.
+    last_work: Duration,
 }
 
 impl Worker {
@@ -261,6 +263,7 @@ impl Worker {
             ),
             None => None,
         };
+        let work_started = Instant::now();
         let serial = self
             .store
             .start_publication(&zone.name)
@@ -279,6 +282,7 @@ impl Worker {
         // The buffer keeps its capacity: the next publication of a large zone
         // does not grow it again.
         self.buf = text;
+        self.last_work = work_started.elapsed();
         written?;
         if !self.config.dns.reload_command.is_empty() {
             run_reload(
