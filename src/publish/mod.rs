@@ -25,7 +25,8 @@ const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 enum Msg {
-    Changed,
+    /// A change committed at this instant.
+    Changed(Instant),
     Shutdown,
 }
 
@@ -71,7 +72,7 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn changed(&self) {
-        let _ = self.tx.send(Msg::Changed);
+        let _ = self.tx.send(Msg::Changed(Instant::now()));
     }
 
     /// Publish what is pending, write last-used times, and stop the thread.
@@ -137,13 +138,13 @@ impl Worker {
                 t.saturating_duration_since(Instant::now()).min(POLL)
             });
             let shutdown = match rx.recv_timeout(wait) {
-                Ok(Msg::Changed) => self.gather(&rx),
+                Ok(Msg::Changed(at)) => self.gather(&rx, at),
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => true,
                 // A paced zone's turn has come: it has waited long enough already.
                 Err(RecvTimeoutError::Timeout) if self.wake_at.is_some() => false,
                 // A change from another process (the CLI) is batched like any other.
                 Err(RecvTimeoutError::Timeout) => match self.store.dirty_zones() {
-                    Ok(d) if !d.is_empty() => self.gather(&rx),
+                    Ok(d) if !d.is_empty() => self.gather(&rx, Instant::now()),
                     _ => false,
                 },
             };
@@ -162,16 +163,19 @@ impl Worker {
         }
     }
 
-    /// Batch: after the first change, wait `publish_delay` for more.
-    fn gather(&self, rx: &Receiver<Msg>) -> bool {
-        let until = Instant::now() + self.config.dns.publish_delay;
+    /// Batch: wait until `publish_delay` after the first change, collecting more.
+    /// The window runs from when that change was committed, not from when this
+    /// thread got to it: a change that arrived during the previous publication
+    /// has waited already.
+    fn gather(&self, rx: &Receiver<Msg>, first: Instant) -> bool {
+        let until = first + self.config.dns.publish_delay;
         loop {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
             match rx.recv_timeout(left) {
-                Ok(Msg::Changed) => continue,
+                Ok(Msg::Changed(_)) => continue,
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => return true,
                 Err(RecvTimeoutError::Timeout) => return false,
             }
