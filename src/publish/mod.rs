@@ -218,8 +218,11 @@ impl Worker {
         let started = Instant::now();
         let result = self.try_publish(&zone);
         let took = started.elapsed();
+        // Paced by our own work (render and write), not by the reload: waiting for
+        // the nameserver is not CPU of ours, and with verify_server (or knotc -b)
+        // a reload has finished before the next one starts.
         self.paced
-            .insert(zone_name.to_string(), Instant::now() + took);
+            .insert(zone_name.to_string(), Instant::now() + self.last_work);
         self.stats
             .last_duration_us
             .store(took.as_micros() as u64, Ordering::Relaxed);
@@ -236,8 +239,9 @@ impl Worker {
                     .insert(zone_name.to_string(), now_unix());
                 self.retry.remove(zone_name);
                 info!(
-                    "published zone {zone_name} serial {serial} in {} ms",
-                    took.as_millis()
+                    "published zone {zone_name} serial {serial} in {} ms ({} ms rendering and writing)",
+                    took.as_millis(),
+                    self.last_work.as_millis()
                 );
             }
             Err(e) => {
