@@ -17,8 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::edge::{
-    client_hello, closed_within, cpu_time_of, curl, eventually, file_fingerprint, s_client, serial,
-    served_fingerprint, Pki, CLOSE_NOTIFY,
+    assert_only_tls12_and_tls13, client_hello, closed_within, cpu_time_of, curl, eventually,
+    file_fingerprint, serial, served_fingerprint, Pki, CLOSE_NOTIFY,
 };
 use common::server::{basic, parse_response, request, Response, Server, Setup};
 
@@ -115,20 +115,7 @@ fn https_accepts_tls12_and_tls13_only() {
         ..Setup::default()
     });
     let https = s.https.expect("an HTTPS listener");
-    // SECLEVEL=0 so that the client really offers TLS 1.1 and the refusal is the server's.
-    let (ok, text) = s_client(https, &["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"]);
-    assert!(!ok, "TLS 1.1 must be refused:\n{text}");
-    assert!(
-        text.contains("SSL alert number") && text.contains("Cipher is (NONE)"),
-        "the server's alert:\n{text}"
-    );
-    for (flag, name) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
-        let (ok, text) = s_client(https, &[flag]);
-        assert!(
-            ok && text.contains(&format!("New, {name}, Cipher is")),
-            "{flag}:\n{text}"
-        );
-    }
+    assert_only_tls12_and_tls13(https);
 }
 
 /// RUSTSEC-2024-0336: a close_notify during the handshake made rustls < 0.23.5

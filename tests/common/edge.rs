@@ -482,6 +482,27 @@ pub fn s_client(addr: SocketAddr, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// The TLS versions rule (SPEC 6): 1.1 refused by the server's alert, 1.2 and 1.3
+/// accepted, checked with `openssl s_client` against `addr`.
+#[track_caller]
+pub fn assert_only_tls12_and_tls13(addr: SocketAddr) {
+    // SECLEVEL=0 so that the client really offers TLS 1.1 and the refusal is the server's.
+    let (ok, text) = s_client(addr, &["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"]);
+    assert!(!ok, "TLS 1.1 must be refused:\n{text}");
+    // The refusal is the server's: its alert arrived and no cipher was agreed.
+    assert!(
+        text.contains("SSL alert number") && text.contains("Cipher is (NONE)"),
+        "the server's alert:\n{text}"
+    );
+    for (flag, name) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
+        let (ok, text) = s_client(addr, &[flag]);
+        assert!(
+            ok && text.contains(&format!("New, {name}, Cipher is")),
+            "{flag}:\n{text}"
+        );
+    }
+}
+
 /// A TLS 1.2 ClientHello offering ECDHE suites with both RSA and ECDSA.
 pub fn client_hello() -> Vec<u8> {
     let mut body = vec![0x03, 0x03];
