@@ -496,6 +496,24 @@ pub fn check(config: &Config) -> Out {
     if !problems.is_empty() {
         return Err(Failure::from(problems.join("; ")));
     }
+    // Not a failure (the built-in defaults have it): BIND refuses such a zone.
+    let mut notes = Vec::new();
+    for z in &config.zones {
+        let include = z
+            .include
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        for ns in &z.nameservers {
+            let host = ns.trim_end_matches('.');
+            if hostname::is_at_or_below(host, &z.name) && !include.contains(host) {
+                notes.push(format!(
+                    "note: zone {}: nameserver {ns} lies in the zone but no include file gives its address (glue); named-checkzone refuses such a zone",
+                    z.name
+                ));
+            }
+        }
+    }
     print_lines([
         format!("config: {source}: ok"),
         format!(
@@ -506,6 +524,7 @@ pub fn check(config: &Config) -> Out {
         format!("{users} users, {domains} domains, {tokens} tokens, {records} records"),
         format!("zones: {}", zones.join(", ")),
     ]);
+    print_lines(notes);
     Ok(())
 }
 
