@@ -293,12 +293,21 @@ impl Service {
             return;
         };
         let method = rq.method().as_str().to_string();
+        // Every X-Forwarded-For line, in order: a proxy may append its own line
+        // after the client's (HAProxy does), and only the last hops are its word.
+        let forwarded: Vec<&str> = rq
+            .headers()
+            .iter()
+            .filter(|h| h.field.equiv("X-Forwarded-For"))
+            .map(|h| h.value.as_str())
+            .collect();
+        let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
         let incoming = Incoming {
             method: &method,
             target: rq.url(),
             host: header("Host"),
             authorization: header("Authorization"),
-            forwarded_for: header("X-Forwarded-For"),
+            forwarded_for: forwarded.as_deref(),
             conn,
         };
         let (reply, summary) = self.process(store, &incoming);
