@@ -220,12 +220,12 @@ impl Service {
             }
         };
         let names: Vec<&str> = plan.names.iter().map(|n| n.name.as_str()).collect();
-        for d in plan.domains() {
-            if let Err(wait) = self.dyndns_limiter.check_and_hit(&d, now) {
-                self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                let r = Refusal::RateLimited(wait);
-                return (Reply::refusal(&r), format!("{} {r}", names.join(",")));
-            }
+        // All of the request's domains are counted, or none: a refused request
+        // must not use up the budget of the domains that had room.
+        if let Err(wait) = self.dyndns_limiter.check_and_hit_all(&plan.domains(), now) {
+            self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let r = Refusal::RateLimited(wait);
+            return (Reply::refusal(&r), format!("{} {r}", names.join(",")));
         }
         let applied = match store.apply(&plan.names) {
             Ok(a) => a,
