@@ -173,6 +173,26 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         Ok(())
     }
 
+    /// `check_and_hit` for several keys at once: all are counted, or none
+    /// (the longest wait is returned).
+    pub fn check_and_hit_all(&self, keys_to_hit: &[K], now: Instant) -> Result<(), Duration> {
+        if self.limits.is_disabled() {
+            return Ok(());
+        }
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let wait = keys_to_hit
+            .iter()
+            .filter_map(|k| keys.get(k).and_then(|h| self.limits.wait(h, now)))
+            .max();
+        if let Some(w) = wait {
+            return Err(w);
+        }
+        for k in keys_to_hit {
+            self.record(&mut keys, k, now);
+        }
+        Ok(())
+    }
+
     /// Number of keys held (for tests and metrics).
     pub fn len(&self) -> usize {
         self.keys.lock().unwrap_or_else(|e| e.into_inner()).len()

@@ -220,12 +220,12 @@ impl Service {
             }
         };
         let names: Vec<&str> = plan.names.iter().map(|n| n.name.as_str()).collect();
-        for d in plan.domains() {
-            if let Err(wait) = self.dyndns_limiter.check_and_hit(&d, now) {
-                self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                let r = Refusal::RateLimited(wait);
-                return (Reply::refusal(&r), format!("{} {r}", names.join(",")));
-            }
+        // All of the request's domains are counted, or none: a refused request
+        // must not use up the budget of the domains that had room.
+        if let Err(wait) = self.dyndns_limiter.check_and_hit_all(&plan.domains(), now) {
+            self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let r = Refusal::RateLimited(wait);
+            return (Reply::refusal(&r), format!("{} {r}", names.join(",")));
         }
         let applied = match store.apply(&plan.names) {
             Ok(a) => a,
@@ -293,12 +293,21 @@ impl Service {
             return;
         };
         let method = rq.method().as_str().to_string();
+        // Every X-Forwarded-For line, in order: a proxy may append its own line
+        // after the client's (HAProxy does), and only the last hops are its word.
+        let forwarded: Vec<&str> = rq
+            .headers()
+            .iter()
+            .filter(|h| h.field.equiv("X-Forwarded-For"))
+            .map(|h| h.value.as_str())
+            .collect();
+        let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
         let incoming = Incoming {
             method: &method,
             target: rq.url(),
             host: header("Host"),
             authorization: header("Authorization"),
-            forwarded_for: header("X-Forwarded-For"),
+            forwarded_for: forwarded.as_deref(),
             conn,
         };
         let (reply, summary) = self.process(store, &incoming);

@@ -1229,6 +1229,36 @@ fn forwarded_for_is_used_from_a_trusted_proxy() {
     assert_eq!(s.records(ALICE), ["A 203.0.113.9"]);
 }
 
+#[test]
+fn forwarded_for_headers_are_read_together_from_the_right() {
+    // A proxy such as HAProxy (`option forwardfor`) appends its own
+    // X-Forwarded-For line after the one the client sent: the client's is not
+    // proof of anything, the proxy's (the last) names the client.
+    let (s, _) = alice_with(Setup {
+        server: vec!["trusted_proxies = [\"127.0.0.1/32\"]".into()],
+        ..Setup::default()
+    });
+    let fenced = s.cli_ok(&[
+        "token",
+        "add",
+        "--owner",
+        EMAIL,
+        "--allowed-subnet",
+        "198.51.100.0/24",
+    ]);
+    let f = token(fenced.trim());
+    let r = s.get(
+        "/",
+        &[
+            ("Authorization", &f),
+            ("X-Forwarded-For", "198.51.100.7"),
+            ("X-Forwarded-For", "203.0.113.9"),
+        ],
+    );
+    assert_refused(&r, 401, "badauth");
+    assert!(s.records(ALICE).is_empty());
+}
+
 // ---- SPEC 4.4 and 5: what is written, published, and kept ----
 
 #[test]

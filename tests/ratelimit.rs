@@ -283,3 +283,33 @@ fn blocked_subnets_may_not_be_published() {
     );
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn a_refused_update_of_several_domains_counts_for_none_of_them() {
+    let s = Server::start_with(setup(&[
+        "dyndns_per_domain = \"1/120s\"",
+        "failed_auth_per_ip = \"\"",
+    ]));
+    let tok = s.provision("alice@example.org", "alice.dedyn.example");
+    s.cli_ok(&[
+        "domain",
+        "add",
+        "home.dedyn.example",
+        "--owner",
+        "alice@example.org",
+    ]);
+    let auth = format!("Token {tok}");
+    let get = |q: &str| s.get(q, &[("Authorization", &auth)]);
+    assert_eq!(
+        get("/?hostname=home.dedyn.example&myipv4=1.1.1.1").status,
+        200
+    );
+    // home is spent: the request is refused, and alice's budget stays untouched.
+    let r = get("/?hostname=alice.dedyn.example,home.dedyn.example&myipv4=2.2.2.2");
+    assert_eq!(r.status, 429);
+    assert_eq!(s.records("alice.dedyn.example"), Vec::<String>::new());
+    assert_eq!(
+        get("/?hostname=alice.dedyn.example&myipv4=3.3.3.3").status,
+        200
+    );
+}

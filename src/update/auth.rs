@@ -102,10 +102,15 @@ pub fn username_acceptable(username: &str, owner_email: &str, owner_domains: &[&
     if username.is_empty() || username.eq_ignore_ascii_case(owner_email) {
         return true;
     }
-    let name = super::hostname::normalize(username);
-    owner_domains
-        .iter()
-        .any(|d| super::hostname::is_at_or_below(&name, d))
+    // The username may be a list of names (SPEC 4.2 takes the hostname from it):
+    // each must be held. As one string, "bob.x,www.alice.x" ends in a held name.
+    username.split(',').all(|element| {
+        let name = super::hostname::normalize(element);
+        !name.is_empty()
+            && owner_domains
+                .iter()
+                .any(|d| super::hostname::is_at_or_below(&name, d))
+    })
 }
 
 #[cfg(test)]
@@ -188,5 +193,17 @@ mod tests {
         ));
         assert!(!username_acceptable("bob.dedyn.example", "a@x.org", &doms));
         assert!(!username_acceptable("b@x.org", "a@x.org", &doms));
+        // a list (SPEC 4.2 takes one from the username): every name must be held
+        let two = ["alice.dedyn.example", "home.dedyn.example"];
+        assert!(username_acceptable(
+            "alice.dedyn.example, www.home.dedyn.example",
+            "a@x.org",
+            &two
+        ));
+        assert!(!username_acceptable(
+            "bob.dedyn.example,www.alice.dedyn.example",
+            "a@x.org",
+            &doms
+        ));
     }
 }

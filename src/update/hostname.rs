@@ -50,7 +50,7 @@ pub fn check_syntax(name: &str) -> Result<(), String> {
     if name.len() > 253 {
         return Err(format!(
             "hostname is longer than 253 characters: {}...",
-            &name[..40.min(name.len())]
+            printable(&name.chars().take(40).collect::<String>())
         ));
     }
     for (i, label) in name.split('.').enumerate() {
@@ -282,6 +282,12 @@ mod tests {
         assert!(long.len() > 253 && check_syntax(&long).is_err());
         assert!(check_syntax("_dmarc.x.example").is_ok());
         assert!(check_syntax("a..b").is_err());
+    }
+
+    #[test]
+    fn long_name_with_multibyte_character_is_refused_without_panic() {
+        let name = format!("{}\u{e9}{}", "a".repeat(39), "a".repeat(300));
+        assert!(check_syntax(&name).is_err());
     }
 
     #[test]

@@ -442,8 +442,14 @@ pub fn plan(
                 AddressAction::Set(list) => list
                     .iter()
                     .find(|a| zones.blocked_subnets().iter().any(|c| c.contains(**a))),
-                AddressAction::ReplacePrefix { network, .. } => Some(network)
-                    .filter(|a| zones.blocked_subnets().iter().any(|c| c.contains(**a))),
+                // The stored records' host bits are not known here: refuse a prefix
+                // whose range overlaps a blocked subnet at all.
+                AddressAction::ReplacePrefix { network, len } => Some(network).filter(|a| {
+                    zones.blocked_subnets().iter().any(|c| {
+                        c.contains(**a)
+                            || Cidr::new(**a, *len).is_some_and(|p| p.contains(c.network()))
+                    })
+                }),
                 _ => None,
             };
             if let Some(a) = network {
@@ -852,6 +858,23 @@ mod tests {
             matches!(&e, Refusal::BadRequest(m) if m.contains("10.1.2.3")),
             "{e:?}"
         );
+        // A prefix whose range reaches into a blocked subnet: the host bits kept
+        // from a stored record (2.2.3.4 under 8.0.0.0/6 is 10.2.3.4) would publish it.
+        let e = plan(
+            &req("hostname=alice.dedyn.example&myipv4=8.0.0.0/6"),
+            &mut fake(),
+            &policy,
+            0,
+        )
+        .unwrap_err();
+        assert!(matches!(&e, Refusal::BadRequest(_)), "{e:?}");
+        assert!(plan(
+            &req("hostname=alice.dedyn.example&myipv4=12.0.0.0/6"),
+            &mut fake(),
+            &policy,
+            0
+        )
+        .is_ok());
         assert!(plan(
             &req("hostname=alice.dedyn.example&myipv4=11.1.2.3"),
             &mut fake(),
