@@ -117,6 +117,10 @@ enum Element<'a> {
     Address(&'a str),
 }
 
+/// At most this many addresses per family and name in one request (the SPEC sets
+/// no bound; it keeps one request from writing thousands of records).
+pub const MAX_ADDRESSES: usize = 32;
+
 /// SPEC 4.3: what the value of parameter `key` means for `family`; `Ok(None)` when
 /// it does not count for this family (then the next parameter is tried).
 pub fn parse_value(
@@ -191,6 +195,13 @@ pub fn parse_value(
             network: mask(ip, len),
             len,
         }));
+    }
+    if addresses.len() > MAX_ADDRESSES {
+        return Err(format!(
+            "{}: too many addresses: {} (at most {MAX_ADDRESSES} per family)",
+            show(key),
+            addresses.len()
+        ));
     }
     let mut list = addresses
         .iter()
@@ -507,6 +518,15 @@ mod tests {
         let e = act("myipv4=1.2.3.999", Family::V4, "::1").unwrap_err();
         assert!(e.contains("myipv4") && e.contains("1.2.3.999"), "{e}");
         assert!(act("myipv6=fd08::zz", Family::V6, "::1").is_err());
+    }
+
+    #[test]
+    fn too_many_addresses_is_an_error() {
+        let many: Vec<String> = (0..=MAX_ADDRESSES).map(|i| format!("10.0.0.{i}")).collect();
+        let e = act(&format!("myipv4={}", many.join(",")), Family::V4, "::1").unwrap_err();
+        assert!(e.contains("too many addresses"), "{e}");
+        let ok: Vec<String> = (0..MAX_ADDRESSES).map(|i| format!("10.0.0.{i}")).collect();
+        assert!(act(&format!("myipv4={}", ok.join(",")), Family::V4, "::1").is_ok());
     }
 
     #[test]

@@ -293,6 +293,10 @@ fn bad_auth(reason: impl Into<String>) -> Refusal {
     }
 }
 
+/// Bounds one request's work and the records it can create (the SPEC sets none;
+/// a dynDNS client names a handful): more is refused with 400, nothing written.
+pub const MAX_NAMES: usize = 100;
+
 /// The whole pipeline up to the write: auth → hostname → addresses.
 pub fn plan(
     req: &Request,
@@ -382,6 +386,12 @@ pub fn plan(
     }
     if names.is_empty() {
         return Err(Refusal::NoHost("no hostname found".into()));
+    }
+    if names.len() > MAX_NAMES {
+        return Err(Refusal::BadRequest(format!(
+            "too many hostnames in one request: {} (at most {MAX_NAMES})",
+            names.len()
+        )));
     }
     let mut held = Vec::with_capacity(names.len());
     for n in &names {
@@ -811,6 +821,30 @@ mod tests {
             p.names[0].v4.0,
             AddressAction::Set(vec!["3.3.3.3".parse().unwrap()])
         );
+    }
+
+    #[test]
+    fn too_many_hostnames_is_bad_request() {
+        let names: Vec<String> = (0..=MAX_NAMES)
+            .map(|i| format!("h{i}.alice.dedyn.example"))
+            .collect();
+        let e = run(
+            &format!("/?hostname={}", names.join(",")),
+            Some("Token tok"),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Refusal::BadRequest(m) if m.contains("too many hostnames")),
+            "{e:?}"
+        );
+        let names: Vec<String> = (0..MAX_NAMES)
+            .map(|i| format!("h{i}.alice.dedyn.example"))
+            .collect();
+        assert!(run(
+            &format!("/?hostname={}", names.join(",")),
+            Some("Token tok")
+        )
+        .is_ok());
     }
 
     #[test]
