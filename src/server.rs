@@ -7,7 +7,7 @@ use crate::edge::forwarded_client;
 use crate::edge::{ConnInfo, ConnTable, EdgeSettings};
 use crate::publish::{self, LastUsed, PublishStats, Publisher};
 use crate::ratelimit::Limiter;
-use crate::store::{now_unix, Applied, Store};
+use crate::store::{now_unix, Applied, Store, StoreError};
 use crate::update::{self, address::Family, Query, Refusal, ZonePolicy};
 use log::{error, info, warn};
 use std::io::Write;
@@ -227,8 +227,19 @@ impl Service {
             let r = Refusal::RateLimited(wait);
             return (Reply::refusal(&r), format!("{} {r}", names.join(",")));
         }
-        let applied = match store.apply(&plan.names) {
+        let applied = match store.apply(&plan.names, plan.token_id, plan.owner) {
             Ok(a) => a,
+            Err(StoreError::Revoked) => {
+                let r = Refusal::BadAuth {
+                    counted: false,
+                    reason: "token revoked during the update".into(),
+                };
+                return (Reply::refusal(&r), r.to_string());
+            }
+            Err(StoreError::Gone(d)) => {
+                let r = Refusal::NoHost(format!("{d} was removed during the update"));
+                return (Reply::refusal(&r), r.to_string());
+            }
             Err(e) => {
                 error!("update of {} failed: {e}", names.join(","));
                 let r = Refusal::Database(e.to_string());

@@ -17,6 +17,12 @@ pub enum StoreError {
     Invalid(String),
     /// The database itself failed.
     Db(String),
+    /// Between planning and writing an update, its token was revoked (or its
+    /// owner removed): nothing was written.
+    Revoked,
+    /// Between planning and writing an update, this domain was removed or
+    /// changed hands: nothing was written.
+    Gone(String),
 }
 
 impl fmt::Display for StoreError {
@@ -24,6 +30,8 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::Invalid(m) => f.write_str(m),
             StoreError::Db(m) => write!(f, "database error: {m}"),
+            StoreError::Revoked => f.write_str("the token was revoked during the update"),
+            StoreError::Gone(d) => write!(f, "domain {d} was removed during the update"),
         }
     }
 }
@@ -453,7 +461,7 @@ impl Store {
 
     /// Apply an update plan atomically: all names or none. Nothing is written when
     /// nothing changes (checked first without taking the write lock).
-    pub fn apply(&mut self, names: &[NamePlan]) -> Result<Applied> {
+    pub fn apply(&mut self, names: &[NamePlan], token: i64, owner: i64) -> Result<Applied> {
         {
             let tx = self
                 .conn
@@ -467,6 +475,26 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // The plan was made outside this transaction: make sure, under the write
+        // lock, that the token still exists and every domain is still the owner's
+        // (an admin command may have revoked or removed it in between, and a
+        // removed domain's id may be reused by a new registration).
+        let token_ok: bool = tx
+            .prepare_cached("SELECT EXISTS(SELECT 1 FROM tokens WHERE id = ?1 AND owner = ?2)")?
+            .query_row(params![token, owner], |r| r.get(0))?;
+        if !token_ok {
+            return Err(StoreError::Revoked);
+        }
+        for n in names {
+            let held: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS(SELECT 1 FROM domains WHERE id = ?1 AND name = ?2 AND owner = ?3)",
+                )?
+                .query_row(params![n.domain_id, n.domain, owner], |r| r.get(0))?;
+            if !held {
+                return Err(StoreError::Gone(n.domain.clone()));
+            }
+        }
         let (mut applied, changes) = Self::compute(&tx, names)?;
         {
             let mut del = tx.prepare_cached(
@@ -975,5 +1003,85 @@ impl Directory for Store {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| e.to_string());
         rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::update::address::{ActionSource, AddressAction};
+
+    fn store(tag: &str) -> (Store, std::path::PathBuf) {
+        let path =
+            std::env::temp_dir().join(format!("dedyn-store-{tag}-{}.sqlite3", std::process::id()));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+        let mut s = Store::open(&path, "NORMAL").unwrap();
+        s.ensure_zones(&["dedyn.example"]).unwrap();
+        (s, path)
+    }
+
+    fn plan_for(s: &Store, name: &str, ip: &str) -> NamePlan {
+        let d = s.domain_holding(name).unwrap().unwrap();
+        let set = (
+            AddressAction::Set(vec![ip.parse().unwrap()]),
+            ActionSource::Connection,
+        );
+        let keep = (AddressAction::Preserve, ActionSource::NotNamedForThisName);
+        NamePlan {
+            name: name.into(),
+            domain_id: d.id,
+            domain: d.name,
+            zone: d.zone,
+            v4: set,
+            v6: keep,
+        }
+    }
+
+    #[test]
+    fn a_token_revoked_between_plan_and_write_writes_nothing() {
+        let (mut s, path) = store("revoked");
+        s.add_user("a@x.org").unwrap();
+        s.add_domain("a.dedyn.example", "dedyn.example", "a@x.org")
+            .unwrap();
+        let (tok, _) = s.add_token("a@x.org", &NewToken::default()).unwrap();
+        let owner = 1; // the first user
+        let plan = plan_for(&s, "a.dedyn.example", "1.2.3.4");
+        s.revoke_token(tok).unwrap();
+        assert!(matches!(
+            s.apply(&[plan], tok, owner),
+            Err(StoreError::Revoked)
+        ));
+        assert!(s
+            .records("dedyn.example", "a.dedyn.example")
+            .unwrap()
+            .is_empty());
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_domain_that_changed_hands_between_plan_and_write_is_not_written() {
+        let (mut s, path) = store("gone");
+        s.add_user("a@x.org").unwrap();
+        s.add_user("b@x.org").unwrap();
+        s.add_domain("a.dedyn.example", "dedyn.example", "a@x.org")
+            .unwrap();
+        let (tok, _) = s.add_token("a@x.org", &NewToken::default()).unwrap();
+        let plan = plan_for(&s, "a.dedyn.example", "1.2.3.4");
+        let owner_a = 1;
+        // Removed and registered again, by someone else: the id may well be reused.
+        s.remove_domain("a.dedyn.example").unwrap();
+        s.add_domain("a.dedyn.example", "dedyn.example", "b@x.org")
+            .unwrap();
+        assert!(matches!(
+            s.apply(&[plan], tok, owner_a),
+            Err(StoreError::Gone(_))
+        ));
+        assert!(s
+            .records("dedyn.example", "a.dedyn.example")
+            .unwrap()
+            .is_empty());
+        let _ = std::fs::remove_file(path);
     }
 }
