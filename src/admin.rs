@@ -554,35 +554,26 @@ pub fn explain(config: &Config, args: &[String]) -> Out {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     };
-    let target = match url.split_once("://") {
-        Some((_, rest)) => rest.find(['/', '?']).map_or("/".to_string(), |i| {
-            let t = &rest[i..];
-            if t.starts_with('?') {
-                format!("/{t}")
-            } else {
-                t.to_string()
-            }
-        }),
-        None => url.to_string(),
+    // Exactly as the live handler: every X-Forwarded-For line counts.
+    let forwarded = crate::server::forwarded_lines(
+        headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("X-Forwarded-For"))
+            .map(|(_, v)| v.as_str()),
+    );
+    let client =
+        crate::edge::forwarded_client(peer, forwarded.as_deref(), &config.server.trusted_proxies);
+    let req = update::Request::from_target("GET", url, header("Authorization"), client, tls);
+    let shown = if req.query.iter().next().is_some() {
+        format!("{}?{}", req.path, update::split_target(url).1)
+    } else {
+        req.path.to_string()
     };
     let mut lines = vec![format!(
-        "request: GET {target} from {peer}{}",
+        "request: GET {shown} from {peer}{}",
         if tls { " over TLS" } else { "" }
     )];
     let store = &mut open(config)?;
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let req = update::Request {
-        method: "GET",
-        path,
-        query: update::Query::parse(query),
-        authorization: header("Authorization"),
-        client: crate::edge::forwarded_client(
-            peer,
-            header("X-Forwarded-For"),
-            &config.server.trusted_proxies,
-        ),
-        tls,
-    };
     match update::plan(&req, store, config, crate::clock::now_unix()) {
         Ok(plan) => {
             lines.extend(plan.trace.iter().map(|t| format!("  {t}")));

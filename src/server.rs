@@ -8,7 +8,7 @@ use crate::edge::{ConnInfo, ConnTable, EdgeSettings};
 use crate::publish::{self, LastUsed, PublishStats, Publisher};
 use crate::ratelimit::Limiter;
 use crate::store::{now_unix, Applied, Store, StoreError};
-use crate::update::{self, address::Family, Query, Refusal, ZonePolicy};
+use crate::update::{self, address::Family, Refusal, ZonePolicy};
 use log::{error, info, warn};
 use std::io::Write;
 use std::net::IpAddr;
@@ -121,20 +121,18 @@ pub struct Incoming<'a> {
     pub target: &'a str,
     pub host: Option<&'a str>,
     pub authorization: Option<&'a str>,
-    pub forwarded_for: Option<&'a str>,
+    /// The client: the connection's peer, or the forwarded address when the
+    /// peer is a trusted proxy.
+    pub client: IpAddr,
     pub conn: ConnInfo,
 }
 
-/// Split a request target into path and query (absolute-form targets too).
-fn split_target(target: &str) -> (&str, &str) {
-    let t = match target
-        .strip_prefix("http://")
-        .or_else(|| target.strip_prefix("https://"))
-    {
-        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
-        None => target,
-    };
-    t.split_once('?').unwrap_or((t, ""))
+/// All `X-Forwarded-For` lines of a request joined in order: a proxy may append
+/// its own line after the client's (HAProxy does), and only the last hops are
+/// its word.
+pub fn forwarded_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let lines: Vec<&str> = lines.into_iter().collect();
+    (!lines.is_empty()).then(|| lines.join(","))
 }
 
 impl Service {
@@ -160,11 +158,7 @@ impl Service {
     /// Handle one request; returns the reply and a log summary (never a secret).
     pub fn process(&self, store: &mut Store, rq: &Incoming) -> (Reply, String) {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let client = forwarded_client(
-            rq.conn.peer.ip(),
-            rq.forwarded_for,
-            &self.config.server.trusted_proxies,
-        );
+        let client = rq.client;
         let now = Instant::now();
         if let Some(host) = rq.host {
             let h = host
@@ -176,15 +170,13 @@ impl Service {
                 return self.checkip(client, now);
             }
         }
-        let (path, raw_query) = split_target(rq.target);
-        let req = update::Request {
-            method: rq.method,
-            path,
-            query: Query::parse(raw_query),
-            authorization: rq.authorization,
+        let req = update::Request::from_target(
+            rq.method,
+            rq.target,
+            rq.authorization,
             client,
-            tls: rq.conn.tls,
-        };
+            rq.conn.tls,
+        );
         if let Err(r) = update::check_path_and_method(req.method, req.path) {
             return (Reply::refusal(&r), r.to_string());
         }
@@ -304,30 +296,27 @@ impl Service {
             return;
         };
         let method = rq.method().as_str().to_string();
-        // Every X-Forwarded-For line, in order: a proxy may append its own line
-        // after the client's (HAProxy does), and only the last hops are its word.
-        let forwarded: Vec<&str> = rq
-            .headers()
-            .iter()
-            .filter(|h| h.field.equiv("X-Forwarded-For"))
-            .map(|h| h.value.as_str())
-            .collect();
-        let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
+        let forwarded = forwarded_lines(
+            rq.headers()
+                .iter()
+                .filter(|h| h.field.equiv("X-Forwarded-For"))
+                .map(|h| h.value.as_str()),
+        );
+        let client = forwarded_client(
+            conn.peer.ip(),
+            forwarded.as_deref(),
+            &self.config.server.trusted_proxies,
+        );
         let incoming = Incoming {
             method: &method,
             target: rq.url(),
             host: header("Host"),
             authorization: header("Authorization"),
-            forwarded_for: forwarded.as_deref(),
+            client,
             conn,
         };
         let (reply, summary) = self.process(store, &incoming);
         let status = reply.status;
-        let client = forwarded_client(
-            conn.peer.ip(),
-            incoming.forwarded_for,
-            &self.config.server.trusted_proxies,
-        );
         info!(
             "{client} {} {} {} {summary} ({} us)",
             if conn.tls { "https" } else { "http" },
@@ -501,14 +490,6 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn target_splits_into_path_and_query() {
-        assert_eq!(split_target("/nic/update?a=b"), ("/nic/update", "a=b"));
-        assert_eq!(split_target("http://h:8080/x?y"), ("/x", "y"));
-        assert_eq!(split_target("http://h"), ("/", ""));
-        assert_eq!(split_target("/"), ("/", ""));
     }
 
     #[test]

@@ -83,6 +83,45 @@ pub struct Request<'a> {
     pub tls: bool,
 }
 
+/// Split a request target into path and query; an absolute-form target
+/// (`http://host/path?query`, also `http://host?query`) loses scheme and host.
+pub fn split_target(target: &str) -> (&str, &str) {
+    let t = match target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
+        Some(rest) => match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+            Some(i) => return ("/", &rest[i + 1..]),
+            None => "/",
+        },
+        None => target,
+    };
+    t.split_once('?').unwrap_or((t, ""))
+}
+
+impl<'a> Request<'a> {
+    /// The request as the pipeline sees it, from the request line's target; the
+    /// live handler and `explain` both build it here.
+    pub fn from_target(
+        method: &'a str,
+        target: &'a str,
+        authorization: Option<&'a str>,
+        client: IpAddr,
+        tls: bool,
+    ) -> Request<'a> {
+        let (path, query) = split_target(target);
+        Request {
+            method,
+            path,
+            query: Query::parse(query),
+            authorization,
+            client,
+            tls,
+        }
+    }
+}
+
 /// Every way a request is refused; `status` and `body` are the one place where
 /// refusals become HTTP.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -617,6 +656,18 @@ mod tests {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(s)
         )
+    }
+
+    #[test]
+    fn target_splits_into_path_and_query() {
+        assert_eq!(split_target("/nic/update?a=b"), ("/nic/update", "a=b"));
+        assert_eq!(split_target("http://h:8080/x?y"), ("/x", "y"));
+        assert_eq!(
+            split_target("https://h?myip=1.2.3.4"),
+            ("/", "myip=1.2.3.4")
+        );
+        assert_eq!(split_target("http://h"), ("/", ""));
+        assert_eq!(split_target("/"), ("/", ""));
     }
 
     #[test]
