@@ -418,13 +418,7 @@ pub fn zone(config: &Config, args: &[String]) -> Out {
     let zone = config
         .zone(&name)
         .ok_or_else(|| Failure::from(format!("{name} is not a configured zone")))?;
-    let include = match &zone.include {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("include file {}: {e}", path.display()))?,
-        ),
-        None => None,
-    };
+    let include = crate::publish::zone::read_include(zone)?;
     let store = open(config)?;
     let serial = store.pending_serial(&name)?;
     let mut text = Vec::new();
@@ -455,14 +449,8 @@ pub fn check(config: &Config) -> Out {
         ));
     }
     for z in &config.zones {
-        if let Some(inc) = &z.include {
-            if let Err(e) = std::fs::read_to_string(inc) {
-                problems.push(format!(
-                    "zone {}: include file {}: {e}",
-                    z.name,
-                    inc.display()
-                ));
-            }
+        if let Err(e) = crate::publish::zone::read_include(z) {
+            problems.push(e);
         }
         let dir = z
             .file
@@ -499,10 +487,9 @@ pub fn check(config: &Config) -> Out {
     // Not a failure (the built-in defaults have it): BIND refuses such a zone.
     let mut notes = Vec::new();
     for z in &config.zones {
-        let include = z
-            .include
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
+        let include = crate::publish::zone::read_include(z)
+            .ok()
+            .flatten()
             .unwrap_or_default();
         for ns in &z.nameservers {
             let host = ns.trim_end_matches('.');

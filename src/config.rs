@@ -254,11 +254,7 @@ impl Config {
     pub fn zone_for(&self, name: &str) -> Option<&Zone> {
         self.zones
             .iter()
-            .filter(|z| {
-                name.len() > z.name.len()
-                    && name.ends_with(&z.name)
-                    && name.as_bytes()[name.len() - z.name.len() - 1] == b'.'
-            })
+            .filter(|z| name != z.name && crate::update::hostname::is_at_or_below(name, &z.name))
             .max_by_key(|z| z.name.len())
     }
 

@@ -264,13 +264,7 @@ impl Worker {
     }
 
     fn try_publish(&mut self, zone: &crate::config::Zone) -> Result<u32, String> {
-        let include = match &zone.include {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .map_err(|e| format!("include file {}: {e}", p.display()))?,
-            ),
-            None => None,
-        };
+        let include = zone::read_include(zone)?;
         let work_started = Instant::now();
         let serial = self
             .store

@@ -7,6 +7,18 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::Path;
 
+/// The zone's `include` file, read afresh for each publication (the operator may
+/// edit it while serving); the error names the file.
+pub fn read_include(zone: &Zone) -> Result<Option<String>, String> {
+    zone.include
+        .as_ref()
+        .map(|p| {
+            fs::read_to_string(p)
+                .map_err(|e| format!("zone {}: include file {}: {e}", zone.name, p.display()))
+        })
+        .transpose()
+}
+
 /// Render a zone file: SOA, NS, the operator's include file as-is, then every
 /// record (absolute names, so the include cannot shift them) in stable order.
 pub fn render(
