@@ -215,11 +215,8 @@ fn stalled_tls_handshake_is_cut_off() {
 fn reload_tls_serves_the_new_certificate_and_keeps_the_old_on_errors() {
     let _g = serial();
     let pki = Pki::new();
-    let (cert, key) = (pki.path("live-cert.pem"), pki.path("live-key.pem"));
-    let install = |c: &str, k: &str| {
-        std::fs::copy(pki.path(c), &cert).expect("copy cert");
-        std::fs::copy(pki.path(k), &key).expect("copy key");
-    };
+    let (cert, key) = pki.live();
+    let install = |c: &str, k: &str| pki.install(c, k);
     install("rsa.pem", "rsa.key");
     let f = Fixture::start(settings(&[], &["127.0.0.1:0"], Some((&cert, &key))));
     let rsa = file_fingerprint(&pki.path("rsa.pem"));

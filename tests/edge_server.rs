@@ -191,11 +191,8 @@ fn rustsec_2024_0336_probe_leaves_the_server_idle_and_serving() {
 fn sighup_serves_a_new_certificate_and_keeps_the_old_one_if_the_new_is_broken() {
     let _g = serial();
     let pki = Pki::new();
-    let (cert, key) = (pki.path("live-cert.pem"), pki.path("live-key.pem"));
-    let install = |c: &str, k: &str| {
-        std::fs::copy(pki.path(c), &cert).expect("copy cert");
-        std::fs::copy(pki.path(k), &key).expect("copy key");
-    };
+    let (cert, key) = pki.live();
+    let install = |c: &str, k: &str| pki.install(c, k);
     install("rsa.pem", "rsa.key");
     let (s, tok) = alice_with(Setup {
         tls: Some((cert.clone(), key.clone())),

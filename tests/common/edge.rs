@@ -390,6 +390,19 @@ impl Pki {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path(name)
     }
+
+    /// The live pair a server is configured with (`live-cert.pem`, `live-key.pem`).
+    pub fn live(&self) -> (PathBuf, PathBuf) {
+        (self.path("live-cert.pem"), self.path("live-key.pem"))
+    }
+
+    /// Copy the made certificate `cert` and key `key` over the live pair, as a
+    /// certificate renewal would.
+    pub fn install(&self, cert: &str, key: &str) {
+        let (live_cert, live_key) = self.live();
+        std::fs::copy(self.path(cert), live_cert).expect("copy cert");
+        std::fs::copy(self.path(key), live_key).expect("copy key");
+    }
 }
 
 /// SHA-256 fingerprint of the first certificate in a PEM file.
