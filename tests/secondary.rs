@@ -1,13 +1,14 @@
 //! DNS secondaries: dedyn-update feeds a local NSD primary, which sends NOTIFY to an
 //! NSD secondary that transfers the zone (TSIG-signed); an update reaches the secondary.
 //!
-//! The two NSD instances are configured here (not in tests/common/ns.rs) because
-//! their configs point at each other: both ports are chosen before either starts.
+//! The two NSD instances are started here (not by tests/common/ns.rs) because
+//! their configs point at each other: both ports are chosen before either starts;
+//! the common part of their config is `ns::nsd_conf_text`.
 //! The config mirrors the README's "Feeding secondaries" recipe.
 
 mod common;
 
-use common::ns::free_port;
+use common::ns::{free_port, nsd_conf_text};
 use common::proc::{self, run_with_timeout, tool, TempDir};
 use common::server::{Server, Setup};
 use std::fs::File;
@@ -35,34 +36,13 @@ struct Nsd {
 impl Nsd {
     fn start(dir: &Path, port: u16, zone_lines: &str) -> Nsd {
         std::fs::create_dir_all(dir).unwrap();
-        let d = dir.display();
         let conf = dir.join("nsd.conf");
-        let text = format!(
-            r#"server:
-  ip-address: 127.0.0.1
-  port: {port}
-  do-ip6: no
-  username: ""
-  chroot: ""
-  zonesdir: "{d}"
-  database: ""
-  pidfile: "{d}/nsd.pid"
-  xfrdfile: "{d}/xfrd.state"
-  zonelistfile: "{d}/zone.list"
-  xfrdir: "{d}"
-  logfile: "{d}/nsd.log"
-  server-count: 1
-  verbosity: 2
-remote-control:
-  control-enable: yes
-  control-interface: "{d}/nsd.ctl"
-key:
-  name: xfr-key
-  algorithm: hmac-sha256
-  secret: "{TSIG_SECRET}"
-zone:
-  name: {ZONE}
-{zone_lines}"#
+        let text = nsd_conf_text(
+            dir,
+            port,
+            &format!(
+                "key:\n  name: xfr-key\n  algorithm: hmac-sha256\n  secret: \"{TSIG_SECRET}\"\nzone:\n  name: {ZONE}\n{zone_lines}"
+            ),
         );
         std::fs::write(&conf, text).unwrap();
         let out = File::create(dir.join("daemon.out")).unwrap();

@@ -311,11 +311,21 @@ fn write_nsd_conf(
     zone: &str,
     zone_file: &Path,
 ) -> (PathBuf, PathBuf, PathBuf) {
-    let d = dir.display();
     let conf = dir.join("nsd.conf");
-    let control = dir.join("nsd.ctl");
-    let log = dir.join("nsd.log");
-    let text = format!(
+    let zone_stanza = format!(
+        "zone:\n  name: {zone}\n  zonefile: \"{}\"\n",
+        zone_file.display()
+    );
+    fs::write(&conf, nsd_conf_text(dir, port, &zone_stanza)).expect("write nsd.conf");
+    (conf, dir.join("nsd.ctl"), dir.join("nsd.log"))
+}
+
+/// An NSD config for a test daemon in `dir` on 127.0.0.1:`port`: no privilege
+/// drop, no database, a unix control socket `dir/nsd.ctl`, log `dir/nsd.log`;
+/// `sections` (zones, keys) follow as given.
+pub fn nsd_conf_text(dir: &Path, port: u16, sections: &str) -> String {
+    let d = dir.display();
+    format!(
         r#"# written by tests/common/ns.rs; see the module doc for why each line is here
 server:
   ip-address: 127.0.0.1
@@ -330,23 +340,15 @@ server:
   xfrdfile: "{d}/xfrd.state"
   zonelistfile: "{d}/zone.list"
   xfrdir: "{d}"
-  logfile: "{log}"
+  logfile: "{d}/nsd.log"
   server-count: 1
   verbosity: 3
   hide-version: yes
 remote-control:
   control-enable: yes
-  control-interface: "{control}"
-zone:
-  name: {zone}
-  zonefile: "{zone_file}"
-"#,
-        log = log.display(),
-        control = control.display(),
-        zone_file = zone_file.display(),
-    );
-    fs::write(&conf, text).expect("write nsd.conf");
-    (conf, control, log)
+  control-interface: "{d}/nsd.ctl"
+{sections}"#
+    )
 }
 
 fn write_knot_conf(
