@@ -2,9 +2,10 @@
 //! rendering, `check`, and the request inspector `explain` — all over the store.
 
 use crate::config::Config;
-use crate::edge::cidr::Cidr;
+use crate::net::cidr::Cidr;
+use crate::net::name;
 use crate::store::{Batch, NewToken, Store, StoreError};
-use crate::update::{self, hostname, FamilyPolicy};
+use crate::update::{self, FamilyPolicy};
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -210,8 +211,8 @@ fn token_add(a: &Args) -> Result<Add, Failure> {
         .all("domain")
         .iter()
         .map(|d| {
-            let n = hostname::normalize(d);
-            hostname::check_syntax(&n)
+            let n = name::normalize(d);
+            name::check_syntax(&n)
                 .map(|_| n)
                 .map_err(|e| Failure::from(format!("--domain: {e}")))
         })
@@ -313,8 +314,8 @@ pub fn user(config: &Config, args: &[String]) -> Out {
 
 /// Normalize a domain name and find the configured zone it lies strictly below.
 fn domain_in_zone<'c>(config: &'c Config, raw: &str) -> Result<(String, &'c str), Failure> {
-    let name = hostname::normalize(raw);
-    hostname::check_syntax(&name).map_err(Failure::from)?;
+    let name = name::normalize(raw);
+    name::check_syntax(&name).map_err(Failure::from)?;
     let zone = config.zone_for(&name).ok_or_else(|| {
         let zones: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
         Failure::from(format!(
@@ -340,7 +341,7 @@ pub fn domain(config: &Config, args: &[String]) -> Out {
         }
         Some("remove") => {
             let p = a.exactly(2, "domain remove NAME")?;
-            open(config)?.remove_domain(&hostname::normalize(&p[1]))?;
+            open(config)?.remove_domain(&name::normalize(&p[1]))?;
         }
         _ => return Err(usage("expected domain add|list|remove")),
     }
@@ -353,14 +354,14 @@ pub fn token(config: &Config, args: &[String]) -> Out {
         Some("add") => add_one(config, token_add(&a)?)?,
         Some("list") => {
             a.exactly(1, "token list [--owner EMAIL]")?;
-            let time = |t: Option<i64>| t.map_or("never".to_string(), crate::clock::rfc3339);
+            let time = |t: Option<i64>| t.map_or("never".to_string(), crate::os::clock::rfc3339);
             print_lines(open(config)?.list_tokens(a.one("owner"))?.into_iter().map(|t| {
                 format!(
                     "{}\towner={}\tname={}\tcreated={}\tlast_used={}\texpires={}\tsubnets={}\tdomains={}\tfamily={}",
                     t.id,
                     t.owner,
                     t.name,
-                    crate::clock::rfc3339(t.created),
+                    crate::os::clock::rfc3339(t.created),
                     time(t.last_used),
                     time(t.expires),
                     if t.allowed_subnets.is_empty() { "any".into() } else { t.allowed_subnets.replace(' ', ",") },
@@ -383,8 +384,8 @@ pub fn token(config: &Config, args: &[String]) -> Out {
 
 /// The domain that holds `name`, or an error saying nobody does.
 fn held(store: &Store, raw: &str) -> Result<(String, update::Domain), Failure> {
-    let name = hostname::normalize(raw);
-    hostname::check_syntax(&name).map_err(Failure::from)?;
+    let name = name::normalize(raw);
+    name::check_syntax(&name).map_err(Failure::from)?;
     let d = store
         .domain_holding(&name)?
         .ok_or_else(|| Failure::from(format!("{name} is not a registered name")))?;
@@ -414,7 +415,7 @@ pub fn zone(config: &Config, args: &[String]) -> Out {
     if p[0] != "render" {
         return Err(usage("expected zone render ZONE"));
     }
-    let name = hostname::normalize(&p[1]);
+    let name = name::normalize(&p[1]);
     let zone = config
         .zone(&name)
         .ok_or_else(|| Failure::from(format!("{name} is not a configured zone")))?;
@@ -493,7 +494,7 @@ pub fn check(config: &Config) -> Out {
             .unwrap_or_default();
         for ns in &z.nameservers {
             let host = ns.trim_end_matches('.');
-            if hostname::is_at_or_below(host, &z.name) && !include.contains(host) {
+            if name::is_at_or_below(host, &z.name) && !include.contains(host) {
                 notes.push(format!(
                     "note: zone {}: nameserver {ns} lies in the zone but no include file gives its address (glue); named-checkzone refuses such a zone",
                     z.name
@@ -561,7 +562,7 @@ pub fn explain(config: &Config, args: &[String]) -> Out {
         if tls { " over TLS" } else { "" }
     )];
     let store = &mut open(config)?;
-    match update::plan(&req, store, config, crate::clock::now_unix()) {
+    match update::plan(&req, store, config, crate::os::clock::now_unix()) {
         Ok(plan) => {
             lines.extend(plan.trace.iter().map(|t| format!("  {t}")));
             let applied = store.dry_run(&plan.names)?;
@@ -633,12 +634,19 @@ pub fn status(config: &Config, args: &[String]) -> Out {
         Some(server) => {
             let t = std::time::Duration::from_secs(2);
             // One silent nameserver costs one timeout, not three.
-            let answers = crate::dnsquery::query(server, &d.zone, crate::dnsquery::SOA, t)
-                .and_then(|soa| {
-                    let v4 = crate::dnsquery::query(server, &name, crate::dnsquery::A, t)?;
-                    let v6 = crate::dnsquery::query(server, &name, crate::dnsquery::AAAA, t)?;
-                    Ok((soa, v4, v6))
-                });
+            let answers =
+                crate::net::dnsquery::query(server, &d.zone, crate::net::dnsquery::SOA, t)
+                    .and_then(|soa| {
+                        let v4 =
+                            crate::net::dnsquery::query(server, &name, crate::net::dnsquery::A, t)?;
+                        let v6 = crate::net::dnsquery::query(
+                            server,
+                            &name,
+                            crate::net::dnsquery::AAAA,
+                            t,
+                        )?;
+                        Ok((soa, v4, v6))
+                    });
             match answers {
                 Ok((soa, v4, v6)) => {
                     let mut served: Vec<IpAddr> =

@@ -1,7 +1,8 @@
 //! The configuration file (TOML, SPEC 3): a typed `Config` with a default for
 //! every key, validated at start-up so that a bad value names its key and file.
 
-use crate::edge::cidr::Cidr;
+use crate::net::cidr::Cidr;
+use crate::net::name;
 use crate::ratelimit::Limits;
 use serde::Deserialize;
 use std::fmt;
@@ -254,7 +255,7 @@ impl Config {
     pub fn zone_for(&self, name: &str) -> Option<&Zone> {
         self.zones
             .iter()
-            .filter(|z| name != z.name && crate::update::hostname::is_at_or_below(name, &z.name))
+            .filter(|z| name != z.name && name::is_at_or_below(name, &z.name))
             .max_by_key(|z| z.name.len())
     }
 
@@ -299,8 +300,8 @@ fn seconds(key: &str, v: f64) -> Result<Duration, String> {
 
 /// Absolute DNS name with trailing dot, lower-case (for SOA/NS fields).
 fn absolute_name(key: &str, v: &str) -> Result<String, String> {
-    let n = crate::update::hostname::normalize(v);
-    if crate::update::hostname::check_syntax(&n).is_err() || n.starts_with('*') {
+    let n = name::normalize(v);
+    if name::check_syntax(&n).is_err() || n.starts_with('*') {
         return Err(format!("{key}: '{v}' is not a valid DNS name"));
     }
     Ok(format!("{n}."))
@@ -411,11 +412,8 @@ fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, String> {
     let mut zones: Vec<Zone> = Vec::new();
     for (i, z) in raw_zones.into_iter().enumerate() {
         let key = format!("zone[{i}]");
-        let name = crate::update::hostname::normalize(&z.name);
-        if crate::update::hostname::check_syntax(&name).is_err()
-            || name.starts_with('*')
-            || !name.contains('.')
-        {
+        let name = name::normalize(&z.name);
+        if name::check_syntax(&name).is_err() || name.starts_with('*') || !name.contains('.') {
             return Err(format!(
                 "{key}.name: '{}' is not a valid zone name (e.g. dedyn.example)",
                 z.name

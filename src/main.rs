@@ -65,7 +65,7 @@ fn init_logging() {
             writeln!(
                 buf,
                 "{} {} {}",
-                dedyn_update::clock::rfc3339(dedyn_update::clock::now_unix()),
+                dedyn_update::os::clock::rfc3339(dedyn_update::os::clock::now_unix()),
                 record.level(),
                 record.args()
             )

@@ -2,9 +2,9 @@
 //! request handler that turns a request into pipeline steps, a write and a response.
 
 use crate::config::Config;
-use crate::edge::cidr::{mask, Cidr};
 use crate::edge::forwarded_client;
 use crate::edge::{ConnInfo, ConnTable, EdgeSettings};
+use crate::net::cidr::{mask, Cidr};
 use crate::publish::{self, LastUsed, PublishStats, Publisher};
 use crate::ratelimit::Limiter;
 use crate::store::{now_unix, Applied, Store, StoreError};
@@ -379,7 +379,7 @@ pub fn edge_settings(config: &Config) -> EdgeSettings {
 /// `dedyn-update serve`: run until SIGTERM/SIGINT, then finish in-flight requests,
 /// publish what is pending and return.
 pub fn serve(config: Config) -> Result<(), String> {
-    crate::signals::block();
+    crate::os::signals::block();
     // Before any socket: the edge sizes max_connections to fit the limit it finds.
     let nofile = crate::edge::raise_nofile_limit();
     log::debug!("file descriptor limit: {nofile}");
@@ -462,7 +462,7 @@ pub fn serve(config: Config) -> Result<(), String> {
         edge.max_connections()
     );
 
-    while crate::signals::wait() == crate::signals::Signal::Reload {
+    while crate::os::signals::wait() == crate::os::signals::Signal::Reload {
         info!("SIGHUP: reloading TLS certificate and key");
         match edge.reload_tls() {
             Ok(()) => info!("TLS certificate and key reloaded"),

@@ -1,9 +1,10 @@
 //! The only place with SQL: schema and migrations (`PRAGMA user_version`), the
 //! queries of the pipeline, the admin commands and the publisher, and their transactions.
 
-use crate::edge::cidr::Cidr;
+use crate::net::cidr::Cidr;
+use crate::net::name;
 use crate::update::address::{self, Family};
-use crate::update::{hostname, Directory, Domain, FamilyPolicy, NamePlan, Outcome, Token};
+use crate::update::{Directory, Domain, FamilyPolicy, NamePlan, Outcome, Token};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::fmt;
 use std::net::IpAddr;
@@ -50,7 +51,7 @@ fn invalid<T>(m: impl Into<String>) -> Result<T> {
     Err(StoreError::Invalid(m.into()))
 }
 
-pub use crate::clock::now_unix;
+pub use crate::os::clock::now_unix;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -747,7 +748,7 @@ impl Batch<'_> {
 
     /// Register `name` (already normalized) in `zone` for the user `owner`.
     pub fn add_domain(&self, name: &str, zone: &str, owner: &str) -> Result<()> {
-        if let Err(e) = hostname::check_syntax(name) {
+        if let Err(e) = name::check_syntax(name) {
             return invalid(e);
         }
         if name.starts_with('*') {
@@ -806,7 +807,7 @@ impl Batch<'_> {
             rows.collect::<rusqlite::Result<_>>()?
         };
         for d in &t.domains {
-            if !held.iter().any(|h| hostname::is_at_or_below(d, h)) {
+            if !held.iter().any(|h| name::is_at_or_below(d, h)) {
                 return invalid(format!(
                     "--domain {d}: not held by {}",
                     owner.trim().to_ascii_lowercase()

@@ -5,8 +5,9 @@
 //! body) from the client, forwards it, streams the response back until the
 //! framer says it is complete, then waits for the next request. So the
 //! connection is evictable exactly while it has no complete request, and every
-//! blocking read has a deadline (see `sys::wait_readable`).
+//! blocking read has a deadline (see `os::sys::wait_readable`).
 
+use crate::os::sys;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -18,7 +19,7 @@ use rustls::{ServerConfig, ServerConnection};
 
 use super::http::{self, HeadError, RequestHead, ResponseFramer};
 use super::limits::Slot;
-use super::{sys, ConnInfo, ConnTable, Shared};
+use super::{ConnInfo, ConnTable, Shared};
 
 /// Request bodies the edge buffers at most; update requests have none.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::cidr::{canonical_ip, Cidr};
+use crate::net::cidr::{canonical_ip, Cidr};
 
 /// The client address for a request that arrived from `peer`.
 ///

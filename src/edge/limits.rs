@@ -7,12 +7,11 @@
 //! the budget is spent and nothing is evictable, the acceptor blocks and new
 //! clients wait in the listen backlog (SPEC 9).
 
+use crate::os::sys;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-use super::sys;
 
 /// File descriptors one client connection costs: the client socket, the relay
 /// socket to tiny_http, and tiny_http's end of that relay, which tiny_http

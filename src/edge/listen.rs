@@ -5,6 +5,7 @@
 //! short backoff and retried; a failed thread spawn drops that one client. Only
 //! `EdgeHandle::shutdown` ends an accept loop.
 
+use crate::os::sys;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::Ordering;
@@ -38,7 +39,7 @@ pub(crate) struct Listener {
 /// of `http_listen`/`https_listen` to fix.
 pub(crate) fn bind(addr: SocketAddr, tls: bool) -> io::Result<Listener> {
     let scheme = if tls { "https_listen" } else { "http_listen" };
-    let socket = super::sys::listen_tcp(addr, BACKLOG).map_err(|e| {
+    let socket = sys::listen_tcp(addr, BACKLOG).map_err(|e| {
         io::Error::new(e.kind(), format!("cannot listen on {addr} ({scheme}): {e}"))
     })?;
     let actual = socket.local_addr()?;

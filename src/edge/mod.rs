@@ -6,15 +6,14 @@
 //! loopback socket. The edge connects to that socket once per client connection and
 //! records, keyed by the relay's local port, who the client really is.
 
-pub mod cidr;
 mod conn;
 mod forwarded;
 mod http;
 mod limits;
 mod listen;
-mod sys;
 mod tls;
 
+use crate::os::sys;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -24,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-pub use cidr::{Cidr, CidrError};
 pub use forwarded::forwarded_client;
 pub use limits::{fit_max_connections, raise_nofile_limit, FDS_PER_CONNECTION, RESERVED_FDS};
 pub use tls::{load_server_config, TlsError};

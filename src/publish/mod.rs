@@ -313,10 +313,10 @@ fn wait_until_served(
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match crate::dnsquery::query(
+        let last = match crate::net::dnsquery::query(
             server,
             zone,
-            crate::dnsquery::SOA,
+            crate::net::dnsquery::SOA,
             Duration::from_millis(500),
         ) {
             // RFC 1982 serial arithmetic: served is serial or later.
@@ -367,10 +367,7 @@ pub fn run_reload(
         match child.try_wait() {
             Ok(Some(s)) => break s,
             Ok(None) if Instant::now() >= deadline => {
-                // SAFETY: kill(2) on the child's own process group; no memory is touched.
-                unsafe {
-                    libc::kill(-(child.id() as i32), libc::SIGKILL);
-                }
+                crate::os::sys::kill_process_group(child.id());
                 let _ = child.wait();
                 return Err(format!(
                     "reload command timed out after {} s and was killed: {cmd}",

@@ -2,7 +2,8 @@
 //! decides and what it means (`AddressAction`), and how an action changes a record set.
 
 use super::Query;
-use crate::edge::cidr::{mask, Cidr};
+use crate::net::cidr::{mask, Cidr};
+use crate::net::name;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -155,7 +156,7 @@ pub fn parse_value(
             _ => None,
         })
         .collect();
-    let show = super::hostname::printable;
+    let show = name::printable;
     if addresses.is_empty() {
         let all_empty = elements.iter().all(|e| matches!(e, Element::Empty));
         let all_preserve = elements.iter().all(|e| matches!(e, Element::Preserve));
@@ -213,7 +214,7 @@ pub fn parse_value(
 }
 
 fn parse_address(key: &str, text: &str, family: Family) -> Result<IpAddr, String> {
-    let show = super::hostname::printable;
+    let show = name::printable;
     let bad = || {
         format!(
             "{}: '{}' is not a valid {} address",
@@ -253,7 +254,7 @@ pub fn family_action(
             }
         }
     }
-    let peer = crate::edge::cidr::canonical_ip(peer);
+    let peer = crate::net::cidr::canonical_ip(peer);
     if Family::of(peer) != family {
         return Ok((AddressAction::Delete, ActionSource::NoAddress));
     }
@@ -288,7 +289,7 @@ pub fn per_name_parameters(query: &Query) -> Result<Vec<PerName>, super::Refusal
             Err(super::hostname::HostnameError::Invalid(m)) => {
                 return Err(super::Refusal::BadRequest(format!(
                     "{}: {m}",
-                    super::hostname::printable(key)
+                    name::printable(key)
                 )))
             }
             Err(super::hostname::HostnameError::NotFound(m)) => {
@@ -300,9 +301,9 @@ pub fn per_name_parameters(query: &Query) -> Result<Vec<PerName>, super::Refusal
             .ok_or_else(|| {
                 super::Refusal::BadRequest(format!(
                     "{}: no {} address in '{}'",
-                    super::hostname::printable(key),
+                    name::printable(key),
                     family.name(),
-                    super::hostname::printable(value)
+                    name::printable(value)
                 ))
             })?;
         out.push(PerName {

@@ -2,6 +2,7 @@
 //! header, Basic, query parameters — first that applies) and the username rule.
 
 use super::Query;
+use crate::net::name;
 use base64::Engine;
 
 /// How the client authenticated; named after the seed's three methods.
@@ -105,11 +106,8 @@ pub fn username_acceptable(username: &str, owner_email: &str, owner_domains: &[&
     // The username may be a list of names (SPEC 4.2 takes the hostname from it):
     // each must be held. As one string, "bob.x,www.alice.x" ends in a held name.
     username.split(',').all(|element| {
-        let name = super::hostname::normalize(element);
-        !name.is_empty()
-            && owner_domains
-                .iter()
-                .any(|d| super::hostname::is_at_or_below(&name, d))
+        let name = name::normalize(element);
+        !name.is_empty() && owner_domains.iter().any(|d| name::is_at_or_below(&name, d))
     })
 }
 

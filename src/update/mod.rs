@@ -6,7 +6,8 @@ pub mod address;
 pub mod auth;
 pub mod hostname;
 
-use crate::edge::cidr::Cidr;
+use crate::net::cidr::Cidr;
+use crate::net::name;
 use address::{ActionSource, AddressAction, Family};
 use auth::AuthMethod;
 use std::fmt;
@@ -381,7 +382,7 @@ pub fn plan(
     {
         return Err(bad_auth(format!(
             "username '{}' is not the owner of token {}",
-            hostname::printable(&creds.username),
+            name::printable(&creds.username),
             token.id
         )));
     }
@@ -436,7 +437,7 @@ pub fn plan(
     for n in &names {
         let d = domains
             .iter()
-            .find(|d| hostname::is_at_or_below(n, &d.name))
+            .find(|d| name::is_at_or_below(n, &d.name))
             .ok_or_else(|| {
                 Refusal::NoHost(format!("{} is not held by {}", n, token.owner_email))
             })?;
@@ -449,9 +450,7 @@ pub fn plan(
                 d.zone
             )));
         }
-        if !token.domains.is_empty()
-            && !token.domains.iter().any(|t| hostname::is_at_or_below(n, t))
-        {
+        if !token.domains.is_empty() && !token.domains.iter().any(|t| name::is_at_or_below(n, t)) {
             return Err(Refusal::NotYours(format!(
                 "{n}: outside the domains of token {}",
                 token.id

@@ -1,7 +1,7 @@
 //! The few operating-system calls std does not offer, each wrapped and explained:
 //! listening sockets (IPV6_V6ONLY, deep backlog), poll(2), listener shutdown, RLIMIT_NOFILE.
 //!
-//! Every `unsafe` block of the edge lives in this file. Linux is the target
+//! Every `unsafe` block of the crate lives in `os/`. Linux is the target
 //! (systemd service on a VPS or a Raspberry Pi); the calls are plain POSIX apart
 //! from `SOCK_CLOEXEC`.
 
@@ -169,6 +169,16 @@ pub(crate) fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
         return Err(err);
     }
     Ok(rc > 0 && pfd.revents != 0)
+}
+
+/// Kills the process group led by `pid` (a child started with `process_group(0)`),
+/// so that a timed-out reload command takes everything it started with it.
+pub(crate) fn kill_process_group(pid: u32) {
+    // SAFETY: kill(2) on a process group id; no memory is touched. A failure means
+    // the group is already gone, which is what we wanted.
+    unsafe {
+        libc::kill(-(pid as i32), libc::SIGKILL);
+    }
 }
 
 /// The soft and hard RLIMIT_NOFILE of this process.

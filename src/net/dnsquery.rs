@@ -99,7 +99,7 @@ pub fn query(
     qtype: u16,
     timeout: Duration,
 ) -> Result<Answer, String> {
-    let id = (std::process::id() as u16) ^ (crate::clock::now_unix() as u16);
+    let id = (std::process::id() as u16) ^ (crate::os::clock::now_unix() as u16);
     let mut msg = Vec::with_capacity(64);
     msg.extend_from_slice(&id.to_be_bytes());
     msg.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
