@@ -419,14 +419,10 @@ pub fn zone(config: &Config, args: &[String]) -> Out {
     let zone = config
         .zone(&name)
         .ok_or_else(|| Failure::from(format!("{name} is not a configured zone")))?;
-    let include = crate::publish::zone::read_include(zone)?;
     let store = open(config)?;
     let serial = store.pending_serial(&name)?;
     let mut text = Vec::new();
-    crate::publish::zone::render_head(zone, config.dns.ttl, serial, include.as_deref(), &mut text);
-    store.for_each_record(&name, |n, a| {
-        crate::publish::zone::render_record(n, config.dns.ttl, a, &mut text)
-    })?;
+    crate::publish::render_zone(zone, config.dns.ttl, serial, &store, &mut text)?;
     let _ = std::io::stdout().write_all(&text);
     Ok(())
 }
@@ -543,7 +539,7 @@ pub fn explain(config: &Config, args: &[String]) -> Out {
             .map(|(_, v)| v.as_str())
     };
     // Exactly as the live handler: every X-Forwarded-For line counts.
-    let forwarded = crate::server::forwarded_lines(
+    let forwarded = crate::update::forwarded_lines(
         headers
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case("X-Forwarded-For"))

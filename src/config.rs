@@ -4,6 +4,7 @@
 use crate::net::cidr::Cidr;
 use crate::net::name;
 use crate::ratelimit::Limits;
+use crate::update::ZonePolicy;
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -308,7 +309,18 @@ fn absolute_name(key: &str, v: &str) -> Result<String, String> {
 }
 
 fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, String> {
-    let s = raw.server;
+    Ok(Config {
+        source: path.map(Path::to_path_buf),
+        server: validate_server(raw.server)?,
+        database: validate_database(raw.database)?,
+        dns: validate_dns(raw.dns)?,
+        zones: validate_zones(raw.zone)?,
+        rate_limit: validate_rate_limit(raw.rate_limit)?,
+    })
+}
+
+/// `[server]`: listeners, TLS files, the pool, the edge's bounds.
+fn validate_server(s: RawServer) -> Result<Server, String> {
     let server = Server {
         http_listen: listen_addrs("server.http_listen", &s.http_listen)?,
         https_listen: listen_addrs("server.https_listen", &s.https_listen)?,
@@ -351,22 +363,31 @@ fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, String> {
     if server.max_request_head_bytes < 256 {
         return Err("server.max_request_head_bytes: must be at least 256".into());
     }
-    let synchronous = raw.database.synchronous.to_ascii_uppercase();
+    Ok(server)
+}
+
+/// `[database]`.
+fn validate_database(db: RawDatabase) -> Result<Database, String> {
+    let synchronous = db.synchronous.to_ascii_uppercase();
     if synchronous != "NORMAL" && synchronous != "FULL" {
         return Err(format!(
             "database.synchronous = '{}': must be \"normal\" or \"full\"",
-            raw.database.synchronous
+            db.synchronous
         ));
     }
-    if raw.database.path.is_empty() {
+    if db.path.is_empty() {
         return Err("database.path: must not be empty".into());
     }
     let database = Database {
-        path: PathBuf::from(&raw.database.path),
+        path: PathBuf::from(&db.path),
         synchronous,
     };
 
-    let d = raw.dns;
+    Ok(database)
+}
+
+/// `[dns]`: TTL, reload command, batching, guard ranges, the verifying server.
+fn validate_dns(d: RawDns) -> Result<Dns, String> {
     let ttl = u32::try_from(d.ttl)
         .ok()
         .filter(|t| *t <= 2_147_483_647)
@@ -399,7 +420,12 @@ fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, String> {
         verify_server,
     };
 
-    let raw_zones = raw.zone.unwrap_or_else(|| {
+    Ok(dns)
+}
+
+/// `[[zone]]`: names, files, NS and hostmaster; the built-in zone when none is given.
+fn validate_zones(raw_zones: Option<Vec<RawZone>>) -> Result<Vec<Zone>, String> {
+    let raw_zones = raw_zones.unwrap_or_else(|| {
         vec![RawZone {
             name: DEFAULT_ZONE.into(),
             file: None,
@@ -459,8 +485,12 @@ fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, String> {
         return Err("zone: at least one [[zone]] is needed".into());
     }
 
-    let r = raw.rate_limit;
-    let rate_limit = RateLimit {
+    Ok(zones)
+}
+
+/// `[rate_limit]`: each a sliding-window rule, "" disables.
+fn validate_rate_limit(r: RawRateLimit) -> Result<RateLimit, String> {
+    Ok(RateLimit {
         dyndns_per_domain: r
             .dyndns_per_domain
             .parse()
@@ -473,21 +503,46 @@ fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, String> {
             .checkip_per_ip
             .parse()
             .map_err(|e| format!("rate_limit.checkip_per_ip: {e}"))?,
-    };
-
-    Ok(Config {
-        source: path.map(Path::to_path_buf),
-        server,
-        database,
-        dns,
-        zones,
-        rate_limit,
     })
+}
+
+/// The zone configuration as the update rules read it.
+impl ZonePolicy for Config {
+    fn is_dynamic(&self, zone: &str) -> bool {
+        self.zone(zone).is_some_and(|z| z.dynamic)
+    }
+    fn guard_fallback(&self) -> &[Cidr] {
+        &self.dns.guard_fallback
+    }
+    fn blocked_subnets(&self) -> &[Cidr] {
+        &self.server.blocked_subnets
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The example file says it shows every key with its default: hold it to that
+    /// (a changed default or a key missing from `Config` fails here).
+    #[test]
+    fn example_config_shows_the_built_in_defaults() {
+        let text = include_str!("../data/dedyn-update.example.toml");
+        let example = Config::parse(text, None).expect("the example config parses");
+        assert_eq!(format!("{example:?}"), format!("{:?}", Config::defaults()));
+        for section in [
+            "[server]",
+            "[database]",
+            "[dns]",
+            "[[zone]]",
+            "[rate_limit]",
+        ] {
+            assert!(
+                text.lines().any(|l| l.trim() == section),
+                "{section} missing from the example"
+            );
+        }
+    }
 
     #[test]
     fn defaults_give_a_local_instance() {

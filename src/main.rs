@@ -128,7 +128,7 @@ fn run(mut args: Vec<String>) -> Result<(), Failure> {
             if !rest.is_empty() {
                 return Err(usage("serve takes no arguments"));
             }
-            dedyn_update::server::serve(config).map_err(Failure::from)
+            dedyn_update::serve::serve(config).map_err(Failure::from)
         }
         "user" => admin::user(&config, rest),
         "domain" => admin::domain(&config, rest),

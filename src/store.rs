@@ -1011,6 +1011,7 @@ impl Directory for Store {
 mod tests {
     use super::*;
     use crate::update::address::{ActionSource, AddressAction};
+    use crate::update::FamilyPlan;
 
     fn store(tag: &str) -> (Store, std::path::PathBuf) {
         let path =
@@ -1025,11 +1026,14 @@ mod tests {
 
     fn plan_for(s: &Store, name: &str, ip: &str) -> NamePlan {
         let d = s.domain_holding(name).unwrap().unwrap();
-        let set = (
-            AddressAction::Set(vec![ip.parse().unwrap()]),
-            ActionSource::Connection,
-        );
-        let keep = (AddressAction::Preserve, ActionSource::NotNamedForThisName);
+        let set = FamilyPlan {
+            action: AddressAction::Set(vec![ip.parse().unwrap()]),
+            source: ActionSource::Connection,
+        };
+        let keep = FamilyPlan {
+            action: AddressAction::Preserve,
+            source: ActionSource::NotNamedForThisName,
+        };
         NamePlan {
             name: name.into(),
             domain_id: d.id,

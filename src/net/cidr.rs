@@ -60,6 +60,22 @@ fn mask_v6(addr: Ipv6Addr, prefix: u8) -> Ipv6Addr {
 }
 
 /// Keep the first `prefix` bits of `ip`, zero the rest.
+/// `host`'s host bits behind `network`'s first `len` bits (SPEC 4.3's prefix
+/// replacement); `None` when the two are of different families.
+pub fn with_prefix(host: IpAddr, network: IpAddr, len: u8) -> Option<IpAddr> {
+    match (host, network) {
+        (IpAddr::V4(h), IpAddr::V4(n)) => {
+            let keep = u32::MAX.checked_shr(u32::from(len)).unwrap_or(0);
+            Some(IpAddr::V4((u32::from(n) | (u32::from(h) & keep)).into()))
+        }
+        (IpAddr::V6(h), IpAddr::V6(n)) => {
+            let keep = u128::MAX.checked_shr(u32::from(len)).unwrap_or(0);
+            Some(IpAddr::V6((u128::from(n) | (u128::from(h) & keep)).into()))
+        }
+        _ => None,
+    }
+}
+
 pub fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(a) => IpAddr::V4(mask_v4(a, prefix.min(32))),

@@ -3,7 +3,7 @@
 
 pub mod zone;
 
-use crate::config::Config;
+use crate::config::{Config, Zone};
 use crate::store::{now_unix, Store};
 use log::{error, info, warn};
 use std::collections::HashMap;
@@ -92,7 +92,7 @@ pub fn spawn(
     let handle = std::thread::Builder::new()
         .name("publisher".into())
         .spawn(move || {
-            Worker {
+            ZonePublisher {
                 config,
                 store,
                 last_used,
@@ -108,7 +108,8 @@ pub fn spawn(
     Ok((Publisher { tx }, handle))
 }
 
-struct Worker {
+/// The publisher thread's state (one thread for every zone).
+struct ZonePublisher {
     config: Arc<Config>,
     store: Store,
     last_used: Arc<LastUsed>,
@@ -127,7 +128,7 @@ struct Worker {
     last_work: Duration,
 }
 
-impl Worker {
+impl ZonePublisher {
     fn run(mut self, rx: Receiver<Msg>) {
         for z in self.config.zones.clone() {
             self.publish(&z.name);
@@ -263,21 +264,16 @@ impl Worker {
         }
     }
 
-    fn try_publish(&mut self, zone: &crate::config::Zone) -> Result<u32, String> {
-        let include = zone::read_include(zone)?;
+    fn try_publish(&mut self, zone: &Zone) -> Result<u32, String> {
         let work_started = Instant::now();
         let serial = self
             .store
             .start_publication(&zone.name)
             .map_err(|e| e.to_string())?;
-        let ttl = self.config.dns.ttl;
         let mut text = std::mem::take(&mut self.buf);
         text.clear();
-        zone::render_head(zone, ttl, serial, include.as_deref(), &mut text);
-        let read = self.store.for_each_record(&zone.name, |name, addr| {
-            zone::render_record(name, ttl, addr, &mut text)
-        });
-        let written = read.map_err(|e| e.to_string()).and_then(|_| {
+        let read = render_zone(zone, self.config.dns.ttl, serial, &self.store, &mut text);
+        let written = read.and_then(|_| {
             zone::write_atomically(&zone.file, &text)
                 .map_err(|e| format!("writing {}: {e}", zone.file.display()))
         });
@@ -299,6 +295,28 @@ impl Worker {
         }
         Ok(serial)
     }
+}
+
+/// The zone file with `serial`, from the include file and the stored records:
+/// the one composition behind the publisher and `zone render`. Returns the
+/// number of records.
+pub fn render_zone(
+    zone: &Zone,
+    ttl: u32,
+    serial: u32,
+    store: &Store,
+    out: &mut Vec<u8>,
+) -> Result<usize, String> {
+    let include = zone::read_include(zone)?;
+    zone::render(
+        zone,
+        ttl,
+        serial,
+        include.as_deref(),
+        |emit| store.for_each_record(&zone.name, emit),
+        out,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// After a reload: poll `server` until it serves `serial` (or a later one) for

@@ -20,20 +20,18 @@ pub fn read_include(zone: &Zone) -> Result<Option<String>, String> {
 }
 
 /// Render a zone file: SOA, NS, the operator's include file as-is, then every
-/// record (absolute names, so the include cannot shift them) in stable order.
-pub fn render(
+/// record (absolute names, so the include cannot shift them) in the order
+/// `records` hands them over (the store's stable order).
+pub fn render<E>(
     zone: &Zone,
     ttl: u32,
     serial: u32,
     include: Option<&str>,
-    records: &[(String, IpAddr)],
+    records: impl FnOnce(&mut dyn FnMut(&str, IpAddr)) -> Result<usize, E>,
     out: &mut Vec<u8>,
-) {
-    out.reserve(records.len() * (zone.name.len() + 40) + 512);
+) -> Result<usize, E> {
     render_head(zone, ttl, serial, include, out);
-    for (name, addr) in records {
-        render_record(name, ttl, *addr, out);
-    }
+    records(&mut |name, addr| render_record(name, ttl, addr, out))
 }
 
 /// Everything before the records: SOA, NS, the include file.
@@ -164,7 +162,7 @@ mod tests {
     #[test]
     fn renders_soa_ns_include_and_records() {
         let mut out = Vec::new();
-        let recs = vec![
+        let recs: [(String, IpAddr); 2] = [
             (
                 "alice.dedyn.example".to_string(),
                 "1.2.3.4".parse().unwrap(),
@@ -174,7 +172,18 @@ mod tests {
                 "fd08::1".parse().unwrap(),
             ),
         ];
-        render(&zone(), 60, 42, Some("ns1 IN A 127.0.0.1"), &recs, &mut out);
+        let n = render(
+            &zone(),
+            60,
+            42,
+            Some("ns1 IN A 127.0.0.1"),
+            |emit| -> Result<usize, ()> {
+                recs.iter().for_each(|(n, a)| emit(n, *a));
+                Ok(recs.len())
+            },
+            &mut out,
+        );
+        assert_eq!(n, Ok(2));
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines.contains(&"dedyn.example. 60 IN SOA ns1.dedyn.example. hostmaster.dedyn.example. 42 3600 600 604800 60"));

@@ -1,8 +1,8 @@
 //! Seed "Determine IP addresses": per address family, which query parameter
 //! decides and what it means (`AddressAction`), and how an action changes a record set.
 
-use super::Query;
-use crate::net::cidr::{mask, Cidr};
+use super::{hostname, FamilyPlan, Query, Refusal, Request, Token, ZonePolicy};
+use crate::net::cidr::{mask, with_prefix, Cidr};
 use crate::net::name;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -274,7 +274,7 @@ pub struct PerName {
 }
 
 /// SPEC 4.3: every per-name parameter, in query order (later ones win).
-pub fn per_name_parameters(query: &Query) -> Result<Vec<PerName>, super::Refusal> {
+pub fn per_name_parameters(query: &Query) -> Result<Vec<PerName>, Refusal> {
     let mut out = Vec::new();
     for (key, value) in query.iter() {
         let (family, names) = if let Some(n) = key.strip_prefix("myipv4:") {
@@ -284,22 +284,14 @@ pub fn per_name_parameters(query: &Query) -> Result<Vec<PerName>, super::Refusal
         } else {
             continue;
         };
-        let names = match super::hostname::parse_list(names) {
-            Ok(n) => n,
-            Err(super::hostname::HostnameError::Invalid(m)) => {
-                return Err(super::Refusal::BadRequest(format!(
-                    "{}: {m}",
-                    name::printable(key)
-                )))
-            }
-            Err(super::hostname::HostnameError::NotFound(m)) => {
-                return Err(super::Refusal::NoHost(m.to_string()))
-            }
-        };
+        let names = hostname::parse_list(names).map_err(|e| match hostname::refusal(e) {
+            Refusal::BadRequest(m) => Refusal::BadRequest(format!("{}: {m}", name::printable(key))),
+            other => other,
+        })?;
         let action = parse_value(key, value, family)
-            .map_err(super::Refusal::BadRequest)?
+            .map_err(Refusal::BadRequest)?
             .ok_or_else(|| {
-                super::Refusal::BadRequest(format!(
+                Refusal::BadRequest(format!(
                     "{}: no {} address in '{}'",
                     name::printable(key),
                     family.name(),
@@ -324,24 +316,93 @@ pub fn apply(action: &AddressAction, current: &[IpAddr]) -> Vec<IpAddr> {
         AddressAction::Preserve | AddressAction::Guard(_) => current.to_vec(),
         AddressAction::ReplacePrefix { network, len } => current
             .iter()
-            .filter_map(|old| match (old, network) {
-                (IpAddr::V4(o), IpAddr::V4(n)) => {
-                    let keep = u32::MAX.checked_shr(u32::from(*len)).unwrap_or(0);
-                    Some(IpAddr::V4((u32::from(*n) | (u32::from(*o) & keep)).into()))
-                }
-                (IpAddr::V6(o), IpAddr::V6(n)) => {
-                    let keep = u128::MAX.checked_shr(u32::from(*len)).unwrap_or(0);
-                    Some(IpAddr::V6(
-                        (u128::from(*n) | (u128::from(*o) & keep)).into(),
-                    ))
-                }
-                _ => None,
-            })
+            .filter_map(|old| with_prefix(*old, *network, *len))
             .collect(),
     };
     next.sort();
     next.dedup();
     next
+}
+
+/// The general parameters' action per family, for the general names (none when
+/// only `myipvN:NAME` parameters named hosts).
+pub fn general_actions(
+    req: &Request,
+    general_names: &[String],
+    zones: &dyn ZonePolicy,
+) -> Result<Option<[FamilyPlan; 2]>, Refusal> {
+    if general_names.is_empty() {
+        return Ok(None);
+    }
+    let one = |f| {
+        family_action(&req.query, f, req.client, zones.guard_fallback())
+            .map(|(action, source)| FamilyPlan { action, source })
+            .map_err(Refusal::BadRequest)
+    };
+    Ok(Some([one(Family::V4)?, one(Family::V6)?]))
+}
+
+/// SPEC 4.3 and 8, for one name: the general action if the name is a general
+/// one, overridden by its `myipvN:NAME` parameters (later wins), then the
+/// token's family policy (`preserved`).
+pub fn actions_for(
+    name: &str,
+    general: Option<&[FamilyPlan; 2]>,
+    per_name: &[PerName],
+    token: &Token,
+) -> [FamilyPlan; 2] {
+    let not_named = || FamilyPlan {
+        action: AddressAction::Preserve,
+        source: ActionSource::NotNamedForThisName,
+    };
+    let mut v = match general {
+        Some(g) => g.clone(),
+        None => [not_named(), not_named()],
+    };
+    for p in per_name
+        .iter()
+        .filter(|p| p.names.iter().any(|n| n == name))
+    {
+        v[p.family as usize] = FamilyPlan {
+            action: p.action.clone(),
+            source: ActionSource::Parameter(p.key.clone()),
+        };
+    }
+    for f in Family::BOTH {
+        if !token.family.allows(f) {
+            v[f as usize] = FamilyPlan {
+                action: AddressAction::Preserve,
+                source: ActionSource::TokenFamilyPolicy,
+            };
+        }
+    }
+    v
+}
+
+/// `[server] blocked_subnets`: an address in them is `400`, nothing written. The
+/// stored records' host bits are not known here, so a prefix whose range overlaps
+/// a blocked subnet at all is refused.
+pub fn check_blocked(actions: &[&AddressAction], zones: &dyn ZonePolicy) -> Result<(), Refusal> {
+    let blocked = zones.blocked_subnets();
+    for action in actions {
+        let hit = match action {
+            AddressAction::Set(list) => list
+                .iter()
+                .find(|a| blocked.iter().any(|c| c.contains(**a))),
+            AddressAction::ReplacePrefix { network, len } => Some(network).filter(|a| {
+                blocked.iter().any(|c| {
+                    c.contains(**a) || Cidr::new(**a, *len).is_some_and(|p| p.contains(c.network()))
+                })
+            }),
+            _ => None,
+        };
+        if let Some(a) = hit {
+            return Err(Refusal::BadRequest(format!(
+                "{a} may not be published (server.blocked_subnets)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -518,7 +579,10 @@ mod tests {
     fn invalid_address_of_the_family_is_an_error_naming_the_parameter() {
         let e = act("myipv4=1.2.3.999", Family::V4, "::1").unwrap_err();
         assert!(e.contains("myipv4") && e.contains("1.2.3.999"), "{e}");
-        assert!(act("myipv6=fd08::zz", Family::V6, "::1").is_err());
+        assert_eq!(
+            act("myipv6=fd08::zz", Family::V6, "::1"),
+            Err("myipv6: 'fd08::zz' is not a valid IPv6 address".into())
+        );
     }
 
     #[test]
@@ -527,31 +591,54 @@ mod tests {
         let e = act(&format!("myipv4={}", many.join(",")), Family::V4, "::1").unwrap_err();
         assert!(e.contains("too many addresses"), "{e}");
         let ok: Vec<String> = (0..MAX_ADDRESSES).map(|i| format!("10.0.0.{i}")).collect();
-        assert!(act(&format!("myipv4={}", ok.join(",")), Family::V4, "::1").is_ok());
+        assert!(matches!(
+            act(&format!("myipv4={}", ok.join(",")), Family::V4, "::1"),
+            Ok(AddressAction::Set(l)) if l.len() == MAX_ADDRESSES
+        ));
     }
 
     #[test]
     fn ipv4_mapped_value_is_an_error() {
-        assert!(act("myipv6=::ffff:1.2.3.4", Family::V6, "::1").is_err());
+        assert_eq!(
+            act("myipv6=::ffff:1.2.3.4", Family::V6, "::1"),
+            Err("myipv6: '::ffff:1.2.3.4' is an IPv4-mapped IPv6 address; send the IPv4 address as such".into())
+        );
     }
 
     #[test]
     fn preserve_or_empty_mixed_with_addresses_is_an_error() {
-        assert!(act("myipv4=preserve,1.2.3.4", Family::V4, "::1").is_err());
-        assert!(act("myipv4=1.2.3.4,", Family::V4, "::1").is_err());
-        assert!(act("myipv4=preserve,", Family::V4, "::1").is_err());
+        let mixed =
+            Err("myipv4: 'preserve' or an empty value cannot be mixed with addresses".into());
+        assert_eq!(act("myipv4=preserve,1.2.3.4", Family::V4, "::1"), mixed);
+        assert_eq!(act("myipv4=1.2.3.4,", Family::V4, "::1"), mixed);
+        assert_eq!(
+            act("myipv4=preserve,", Family::V4, "::1"),
+            Err("myipv4: 'preserve' cannot be mixed with empty values".into())
+        );
     }
 
     #[test]
     fn prefix_with_other_elements_is_an_error() {
-        assert!(act("myipv6=fd08::/64,fd09::1", Family::V6, "::1").is_err());
+        assert_eq!(
+            act("myipv6=fd08::/64,fd09::1", Family::V6, "::1"),
+            Err("myipv6: a prefix (addr/len) cannot be combined with other addresses".into())
+        );
     }
 
     #[test]
     fn invalid_prefix_length_is_an_error() {
-        assert!(act("myipv4=1.2.3.0/33", Family::V4, "::1").is_err());
-        assert!(act("myipv6=fd08::/129", Family::V6, "::1").is_err());
-        assert!(act("myipv6=fd08::/x", Family::V6, "::1").is_err());
+        assert_eq!(
+            act("myipv4=1.2.3.0/33", Family::V4, "::1"),
+            Err("myipv4: invalid prefix length in '1.2.3.0/33' (0 to 32)".into())
+        );
+        assert_eq!(
+            act("myipv6=fd08::/129", Family::V6, "::1"),
+            Err("myipv6: invalid prefix length in 'fd08::/129' (0 to 128)".into())
+        );
+        assert_eq!(
+            act("myipv6=fd08::/x", Family::V6, "::1"),
+            Err("myipv6: invalid prefix length in 'fd08::/x' (0 to 128)".into())
+        );
     }
 
     #[test]
@@ -585,7 +672,17 @@ mod tests {
         assert_eq!(p[0].names, ["a.x.example", "b.x.example"]);
         assert_eq!(p[1].action, AddressAction::Delete);
         assert_eq!(p[2].action, AddressAction::Set(vec![ip("2.2.2.2")]));
-        assert!(per_name_parameters(&Query::parse("myipv4:a.x.example=fd08::1")).is_err());
-        assert!(per_name_parameters(&Query::parse("myipv4:bad!name=1.1.1.1")).is_err());
+        assert_eq!(
+            per_name_parameters(&Query::parse("myipv4:a.x.example=fd08::1")),
+            Err(Refusal::BadRequest(
+                "myipv4:a.x.example: no IPv4 address in 'fd08::1'".into()
+            ))
+        );
+        assert_eq!(
+            per_name_parameters(&Query::parse("myipv4:bad!name=1.1.1.1")),
+            Err(Refusal::BadRequest(
+                "myipv4:bad!name: invalid hostname 'bad!name'".into()
+            ))
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! Seed "IP Update Authentication": which credentials a request presents (token
 //! header, Basic, query parameters — first that applies) and the username rule.
 
-use super::Query;
+use super::{token_hash, Directory, Domain, Query, Refusal, Request, Token};
 use crate::net::name;
 use base64::Engine;
+use std::net::IpAddr;
 
 /// How the client authenticated; named after the seed's three methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +112,75 @@ pub fn username_acceptable(username: &str, owner_email: &str, owner_domains: &[&
     })
 }
 
+/// A failed authentication that counts for the lock-out (credentials were presented).
+fn bad_auth(reason: impl Into<String>) -> Refusal {
+    Refusal::BadAuth {
+        counted: true,
+        reason: reason.into(),
+    }
+}
+
+/// SPEC 4.1: the credentials the request presents. None at all is `401` that does
+/// not count (the client may be waiting for the challenge); unreadable ones count.
+pub fn credentials_of(req: &Request) -> Result<Credentials, Refusal> {
+    match credentials(req.authorization, &req.query) {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(Refusal::BadAuth {
+            counted: false,
+            reason: "no credentials".into(),
+        }),
+        Err(Unreadable(why)) => Err(bad_auth(why)),
+    }
+}
+
+/// seed: the secret must be a known token (looked up by its hash only).
+pub fn find_token(dir: &mut dyn Directory, creds: &Credentials) -> Result<Token, Refusal> {
+    dir.token_by_hash(&token_hash(&creds.secret))
+        .map_err(Refusal::Database)?
+        .ok_or_else(|| bad_auth("unknown token"))
+}
+
+/// SPEC 4.1: an expired token fails like an unknown one.
+pub fn check_expiry(token: &Token, now_unix: i64) -> Result<(), Refusal> {
+    if token.expires.is_some_and(|e| e <= now_unix) {
+        return Err(bad_auth(format!("token {} has expired", token.id)));
+    }
+    Ok(())
+}
+
+/// SPEC 2 `--allowed-subnet`: a token used from outside its subnets fails.
+pub fn check_subnet(token: &Token, client: IpAddr) -> Result<(), Refusal> {
+    if !token.allowed_subnets.is_empty()
+        && !token.allowed_subnets.iter().any(|c| c.contains(client))
+    {
+        return Err(bad_auth(format!(
+            "token {} may not be used from {}",
+            token.id, client
+        )));
+    }
+    Ok(())
+}
+
+/// SPEC 4.1: with Basic or query authentication the username must be empty, the
+/// owner's email or a name the owner holds; the token header has no username.
+pub fn check_username(
+    creds: &Credentials,
+    token: &Token,
+    domains: &[Domain],
+) -> Result<(), Refusal> {
+    let names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
+    if creds.method != AuthMethod::TokenHeader
+        && !username_acceptable(&creds.username, &token.owner_email, &names)
+    {
+        return Err(bad_auth(format!(
+            "username '{}' is not the owner of token {}",
+            name::printable(&creds.username),
+            token.id
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,16 +236,28 @@ mod tests {
 
     #[test]
     fn query_username_without_password_fails() {
-        assert!(credentials(None, &q("username=alice")).is_err());
-        assert!(credentials(None, &q("password=tok")).is_err());
+        let apart = Err(Unreadable(
+            "username and password query parameters must come together",
+        ));
+        assert_eq!(credentials(None, &q("username=alice")), apart);
+        assert_eq!(credentials(None, &q("password=tok")), apart);
     }
 
     #[test]
     fn unparsable_authorization_header_fails() {
-        assert!(credentials(Some("Basic !!!"), &q("")).is_err());
-        assert!(credentials(Some(&basic("no-colon")), &q("")).is_err());
-        assert!(credentials(Some("Bearer x"), &q("")).is_err());
-        assert!(credentials(Some("Token "), &q("")).is_err());
+        let fails = |h: &str, why: &'static str| {
+            assert_eq!(credentials(Some(h), &q("")), Err(Unreadable(why)), "{h}");
+        };
+        fails(
+            "Basic !!!",
+            "Basic authorization header is not valid base64",
+        );
+        fails(&basic("no-colon"), "Basic authorization header has no ':'");
+        fails(
+            "Bearer x",
+            "unsupported Authorization scheme (use Basic or Token)",
+        );
+        fails("Token ", "malformed Token authorization header");
     }
 
     #[test]

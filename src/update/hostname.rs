@@ -1,8 +1,10 @@
 //! Seed "Determine Hostname": the five steps that find which names to update,
 //! plus the name syntax (SPEC 4.2) and the "held by the owner" relation.
 
-use super::Query;
-use crate::net::name::{check_syntax, normalize};
+use super::address::PerName;
+use super::auth::{AuthMethod, Credentials};
+use super::{Domain, Query, Refusal, Request, Token, ZonePolicy};
+use crate::net::name::{check_syntax, is_at_or_below, normalize};
 
 /// Which step of the seed gave the names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +100,132 @@ pub fn determine(
             "no hostname given and the account has several domains",
         )),
     }
+}
+
+/// The one translation of a hostname error into a refusal: bad syntax is `400`
+/// naming the name, nothing found is `404 nohost`.
+pub fn refusal(e: HostnameError) -> Refusal {
+    match e {
+        HostnameError::Invalid(m) => Refusal::BadRequest(m),
+        HostnameError::NotFound(m) => Refusal::NoHost(m.into()),
+    }
+}
+
+/// The seed's five steps for the general names (those the general address
+/// parameters apply to), recorded in the trace.
+pub fn general_names(
+    req: &Request,
+    creds: &Credentials,
+    domains: &[Domain],
+    per_name: &[PerName],
+    trace: &mut Vec<String>,
+) -> Result<Vec<String>, Refusal> {
+    let names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
+    let basic_username = (creds.method == AuthMethod::Basic).then_some(creds.username.as_str());
+    let (general, source) =
+        determine(&req.query, basic_username, &names, !per_name.is_empty()).map_err(refusal)?;
+    if let Some(s) = source {
+        trace.push(format!(
+            "hostnames from {}: {}",
+            s.describe(),
+            general.join(", ")
+        ));
+    }
+    Ok(general)
+}
+
+/// Bounds one request's work and the records it can create (the SPEC sets none;
+/// a dynDNS client names a handful): more is refused with 400, nothing written.
+pub const MAX_NAMES: usize = 100;
+
+/// Every name the request updates: the general names, then those only the
+/// `myipvN:NAME` parameters add (SPEC 4.3). None is `nohost`; more than
+/// `MAX_NAMES` is `400`.
+pub fn all_names(
+    general: &[String],
+    per_name: &[PerName],
+    trace: &mut Vec<String>,
+) -> Result<Vec<String>, Refusal> {
+    let mut names: Vec<String> = general.to_vec();
+    for p in per_name {
+        trace.push(format!(
+            "{} names {} for {}",
+            p.key,
+            p.names.join(", "),
+            p.family.rtype()
+        ));
+        for n in &p.names {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+    }
+    if names.is_empty() {
+        return Err(Refusal::NoHost("no hostname found".into()));
+    }
+    if names.len() > MAX_NAMES {
+        return Err(Refusal::BadRequest(format!(
+            "too many hostnames in one request: {} (at most {MAX_NAMES})",
+            names.len()
+        )));
+    }
+    Ok(names)
+}
+
+/// SPEC 4.2: every name must equal or lie below a domain of the owner, else
+/// `404 nohost`. Returns each name with the domain that holds it.
+pub fn check_held<'d>(
+    names: &[String],
+    domains: &'d [Domain],
+    token: &Token,
+) -> Result<Vec<(String, &'d Domain)>, Refusal> {
+    names
+        .iter()
+        .map(|n| {
+            domains
+                .iter()
+                .find(|d| is_at_or_below(n, &d.name))
+                .map(|d| (n.clone(), d))
+                .ok_or_else(|| {
+                    Refusal::NoHost(format!("{} is not held by {}", n, token.owner_email))
+                })
+        })
+        .collect()
+}
+
+/// SPEC 4.2: a held name in a zone with `dynamic = false` is `403 !yours`.
+pub fn check_dynamic(name: &str, domain: &Domain, zones: &dyn ZonePolicy) -> Result<(), Refusal> {
+    if !zones.is_dynamic(&domain.zone) {
+        return Err(Refusal::NotYours(format!(
+            "{name}: zone {} does not allow dynamic updates",
+            domain.zone
+        )));
+    }
+    Ok(())
+}
+
+/// SPEC 2 `--domain`: a held name outside the token's domains is `403 !yours`.
+pub fn check_token_domains(name: &str, token: &Token) -> Result<(), Refusal> {
+    if !token.domains.is_empty() && !token.domains.iter().any(|t| is_at_or_below(name, t)) {
+        return Err(Refusal::NotYours(format!(
+            "{name}: outside the domains of token {}",
+            token.id
+        )));
+    }
+    Ok(())
+}
+
+/// Both `403` rules, name by name in request order.
+pub fn check_updatable(
+    held: &[(String, &Domain)],
+    zones: &dyn ZonePolicy,
+    token: &Token,
+) -> Result<(), Refusal> {
+    for (name, domain) in held {
+        check_dynamic(name, domain, zones)?;
+        check_token_domains(name, token)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -221,6 +349,6 @@ mod tests {
             det("hostname=a.*.example", None, ONE),
             Err(HostnameError::Invalid(_))
         ));
-        assert!(det("hostname=-", None, ONE).is_ok());
+        assert_eq!(det("hostname=-", None, ONE), Ok(vec!["-".to_string()]));
     }
 }

@@ -1,277 +1,23 @@
 //! The seed's update request as pure steps over a parsed request: authenticate →
 //! determine hostnames → determine addresses → a `Plan` for the store to apply.
-//! No SQL and no sockets here: what the steps need from the database comes through `Directory`.
+//! No SQL and no sockets here: what the steps need from the database comes through
+//! `Directory`. Each rule is a named function in the file of its step; `plan` runs
+//! them in the seed's order.
 
 pub mod address;
 pub mod auth;
+pub mod directory;
 pub mod hostname;
+pub mod outcome;
+pub mod refusal;
+pub mod request;
 
-use crate::net::cidr::Cidr;
-use crate::net::name;
-use address::{ActionSource, AddressAction, Family};
-use auth::AuthMethod;
-use std::fmt;
-use std::net::IpAddr;
-use std::time::Duration;
-
-/// The form-decoded query string. A repeated key keeps the value and the position
-/// of its last occurrence (SPEC 9).
-#[derive(Clone, Debug, Default)]
-pub struct Query {
-    entries: Vec<(String, String)>,
-}
-
-impl Query {
-    pub fn parse(raw: &str) -> Query {
-        let mut entries: Vec<(String, String)> = Vec::new();
-        for pair in raw.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let (k, v) = (form_decode(k), form_decode(v));
-            entries.retain(|(old, _)| *old != k);
-            entries.push((k, v));
-        }
-        Query { entries }
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-}
-
-/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%xx` a byte;
-/// invalid UTF-8 becomes U+FFFD (and then fails whatever syntax check applies).
-pub fn form_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// An update request as the pipeline sees it: the handler fills it from the wire,
-/// with the client address already resolved through trusted proxies.
-#[derive(Clone, Debug)]
-pub struct Request<'a> {
-    pub method: &'a str,
-    /// Path without the query string.
-    pub path: &'a str,
-    pub query: Query,
-    pub authorization: Option<&'a str>,
-    pub client: IpAddr,
-    pub tls: bool,
-}
-
-/// Split a request target into path and query; an absolute-form target
-/// (`http://host/path?query`, also `http://host?query`) loses scheme and host.
-pub fn split_target(target: &str) -> (&str, &str) {
-    let t = match target
-        .strip_prefix("http://")
-        .or_else(|| target.strip_prefix("https://"))
-    {
-        Some(rest) => match rest.find(['/', '?']) {
-            Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
-            Some(i) => return ("/", &rest[i + 1..]),
-            None => "/",
-        },
-        None => target,
-    };
-    t.split_once('?').unwrap_or((t, ""))
-}
-
-impl<'a> Request<'a> {
-    /// The request as the pipeline sees it, from the request line's target; the
-    /// live handler and `explain` both build it here.
-    pub fn from_target(
-        method: &'a str,
-        target: &'a str,
-        authorization: Option<&'a str>,
-        client: IpAddr,
-        tls: bool,
-    ) -> Request<'a> {
-        let (path, query) = split_target(target);
-        Request {
-            method,
-            path,
-            query: Query::parse(query),
-            authorization,
-            client,
-            tls,
-        }
-    }
-}
-
-/// Every way a request is refused; `status` and `body` are the one place where
-/// refusals become HTTP.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// A path ending in .ico or .png.
-    NotFound,
-    MethodNotAllowed,
-    /// `counted`: credentials were presented and failed (counts for rate limiting).
-    BadAuth {
-        counted: bool,
-        reason: String,
-    },
-    BadRequest(String),
-    NoHost(String),
-    NotYours(String),
-    RateLimited(Duration),
-    Database(String),
-}
-
-impl Refusal {
-    pub fn status(&self) -> u16 {
-        match self {
-            Refusal::NotFound | Refusal::NoHost(_) => 404,
-            Refusal::MethodNotAllowed => 405,
-            Refusal::BadAuth { .. } => 401,
-            Refusal::BadRequest(_) => 400,
-            Refusal::NotYours(_) => 403,
-            Refusal::RateLimited(_) => 429,
-            Refusal::Database(_) => 500,
-        }
-    }
-
-    /// The response body (dyndns2 words where the protocol has them).
-    pub fn body(&self) -> String {
-        match self {
-            Refusal::NotFound => "not found\n".into(),
-            Refusal::MethodNotAllowed => "method not allowed: use GET or HEAD\n".into(),
-            Refusal::BadAuth { .. } => "badauth".into(),
-            Refusal::BadRequest(m) => format!("{m}\n"),
-            Refusal::NoHost(_) => "nohost".into(),
-            Refusal::NotYours(_) => "!yours".into(),
-            Refusal::RateLimited(d) => {
-                format!("rate limited: retry in {} seconds\n", retry_after_secs(*d))
-            }
-            Refusal::Database(_) => "911".into(),
-        }
-    }
-}
-
-/// Whole seconds to put in `Retry-After` (rounded up, at least 1).
-pub fn retry_after_secs(d: Duration) -> u64 {
-    (d.as_millis().div_ceil(1000) as u64).max(1)
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Refusal::NotFound => f.write_str("path ends in .ico/.png"),
-            Refusal::MethodNotAllowed => f.write_str("method not allowed"),
-            Refusal::BadAuth { reason, .. } => write!(f, "authentication failed: {reason}"),
-            Refusal::BadRequest(m) => f.write_str(m),
-            Refusal::NoHost(m) => write!(f, "no hostname: {m}"),
-            Refusal::NotYours(m) => write!(f, "not allowed: {m}"),
-            Refusal::RateLimited(d) => write!(f, "rate limited for {}s", retry_after_secs(*d)),
-            Refusal::Database(m) => write!(f, "database error: {m}"),
-        }
-    }
-}
-
-/// Which families a token may write (`token add --family`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FamilyPolicy {
-    Both,
-    V4,
-    V6,
-}
-
-impl FamilyPolicy {
-    pub fn allows(self, f: Family) -> bool {
-        matches!(
-            (self, f),
-            (FamilyPolicy::Both, _)
-                | (FamilyPolicy::V4, Family::V4)
-                | (FamilyPolicy::V6, Family::V6)
-        )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FamilyPolicy::Both => "both",
-            FamilyPolicy::V4 => "v4",
-            FamilyPolicy::V6 => "v6",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<FamilyPolicy> {
-        match s {
-            "both" => Some(FamilyPolicy::Both),
-            "v4" => Some(FamilyPolicy::V4),
-            "v6" => Some(FamilyPolicy::V6),
-            _ => None,
-        }
-    }
-}
-
-/// A token as the pipeline needs it (never the secret).
-#[derive(Clone, Debug)]
-pub struct Token {
-    pub id: i64,
-    pub owner: i64,
-    pub owner_email: String,
-    pub expires: Option<i64>,
-    pub allowed_subnets: Vec<Cidr>,
-    /// Empty: all of the owner's domains.
-    pub domains: Vec<String>,
-    pub family: FamilyPolicy,
-}
-
-/// A registered domain.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Domain {
-    pub id: i64,
-    pub name: String,
-    pub zone: String,
-}
-
-/// What the pipeline reads from the database.
-pub trait Directory {
-    fn token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<Token>, String>;
-    fn domains_of(&mut self, owner: i64) -> Result<Vec<Domain>, String>;
-}
-
-/// SHA-256 of a token secret: what the database stores and looks up.
-pub fn token_hash(secret: &str) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
-/// What the zone configuration says about a zone, as far as updates care.
-pub trait ZonePolicy {
-    fn is_dynamic(&self, zone: &str) -> bool;
-    fn guard_fallback(&self) -> &[Cidr];
-    /// Addresses that may never be published (`[server] blocked_subnets`).
-    fn blocked_subnets(&self) -> &[Cidr] {
-        &[]
-    }
-}
+pub use address::{ActionSource, AddressAction, Family};
+pub use auth::AuthMethod;
+pub use directory::{token_hash, Directory, Domain, FamilyPolicy, Token, ZonePolicy};
+pub use outcome::Outcome;
+pub use refusal::{retry_after_secs, Refusal};
+pub use request::{check_path_and_method, forwarded_lines, split_target, Query, Request};
 
 /// One name to update and what happens to each family.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -280,16 +26,27 @@ pub struct NamePlan {
     pub domain_id: i64,
     pub domain: String,
     pub zone: String,
-    pub v4: (AddressAction, ActionSource),
-    pub v6: (AddressAction, ActionSource),
+    pub v4: FamilyPlan,
+    pub v6: FamilyPlan,
+}
+
+/// What happens to one family of one name, and which rule decided it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FamilyPlan {
+    pub action: AddressAction,
+    pub source: ActionSource,
 }
 
 impl NamePlan {
-    pub fn action(&self, f: Family) -> &AddressAction {
+    pub fn family(&self, f: Family) -> &FamilyPlan {
         match f {
-            Family::V4 => &self.v4.0,
-            Family::V6 => &self.v6.0,
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
         }
+    }
+
+    pub fn action(&self, f: Family) -> &AddressAction {
+        &self.family(f).action
     }
 }
 
@@ -314,30 +71,7 @@ impl Plan {
     }
 }
 
-/// The request's refusal before authentication: path and method (SPEC 4, 9).
-pub fn check_path_and_method(method: &str, path: &str) -> Result<(), Refusal> {
-    if method != "GET" && method != "HEAD" {
-        return Err(Refusal::MethodNotAllowed);
-    }
-    let lower = path.to_ascii_lowercase();
-    if lower.ends_with(".ico") || lower.ends_with(".png") {
-        return Err(Refusal::NotFound);
-    }
-    Ok(())
-}
-
-fn bad_auth(reason: impl Into<String>) -> Refusal {
-    Refusal::BadAuth {
-        counted: true,
-        reason: reason.into(),
-    }
-}
-
-/// Bounds one request's work and the records it can create (the SPEC sets none;
-/// a dynDNS client names a handful): more is refused with 400, nothing written.
-pub const MAX_NAMES: usize = 100;
-
-/// The whole pipeline up to the write: auth → hostname → addresses.
+/// The whole pipeline up to the write, one named rule per line, in the seed's order.
 pub fn plan(
     req: &Request,
     dir: &mut dyn Directory,
@@ -348,44 +82,13 @@ pub fn plan(
     check_path_and_method(req.method, req.path)?;
 
     // seed "IP Update Authentication"
-    let creds = match auth::credentials(req.authorization, &req.query) {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return Err(Refusal::BadAuth {
-                counted: false,
-                reason: "no credentials".into(),
-            })
-        }
-        Err(auth::Unreadable(why)) => return Err(bad_auth(why)),
-    };
+    let creds = auth::credentials_of(req)?;
     trace.push(format!("authentication: {}", creds.method.describe()));
-    let token = dir
-        .token_by_hash(&token_hash(&creds.secret))
-        .map_err(Refusal::Database)?
-        .ok_or_else(|| bad_auth("unknown token"))?;
-    if token.expires.is_some_and(|e| e <= now_unix) {
-        return Err(bad_auth(format!("token {} has expired", token.id)));
-    }
-    if !token.allowed_subnets.is_empty()
-        && !token.allowed_subnets.iter().any(|c| c.contains(req.client))
-    {
-        return Err(bad_auth(format!(
-            "token {} may not be used from {}",
-            token.id, req.client
-        )));
-    }
+    let token = auth::find_token(dir, &creds)?;
+    auth::check_expiry(&token, now_unix)?;
+    auth::check_subnet(&token, req.client)?;
     let domains = dir.domains_of(token.owner).map_err(Refusal::Database)?;
-    let domain_names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
-    let basic_username = (creds.method == AuthMethod::Basic).then_some(creds.username.as_str());
-    if creds.method != AuthMethod::TokenHeader
-        && !auth::username_acceptable(&creds.username, &token.owner_email, &domain_names)
-    {
-        return Err(bad_auth(format!(
-            "username '{}' is not the owner of token {}",
-            name::printable(&creds.username),
-            token.id
-        )));
-    }
+    auth::check_username(&creds, &token, &domains)?;
     trace.push(format!(
         "token {} of {} accepted",
         token.id, token.owner_email
@@ -393,127 +96,36 @@ pub fn plan(
 
     // seed "Determine Hostname" (and SPEC 4.3's per-name parameters, which add names)
     let per_name = address::per_name_parameters(&req.query)?;
-    let (general_names, source) = match hostname::determine(
-        &req.query,
-        basic_username,
-        &domain_names,
-        !per_name.is_empty(),
-    ) {
-        Ok(r) => r,
-        Err(hostname::HostnameError::Invalid(m)) => return Err(Refusal::BadRequest(m)),
-        Err(hostname::HostnameError::NotFound(m)) => return Err(Refusal::NoHost(m.into())),
-    };
-    if let Some(s) = source {
-        trace.push(format!(
-            "hostnames from {}: {}",
-            s.describe(),
-            general_names.join(", ")
-        ));
-    }
-    let mut names: Vec<String> = general_names.clone();
-    for p in &per_name {
-        trace.push(format!(
-            "{} names {} for {}",
-            p.key,
-            p.names.join(", "),
-            p.family.rtype()
-        ));
-        for n in &p.names {
-            if !names.contains(n) {
-                names.push(n.clone());
-            }
-        }
-    }
-    if names.is_empty() {
-        return Err(Refusal::NoHost("no hostname found".into()));
-    }
-    if names.len() > MAX_NAMES {
-        return Err(Refusal::BadRequest(format!(
-            "too many hostnames in one request: {} (at most {MAX_NAMES})",
-            names.len()
-        )));
-    }
-    let mut held = Vec::with_capacity(names.len());
-    for n in &names {
-        let d = domains
-            .iter()
-            .find(|d| name::is_at_or_below(n, &d.name))
-            .ok_or_else(|| {
-                Refusal::NoHost(format!("{} is not held by {}", n, token.owner_email))
-            })?;
-        held.push(d);
-    }
-    for (n, d) in names.iter().zip(&held) {
-        if !zones.is_dynamic(&d.zone) {
-            return Err(Refusal::NotYours(format!(
-                "{n}: zone {} does not allow dynamic updates",
-                d.zone
-            )));
-        }
-        if !token.domains.is_empty() && !token.domains.iter().any(|t| name::is_at_or_below(n, t)) {
-            return Err(Refusal::NotYours(format!(
-                "{n}: outside the domains of token {}",
-                token.id
-            )));
-        }
-    }
+    let general = hostname::general_names(req, &creds, &domains, &per_name, &mut trace)?;
+    let names = hostname::all_names(&general, &per_name, &mut trace)?;
+    let held = hostname::check_held(&names, &domains, &token)?;
+    hostname::check_updatable(&held, zones, &token)?;
 
     // seed "Determine IP addresses"
-    let general = if general_names.is_empty() {
-        None
-    } else {
-        let v4 = address::family_action(&req.query, Family::V4, req.client, zones.guard_fallback())
-            .map_err(Refusal::BadRequest)?;
-        let v6 = address::family_action(&req.query, Family::V6, req.client, zones.guard_fallback())
-            .map_err(Refusal::BadRequest)?;
-        Some((v4, v6))
-    };
-    let mut plans = Vec::with_capacity(names.len());
-    for (n, d) in names.iter().zip(&held) {
-        let mut v = match (&general, general_names.contains(n)) {
-            (Some((v4, v6)), true) => [v4.clone(), v6.clone()],
-            _ => [
-                (AddressAction::Preserve, ActionSource::NotNamedForThisName),
-                (AddressAction::Preserve, ActionSource::NotNamedForThisName),
-            ],
-        };
-        for p in per_name.iter().filter(|p| p.names.contains(n)) {
-            v[p.family as usize] = (p.action.clone(), ActionSource::Parameter(p.key.clone()));
-        }
-        for f in Family::BOTH {
-            if !token.family.allows(f) {
-                v[f as usize] = (AddressAction::Preserve, ActionSource::TokenFamilyPolicy);
-            }
-        }
-        for (action, _) in &v {
-            let network = match action {
-                AddressAction::Set(list) => list
-                    .iter()
-                    .find(|a| zones.blocked_subnets().iter().any(|c| c.contains(**a))),
-                // The stored records' host bits are not known here: refuse a prefix
-                // whose range overlaps a blocked subnet at all.
-                AddressAction::ReplacePrefix { network, len } => Some(network).filter(|a| {
-                    zones.blocked_subnets().iter().any(|c| {
-                        c.contains(**a)
-                            || Cidr::new(**a, *len).is_some_and(|p| p.contains(c.network()))
-                    })
-                }),
-                _ => None,
-            };
-            if let Some(a) = network {
-                return Err(Refusal::BadRequest(format!(
-                    "{a} may not be published (server.blocked_subnets)"
-                )));
-            }
-        }
-        let [v4, v6] = v;
-        trace.push(format!("{n} {}: {} ({})", Family::V4.rtype(), v4.0, v4.1));
-        trace.push(format!("{n} {}: {} ({})", Family::V6.rtype(), v6.0, v6.1));
+    let general_actions = address::general_actions(req, &general, zones)?;
+    let mut plans = Vec::with_capacity(held.len());
+    for (name, domain) in held {
+        let in_general = general.contains(&name);
+        let general_here = general_actions.as_ref().filter(|_| in_general);
+        let [v4, v6] = address::actions_for(&name, general_here, &per_name, &token);
+        address::check_blocked(&[&v4.action, &v6.action], zones)?;
+        trace.push(format!(
+            "{name} {}: {} ({})",
+            Family::V4.rtype(),
+            v4.action,
+            v4.source
+        ));
+        trace.push(format!(
+            "{name} {}: {} ({})",
+            Family::V6.rtype(),
+            v6.action,
+            v6.source
+        ));
         plans.push(NamePlan {
-            name: n.clone(),
-            domain_id: d.id,
-            domain: d.name.clone(),
-            zone: d.zone.clone(),
+            name,
+            domain_id: domain.id,
+            domain: domain.name.clone(),
+            zone: domain.zone.clone(),
             v4,
             v6,
         });
@@ -527,43 +139,15 @@ pub fn plan(
     })
 }
 
-/// What happened to one family of one name (SPEC 8's `X-Update-Result`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Set,
-    Unchanged,
-    Deleted,
-    Preserved,
-    Guarded,
-}
-
-impl Outcome {
-    pub fn decide(action: &AddressAction, before: &[IpAddr], after: &[IpAddr]) -> Outcome {
-        match action {
-            AddressAction::Preserve => Outcome::Preserved,
-            AddressAction::Guard(_) => Outcome::Guarded,
-            _ if before == after => Outcome::Unchanged,
-            _ if after.is_empty() => Outcome::Deleted,
-            _ => Outcome::Set,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Set => "set",
-            Outcome::Unchanged => "unchanged",
-            Outcome::Deleted => "deleted",
-            Outcome::Preserved => "preserved",
-            Outcome::Guarded => "guarded",
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::hostname::MAX_NAMES;
+    use super::request::form_decode;
     use super::*;
+    use crate::net::cidr::Cidr;
     use base64::Engine;
     use std::collections::HashMap;
+    use std::net::IpAddr;
 
     struct Fake {
         tokens: HashMap<[u8; 32], Token>,
@@ -743,7 +327,10 @@ mod tests {
             plan(&req, &mut fake(), &Zones, 0),
             Err(Refusal::BadAuth { .. })
         ));
-        assert!(run("/?hostname=alice.dedyn.example", Some("Token subnet")).is_ok());
+        assert_eq!(
+            run("/?hostname=alice.dedyn.example", Some("Token subnet")).map(|p| p.token_id),
+            Ok(3)
+        );
     }
 
     #[test]
@@ -763,10 +350,10 @@ mod tests {
         let p = run("/", Some(&basic("home.dedyn.example:tok"))).unwrap();
         assert_eq!(p.names[0].name, "home.dedyn.example");
         assert_eq!(
-            p.names[0].v4.0,
+            p.names[0].v4.action,
             AddressAction::Set(vec!["192.0.2.1".parse().unwrap()])
         );
-        assert_eq!(p.names[0].v6.0, AddressAction::Delete);
+        assert_eq!(p.names[0].v6.action, AddressAction::Delete);
     }
 
     #[test]
@@ -823,7 +410,11 @@ mod tests {
             run("/?hostname=home.dedyn.example", Some("Token scoped")),
             Err(Refusal::NotYours(_))
         ));
-        assert!(run("/?hostname=www.alice.dedyn.example", Some("Token scoped")).is_ok());
+        assert_eq!(
+            run("/?hostname=www.alice.dedyn.example", Some("Token scoped"))
+                .map(|p| p.names[0].name.clone()),
+            Ok("www.alice.dedyn.example".to_string())
+        );
     }
 
     #[test]
@@ -841,9 +432,9 @@ mod tests {
             Some("Token v6only"),
         )
         .unwrap();
-        assert_eq!(p.names[0].v4.0, AddressAction::Preserve);
+        assert_eq!(p.names[0].v4.action, AddressAction::Preserve);
         assert_eq!(
-            p.names[0].v6.0,
+            p.names[0].v6.action,
             AddressAction::Set(vec!["fd08::1".parse().unwrap()])
         );
     }
@@ -854,10 +445,10 @@ mod tests {
         assert_eq!(p.names.len(), 1);
         assert_eq!(p.names[0].name, "home.dedyn.example");
         assert_eq!(
-            p.names[0].v4.0,
+            p.names[0].v4.action,
             AddressAction::Set(vec!["1.1.1.1".parse().unwrap()])
         );
-        assert_eq!(p.names[0].v6.0, AddressAction::Preserve);
+        assert_eq!(p.names[0].v6.action, AddressAction::Preserve);
     }
 
     #[test]
@@ -868,7 +459,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            p.names[0].v4.0,
+            p.names[0].v4.action,
             AddressAction::Set(vec!["3.3.3.3".parse().unwrap()])
         );
     }

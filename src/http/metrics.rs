@@ -7,7 +7,6 @@
 //! `/metrics` there is an update request like any other.
 
 use crate::publish::PublishStats;
-use crate::server::Counters;
 use log::{info, warn};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -15,6 +14,17 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Request counters, bumped by the workers and read by the metrics page.
+#[derive(Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub requests_by_status: RequestStats,
+    pub updates_applied: AtomicU64,
+    pub updates_unchanged: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub failed_auth: AtomicU64,
+}
 
 /// Upper bounds (seconds) of the request latency histogram, fixed at compile time.
 pub const LATENCY_BUCKETS: [f64; 12] = [
@@ -99,13 +109,19 @@ fn label(v: &str) -> String {
 
 /// The metrics page in Prometheus text format 0.0.4.
 pub fn render(src: &Sources) -> String {
+    let mut out = String::with_capacity(4096);
+    render_requests(&mut out, src);
+    render_latency(&mut out, &src.counters.requests_by_status);
+    render_publications(&mut out, &src.publish);
+    out
+}
+
+/// Requests by status, the update and refusal counters, open connections.
+fn render_requests(out: &mut String, src: &Sources) {
     let c = &src.counters;
     let r = &c.requests_by_status;
-    let p = &src.publish;
-    let mut out = String::with_capacity(4096);
-
     family(
-        &mut out,
+        out,
         "requests_total",
         "counter",
         "Answered update-port requests by HTTP status.",
@@ -149,19 +165,22 @@ pub fn render(src: &Sources) -> String {
             &c.failed_auth,
         ),
     ] {
-        family(&mut out, name, "counter", help);
-        sample(&mut out, name, load(v));
+        family(out, name, "counter", help);
+        sample(out, name, load(v));
     }
     family(
-        &mut out,
+        out,
         "open_connections",
         "gauge",
         "Client connections open right now.",
     );
-    sample(&mut out, "open_connections", (src.open_connections)());
+    sample(out, "open_connections", (src.open_connections)());
+}
 
+/// The request latency histogram (cumulative buckets, as Prometheus wants them).
+fn render_latency(out: &mut String, r: &RequestStats) {
     family(
-        &mut out,
+        out,
         "request_duration_seconds",
         "histogram",
         "Time from request received to response written.",
@@ -178,52 +197,55 @@ pub fn render(src: &Sources) -> String {
         );
     }
     sample(
-        &mut out,
+        out,
         "request_duration_seconds_sum",
         load(&r.sum_us) as f64 / 1e6,
     );
-    sample(&mut out, "request_duration_seconds_count", cumulative);
+    sample(out, "request_duration_seconds_count", cumulative);
+}
 
+/// Publications, their failures and durations, and the last success per zone.
+fn render_publications(out: &mut String, p: &PublishStats) {
     let (ok, failed) = (load(&p.publications), load(&p.failures));
     family(
-        &mut out,
+        out,
         "publications_total",
         "counter",
         "Zone publications (file written, reload command succeeded).",
     );
-    sample(&mut out, "publications_total", ok);
+    sample(out, "publications_total", ok);
     family(
-        &mut out,
+        out,
         "publish_failures_total",
         "counter",
         "Zone publications that failed (retried with backoff).",
     );
-    sample(&mut out, "publish_failures_total", failed);
+    sample(out, "publish_failures_total", failed);
     family(
-        &mut out,
+        out,
         "publish_duration_seconds",
         "summary",
         "Time per publication attempt: render, write, reload.",
     );
     sample(
-        &mut out,
+        out,
         "publish_duration_seconds_sum",
         load(&p.duration_us_total) as f64 / 1e6,
     );
-    sample(&mut out, "publish_duration_seconds_count", ok + failed);
+    sample(out, "publish_duration_seconds_count", ok + failed);
     family(
-        &mut out,
+        out,
         "publish_last_duration_seconds",
         "gauge",
         "Duration of the latest publication attempt.",
     );
     sample(
-        &mut out,
+        out,
         "publish_last_duration_seconds",
         load(&p.last_duration_us) as f64 / 1e6,
     );
     family(
-        &mut out,
+        out,
         "last_publish_timestamp_seconds",
         "gauge",
         "Unix time of the last successful publication, per zone.",
@@ -236,7 +258,6 @@ pub fn render(src: &Sources) -> String {
             label(zone)
         );
     }
-    out
 }
 
 /// Bind `addr` and serve `/metrics` from one thread. The error names the key.

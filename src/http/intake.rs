@@ -1,0 +1,98 @@
+//! The tiny_http side of a request: who sent it (the edge's relay table, trusted
+//! proxies), the `Incoming` the service works on, and the reply written back with
+//! the headers every response carries (SPEC 4.4).
+
+use super::service::{Incoming, Reply, Service};
+use crate::edge::forwarded_client;
+use crate::store::Store;
+use crate::update::{forwarded_lines, Refusal};
+use log::info;
+use std::io::Write;
+use std::time::Instant;
+
+/// Answer one tiny_http request (the pool catches a panic in here).
+pub fn handle(service: &Service, store: &mut Store, rq: tiny_http::Request) {
+    let started = Instant::now();
+    let header = |name: &str| {
+        rq.headers()
+            .iter()
+            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    };
+    let relay_port = rq.remote_addr().map(|a| a.port());
+    let Some(conn) = relay_port.and_then(|p| service.table.lookup(p)) else {
+        // Not relayed by the edge: someone on this host talking to the internal socket.
+        let reply = Reply::refusal(&Refusal::NotRelayed);
+        write_reply(rq, reply, false, service.config.server.hsts_max_age);
+        return;
+    };
+    let method = rq.method().as_str().to_string();
+    let forwarded = forwarded_lines(
+        rq.headers()
+            .iter()
+            .filter(|h| h.field.equiv("X-Forwarded-For"))
+            .map(|h| h.value.as_str()),
+    );
+    let client = forwarded_client(
+        conn.peer.ip(),
+        forwarded.as_deref(),
+        &service.config.server.trusted_proxies,
+    );
+    let incoming = Incoming {
+        method: &method,
+        target: rq.url(),
+        host: header("Host"),
+        authorization: header("Authorization"),
+        client,
+        conn,
+    };
+    let (reply, summary) = service.process(store, &incoming);
+    let status = reply.status;
+    info!(
+        "{client} {} {} {} {summary} ({} us)",
+        if conn.tls { "https" } else { "http" },
+        method,
+        reply.status,
+        started.elapsed().as_micros()
+    );
+    write_reply(rq, reply, conn.tls, service.config.server.hsts_max_age);
+    service
+        .counters
+        .requests_by_status
+        .observe(status, started.elapsed());
+}
+
+/// Every response: `Content-Type`, `Cache-Control: no-store`, HSTS on HTTPS, and a
+/// `Content-Length` — never chunked (SPEC 4.4).
+fn write_reply(rq: tiny_http::Request, reply: Reply, tls: bool, hsts_max_age: u64) {
+    let mut response =
+        tiny_http::Response::from_data(reply.body.into_bytes()).with_status_code(reply.status);
+    let mut add = |name: &str, value: &str| {
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(h);
+        }
+    };
+    add("Content-Type", "text/plain");
+    add("Cache-Control", "no-store");
+    if tls {
+        add(
+            "Strict-Transport-Security",
+            &format!("max-age={hsts_max_age}"),
+        );
+    }
+    for (k, v) in &reply.headers {
+        add(k, v);
+    }
+    // Not `rq.respond`: tiny_http answers a request's `TE: chunked` with a chunked
+    // body and no Content-Length, which ddclient up to 3.10 cannot read (SPEC 4.4).
+    // Printing without the request's headers keeps every response Content-Length.
+    let version = rq.http_version().clone();
+    let head = *rq.method() == tiny_http::Method::Head;
+    let mut writer = rq.into_writer();
+    let sent = response
+        .raw_print(&mut writer, version, &[], head, None)
+        .and_then(|()| writer.flush());
+    if let Err(e) = sent {
+        log::debug!("client went away before the response: {e}");
+    }
+}

@@ -1,0 +1,82 @@
+//! The fixed worker pool behind the internal tiny_http server.
+
+use super::intake;
+use super::service::Service;
+use crate::store::Store;
+use log::error;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How often an idle worker looks at the stop flag.
+const POLL: Duration = Duration::from_millis(200);
+
+/// A fixed number of worker threads (`[server] workers`), each with its own SQLite
+/// connection, taking requests from the internal tiny_http server's queue.
+///
+/// Threading model: tiny_http reads each relayed connection on a thread of its
+/// own and queues complete requests; a worker takes one, runs the whole request
+/// (auth → hostname → addresses → SQLite write → reply) and takes the next. So at
+/// most `workers` requests touch the database at once, whatever the number of
+/// clients; the edge in front bounds the clients. A panic in one request is caught
+/// and logged: the worker, its connection and the other workers go on. `stop`
+/// lets every worker finish its request and return.
+pub struct WorkerPool {
+    threads: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl WorkerPool {
+    /// Start `n` workers; `open` gives each its own store connection.
+    pub fn start(
+        n: usize,
+        internal: Arc<tiny_http::Server>,
+        service: Arc<Service>,
+        mut open: impl FnMut() -> Result<Store, String>,
+    ) -> Result<WorkerPool, String> {
+        let stopping = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut store = open()?;
+            let (internal, service, stopping) =
+                (internal.clone(), service.clone(), stopping.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || work(&internal, &service, &mut store, &stopping))
+                .map_err(|e| format!("cannot start worker: {e}"))?;
+            threads.push(t);
+        }
+        Ok(WorkerPool { threads, stopping })
+    }
+
+    /// Let every worker finish the request it has, then wait for all of them.
+    pub fn stop(self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One worker's loop: take a request, answer it, until told to stop.
+fn work(internal: &tiny_http::Server, service: &Service, store: &mut Store, stopping: &AtomicBool) {
+    loop {
+        match internal.recv_timeout(POLL) {
+            Ok(Some(rq)) => {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    intake::handle(service, store, rq)
+                }));
+                if r.is_err() {
+                    error!("a request handler panicked; the worker goes on");
+                }
+            }
+            Ok(None) if stopping.load(Ordering::SeqCst) => return,
+            Ok(None) => {}
+            Err(e) => {
+                error!("receiving a request failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! What happened to one family of one name (SPEC 8's `X-Update-Result`), decided
+//! from the action and the record sets before and after.
+
+use super::address::AddressAction;
+use std::net::IpAddr;
+
+/// What happened to one family of one name (SPEC 8's `X-Update-Result`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Set,
+    Unchanged,
+    Deleted,
+    Preserved,
+    Guarded,
+}
+
+impl Outcome {
+    pub fn decide(action: &AddressAction, before: &[IpAddr], after: &[IpAddr]) -> Outcome {
+        match action {
+            AddressAction::Preserve => Outcome::Preserved,
+            AddressAction::Guard(_) => Outcome::Guarded,
+            _ if before == after => Outcome::Unchanged,
+            _ if after.is_empty() => Outcome::Deleted,
+            _ => Outcome::Set,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Set => "set",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Deleted => "deleted",
+            Outcome::Preserved => "preserved",
+            Outcome::Guarded => "guarded",
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Every way an update request is refused, and the one table that turns a refusal
+//! into HTTP: status, body and the headers that go with it.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Every way a request is refused; `status`, `body` and `headers` are the one
+/// place where refusals become HTTP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A path ending in .ico or .png.
+    NotFound,
+    MethodNotAllowed,
+    /// `counted`: credentials were presented and failed (counts for rate limiting).
+    BadAuth {
+        counted: bool,
+        reason: String,
+    },
+    BadRequest(String),
+    NoHost(String),
+    NotYours(String),
+    RateLimited(Duration),
+    Database(String),
+    /// A request that did not come through the edge (someone on this host
+    /// talking to the internal hop).
+    NotRelayed,
+}
+
+impl Refusal {
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::NotFound | Refusal::NoHost(_) => 404,
+            Refusal::MethodNotAllowed => 405,
+            Refusal::BadAuth { .. } => 401,
+            Refusal::BadRequest(_) => 400,
+            Refusal::NotYours(_) | Refusal::NotRelayed => 403,
+            Refusal::RateLimited(_) => 429,
+            Refusal::Database(_) => 500,
+        }
+    }
+
+    /// The response body (dyndns2 words where the protocol has them).
+    pub fn body(&self) -> String {
+        match self {
+            Refusal::NotFound => "not found\n".into(),
+            Refusal::MethodNotAllowed => "method not allowed: use GET or HEAD\n".into(),
+            Refusal::BadAuth { .. } => "badauth".into(),
+            Refusal::BadRequest(m) => format!("{m}\n"),
+            Refusal::NoHost(_) => "nohost".into(),
+            Refusal::NotYours(_) => "!yours".into(),
+            Refusal::RateLimited(d) => {
+                format!("rate limited: retry in {} seconds\n", retry_after_secs(*d))
+            }
+            Refusal::Database(_) => "911".into(),
+            Refusal::NotRelayed => "connect through the public listener\n".into(),
+        }
+    }
+
+    /// The headers that go with the status: the challenge many clients wait for
+    /// before they send credentials (SPEC 4.1), `Allow`, `Retry-After`.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Refusal::BadAuth { .. } => vec![(
+                "WWW-Authenticate",
+                "Basic realm=\"dedyn-update\"".to_string(),
+            )],
+            Refusal::MethodNotAllowed => vec![("Allow", "GET, HEAD".to_string())],
+            Refusal::RateLimited(d) => vec![("Retry-After", retry_after_secs(*d).to_string())],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Whole seconds to put in `Retry-After` (rounded up, at least 1).
+pub fn retry_after_secs(d: Duration) -> u64 {
+    (d.as_millis().div_ceil(1000) as u64).max(1)
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NotFound => f.write_str("path ends in .ico/.png"),
+            Refusal::MethodNotAllowed => f.write_str("method not allowed"),
+            Refusal::BadAuth { reason, .. } => write!(f, "authentication failed: {reason}"),
+            Refusal::BadRequest(m) => f.write_str(m),
+            Refusal::NoHost(m) => write!(f, "no hostname: {m}"),
+            Refusal::NotYours(m) => write!(f, "not allowed: {m}"),
+            Refusal::RateLimited(d) => write!(f, "rate limited for {}s", retry_after_secs(*d)),
+            Refusal::Database(m) => write!(f, "database error: {m}"),
+            Refusal::NotRelayed => f.write_str("not relayed by the edge"),
+        }
+    }
+}
