@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection};
 
-use super::http::{self, HeadError, RequestHead, ResponseFramer};
+use super::http::{self, EdgeAnswer, HeadError, RequestHead, ResponseFramer};
 use super::limits::Slot;
 use super::{ConnInfo, ConnTable, Shared};
 
@@ -200,9 +200,9 @@ impl Conn {
             buf.drain(..skip);
             match http::find_head_end(buf) {
                 Some(end) if end <= max_head => break end,
-                Some(_) => return Err(self.refuse(431, "Request Header Fields Too Large")),
+                Some(_) => return Err(self.refuse(EdgeAnswer::HeadTooLarge)),
                 None if buf.len() >= max_head => {
-                    return Err(self.refuse(431, "Request Header Fields Too Large"));
+                    return Err(self.refuse(EdgeAnswer::HeadTooLarge));
                 }
                 None => {}
             }
@@ -215,8 +215,7 @@ impl Conn {
                 if let HeadError::Malformed(why) = &e {
                     log::debug!("malformed request from {}: {why}", self.info.peer);
                 }
-                let (status, reason) = e.status();
-                return Err(self.refuse(status, reason));
+                return Err(self.refuse(e.answer()));
             }
         };
 
@@ -248,7 +247,7 @@ impl Conn {
                 Err(End::Timeout("request head"))
             }
             Err(End::Timeout(_)) => {
-                self.refuse(408, "Request Timeout");
+                self.refuse(EdgeAnswer::Timeout);
                 Err(End::Timeout("request head"))
             }
             Err(end) => Err(end),
@@ -256,16 +255,20 @@ impl Conn {
     }
 
     /// Answers from the edge itself and closes the connection.
-    fn refuse(&mut self, status: u16, reason: &str) -> End {
+    fn refuse(&mut self, answer: EdgeAnswer) -> End {
         // Closing may linger a moment: let it be evicted meanwhile.
         let _ = self.slot.waiting(Instant::now());
-        let _ = self.client.write_all(&http::edge_response(status, reason));
+        let _ = self.client.write_all(&http::edge_response(answer));
         self.client.close();
-        End::Refused(status)
+        End::Refused(answer.status().0)
     }
 
     /// Forwards one complete request to tiny_http and relays the response.
     /// Returns whether the client connection may carry another request.
+    ///
+    /// Long on purpose: one loop that owns both sockets, the response framer and
+    /// the deadline, so that every way the internal hop can fail (refused,
+    /// reset, silent, malformed) is answered (502/504) in sight of the others.
     fn relay(&mut self, request: &[u8], req: &RequestHead) -> Result<bool, End> {
         let head = &request[..req.head_len];
         let body = &request[req.head_len..];
@@ -278,7 +281,7 @@ impl Conn {
                 );
                 let _ = self
                     .client
-                    .write_all(&http::edge_response(502, "Bad Gateway"));
+                    .write_all(&http::edge_response(EdgeAnswer::BadGateway));
                 return Err(End::Backend(e.to_string()));
             }
         };
@@ -292,7 +295,7 @@ impl Conn {
             self.backend = None;
             let _ = self
                 .client
-                .write_all(&http::edge_response(502, "Bad Gateway"));
+                .write_all(&http::edge_response(EdgeAnswer::BadGateway));
             return Err(End::Backend(format!("sending the request: {e}")));
         }
 
@@ -315,7 +318,7 @@ impl Conn {
                 if !relayed {
                     let _ = self
                         .client
-                        .write_all(&http::edge_response(504, "Gateway Timeout"));
+                        .write_all(&http::edge_response(EdgeAnswer::GatewayTimeout));
                 }
                 return Err(End::Backend("no response in time".into()));
             }
@@ -335,7 +338,7 @@ impl Conn {
                 if !relayed {
                     let _ = self
                         .client
-                        .write_all(&http::edge_response(502, "Bad Gateway"));
+                        .write_all(&http::edge_response(EdgeAnswer::BadGateway));
                 }
                 return Err(End::Backend(
                     "closed before the response was complete".into(),

@@ -46,13 +46,47 @@ pub(crate) enum HeadError {
     BodyTooLarge,
 }
 
+/// Every answer the edge gives by itself, before (or instead of) the update
+/// service: the edge's one table of status codes. The update API's own
+/// refusals are `update::Refusal`'s table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EdgeAnswer {
+    /// A request head the edge refuses (`HeadError`).
+    Malformed,
+    TransferEncoding,
+    BodyTooLarge,
+    /// The head outgrew `max_request_head_bytes`.
+    HeadTooLarge,
+    /// The head did not arrive within the request-head deadline.
+    Timeout,
+    /// The internal hop failed or answered something unreadable.
+    BadGateway,
+    /// The internal hop did not answer in time.
+    GatewayTimeout,
+}
+
+impl EdgeAnswer {
+    /// Status code and reason phrase.
+    pub(crate) fn status(self) -> (u16, &'static str) {
+        match self {
+            EdgeAnswer::Malformed => (400, "Bad Request"),
+            EdgeAnswer::TransferEncoding => (501, "Not Implemented"),
+            EdgeAnswer::BodyTooLarge => (413, "Content Too Large"),
+            EdgeAnswer::HeadTooLarge => (431, "Request Header Fields Too Large"),
+            EdgeAnswer::Timeout => (408, "Request Timeout"),
+            EdgeAnswer::BadGateway => (502, "Bad Gateway"),
+            EdgeAnswer::GatewayTimeout => (504, "Gateway Timeout"),
+        }
+    }
+}
+
 impl HeadError {
     /// The edge's answer to this refusal.
-    pub(crate) fn status(&self) -> (u16, &'static str) {
+    pub(crate) fn answer(&self) -> EdgeAnswer {
         match self {
-            HeadError::Malformed(_) => (400, "Bad Request"),
-            HeadError::TransferEncoding => (501, "Not Implemented"),
-            HeadError::BodyTooLarge => (413, "Content Too Large"),
+            HeadError::Malformed(_) => EdgeAnswer::Malformed,
+            HeadError::TransferEncoding => EdgeAnswer::TransferEncoding,
+            HeadError::BodyTooLarge => EdgeAnswer::BodyTooLarge,
         }
     }
 }
@@ -77,7 +111,25 @@ pub(crate) fn parse_request_head(head: &[u8], max_body: usize) -> Result<Request
     if !text.is_ascii() {
         return Err(HeadError::Malformed("non-ASCII byte in head"));
     }
-    // `text` lacks the final "\r\n", so every line but the last ends in "\r".
+    let mut lines = head_lines(text)?.into_iter();
+    let (method, http11) = request_line(lines.next().unwrap_or_default())?;
+    let fields = header_fields(lines, http11)?;
+    let body_len = fields.content_length.unwrap_or(0);
+    if body_len > max_body {
+        return Err(HeadError::BodyTooLarge);
+    }
+    Ok(RequestHead {
+        head_len: head.len(),
+        body_len,
+        is_head: method == b"HEAD",
+        close: fields.close,
+        expect_continue: fields.expect_continue,
+    })
+}
+
+/// The head's lines without their CRLF; a bare CR or LF is refused. `text`
+/// lacks the final "\r\n", so every line but the last ends in "\r".
+fn head_lines(text: &[u8]) -> Result<Vec<&[u8]>, HeadError> {
     let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
     let last = lines.len() - 1;
     let mut checked = Vec::with_capacity(lines.len());
@@ -92,10 +144,13 @@ pub(crate) fn parse_request_head(head: &[u8], max_body: usize) -> Result<Request
         }
         checked.push(line);
     }
-    let mut lines = checked.into_iter();
-    let request_line = lines.next().unwrap_or_default();
+    Ok(checked)
+}
 
-    let mut parts = request_line.split(|&b| b == b' ');
+/// `METHOD TARGET HTTP/1.x`, exactly three words: the method and whether it is
+/// HTTP/1.1.
+fn request_line(line: &[u8]) -> Result<(&[u8], bool), HeadError> {
+    let mut parts = line.split(|&b| b == b' ');
     let method = parts.next().unwrap_or_default();
     let target = parts.next().unwrap_or_default();
     let version = parts.next().unwrap_or_default();
@@ -113,10 +168,27 @@ pub(crate) fn parse_request_head(head: &[u8], max_body: usize) -> Result<Request
     if parts.next().is_some() {
         return Err(HeadError::Malformed("extra words in the request line"));
     }
+    Ok((method, http11))
+}
 
-    let mut content_length: Option<usize> = None;
-    let mut close = !http11;
-    let mut expect_continue = false;
+/// What the edge reads from the header fields.
+struct Fields {
+    content_length: Option<usize>,
+    close: bool,
+    expect_continue: bool,
+}
+
+/// The header fields: strict about the ones that delimit a request
+/// (Content-Length, Transfer-Encoding) and about line syntax.
+fn header_fields<'a>(
+    lines: impl Iterator<Item = &'a [u8]>,
+    http11: bool,
+) -> Result<Fields, HeadError> {
+    let mut f = Fields {
+        content_length: None,
+        close: !http11,
+        expect_continue: false,
+    };
     for line in lines {
         if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
             return Err(HeadError::Malformed("obsolete line folding"));
@@ -131,45 +203,40 @@ pub(crate) fn parse_request_head(head: &[u8], max_body: usize) -> Result<Request
         }
         let value = line[colon + 1..].trim_ascii();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let text = std::str::from_utf8(value)
-                .map_err(|_| HeadError::Malformed("bad Content-Length"))?;
-            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(HeadError::Malformed("bad Content-Length"));
-            }
-            // Too many digits to parse is certainly too large to buffer.
-            let n: usize = text.parse().map_err(|_| HeadError::BodyTooLarge)?;
-            if content_length.is_some_and(|prev| prev != n) {
+            let n = content_length(value)?;
+            if f.content_length.is_some_and(|prev| prev != n) {
                 return Err(HeadError::Malformed("conflicting Content-Length"));
             }
-            content_length = Some(n);
+            f.content_length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             return Err(HeadError::TransferEncoding);
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
+                    f.close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") && !http11 {
-                    close = false;
+                    f.close = false;
                 }
             }
         } else if name.eq_ignore_ascii_case(b"expect")
             && value.eq_ignore_ascii_case(b"100-continue")
         {
-            expect_continue = true;
+            f.expect_continue = true;
         }
     }
-    let body_len = content_length.unwrap_or(0);
-    if body_len > max_body {
-        return Err(HeadError::BodyTooLarge);
+    Ok(f)
+}
+
+/// A Content-Length value: digits only.
+fn content_length(value: &[u8]) -> Result<usize, HeadError> {
+    let text =
+        std::str::from_utf8(value).map_err(|_| HeadError::Malformed("bad Content-Length"))?;
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HeadError::Malformed("bad Content-Length"));
     }
-    Ok(RequestHead {
-        head_len: head.len(),
-        body_len,
-        is_head: method == b"HEAD",
-        close,
-        expect_continue,
-    })
+    // Too many digits to parse is certainly too large to buffer.
+    text.parse().map_err(|_| HeadError::BodyTooLarge)
 }
 
 /// The head as forwarded to tiny_http: without `Expect: 100-continue`, because
@@ -189,7 +256,8 @@ pub(crate) fn head_without_expect(head: &[u8]) -> Vec<u8> {
 }
 
 /// A complete answer from the edge itself; the connection closes after it.
-pub(crate) fn edge_response(status: u16, reason: &str) -> Vec<u8> {
+pub(crate) fn edge_response(answer: EdgeAnswer) -> Vec<u8> {
+    let (status, reason) = answer.status();
     let body = format!("{reason}\n");
     format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
@@ -260,6 +328,11 @@ impl ResponseFramer {
 
     /// Consumes the prefix of `data` that belongs to this response and returns
     /// its length; a shorter count than `data.len()` means the response ended.
+    ///
+    /// Long on purpose: one `match` over the framing states (head, fixed
+    /// length, chunk size line, chunk data, chunk CRLF, trailers) so that every
+    /// transition and its bound is visible in one place; split into helpers the
+    /// state handoffs would be spread over as many functions.
     pub(crate) fn feed(&mut self, data: &[u8]) -> Result<usize, FrameError> {
         let mut i = 0;
         while i < data.len() {
@@ -554,8 +627,7 @@ mod tests {
 
     #[test]
     fn edge_response_has_length_and_closes() {
-        let r =
-            String::from_utf8(edge_response(431, "Request Header Fields Too Large")).expect("utf8");
+        let r = String::from_utf8(edge_response(EdgeAnswer::HeadTooLarge)).expect("utf8");
         assert!(r.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
         assert!(r.contains("Content-Length: 32\r\n"));
         assert!(r.contains("Connection: close\r\n"));

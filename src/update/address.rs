@@ -129,23 +129,7 @@ pub fn parse_value(
     value: &str,
     family: Family,
 ) -> Result<Option<AddressAction>, String> {
-    let mut elements = Vec::new();
-    for e in value.split(',').map(str::trim) {
-        let fam = if e.contains(':') {
-            Some(Family::V6)
-        } else if e.contains('.') {
-            Some(Family::V4)
-        } else {
-            None
-        };
-        match (e, fam) {
-            ("", _) => elements.push(Element::Empty),
-            ("preserve", _) => elements.push(Element::Preserve),
-            (_, Some(f)) if f == family => elements.push(Element::Address(e)),
-            // The other family, or neither (`invalid`, `<ipaddr>` placeholders): as if absent.
-            _ => {}
-        }
-    }
+    let elements = elements_of(value, family);
     if elements.is_empty() {
         return Ok(None);
     }
@@ -158,16 +142,7 @@ pub fn parse_value(
         .collect();
     let show = name::printable;
     if addresses.is_empty() {
-        let all_empty = elements.iter().all(|e| matches!(e, Element::Empty));
-        let all_preserve = elements.iter().all(|e| matches!(e, Element::Preserve));
-        return match (all_empty, all_preserve) {
-            (true, _) => Ok(Some(AddressAction::Delete)),
-            (_, true) => Ok(Some(AddressAction::Preserve)),
-            _ => Err(format!(
-                "{}: 'preserve' cannot be mixed with empty values",
-                show(key)
-            )),
-        };
+        return delete_or_preserve(key, &elements).map(Some);
     }
     if addresses.len() != elements.len() {
         return Err(format!(
@@ -176,26 +151,7 @@ pub fn parse_value(
         ));
     }
     if addresses.iter().any(|a| a.contains('/')) {
-        if addresses.len() > 1 {
-            return Err(format!(
-                "{}: a prefix (addr/len) cannot be combined with other addresses",
-                show(key)
-            ));
-        }
-        let (addr, len) = addresses[0].split_once('/').unwrap_or((addresses[0], ""));
-        let ip = parse_address(key, addr, family)?;
-        let max = if family == Family::V4 { 32 } else { 128 };
-        let len: u8 = len.parse().ok().filter(|l| *l <= max).ok_or_else(|| {
-            format!(
-                "{}: invalid prefix length in '{}' (0 to {max})",
-                show(key),
-                show(addresses[0])
-            )
-        })?;
-        return Ok(Some(AddressAction::ReplacePrefix {
-            network: mask(ip, len),
-            len,
-        }));
+        return replace_prefix(key, &addresses, family).map(Some);
     }
     if addresses.len() > MAX_ADDRESSES {
         return Err(format!(
@@ -211,6 +167,69 @@ pub fn parse_value(
     list.sort();
     list.dedup();
     Ok(Some(AddressAction::Set(list)))
+}
+
+/// The elements of a comma list that count for `family` (SPEC 4.3, 9): empty,
+/// `preserve`, or an address of this family; the other family and words of
+/// neither (`invalid`, `<ipaddr>` placeholders) are as if absent.
+fn elements_of(value: &str, family: Family) -> Vec<Element<'_>> {
+    let mut elements = Vec::new();
+    for e in value.split(',').map(str::trim) {
+        let fam = if e.contains(':') {
+            Some(Family::V6)
+        } else if e.contains('.') {
+            Some(Family::V4)
+        } else {
+            None
+        };
+        match (e, fam) {
+            ("", _) => elements.push(Element::Empty),
+            ("preserve", _) => elements.push(Element::Preserve),
+            (_, Some(f)) if f == family => elements.push(Element::Address(e)),
+            _ => {}
+        }
+    }
+    elements
+}
+
+/// Only empty elements: delete; only `preserve`: preserve; both mixed: `400`.
+fn delete_or_preserve(key: &str, elements: &[Element]) -> Result<AddressAction, String> {
+    if elements.iter().all(|e| matches!(e, Element::Empty)) {
+        return Ok(AddressAction::Delete);
+    }
+    if elements.iter().all(|e| matches!(e, Element::Preserve)) {
+        return Ok(AddressAction::Preserve);
+    }
+    Err(format!(
+        "{}: 'preserve' cannot be mixed with empty values",
+        name::printable(key)
+    ))
+}
+
+/// One `addr/len`: the prefix replacement (host bits of the value ignored);
+/// alone or `400`.
+fn replace_prefix(key: &str, addresses: &[&str], family: Family) -> Result<AddressAction, String> {
+    let show = name::printable;
+    if addresses.len() > 1 {
+        return Err(format!(
+            "{}: a prefix (addr/len) cannot be combined with other addresses",
+            show(key)
+        ));
+    }
+    let (addr, len) = addresses[0].split_once('/').unwrap_or((addresses[0], ""));
+    let ip = parse_address(key, addr, family)?;
+    let max = if family == Family::V4 { 32 } else { 128 };
+    let len: u8 = len.parse().ok().filter(|l| *l <= max).ok_or_else(|| {
+        format!(
+            "{}: invalid prefix length in '{}' (0 to {max})",
+            show(key),
+            show(addresses[0])
+        )
+    })?;
+    Ok(AddressAction::ReplacePrefix {
+        network: mask(ip, len),
+        len,
+    })
 }
 
 fn parse_address(key: &str, text: &str, family: Family) -> Result<IpAddr, String> {
@@ -271,6 +290,18 @@ pub struct PerName {
     pub names: Vec<String>,
     pub family: Family,
     pub action: AddressAction,
+}
+
+impl PerName {
+    /// Where its names come from, for the trace.
+    pub fn origin(&self) -> String {
+        format!(
+            "{} names {} for {}",
+            self.key,
+            self.names.join(", "),
+            self.family.rtype()
+        )
+    }
 }
 
 /// SPEC 4.3: every per-name parameter, in query order (later ones win).

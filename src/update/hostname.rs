@@ -1,7 +1,6 @@
 //! Seed "Determine Hostname": the five steps that find which names to update,
 //! plus the name syntax (SPEC 4.2) and the "held by the owner" relation.
 
-use super::address::PerName;
 use super::auth::{AuthMethod, Credentials};
 use super::{Domain, Query, Refusal, Request, Token, ZonePolicy};
 use crate::net::name::{check_syntax, is_at_or_below, normalize};
@@ -112,18 +111,19 @@ pub fn refusal(e: HostnameError) -> Refusal {
 }
 
 /// The seed's five steps for the general names (those the general address
-/// parameters apply to), recorded in the trace.
+/// parameters apply to), recorded in the trace. `per_name_given`: the request
+/// has `myipvN:NAME` parameters (then the owner's only domain is not added).
 pub fn general_names(
     req: &Request,
     creds: &Credentials,
     domains: &[Domain],
-    per_name: &[PerName],
+    per_name_given: bool,
     trace: &mut Vec<String>,
 ) -> Result<Vec<String>, Refusal> {
     let names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
     let basic_username = (creds.method == AuthMethod::Basic).then_some(creds.username.as_str());
     let (general, source) =
-        determine(&req.query, basic_username, &names, !per_name.is_empty()).map_err(refusal)?;
+        determine(&req.query, basic_username, &names, per_name_given).map_err(refusal)?;
     if let Some(s) = source {
         trace.push(format!(
             "hostnames from {}: {}",
@@ -139,22 +139,17 @@ pub fn general_names(
 pub const MAX_NAMES: usize = 100;
 
 /// Every name the request updates: the general names, then those only the
-/// `myipvN:NAME` parameters add (SPEC 4.3). None is `nohost`; more than
-/// `MAX_NAMES` is `400`.
-pub fn all_names(
+/// `myipvN:NAME` parameters add (SPEC 4.3), each given with the trace line that
+/// says where it came from. None is `nohost`; more than `MAX_NAMES` is `400`.
+pub fn all_names<'p>(
     general: &[String],
-    per_name: &[PerName],
+    added: impl IntoIterator<Item = (String, &'p [String])>,
     trace: &mut Vec<String>,
 ) -> Result<Vec<String>, Refusal> {
     let mut names: Vec<String> = general.to_vec();
-    for p in per_name {
-        trace.push(format!(
-            "{} names {} for {}",
-            p.key,
-            p.names.join(", "),
-            p.family.rtype()
-        ));
-        for n in &p.names {
+    for (origin, added) in added {
+        trace.push(origin);
+        for n in added {
             if !names.contains(n) {
                 names.push(n.clone());
             }

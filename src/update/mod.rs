@@ -96,8 +96,10 @@ pub fn plan(
 
     // seed "Determine Hostname" (and SPEC 4.3's per-name parameters, which add names)
     let per_name = address::per_name_parameters(&req.query)?;
-    let general = hostname::general_names(req, &creds, &domains, &per_name, &mut trace)?;
-    let names = hostname::all_names(&general, &per_name, &mut trace)?;
+    let given = !per_name.is_empty();
+    let general = hostname::general_names(req, &creds, &domains, given, &mut trace)?;
+    let added = per_name.iter().map(|p| (p.origin(), &p.names[..]));
+    let names = hostname::all_names(&general, added, &mut trace)?;
     let held = hostname::check_held(&names, &domains, &token)?;
     hostname::check_updatable(&held, zones, &token)?;
 
