@@ -27,13 +27,14 @@ declare -A PKG=(
   [curl]=curl
   [openssl]=openssl
   [wrk]=wrk
+  [fail2ban-regex]=fail2ban  # tests/logs.rs: the README filter, as fail2ban reads it
   [strace]=strace
   [systemd-analyze]=systemd
   [nginx]=nginx-light   # bench/run.sh: the reference HTTP server
   [strip]=binutils      # bench/run.sh: size of the stripped binary
 )
 # Packages that come with a system daemon (service unit of the same name).
-DAEMON_PKGS=" nsd knot ddclient "
+DAEMON_PKGS=" nsd knot ddclient fail2ban "
 
 # /usr/sbin is not on every non-root PATH; look there too.
 have() { PATH="$PATH:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1; }

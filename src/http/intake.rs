@@ -51,7 +51,7 @@ pub fn handle(service: &Service, store: &mut Store, rq: tiny_http::Request) {
     info!(
         "{client} {} {} {} {summary} ({} us)",
         if conn.tls { "https" } else { "http" },
-        method,
+        crate::net::name::printable(&method),
         reply.status,
         started.elapsed().as_micros()
     );

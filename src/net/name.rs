@@ -18,7 +18,7 @@ pub fn check_syntax(name: &str) -> Result<(), String> {
     if name.len() > 253 {
         return Err(format!(
             "hostname is longer than 253 characters: {}...",
-            printable(&name.chars().take(40).collect::<String>())
+            quoted(&name.chars().take(40).collect::<String>())
         ));
     }
     for (i, label) in name.split('.').enumerate() {
@@ -32,18 +32,49 @@ pub fn check_syntax(name: &str) -> Result<(), String> {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
         if !ok {
-            return Err(format!("invalid hostname '{}'", printable(name)));
+            return Err(format!("invalid hostname {}", quoted(name)));
         }
     }
     Ok(())
 }
 
-/// A name as it may appear in an error body: no control characters, bounded length.
+/// A request-supplied value as it may appear in an error body or a log line:
+/// at most 80 characters, with `\\`, `'` and every character that could end,
+/// fake or reorder a line (control characters, Unicode line and paragraph
+/// separators, direction and other format controls such as U+2028 and U+202E)
+/// written as escapes (SPEC 13). Shown inside quotes: see `quoted`.
 pub fn printable(s: &str) -> String {
-    s.chars()
-        .take(80)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    let mut out = String::with_capacity(s.len().min(80));
+    for c in s.chars().take(80) {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            c if needs_escape(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A request-supplied value in single quotes, escaped as `printable` does: the
+/// one form every such value takes in bodies and logs.
+pub fn quoted(s: &str) -> String {
+    format!("'{}'", printable(s))
+}
+
+/// Characters that must not reach a log line raw: C0/C1 controls and the
+/// Unicode line separators, format and bidirectional controls.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00ad}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}')
 }
 
 /// `name` equals `domain` or lies below it.
@@ -126,6 +157,15 @@ mod tests {
             "alice.dedyn.example"
         ));
         assert!(!is_at_or_below("dedyn.example", "alice.dedyn.example"));
+    }
+
+    #[test]
+    fn request_values_are_escaped_so_no_line_can_be_forged() {
+        assert_eq!(quoted("alice"), "'alice'");
+        assert_eq!(quoted("a'b\\c"), "'a\\'b\\\\c'");
+        assert_eq!(quoted("x\ny"), "'x\\u{a}y'");
+        assert_eq!(quoted("x\u{2028}y\u{202e}z"), "'x\\u{2028}y\\u{202e}z'");
+        assert_eq!(printable(&"a".repeat(100)).len(), 80);
     }
 
     #[test]

@@ -140,7 +140,7 @@ pub fn parse_value(
             _ => None,
         })
         .collect();
-    let show = name::printable;
+    let show = show_key;
     if addresses.is_empty() {
         return delete_or_preserve(key, &elements).map(Some);
     }
@@ -167,6 +167,17 @@ pub fn parse_value(
     list.sort();
     list.dedup();
     Ok(Some(AddressAction::Set(list)))
+}
+
+/// A parameter name in a message: the fixed ones (`myipv4`, ...) as they are;
+/// `myipvN:NAME` keys carry request text, so they are quoted and escaped.
+fn show_key(key: &str) -> String {
+    let fixed = Family::V4.parameters().contains(&key) || Family::V6.parameters().contains(&key);
+    if fixed {
+        key.to_string()
+    } else {
+        name::quoted(key)
+    }
 }
 
 /// The elements of a comma list that count for `family` (SPEC 4.3, 9): empty,
@@ -202,14 +213,14 @@ fn delete_or_preserve(key: &str, elements: &[Element]) -> Result<AddressAction, 
     }
     Err(format!(
         "{}: 'preserve' cannot be mixed with empty values",
-        name::printable(key)
+        show_key(key)
     ))
 }
 
 /// One `addr/len`: the prefix replacement (host bits of the value ignored);
 /// alone or `400`.
 fn replace_prefix(key: &str, addresses: &[&str], family: Family) -> Result<AddressAction, String> {
-    let show = name::printable;
+    let show = show_key;
     if addresses.len() > 1 {
         return Err(format!(
             "{}: a prefix (addr/len) cannot be combined with other addresses",
@@ -221,9 +232,9 @@ fn replace_prefix(key: &str, addresses: &[&str], family: Family) -> Result<Addre
     let max = if family == Family::V4 { 32 } else { 128 };
     let len: u8 = len.parse().ok().filter(|l| *l <= max).ok_or_else(|| {
         format!(
-            "{}: invalid prefix length in '{}' (0 to {max})",
+            "{}: invalid prefix length in {} (0 to {max})",
             show(key),
-            show(addresses[0])
+            name::quoted(addresses[0])
         )
     })?;
     Ok(AddressAction::ReplacePrefix {
@@ -233,12 +244,12 @@ fn replace_prefix(key: &str, addresses: &[&str], family: Family) -> Result<Addre
 }
 
 fn parse_address(key: &str, text: &str, family: Family) -> Result<IpAddr, String> {
-    let show = name::printable;
+    let show = show_key;
     let bad = || {
         format!(
-            "{}: '{}' is not a valid {} address",
+            "{}: {} is not a valid {} address",
             show(key),
-            show(text),
+            name::quoted(text),
             family.name()
         )
     };
@@ -248,9 +259,9 @@ fn parse_address(key: &str, text: &str, family: Family) -> Result<IpAddr, String
             let v6 = text.parse::<Ipv6Addr>().map_err(|_| bad())?;
             if v6.to_ipv4_mapped().is_some() {
                 return Err(format!(
-                    "{}: '{}' is an IPv4-mapped IPv6 address; send the IPv4 address as such",
+                    "{}: {} is an IPv4-mapped IPv6 address; send the IPv4 address as such",
                     show(key),
-                    show(text)
+                    name::quoted(text)
                 ));
             }
             Ok(IpAddr::V6(v6))
@@ -316,17 +327,17 @@ pub fn per_name_parameters(query: &Query) -> Result<Vec<PerName>, Refusal> {
             continue;
         };
         let names = hostname::parse_list(names).map_err(|e| match hostname::refusal(e) {
-            Refusal::BadRequest(m) => Refusal::BadRequest(format!("{}: {m}", name::printable(key))),
+            Refusal::BadRequest(m) => Refusal::BadRequest(format!("{}: {m}", show_key(key))),
             other => other,
         })?;
         let action = parse_value(key, value, family)
             .map_err(Refusal::BadRequest)?
             .ok_or_else(|| {
                 Refusal::BadRequest(format!(
-                    "{}: no {} address in '{}'",
-                    name::printable(key),
+                    "{}: no {} address in {}",
+                    show_key(key),
                     family.name(),
-                    name::printable(value)
+                    name::quoted(value)
                 ))
             })?;
         out.push(PerName {
@@ -706,13 +717,13 @@ mod tests {
         assert_eq!(
             per_name_parameters(&Query::parse("myipv4:a.x.example=fd08::1")),
             Err(Refusal::BadRequest(
-                "myipv4:a.x.example: no IPv4 address in 'fd08::1'".into()
+                "'myipv4:a.x.example': no IPv4 address in 'fd08::1'".into()
             ))
         );
         assert_eq!(
             per_name_parameters(&Query::parse("myipv4:bad!name=1.1.1.1")),
             Err(Refusal::BadRequest(
-                "myipv4:bad!name: invalid hostname 'bad!name'".into()
+                "'myipv4:bad!name': invalid hostname 'bad!name'".into()
             ))
         );
     }

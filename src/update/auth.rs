@@ -173,8 +173,8 @@ pub fn check_username(
         && !username_acceptable(&creds.username, &token.owner_email, &names)
     {
         return Err(bad_auth(format!(
-            "username '{}' is not the owner of token {}",
-            name::printable(&creds.username),
+            "username {} is not the owner of token {}",
+            name::quoted(&creds.username),
             token.id
         )));
     }
