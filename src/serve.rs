@@ -27,6 +27,41 @@ pub fn edge_settings(config: &Config) -> EdgeSettings {
     }
 }
 
+/// What runs behind the edge, with the handles `serve` stops in order.
+type Running = (
+    Arc<Service>,
+    WorkerPool,
+    publish::Publisher,
+    std::thread::JoinHandle<()>,
+    Arc<PublishStats>,
+);
+
+/// The store, the publisher (which publishes every zone once) and the worker pool.
+fn start_service(
+    config: &Arc<Config>,
+    internal: Arc<tiny_http::Server>,
+    table: ConnTable,
+) -> Result<Running, String> {
+    let db = config.database.clone();
+    let open = move || Store::open(&db.path, &db.synchronous).map_err(|e| e.to_string());
+    let mut store = open()?;
+    let zone_names: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
+    store.ensure_zones(&zone_names).map_err(|e| e.to_string())?;
+    let last_used = Arc::new(LastUsed::default());
+    let stats = Arc::new(PublishStats::default());
+    let (publisher, publisher_thread) =
+        publish::spawn(config.clone(), store, last_used.clone(), stats.clone())
+            .map_err(|e| format!("cannot start publisher: {e}"))?;
+    let service = Arc::new(Service::new(
+        config.clone(),
+        table,
+        publisher.clone(),
+        last_used,
+    ));
+    let pool = WorkerPool::start(config.server.workers, internal, service.clone(), open)?;
+    Ok((service, pool, publisher, publisher_thread, stats))
+}
+
 /// Run until SIGTERM/SIGINT, then finish in-flight requests, publish what is
 /// pending and return. SIGHUP reloads the TLS certificate and key.
 pub fn serve(config: Config) -> Result<(), String> {
@@ -35,11 +70,6 @@ pub fn serve(config: Config) -> Result<(), String> {
     let nofile = crate::edge::raise_nofile_limit();
     log::debug!("file descriptor limit: {nofile}");
     let config = Arc::new(config);
-    let db = config.database.clone();
-    let open = move || Store::open(&db.path, &db.synchronous).map_err(|e| e.to_string());
-    let mut store = open()?;
-    let zone_names: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
-    store.ensure_zones(&zone_names).map_err(|e| e.to_string())?;
 
     // tiny_http only ever listens on loopback; the edge owns the public sockets.
     let internal = tiny_http::Server::http("127.0.0.1:0")
@@ -50,24 +80,22 @@ pub fn serve(config: Config) -> Result<(), String> {
         .ok_or_else(|| "internal HTTP server has no IP address".to_string())?;
     let internal = Arc::new(internal);
 
-    let last_used = Arc::new(LastUsed::default());
-    let stats = Arc::new(PublishStats::default());
-    let (publisher, publisher_thread) =
-        publish::spawn(config.clone(), store, last_used.clone(), stats.clone())
-            .map_err(|e| format!("cannot start publisher: {e}"))?;
+    // The listeners and the certificate first: a start that fails on them
+    // touches nothing (no database, no zone file, no reload command; SPEC 13).
+    // Requests that arrive before the workers run wait in tiny_http's queue.
     let table = ConnTable::default();
-    let service = Arc::new(Service::new(
-        config.clone(),
-        table.clone(),
-        publisher.clone(),
-        last_used,
-    ));
-    let pool = WorkerPool::start(config.server.workers, internal, service.clone(), open)?;
-
     let edge = Arc::new(
-        crate::edge::start(edge_settings(&config), internal_addr, table)
+        crate::edge::start(edge_settings(&config), internal_addr, table.clone())
             .map_err(|e| e.to_string())?,
     );
+    let started = start_service(&config, internal, table);
+    let (service, pool, publisher, publisher_thread, stats) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            edge.shutdown();
+            return Err(e);
+        }
+    };
     if let Some(addr) = config.server.metrics_listen {
         let e = edge.clone();
         metrics::spawn(
