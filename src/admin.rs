@@ -477,7 +477,7 @@ pub fn check(config: &Config) -> Out {
             }
         }
     }
-    let (users, domains, tokens, records) = store.counts()?;
+    let counts = store.counts()?;
     let source = config
         .source
         .as_ref()
@@ -509,7 +509,10 @@ pub fn check(config: &Config) -> Out {
             config.database.path.display(),
             store.schema_version()?
         ),
-        format!("{users} users, {domains} domains, {tokens} tokens, {records} records"),
+        format!(
+            "{} users, {} domains, {} tokens, {} records",
+            counts.users, counts.domains, counts.tokens, counts.records
+        ),
         format!("zones: {}", zones.join(", ")),
     ]);
     print_lines(notes);
