@@ -1,0 +1,29 @@
+//! `user add EMAIL | list | remove EMAIL`: the accounts that own domains and tokens.
+//! Removing a user removes their domains, tokens and records.
+
+use super::{add_one, open, print_lines, usage, Add, Args, Failure, Out};
+use crate::config::Config;
+
+pub(crate) const USER_FLAGS: &[&str] = &[];
+
+pub(crate) fn user_add(a: &Args) -> Result<Add, Failure> {
+    let p = a.exactly(2, "user add EMAIL")?;
+    Ok(Add::User(p[1].clone()))
+}
+
+pub fn user(config: &Config, args: &[String]) -> Out {
+    let a = Args::parse(args, USER_FLAGS)?;
+    match a.positional.first().map(String::as_str) {
+        Some("add") => add_one(config, user_add(&a)?)?,
+        Some("list") => {
+            a.exactly(1, "user list")?;
+            print_lines(open(config)?.list_users()?);
+        }
+        Some("remove") => {
+            let p = a.exactly(2, "user remove EMAIL")?;
+            open(config)?.remove_user(&p[1])?;
+        }
+        _ => return Err(usage("expected user add|list|remove")),
+    }
+    Ok(())
+}
