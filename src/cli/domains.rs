@@ -1,6 +1,7 @@
 //! `domain add NAME --owner EMAIL | list | remove NAME`: the names users may update,
 //! each strictly below a configured zone.
 
+use super::rules::{check_domain_name, normalize_email};
 use super::{add_one, open, print_lines, usage, Add, Args, Failure, Out};
 use crate::config::Config;
 use crate::net::name;
@@ -13,10 +14,11 @@ pub(crate) fn domain_add(config: &Config, a: &Args) -> Result<Add, Failure> {
         .one("owner")
         .ok_or_else(|| usage("domain add needs --owner EMAIL"))?;
     let (name, zone) = domain_in_zone(config, &p[1])?;
+    check_domain_name(&name)?;
     Ok(Add::Domain {
         name,
         zone: zone.to_string(),
-        owner: owner.to_string(),
+        owner: normalize_email(owner),
     })
 }
 
@@ -42,7 +44,7 @@ pub fn domain(config: &Config, args: &[String]) -> Out {
             a.exactly(1, "domain list [--owner EMAIL]")?;
             print_lines(
                 open(config)?
-                    .list_domains(a.one("owner"))?
+                    .list_domains(a.one("owner").map(normalize_email).as_deref())?
                     .into_iter()
                     .map(|(n, _)| n),
             );

@@ -55,7 +55,7 @@ pub fn explain(config: &Config, args: &[String]) -> Out {
     match update::plan(&req, store, config, crate::os::clock::now_unix()) {
         Ok(plan) => {
             lines.extend(plan.trace.iter().map(|t| format!("  {t}")));
-            let applied = store.dry_run(&plan.names)?;
+            let applied = store.dry_run(&plan.names, &crate::store::seed_decision)?;
             for (name, out) in &applied.outcomes {
                 lines.push(format!(
                     "  result {name}: A {}, AAAA {}",

@@ -11,6 +11,7 @@ pub mod domains;
 pub mod explain;
 pub mod import;
 pub mod records;
+pub mod rules;
 pub mod status;
 pub mod tokens;
 pub mod users;
@@ -127,7 +128,7 @@ pub(crate) fn print_lines(lines: impl IntoIterator<Item = String>) {
 }
 
 /// One `user add`, `domain add` or `token add`, parsed and checked as far as the
-/// command line goes; the store checks the rest when it runs in a `Batch`.
+/// command line goes; `run` checks the rest against the `Batch` it runs in.
 pub(crate) enum Add {
     User(String),
     Domain {
@@ -142,12 +143,17 @@ pub(crate) enum Add {
 }
 
 impl Add {
-    /// Run in `batch`; a token's secret is returned (to be shown once, after commit).
+    /// Check the rules that need the database and run in `batch`; a token's
+    /// secret is returned (to be shown once, after commit).
     pub(crate) fn run(&self, batch: &Batch) -> Result<Option<String>, Failure> {
         match self {
             Add::User(email) => batch.add_user(email)?,
-            Add::Domain { name, zone, owner } => batch.add_domain(name, zone, owner)?,
-            Add::Token { owner, token } => return Ok(Some(batch.add_token(owner, token)?.1)),
+            Add::Domain { name, zone, owner } => {
+                let owner_id = batch.user_id(owner)?;
+                rules::check_domain_free(name, &batch.domains_overlapping(name)?)?;
+                batch.add_domain(name, zone, owner_id)?;
+            }
+            Add::Token { owner, token } => return tokens::add(batch, owner, token).map(Some),
         }
         Ok(None)
     }

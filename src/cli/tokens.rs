@@ -1,11 +1,12 @@
 //! `token add --owner EMAIL [options] | list | revoke ID`: the secrets clients update
 //! with; the secret is printed once, only its hash is stored.
 
+use super::rules::{check_token_domains, normalize_email};
 use super::{add_one, open, print_lines, usage, Add, Args, Failure, Out};
 use crate::config::Config;
 use crate::net::cidr::Cidr;
 use crate::net::name;
-use crate::store::NewToken;
+use crate::store::{Batch, NewToken};
 use crate::update::FamilyPolicy;
 
 pub(crate) const TOKEN_FLAGS: &[&str] = &[
@@ -57,6 +58,7 @@ pub(crate) fn token_add(a: &Args) -> Result<Add, Failure> {
         .transpose()?;
     let name = a.one("name").unwrap_or("").to_string();
     let token = NewToken {
+        hash: [0; 32], // made with the secret, when the token is added
         name,
         allowed_subnets,
         expires_in,
@@ -64,7 +66,7 @@ pub(crate) fn token_add(a: &Args) -> Result<Add, Failure> {
         family,
     };
     Ok(Add::Token {
-        owner: owner.to_string(),
+        owner: normalize_email(owner),
         token,
     })
 }
@@ -76,7 +78,7 @@ pub fn token(config: &Config, args: &[String]) -> Out {
         Some("list") => {
             a.exactly(1, "token list [--owner EMAIL]")?;
             let time = |t: Option<i64>| t.map_or("never".to_string(), crate::os::clock::rfc3339);
-            print_lines(open(config)?.list_tokens(a.one("owner"))?.into_iter().map(|t| {
+            print_lines(open(config)?.list_tokens(a.one("owner").map(normalize_email).as_deref())?.into_iter().map(|t| {
                 format!(
                     "{}\towner={}\tname={}\tcreated={}\tlast_used={}\texpires={}\tsubnets={}\tdomains={}\tfamily={}",
                     t.id,
@@ -101,4 +103,32 @@ pub fn token(config: &Config, args: &[String]) -> Out {
         _ => return Err(usage("expected token add|list|revoke")),
     }
     Ok(())
+}
+
+/// Add `token` for `owner` (normalized) in `batch`: its domains must be the
+/// owner's; a new secret is made and only its hash stored. Returns the secret.
+pub(crate) fn add(batch: &Batch, owner: &str, token: &NewToken) -> Result<String, Failure> {
+    let owner_id = batch.user_id(owner)?;
+    // Only looked up when needed: an owner may hold many domains.
+    if !token.domains.is_empty() {
+        check_token_domains(&token.domains, &batch.domain_names_of(owner_id)?, owner)?;
+    }
+    let secret = new_secret()?;
+    let row = NewToken {
+        hash: crate::update::token_hash(&secret),
+        ..token.clone()
+    };
+    batch.add_token(owner_id, &row)?;
+    Ok(secret)
+}
+
+/// A new token secret: 192 random bits, URL-safe.
+fn new_secret() -> Result<String, Failure> {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 24];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Failure::from("the system random generator failed".to_string()))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }

@@ -1,6 +1,7 @@
 //! `user add EMAIL | list | remove EMAIL`: the accounts that own domains and tokens.
 //! Removing a user removes their domains, tokens and records.
 
+use super::rules::{check_email, normalize_email};
 use super::{add_one, open, print_lines, usage, Add, Args, Failure, Out};
 use crate::config::Config;
 
@@ -8,7 +9,7 @@ pub(crate) const USER_FLAGS: &[&str] = &[];
 
 pub(crate) fn user_add(a: &Args) -> Result<Add, Failure> {
     let p = a.exactly(2, "user add EMAIL")?;
-    Ok(Add::User(p[1].clone()))
+    Ok(Add::User(check_email(&p[1])?))
 }
 
 pub fn user(config: &Config, args: &[String]) -> Out {
@@ -21,7 +22,7 @@ pub fn user(config: &Config, args: &[String]) -> Out {
         }
         Some("remove") => {
             let p = a.exactly(2, "user remove EMAIL")?;
-            open(config)?.remove_user(&p[1])?;
+            open(config)?.remove_user(&normalize_email(&p[1]))?;
         }
         _ => return Err(usage("expected user add|list|remove")),
     }

@@ -3,20 +3,8 @@
 
 use super::{invalid, now_unix, reverse_labels, writer_turn, Result, Store, StoreError};
 use crate::net::cidr::Cidr;
-use crate::net::name;
 use crate::update::{Domain, FamilyPolicy};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-
-/// A new token secret: 192 random bits, URL-safe.
-fn new_secret() -> Result<String> {
-    use base64::Engine;
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 24];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| StoreError::Db("the system random generator failed".into()))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
 
 /// A token as `token list` shows it.
 #[derive(Clone, Debug)]
@@ -32,9 +20,11 @@ pub struct TokenInfo {
     pub family: String,
 }
 
-/// Options of `token add`.
+/// A token row to insert: the CLI has checked it and made the secret whose hash
+/// this is (the secret itself is never stored).
 #[derive(Clone, Debug, Default)]
 pub struct NewToken {
+    pub hash: [u8; 32],
     pub name: String,
     pub allowed_subnets: Vec<Cidr>,
     pub expires_in: Option<u64>,
@@ -44,12 +34,6 @@ pub struct NewToken {
 
 impl Store {
     // ---- users ----
-
-    pub fn add_user(&mut self, email: &str) -> Result<()> {
-        let b = self.batch()?;
-        b.add_user(email)?;
-        b.commit()
-    }
 
     pub fn list_users(&self) -> Result<Vec<String>> {
         let mut st = self
@@ -61,7 +45,8 @@ impl Store {
         Ok(rows)
     }
 
-    fn user_id(&self, email: &str) -> Result<i64> {
+    /// The id of the user with exactly this (normalized) email.
+    pub fn user_id(&self, email: &str) -> Result<i64> {
         user_id(&self.conn, email)
     }
 
@@ -81,13 +66,6 @@ impl Store {
     }
 
     // ---- domains ----
-
-    /// Register `name` (already normalized) in `zone` for the user `owner`.
-    pub fn add_domain(&mut self, name: &str, zone: &str, owner: &str) -> Result<()> {
-        let b = self.batch()?;
-        b.add_domain(name, zone, owner)?;
-        b.commit()
-    }
 
     /// (name, owner email), sorted by name.
     pub fn list_domains(&self, owner: Option<&str>) -> Result<Vec<(String, String)>> {
@@ -161,14 +139,6 @@ impl Store {
 
     // ---- tokens ----
 
-    /// Create a token; returns (id, secret). The secret is shown once and only its hash stored.
-    pub fn add_token(&mut self, owner: &str, t: &NewToken) -> Result<(i64, String)> {
-        let b = self.batch()?;
-        let r = b.add_token(owner, t)?;
-        b.commit()?;
-        Ok(r)
-    }
-
     /// Start a batch of additions: one write transaction for all of them (`import`).
     pub fn batch(&mut self) -> Result<Batch<'_>> {
         Ok(Batch {
@@ -236,31 +206,38 @@ impl Store {
 }
 
 fn user_id(conn: &Connection, email: &str) -> Result<i64> {
-    let email = email.trim().to_ascii_lowercase();
     conn.prepare_cached("SELECT id FROM users WHERE email = ?1")?
-        .query_row([&email], |r| r.get(0))
+        .query_row([email], |r| r.get(0))
         .optional()?
         .ok_or_else(|| StoreError::Invalid(format!("no user {email}")))
 }
 
 /// Additions of users, domains and tokens in one write transaction: the single
 /// admin commands are a batch of one, `import` a batch of many (all or nothing).
-/// Every check lives here, so both validate exactly alike. Dropped without
-/// `commit`, nothing is written.
+/// Only the queries and inserts live here; the CLI checks each addition with them
+/// (src/cli/rules.rs), so both validate exactly alike. Dropped without `commit`,
+/// nothing is written.
 pub struct Batch<'a> {
     tx: rusqlite::Transaction<'a>,
 }
 
+/// Registered domains that overlap a name: the nearest one above it, the name
+/// itself, one below it. The rules of `domain add` decide what that means.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overlap {
+    pub above: Option<String>,
+    pub same: bool,
+    pub below: Option<String>,
+}
+
 impl Batch<'_> {
+    /// The id of the user with exactly this (normalized) email.
+    pub fn user_id(&self, email: &str) -> Result<i64> {
+        user_id(&self.tx, email)
+    }
+
+    /// Insert a user (email already checked and normalized).
     pub fn add_user(&self, email: &str) -> Result<()> {
-        let email = email.trim().to_ascii_lowercase();
-        if email.is_empty()
-            || !email.contains('@')
-            || email.contains(char::is_whitespace)
-            || email.len() > 254
-        {
-            return invalid(format!("'{email}' is not an email address"));
-        }
         let n = self
             .tx
             .prepare_cached(
@@ -273,76 +250,58 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Register `name` (already normalized) in `zone` for the user `owner`.
-    pub fn add_domain(&self, name: &str, zone: &str, owner: &str) -> Result<()> {
-        if let Err(e) = name::check_syntax(name) {
-            return invalid(e);
-        }
-        if name.starts_with('*') {
-            return invalid(format!("{name}: a domain cannot be a wildcard name"));
-        }
-        let owner_id = user_id(&self.tx, owner)?;
-        let tx = &self.tx;
-        let rname = reverse_labels(name);
-        // Above: one of the name's parent domains is registered.
+    /// The registered domains above, at and below `name` (normalized).
+    pub fn domains_overlapping(&self, name: &str) -> Result<Overlap> {
+        let mut lookup = self
+            .tx
+            .prepare_cached("SELECT name FROM domains WHERE name = ?1")?;
+        let mut above = None;
         let mut parent = name;
         while let Some((_, rest)) = parent.split_once('.') {
-            let taken: Option<String> = tx
-                .prepare_cached("SELECT name FROM domains WHERE name = ?1")?
-                .query_row([rest], |r| r.get(0))
-                .optional()?;
-            if let Some(t) = taken {
-                return invalid(format!("{name} lies below the registered domain {t}"));
+            above = lookup.query_row([rest], |r| r.get(0)).optional()?;
+            if above.is_some() {
+                break;
             }
             parent = rest;
         }
-        let same: Option<String> = tx
-            .prepare_cached("SELECT name FROM domains WHERE name = ?1")?
-            .query_row([name], |r| r.get(0))
-            .optional()?;
-        if same.is_some() {
-            return invalid(format!("domain {name} is already registered"));
-        }
-        // Below: a registered domain lies below the new name ('/' sorts right after '.').
-        let below: Option<String> = tx
+        let same = lookup
+            .query_row([name], |r| r.get::<_, String>(0))
+            .optional()?
+            .is_some();
+        // Below: a registered domain's reversed name starts with ours and a dot
+        // ('/' sorts right after '.').
+        let below = self
+            .tx
             .prepare_cached(
                 "SELECT name FROM domains WHERE rname > ?1 || '.' AND rname < ?1 || '/' LIMIT 1",
             )?
-            .query_row([&rname], |r| r.get(0))
+            .query_row([reverse_labels(name)], |r| r.get(0))
             .optional()?;
-        if let Some(b) = below {
-            return invalid(format!("{name} would contain the registered domain {b}"));
-        }
-        tx.prepare_cached(
-            "INSERT INTO domains(name, rname, zone, owner, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![name, rname, zone, owner_id, now_unix()])?;
+        Ok(Overlap { above, same, below })
+    }
+
+    /// Insert `name` (normalized, checked) in `zone` for the user `owner_id`.
+    pub fn add_domain(&self, name: &str, zone: &str, owner_id: i64) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO domains(name, rname, zone, owner, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![name, reverse_labels(name), zone, owner_id, now_unix()])?;
         Ok(())
     }
 
-    /// Create a token; returns (id, secret).
-    pub fn add_token(&self, owner: &str, t: &NewToken) -> Result<(i64, String)> {
-        let owner_id = user_id(&self.tx, owner)?;
-        // Only looked up when needed: an owner may hold many domains.
-        let held: Vec<String> = if t.domains.is_empty() {
-            Vec::new()
-        } else {
-            let mut st = self
-                .tx
-                .prepare_cached("SELECT name FROM domains WHERE owner = ?1")?;
-            let rows = st.query_map([owner_id], |r| r.get(0))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        for d in &t.domains {
-            if !held.iter().any(|h| name::is_at_or_below(d, h)) {
-                return invalid(format!(
-                    "--domain {d}: not held by {}",
-                    owner.trim().to_ascii_lowercase()
-                ));
-            }
-        }
-        let secret = new_secret()?;
-        let hash = crate::update::token_hash(&secret);
+    /// The names of the domains `owner_id` holds.
+    pub fn domain_names_of(&self, owner_id: i64) -> Result<Vec<String>> {
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT name FROM domains WHERE owner = ?1")?;
+        let rows = st.query_map([owner_id], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Insert a token for `owner_id`; returns its id. It expires `expires_in`
+    /// seconds after its creation, counted here so both come from one clock read.
+    pub fn add_token(&self, owner_id: i64, t: &NewToken) -> Result<i64> {
         let now = now_unix();
         let expires = t
             .expires_in
@@ -352,7 +311,7 @@ impl Batch<'_> {
             "INSERT INTO tokens(owner, hash, name, created, expires, allowed_subnets, domains, family) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?.execute(params![
                 owner_id,
-                &hash[..],
+                &t.hash[..],
                 t.name,
                 now,
                 expires,
@@ -360,11 +319,50 @@ impl Batch<'_> {
                 t.domains.join(" "),
                 t.family.unwrap_or(FamilyPolicy::Both).as_str()
             ])?;
-        Ok((self.tx.last_insert_rowid(), secret))
+        Ok(self.tx.last_insert_rowid())
     }
 
     pub fn commit(self) -> Result<()> {
         self.tx.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_overlapping_finds_the_nearest_above_the_same_and_one_below() {
+        let path = std::env::temp_dir().join(format!(
+            "dedyn-store-overlap-{}.sqlite3",
+            std::process::id()
+        ));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+        let mut s = Store::open(&path, "NORMAL").unwrap();
+        let b = s.batch().unwrap();
+        b.add_user("a@x.org").unwrap();
+        let id = b.user_id("a@x.org").unwrap();
+        // "ab" shares a prefix with "a" but is not below it.
+        for d in ["a.dedyn.example", "ab.dedyn.example", "c.b.dedyn.example"] {
+            b.add_domain(d, "dedyn.example", id).unwrap();
+        }
+        let none = b.domains_overlapping("z.dedyn.example").unwrap();
+        assert_eq!(none, Overlap::default());
+        let above = b.domains_overlapping("y.x.a.dedyn.example").unwrap();
+        assert_eq!(above.above.as_deref(), Some("a.dedyn.example"));
+        assert!(!above.same);
+        let same = b.domains_overlapping("a.dedyn.example").unwrap();
+        assert_eq!((same.above, same.same, same.below), (None, true, None));
+        let below = b.domains_overlapping("b.dedyn.example").unwrap();
+        assert_eq!(below.below.as_deref(), Some("c.b.dedyn.example"));
+        match b.user_id("nobody@x.org") {
+            Err(StoreError::Invalid(m)) => assert_eq!(m, "no user nobody@x.org"),
+            other => panic!("expected 'no user', got {other:?}"),
+        }
+        drop(b);
+        let _ = std::fs::remove_file(path);
     }
 }

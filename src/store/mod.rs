@@ -12,9 +12,9 @@ mod backup;
 mod update;
 mod zones;
 
-pub use accounts::{Batch, NewToken, TokenInfo};
+pub use accounts::{Batch, NewToken, Overlap, TokenInfo};
 pub use backup::{check_restorable, ensure_not_in_use, BackupInfo};
-pub use update::Applied;
+pub use update::{seed_decision, Applied, Decide};
 pub use zones::Counts;
 
 /// A store failure, phrased for the operator (or the admin command's user).

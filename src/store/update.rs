@@ -43,14 +43,28 @@ impl Store {
         Ok(out)
     }
 
-    /// Apply an update plan atomically: all names or none. Nothing is written when
-    /// nothing changes (checked first without taking the write lock).
+    /// Today's `apply`, deciding by the seed's rules (`seed_decision`): the server
+    /// calls this until it passes its decision to `apply_with` itself.
     pub fn apply(&mut self, names: &[NamePlan], token: i64, owner: i64) -> Result<Applied> {
+        self.apply_with(names, token, owner, &seed_decision)
+    }
+
+    /// Apply an update plan atomically: all names or none. `decide` turns the
+    /// records stored now into the records after the update (and the outcome to
+    /// report); the store only reads and writes. Nothing is written when nothing
+    /// changes (checked first without taking the write lock).
+    pub fn apply_with(
+        &mut self,
+        names: &[NamePlan],
+        token: i64,
+        owner: i64,
+        decide: &Decide,
+    ) -> Result<Applied> {
         {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)?;
-            let (applied, changes) = Self::compute(&tx, names)?;
+            let (applied, changes) = Self::compute(&tx, names, decide)?;
             if changes.is_empty() {
                 return Ok(applied);
             }
@@ -59,47 +73,9 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // The plan was made outside this transaction: make sure, under the write
-        // lock, that the token still exists and every domain is still the owner's
-        // (an admin command may have revoked or removed it in between, and a
-        // removed domain's id may be reused by a new registration).
-        let token_ok: bool = tx
-            .prepare_cached("SELECT EXISTS(SELECT 1 FROM tokens WHERE id = ?1 AND owner = ?2)")?
-            .query_row(params![token, owner], |r| r.get(0))?;
-        if !token_ok {
-            return Err(StoreError::Revoked);
-        }
-        for n in names {
-            let held: bool = tx
-                .prepare_cached(
-                    "SELECT EXISTS(SELECT 1 FROM domains WHERE id = ?1 AND name = ?2 AND owner = ?3)",
-                )?
-                .query_row(params![n.domain_id, n.domain, owner], |r| r.get(0))?;
-            if !held {
-                return Err(StoreError::Gone(n.domain.clone()));
-            }
-        }
-        let (mut applied, changes) = Self::compute(&tx, names)?;
-        {
-            let mut del = tx.prepare_cached(
-                "DELETE FROM records WHERE zone = ?1 AND name = ?2 AND type = ?3",
-            )?;
-            let mut ins = tx.prepare_cached(
-                "INSERT INTO records(zone, name, type, addr, domain) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for (n, f, after) in &changes {
-                del.execute(params![n.zone, n.name, f.rtype()])?;
-                for a in after {
-                    ins.execute(params![
-                        n.zone,
-                        n.name,
-                        f.rtype(),
-                        addr_blob(a),
-                        n.domain_id
-                    ])?;
-                }
-            }
-        }
+        Self::check_still_held(&tx, names, token, owner)?;
+        let (mut applied, changes) = Self::compute(&tx, names, decide)?;
+        Self::write_records(&tx, &changes)?;
         let mut zones: Vec<&str> = changes.iter().map(|(n, _, _)| n.zone.as_str()).collect();
         zones.sort_unstable();
         zones.dedup();
@@ -117,12 +93,63 @@ impl Store {
         Ok(applied)
     }
 
-    /// What `apply` would do, without writing (`explain`).
-    pub fn dry_run(&mut self, names: &[NamePlan]) -> Result<Applied> {
+    /// The plan was made outside the write transaction: make sure, under the write
+    /// lock, that the token still exists and every domain is still the owner's (an
+    /// admin command may have revoked or removed it in between, and a removed
+    /// domain's id may be reused by a new registration).
+    fn check_still_held(
+        conn: &Connection,
+        names: &[NamePlan],
+        token: i64,
+        owner: i64,
+    ) -> Result<()> {
+        let token_ok: bool = conn
+            .prepare_cached("SELECT EXISTS(SELECT 1 FROM tokens WHERE id = ?1 AND owner = ?2)")?
+            .query_row(params![token, owner], |r| r.get(0))?;
+        if !token_ok {
+            return Err(StoreError::Revoked);
+        }
+        for n in names {
+            let held: bool = conn
+                .prepare_cached(
+                    "SELECT EXISTS(SELECT 1 FROM domains WHERE id = ?1 AND name = ?2 AND owner = ?3)",
+                )?
+                .query_row(params![n.domain_id, n.domain, owner], |r| r.get(0))?;
+            if !held {
+                return Err(StoreError::Gone(n.domain.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Replace the records of each changed (name, family) by its new set.
+    fn write_records(conn: &Connection, changes: &[Change<'_>]) -> Result<()> {
+        let mut del =
+            conn.prepare_cached("DELETE FROM records WHERE zone = ?1 AND name = ?2 AND type = ?3")?;
+        let mut ins = conn.prepare_cached(
+            "INSERT INTO records(zone, name, type, addr, domain) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (n, f, after) in changes {
+            del.execute(params![n.zone, n.name, f.rtype()])?;
+            for a in after {
+                ins.execute(params![
+                    n.zone,
+                    n.name,
+                    f.rtype(),
+                    addr_blob(a),
+                    n.domain_id
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What `apply_with` would do with the same `decide`, without writing (`explain`).
+    pub fn dry_run(&mut self, names: &[NamePlan], decide: &Decide) -> Result<Applied> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let (mut applied, changes) = Self::compute(&tx, names)?;
+        let (mut applied, changes) = Self::compute(&tx, names, decide)?;
         let mut zones: Vec<String> = changes.iter().map(|(n, _, _)| n.zone.clone()).collect();
         drop(tx);
         zones.sort_unstable();
@@ -134,20 +161,21 @@ impl Store {
         Ok(applied)
     }
 
-    #[allow(clippy::type_complexity)]
+    /// Read each name's records, ask `decide`, and collect the outcomes and the
+    /// (name, family) pairs whose records change.
     fn compute<'p>(
         conn: &Connection,
         names: &'p [NamePlan],
-    ) -> Result<(Applied, Vec<(&'p NamePlan, Family, Vec<IpAddr>)>)> {
+        decide: &Decide,
+    ) -> Result<(Applied, Vec<Change<'p>>)> {
         let mut applied = Applied::default();
         let mut changes = Vec::new();
         for n in names {
             let mut out = [Outcome::Unchanged; 2];
             for f in Family::BOTH {
-                let action = n.action(f);
                 let before = Self::current(conn, &n.zone, &n.name, f)?;
-                let after = address::apply(action, &before);
-                out[f as usize] = Outcome::decide(action, &before, &after);
+                let (after, outcome) = decide(n, f, &before);
+                out[f as usize] = outcome;
                 if before != after {
                     changes.push((n, f, after));
                 }
@@ -156,6 +184,24 @@ impl Store {
         }
         Ok((applied, changes))
     }
+}
+
+/// The caller's decision for one family of one name, given the records stored
+/// now: the records after the update, and the outcome to report for it.
+pub type Decide = dyn Fn(&NamePlan, Family, &[IpAddr]) -> (Vec<IpAddr>, Outcome);
+
+/// One (name, family) whose records change, with its records after the update.
+type Change<'p> = (&'p NamePlan, Family, Vec<IpAddr>);
+
+/// The seed's decision (SPEC: apply the family's action, then name the outcome),
+/// as the server and `explain` make it. It belongs to the update layer; it lives
+/// here only until `update` offers it, so that the store's callers need not change
+/// in the same step.
+pub fn seed_decision(n: &NamePlan, f: Family, before: &[IpAddr]) -> (Vec<IpAddr>, Outcome) {
+    let action = n.action(f);
+    let after = address::apply(action, before);
+    let outcome = Outcome::decide(action, before, &after);
+    (after, outcome)
 }
 
 impl Directory for Store {
@@ -234,6 +280,36 @@ mod tests {
         (s, path)
     }
 
+    /// A user, and a domain of theirs, inserted as the CLI would after its checks.
+    fn user_with_domain(s: &mut Store, email: &str, domain: Option<&str>) {
+        let b = s.batch().unwrap();
+        b.add_user(email).unwrap();
+        if let Some(d) = domain {
+            let id = b.user_id(email).unwrap();
+            b.add_domain(d, "dedyn.example", id).unwrap();
+        }
+        b.commit().unwrap();
+    }
+
+    fn add_token(s: &mut Store, owner: &str) -> i64 {
+        let b = s.batch().unwrap();
+        let id = b.user_id(owner).unwrap();
+        let token = NewToken {
+            hash: crate::update::token_hash(owner),
+            ..NewToken::default()
+        };
+        let tok = b.add_token(id, &token).unwrap();
+        b.commit().unwrap();
+        tok
+    }
+
+    fn add_domain(s: &mut Store, name: &str, owner: &str) {
+        let b = s.batch().unwrap();
+        let id = b.user_id(owner).unwrap();
+        b.add_domain(name, "dedyn.example", id).unwrap();
+        b.commit().unwrap();
+    }
+
     fn plan_for(s: &Store, name: &str, ip: &str) -> NamePlan {
         let d = s.domain_holding(name).unwrap().unwrap();
         let set = (
@@ -254,10 +330,8 @@ mod tests {
     #[test]
     fn a_token_revoked_between_plan_and_write_writes_nothing() {
         let (mut s, path) = store("revoked");
-        s.add_user("a@x.org").unwrap();
-        s.add_domain("a.dedyn.example", "dedyn.example", "a@x.org")
-            .unwrap();
-        let (tok, _) = s.add_token("a@x.org", &NewToken::default()).unwrap();
+        user_with_domain(&mut s, "a@x.org", Some("a.dedyn.example"));
+        let tok = add_token(&mut s, "a@x.org");
         let owner = 1; // the first user
         let plan = plan_for(&s, "a.dedyn.example", "1.2.3.4");
         s.revoke_token(tok).unwrap();
@@ -275,20 +349,17 @@ mod tests {
     #[test]
     fn a_domain_that_changed_hands_between_plan_and_write_is_not_written() {
         let (mut s, path) = store("gone");
-        s.add_user("a@x.org").unwrap();
-        s.add_user("b@x.org").unwrap();
-        s.add_domain("a.dedyn.example", "dedyn.example", "a@x.org")
-            .unwrap();
-        let (tok, _) = s.add_token("a@x.org", &NewToken::default()).unwrap();
+        user_with_domain(&mut s, "a@x.org", Some("a.dedyn.example"));
+        user_with_domain(&mut s, "b@x.org", None);
+        let tok = add_token(&mut s, "a@x.org");
         let plan = plan_for(&s, "a.dedyn.example", "1.2.3.4");
         let owner_a = 1;
         // Removed and registered again, by someone else: the id may well be reused.
         s.remove_domain("a.dedyn.example").unwrap();
-        s.add_domain("a.dedyn.example", "dedyn.example", "b@x.org")
-            .unwrap();
+        add_domain(&mut s, "a.dedyn.example", "b@x.org");
         assert!(matches!(
             s.apply(&[plan], tok, owner_a),
-            Err(StoreError::Gone(_))
+            Err(StoreError::Gone(d)) if d == "a.dedyn.example"
         ));
         assert!(s
             .records("dedyn.example", "a.dedyn.example")
