@@ -18,13 +18,7 @@ pub fn explain(config: &Config, args: &[String]) -> Out {
         .map_err(|_| usage("--peer: not an IP address"))?;
     let url = p[0].as_str();
     let tls = url.starts_with("https://");
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for h in a.all("header") {
-        let (k, v) = h
-            .split_once(':')
-            .ok_or_else(|| usage(format!("--header '{h}': expected 'Name: value'")))?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
+    let headers = parse_headers(&a.all("header"))?;
     let header = |name: &str| {
         headers
             .iter()
@@ -51,8 +45,40 @@ pub fn explain(config: &Config, args: &[String]) -> Out {
         "request: GET {shown} from {peer}{}",
         if tls { " over TLS" } else { "" }
     )];
+    let accepted = run_pipeline(config, &req, &mut lines)?;
+    print_lines(lines);
+    if accepted {
+        Ok(())
+    } else {
+        // The refusal is printed; the exit code says it.
+        Err(Failure {
+            message: String::new(),
+            code: 1,
+        })
+    }
+}
+
+/// `--header 'Name: value'` options as (name, value) pairs, in order.
+fn parse_headers(raw: &[&str]) -> Result<Vec<(String, String)>, Failure> {
+    raw.iter()
+        .map(|h| {
+            let (k, v) = h
+                .split_once(':')
+                .ok_or_else(|| usage(format!("--header '{h}': expected 'Name: value'")))?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Plan the request and, when it is accepted, what writing it would do; every
+/// step and the answer go to `lines`. Returns whether it would be accepted.
+fn run_pipeline(
+    config: &Config,
+    req: &update::Request,
+    lines: &mut Vec<String>,
+) -> Result<bool, Failure> {
     let store = &mut open(config)?;
-    match update::plan(&req, store, config, crate::os::clock::now_unix()) {
+    match update::plan(req, store, config, crate::os::clock::now_unix()) {
         Ok(plan) => {
             lines.extend(plan.trace.iter().map(|t| format!("  {t}")));
             let applied = store.dry_run(&plan.names, &crate::store::seed_decision)?;
@@ -71,8 +97,7 @@ pub fn explain(config: &Config, args: &[String]) -> Out {
                     " (nothing changes)"
                 }
             ));
-            print_lines(lines);
-            Ok(())
+            Ok(true)
         }
         Err(r) => {
             lines.push(format!("  refused: {r}"));
@@ -81,11 +106,7 @@ pub fn explain(config: &Config, args: &[String]) -> Out {
                 r.status(),
                 r.body().trim_end()
             ));
-            print_lines(lines);
-            Err(Failure {
-                message: String::new(),
-                code: 1,
-            })
+            Ok(false)
         }
     }
 }
