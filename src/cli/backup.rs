@@ -8,8 +8,7 @@
 //! The copy goes to a temporary name beside FILE and is renamed over it once synced,
 //! so FILE is always either the previous backup or a complete new one.
 
-use super::Out;
-use super::{Args, Failure};
+use super::args::{Args, Failure, Out};
 use crate::config::Config;
 use crate::store::{self, Store};
 use std::fs::{self, File};

@@ -1,7 +1,7 @@
 //! `check`: after the config loaded, look at the database, the zone files'
 //! directories, the include files and the TLS files, naming each problem.
 
-use super::{open, print_lines, Failure, Out};
+use super::args::{open, print_lines, Failure, Out};
 use crate::config::{Config, Zone};
 use crate::net::name;
 use crate::store::Store;

@@ -1,8 +1,9 @@
 //! `domain add NAME --owner EMAIL | list | remove NAME`: the names users may update,
 //! each strictly below a configured zone.
 
+use super::add::{add_one, Add};
+use super::args::{open, print_lines, usage, Args, Failure, Out};
 use super::rules::{check_domain_name, normalize_email};
-use super::{add_one, open, print_lines, usage, Add, Args, Failure, Out};
 use crate::config::Config;
 use crate::net::name;
 

@@ -1,7 +1,7 @@
 //! `explain 'URL' [--header ...] [--peer ADDR]`: the update pipeline run without
 //! writing, printing which rule decided what and the answer it would give.
 
-use super::{open, print_lines, usage, Args, Failure, Out};
+use super::args::{open, print_lines, usage, Args, Failure, Out};
 use crate::config::Config;
 use crate::update;
 use std::net::IpAddr;

@@ -1,10 +1,11 @@
 //! `import`: many `user add` / `domain add` / `token add` lines from stdin in one
 //! transaction, all or nothing.
 
+use super::add::Add;
+use super::args::{open, print_lines, usage, Args, Failure, Out};
 use super::domains::{domain_add, DOMAIN_FLAGS};
 use super::tokens::{token_add, TOKEN_FLAGS};
 use super::users::{user_add, USER_FLAGS};
-use super::{open, print_lines, usage, Add, Args, Failure, Out};
 use crate::config::Config;
 
 /// One line of `import`: `user add …`, `domain add …` or `token add …`, words

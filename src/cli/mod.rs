@@ -1,10 +1,10 @@
-//! The administrative commands (SPEC 2) over the store, one file per command group:
-//! what they share lives here (arguments, failures, opening the store, printing, help).
+//! The administrative commands (SPEC 2) over the store, one file per command group,
+//! and their help texts; `run` dispatches every command but `serve` to its file.
 
 use crate::config::Config;
-use crate::store::{Batch, NewToken, Store, StoreError};
-use std::io::Write;
 
+pub mod add;
+pub mod args;
 pub mod backup;
 pub mod check;
 pub mod domains;
@@ -16,158 +16,7 @@ pub mod status;
 pub mod tokens;
 pub mod users;
 
-/// A command's failure: the one-line message and the exit code.
-pub struct Failure {
-    pub message: String,
-    pub code: i32,
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Failure {
-            message: e.to_string(),
-            code: 1,
-        }
-    }
-}
-
-impl From<String> for Failure {
-    fn from(message: String) -> Self {
-        Failure { message, code: 1 }
-    }
-}
-
-pub fn usage(message: impl Into<String>) -> Failure {
-    Failure {
-        message: message.into(),
-        code: 2,
-    }
-}
-
-pub(crate) type Out = Result<(), Failure>;
-
-/// Parsed `--flag value` options and positional arguments of one command.
-pub struct Args {
-    pub positional: Vec<String>,
-    pub options: Vec<(String, String)>,
-}
-
-impl Args {
-    /// `with_value`: flags that take a value. Anything else starting with `--` is an error.
-    pub fn parse(raw: &[String], with_value: &[&str]) -> Result<Args, Failure> {
-        let mut positional = Vec::new();
-        let mut options = Vec::new();
-        let mut it = raw.iter();
-        while let Some(a) = it.next() {
-            if let Some(flag) = a.strip_prefix("--") {
-                let (name, inline) = match flag.split_once('=') {
-                    Some((n, v)) => (n, Some(v.to_string())),
-                    None => (flag, None),
-                };
-                if !with_value.contains(&name) {
-                    return Err(usage(format!("unknown option --{name}")));
-                }
-                let value = match inline {
-                    Some(v) => v,
-                    None => it
-                        .next()
-                        .cloned()
-                        .ok_or_else(|| usage(format!("--{name} needs a value")))?,
-                };
-                options.push((name.to_string(), value));
-            } else {
-                positional.push(a.clone());
-            }
-        }
-        Ok(Args {
-            positional,
-            options,
-        })
-    }
-
-    pub fn one(&self, name: &str) -> Option<&str> {
-        self.options
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn all(&self, name: &str) -> Vec<&str> {
-        self.options
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// Exactly `n` positional arguments, else a usage error naming `what`.
-    pub fn exactly(&self, n: usize, what: &str) -> Result<&[String], Failure> {
-        if self.positional.len() != n {
-            return Err(usage(format!("expected {what}")));
-        }
-        Ok(&self.positional)
-    }
-}
-
-pub(crate) fn open(config: &Config) -> Result<Store, Failure> {
-    let mut s = Store::open(&config.database.path, &config.database.synchronous)?;
-    let zones: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
-    s.ensure_zones(&zones)?;
-    Ok(s)
-}
-
-pub(crate) fn print_lines(lines: impl IntoIterator<Item = String>) {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for l in lines {
-        if writeln!(out, "{l}").is_err() {
-            return; // a closed pipe (| head) is not an error
-        }
-    }
-}
-
-/// One `user add`, `domain add` or `token add`, parsed and checked as far as the
-/// command line goes; `run` checks the rest against the `Batch` it runs in.
-pub(crate) enum Add {
-    User(String),
-    Domain {
-        name: String,
-        zone: String,
-        owner: String,
-    },
-    Token {
-        owner: String,
-        token: NewToken,
-    },
-}
-
-impl Add {
-    /// Check the rules that need the database and run in `batch`; a token's
-    /// secret is returned (to be shown once, after commit).
-    pub(crate) fn run(&self, batch: &Batch) -> Result<Option<String>, Failure> {
-        match self {
-            Add::User(email) => batch.add_user(email)?,
-            Add::Domain { name, zone, owner } => {
-                let owner_id = batch.user_id(owner)?;
-                rules::check_domain_free(name, &batch.domains_overlapping(name)?)?;
-                batch.add_domain(name, zone, owner_id)?;
-            }
-            Add::Token { owner, token } => return tokens::add(batch, owner, token).map(Some),
-        }
-        Ok(None)
-    }
-}
-
-/// A single add command: a batch of one.
-pub(crate) fn add_one(config: &Config, add: Add) -> Out {
-    let mut store = open(config)?;
-    let batch = store.batch()?;
-    let secret = add.run(&batch)?;
-    batch.commit()?;
-    print_lines(secret);
-    Ok(())
-}
+pub use args::{usage, Args, Failure, Out};
 
 /// Run one administrative command (everything but `serve`) with its arguments.
 pub fn run(config: &Config, cmd: &str, rest: &[String]) -> Out {

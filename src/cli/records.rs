@@ -1,7 +1,7 @@
 //! `records NAME` and `zone render ZONE`: what is stored for one name, and the zone
 //! file as it would be published now.
 
-use super::{open, print_lines, usage, Args, Failure, Out};
+use super::args::{open, print_lines, usage, Args, Failure, Out};
 use crate::config::Config;
 use crate::net::name;
 use crate::store::Store;

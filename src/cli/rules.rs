@@ -1,7 +1,7 @@
 //! The rules of the admin commands that are not SQL: what an email, a domain and a
 //! token's domains must be. The store offers only the queries these rules need.
 
-use super::Failure;
+use super::args::Failure;
 use crate::net::name;
 use crate::store::Overlap;
 

@@ -1,8 +1,8 @@
 //! `status NAME`: the stored records, the serial that contains them, and whether
 //! the nameserver (`[dns] verify_server`) serves them yet.
 
+use super::args::{open, print_lines, Args, Failure, Out};
 use super::records::held;
-use super::{open, print_lines, Args, Out};
 use crate::config::Config;
 use crate::net::dnsquery::{self, Answer};
 use crate::store::Store;
@@ -38,7 +38,7 @@ pub fn status(config: &Config, args: &[String]) -> Out {
 
 /// The serial of the publication that contains the stored records (0 when the
 /// zone was never published and nothing is pending), and the line saying so.
-fn containing_serial(store: &Store, zone: &str) -> Result<(u32, String), super::Failure> {
+fn containing_serial(store: &Store, zone: &str) -> Result<(u32, String), Failure> {
     let published = store.published_serial(zone)?;
     let dirty = store.dirty_zones()?.iter().any(|z| z == zone);
     let containing = if dirty {

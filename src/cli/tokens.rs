@@ -1,12 +1,13 @@
 //! `token add --owner EMAIL [options] | list | revoke ID`: the secrets clients update
 //! with; the secret is printed once, only its hash is stored.
 
-use super::rules::{check_token_domains, normalize_email};
-use super::{add_one, open, print_lines, usage, Add, Args, Failure, Out};
+use super::add::{add_one, Add};
+use super::args::{open, print_lines, usage, Args, Failure, Out};
+use super::rules::normalize_email;
 use crate::config::Config;
 use crate::net::cidr::Cidr;
 use crate::net::name;
-use crate::store::{Batch, NewToken};
+use crate::store::NewToken;
 use crate::update::FamilyPolicy;
 
 pub(crate) const TOKEN_FLAGS: &[&str] = &[
@@ -103,32 +104,4 @@ pub fn token(config: &Config, args: &[String]) -> Out {
         _ => return Err(usage("expected token add|list|revoke")),
     }
     Ok(())
-}
-
-/// Add `token` for `owner` (normalized) in `batch`: its domains must be the
-/// owner's; a new secret is made and only its hash stored. Returns the secret.
-pub(crate) fn add(batch: &Batch, owner: &str, token: &NewToken) -> Result<String, Failure> {
-    let owner_id = batch.user_id(owner)?;
-    // Only looked up when needed: an owner may hold many domains.
-    if !token.domains.is_empty() {
-        check_token_domains(&token.domains, &batch.domain_names_of(owner_id)?, owner)?;
-    }
-    let secret = new_secret()?;
-    let row = NewToken {
-        hash: crate::update::token_hash(&secret),
-        ..token.clone()
-    };
-    batch.add_token(owner_id, &row)?;
-    Ok(secret)
-}
-
-/// A new token secret: 192 random bits, URL-safe.
-fn new_secret() -> Result<String, Failure> {
-    use base64::Engine;
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 24];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| Failure::from("the system random generator failed".to_string()))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }

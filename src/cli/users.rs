@@ -1,8 +1,9 @@
 //! `user add EMAIL | list | remove EMAIL`: the accounts that own domains and tokens.
 //! Removing a user removes their domains, tokens and records.
 
+use super::add::{add_one, Add};
+use super::args::{open, print_lines, usage, Args, Failure, Out};
 use super::rules::{check_email, normalize_email};
-use super::{add_one, open, print_lines, usage, Add, Args, Failure, Out};
 use crate::config::Config;
 
 pub(crate) const USER_FLAGS: &[&str] = &[];

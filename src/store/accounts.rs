@@ -1,7 +1,7 @@
 //! Accounts: users, their domains and their tokens — added one by one or in one
 //! `Batch` (`import`), listed, removed — as plain queries; the CLI owns the rules.
 
-use super::{invalid, now_unix, reverse_labels, writer_turn, Result, Store, StoreError};
+use super::db::{invalid, now_unix, reverse_labels, writer_turn, Result, Store, StoreError};
 use crate::net::cidr::Cidr;
 use crate::update::{Domain, FamilyPolicy};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};

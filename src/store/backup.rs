@@ -1,7 +1,7 @@
 //! Backup and restore at the SQL level: `VACUUM INTO` a consistent copy, and check
 //! that a candidate file is ours and intact before the CLI renames it into place.
 
-use super::{invalid, Result, Store, StoreError, MIGRATIONS};
+use super::db::{invalid, Result, Store, StoreError, MIGRATIONS};
 use rusqlite::Connection;
 use std::path::Path;
 use std::time::Duration;

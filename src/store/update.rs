@@ -1,7 +1,7 @@
 //! The update write transaction (all names or none, re-checked under the write
 //! lock), its dry run for `explain`, and the `Directory` the pipeline reads.
 
-use super::{addr_blob, blob_addr, writer_turn, Result, Store, StoreError};
+use super::db::{addr_blob, blob_addr, writer_turn, Result, Store, StoreError};
 use crate::update::address::{self, Family};
 use crate::update::{Directory, Domain, FamilyPolicy, NamePlan, Outcome, Token};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};

@@ -1,7 +1,7 @@
 //! Zones: their rows and serials, publication bookkeeping for the publisher, and
 //! the reads of a whole zone (`for_each_record`) and of the database (`counts`).
 
-use super::{blob_addr, now_unix, writer_turn, Result, Store, StoreError};
+use super::db::{blob_addr, now_unix, writer_turn, Result, Store, StoreError};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::net::IpAddr;
 
