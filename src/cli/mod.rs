@@ -43,6 +43,7 @@ pub fn run(config: &Config, cmd: &str, rest: &[String]) -> Out {
     }
 }
 
+/// `dedyn-update --help`: every command on one screen.
 pub const HELP: &str = "\
 dedyn-update: a self-hosted dynDNS update server (deSEC's IP update API)
 
@@ -71,6 +72,7 @@ commands:
 
 Run 'dedyn-update COMMAND --help' for one command.";
 
+/// `dedyn-update COMMAND --help`: one command's usage and what it does.
 pub fn command_help(cmd: &str) -> Option<&'static str> {
     Some(match cmd {
         "serve" => "usage: dedyn-update serve\nServe the update API until SIGTERM/SIGINT (graceful); SIGHUP reloads the TLS certificate.",

@@ -46,7 +46,7 @@ impl Store {
     }
 
     /// The id of the user with exactly this (normalized) email.
-    pub fn user_id(&self, email: &str) -> Result<i64> {
+    fn user_id(&self, email: &str) -> Result<i64> {
         user_id(&self.conn, email)
     }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 /// A store failure, phrased for the operator (or the admin command's user).
 #[derive(Debug)]
 pub enum StoreError {
-    /// Bad input to an admin command: nothing was changed.
+    /// What an admin command asked for is not there (no user, no domain, no token)
+    /// or already is (a user), or a file is not a database of ours: nothing was changed.
     Invalid(String),
     /// The database itself failed.
     Db(String),
