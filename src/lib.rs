@@ -1,6 +1,5 @@
 //! dedyn-update: a self-hosted dynDNS update server (deSEC's IP update API).
-pub mod admin;
-pub mod backup;
+pub mod cli;
 pub mod config;
 pub mod edge;
 pub mod http;

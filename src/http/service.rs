@@ -202,7 +202,12 @@ impl Service {
             return Err((r, summary));
         }
         let applied = store
-            .apply(&plan.names, plan.token_id, plan.owner)
+            .apply_with(
+                &plan.names,
+                plan.token_id,
+                plan.owner,
+                &update::outcome::decide,
+            )
             .map_err(|e| refused(store_refusal(e, &names.join(","))))?;
         self.last_used.note(plan.token_id);
         Ok(self.good(&applied))

@@ -1,7 +1,8 @@
 //! What happened to one family of one name (SPEC 8's `X-Update-Result`), decided
 //! from the action and the record sets before and after.
 
-use super::address::AddressAction;
+use super::address::{self, AddressAction, Family};
+use super::NamePlan;
 use std::net::IpAddr;
 
 /// What happened to one family of one name (SPEC 8's `X-Update-Result`).
@@ -34,4 +35,13 @@ impl Outcome {
             Outcome::Guarded => "guarded",
         }
     }
+}
+
+/// The decision the store asks for, for one family of one name given the
+/// records stored now: the records after the update and the outcome to report.
+pub fn decide(n: &NamePlan, f: Family, before: &[IpAddr]) -> (Vec<IpAddr>, Outcome) {
+    let action = n.action(f);
+    let after = address::apply(action, before);
+    let outcome = Outcome::decide(action, before, &after);
+    (after, outcome)
 }

@@ -8,13 +8,11 @@
 //! The copy goes to a temporary name beside FILE and is renamed over it once synced,
 //! so FILE is always either the previous backup or a complete new one.
 
-use crate::admin::{Args, Failure};
+use super::args::{Args, Failure, Out};
 use crate::config::Config;
 use crate::store::{self, Store};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-
-type Out = Result<(), Failure>;
 
 /// `NAME` → `.NAME.TAG-PID` in the same directory (same filesystem: rename is atomic).
 fn sibling(path: &Path, tag: &str) -> PathBuf {

@@ -1,0 +1,117 @@
+//! What every command shares: parsed arguments, the failure and its exit code,
+//! opening the store for the configured zones, and printing lines to stdout.
+
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+use std::io::Write;
+
+/// A command's failure: the one-line message and the exit code.
+pub struct Failure {
+    pub message: String,
+    pub code: i32,
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure {
+            message: e.to_string(),
+            code: 1,
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure { message, code: 1 }
+    }
+}
+
+pub fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        code: 2,
+    }
+}
+
+pub type Out = Result<(), Failure>;
+
+/// Parsed `--flag value` options and positional arguments of one command.
+pub struct Args {
+    pub positional: Vec<String>,
+    pub options: Vec<(String, String)>,
+}
+
+impl Args {
+    /// `with_value`: flags that take a value. Anything else starting with `--` is an error.
+    pub fn parse(raw: &[String], with_value: &[&str]) -> Result<Args, Failure> {
+        let mut positional = Vec::new();
+        let mut options = Vec::new();
+        let mut it = raw.iter();
+        while let Some(a) = it.next() {
+            if let Some(flag) = a.strip_prefix("--") {
+                let (name, inline) = match flag.split_once('=') {
+                    Some((n, v)) => (n, Some(v.to_string())),
+                    None => (flag, None),
+                };
+                if !with_value.contains(&name) {
+                    return Err(usage(format!("unknown option --{name}")));
+                }
+                let value = match inline {
+                    Some(v) => v,
+                    None => it
+                        .next()
+                        .cloned()
+                        .ok_or_else(|| usage(format!("--{name} needs a value")))?,
+                };
+                options.push((name.to_string(), value));
+            } else {
+                positional.push(a.clone());
+            }
+        }
+        Ok(Args {
+            positional,
+            options,
+        })
+    }
+
+    pub fn one(&self, name: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.options
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// Exactly `n` positional arguments, else a usage error naming `what`.
+    pub fn exactly(&self, n: usize, what: &str) -> Result<&[String], Failure> {
+        if self.positional.len() != n {
+            return Err(usage(format!("expected {what}")));
+        }
+        Ok(&self.positional)
+    }
+}
+
+pub fn open(config: &Config) -> Result<Store, Failure> {
+    let mut s = Store::open(&config.database.path, &config.database.synchronous)?;
+    let zones: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
+    s.ensure_zones(&zones)?;
+    Ok(s)
+}
+
+pub fn print_lines(lines: impl IntoIterator<Item = String>) {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for l in lines {
+        if writeln!(out, "{l}").is_err() {
+            return; // a closed pipe (| head) is not an error
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! `domain add NAME --owner EMAIL | list | remove NAME`: the names users may update,
+//! each strictly below a configured zone.
+
+use super::add::{add_one, Add};
+use super::args::{open, print_lines, usage, Args, Failure, Out};
+use super::rules::{check_domain_name, normalize_email};
+use crate::config::Config;
+use crate::net::name;
+
+pub(crate) const DOMAIN_FLAGS: &[&str] = &["owner"];
+
+pub(crate) fn domain_add(config: &Config, a: &Args) -> Result<Add, Failure> {
+    let p = a.exactly(2, "domain add NAME --owner EMAIL")?;
+    let owner = a
+        .one("owner")
+        .ok_or_else(|| usage("domain add needs --owner EMAIL"))?;
+    let (name, zone) = domain_in_zone(config, &p[1])?;
+    check_domain_name(&name)?;
+    Ok(Add::Domain {
+        name,
+        zone: zone.to_string(),
+        owner: normalize_email(owner),
+    })
+}
+
+/// Normalize a domain name and find the configured zone it lies strictly below.
+fn domain_in_zone<'c>(config: &'c Config, raw: &str) -> Result<(String, &'c str), Failure> {
+    let name = name::normalize(raw);
+    name::check_syntax(&name).map_err(Failure::from)?;
+    let zone = config.zone_for(&name).ok_or_else(|| {
+        let zones: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
+        Failure::from(format!(
+            "{name} does not lie below a configured zone ({})",
+            zones.join(", ")
+        ))
+    })?;
+    Ok((name, zone.name.as_str()))
+}
+
+pub fn domain(config: &Config, args: &[String]) -> Out {
+    let a = Args::parse(args, DOMAIN_FLAGS)?;
+    match a.positional.first().map(String::as_str) {
+        Some("add") => add_one(config, domain_add(config, &a)?)?,
+        Some("list") => {
+            a.exactly(1, "domain list [--owner EMAIL]")?;
+            print_lines(
+                open(config)?
+                    .list_domains(a.one("owner").map(normalize_email).as_deref())?
+                    .into_iter()
+                    .map(|(n, _)| n),
+            );
+        }
+        Some("remove") => {
+            let p = a.exactly(2, "domain remove NAME")?;
+            open(config)?.remove_domain(&name::normalize(&p[1]))?;
+        }
+        _ => return Err(usage("expected domain add|list|remove")),
+    }
+    Ok(())
+}

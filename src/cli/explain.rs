@@ -1,0 +1,112 @@
+//! `explain 'URL' [--header ...] [--peer ADDR]`: the update pipeline run without
+//! writing, printing which rule decided what and the answer it would give.
+
+use super::args::{open, print_lines, usage, Args, Failure, Out};
+use crate::config::Config;
+use crate::update;
+use std::net::IpAddr;
+
+/// `explain URL [--header 'Name: value']... [--peer ADDR]`: the whole pipeline
+/// without writing, step by step. Exit 0 when it would succeed, 1 when refused.
+pub fn explain(config: &Config, args: &[String]) -> Out {
+    let a = Args::parse(args, &["header", "peer"])?;
+    let p = a.exactly(1, "explain 'URL' [--header 'Name: value']... [--peer ADDR]")?;
+    let peer: IpAddr = a
+        .one("peer")
+        .unwrap_or("127.0.0.1")
+        .parse()
+        .map_err(|_| usage("--peer: not an IP address"))?;
+    let url = p[0].as_str();
+    let tls = url.starts_with("https://");
+    let headers = parse_headers(&a.all("header"))?;
+    let header = |name: &str| {
+        headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    // Exactly as the live handler: every X-Forwarded-For line counts.
+    let forwarded = crate::update::forwarded_lines(
+        headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("X-Forwarded-For"))
+            .map(|(_, v)| v.as_str()),
+    );
+    let client =
+        crate::edge::forwarded_client(peer, forwarded.as_deref(), &config.server.trusted_proxies);
+    let req = update::Request::from_target("GET", url, header("Authorization"), client, tls);
+    let shown = if req.query.iter().next().is_some() {
+        format!("{}?{}", req.path, update::split_target(url).1)
+    } else {
+        req.path.to_string()
+    };
+    let mut lines = vec![format!(
+        "request: GET {shown} from {peer}{}",
+        if tls { " over TLS" } else { "" }
+    )];
+    let accepted = run_pipeline(config, &req, &mut lines)?;
+    print_lines(lines);
+    if accepted {
+        Ok(())
+    } else {
+        // The refusal is printed; the exit code says it.
+        Err(Failure {
+            message: String::new(),
+            code: 1,
+        })
+    }
+}
+
+/// `--header 'Name: value'` options as (name, value) pairs, in order.
+fn parse_headers(raw: &[&str]) -> Result<Vec<(String, String)>, Failure> {
+    raw.iter()
+        .map(|h| {
+            let (k, v) = h
+                .split_once(':')
+                .ok_or_else(|| usage(format!("--header '{h}': expected 'Name: value'")))?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Plan the request and, when it is accepted, what writing it would do; every
+/// step and the answer go to `lines`. Returns whether it would be accepted.
+fn run_pipeline(
+    config: &Config,
+    req: &update::Request,
+    lines: &mut Vec<String>,
+) -> Result<bool, Failure> {
+    let store = &mut open(config)?;
+    match update::plan(req, store, config, crate::os::clock::now_unix()) {
+        Ok(plan) => {
+            lines.extend(plan.trace.iter().map(|t| format!("  {t}")));
+            let applied = store.dry_run(&plan.names, &crate::update::outcome::decide)?;
+            for (name, out) in &applied.outcomes {
+                lines.push(format!(
+                    "  result {name}: A {}, AAAA {}",
+                    out[0].as_str(),
+                    out[1].as_str()
+                ));
+            }
+            lines.push(format!(
+                "would answer: 200 good{}",
+                if applied.changed() {
+                    " (and publish)"
+                } else {
+                    " (nothing changes)"
+                }
+            ));
+            Ok(true)
+        }
+        Err(r) => {
+            lines.push(format!("  refused: {r}"));
+            lines.push(format!(
+                "would answer: {} {}",
+                r.status(),
+                r.body().trim_end()
+            ));
+            Ok(false)
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The rules of the admin commands that are not SQL: what an email, a domain and a
+//! token's domains must be. The store offers only the queries these rules need.
+
+use super::args::Failure;
+use crate::net::name;
+use crate::store::Overlap;
+
+/// The stored form of an email: trimmed and lower-case.
+pub fn normalize_email(raw: &str) -> String {
+    raw.trim().to_ascii_lowercase()
+}
+
+/// `user add`: an address with an `@`, no whitespace, at most 254 characters
+/// (RFC 5321's path limit). Returns the normalized form.
+pub fn check_email(raw: &str) -> Result<String, Failure> {
+    let email = normalize_email(raw);
+    if email.is_empty()
+        || !email.contains('@')
+        || email.contains(char::is_whitespace)
+        || email.len() > 254
+    {
+        return Err(Failure::from(format!("'{email}' is not an email address")));
+    }
+    Ok(email)
+}
+
+/// `domain add`: a domain is a host name (normalized already), never a wildcard:
+/// a wildcard is something a domain's records may hold, not a name one registers.
+pub fn check_domain_name(name: &str) -> Result<(), Failure> {
+    name::check_syntax(name).map_err(Failure::from)?;
+    if name.starts_with('*') {
+        return Err(Failure::from(format!(
+            "{name}: a domain cannot be a wildcard name"
+        )));
+    }
+    Ok(())
+}
+
+/// `domain add`: registered domains never nest (SPEC: a name belongs to exactly
+/// one domain), so `name` may not lie below one, be one, or contain one.
+pub fn check_domain_free(name: &str, overlap: &Overlap) -> Result<(), Failure> {
+    if let Some(t) = &overlap.above {
+        return Err(Failure::from(format!(
+            "{name} lies below the registered domain {t}"
+        )));
+    }
+    if overlap.same {
+        return Err(Failure::from(format!(
+            "domain {name} is already registered"
+        )));
+    }
+    if let Some(b) = &overlap.below {
+        return Err(Failure::from(format!(
+            "{name} would contain the registered domain {b}"
+        )));
+    }
+    Ok(())
+}
+
+/// `token add --domain NAME`: a token may only be limited to names at or below a
+/// domain its owner holds (`held`); `owner` is the normalized email.
+pub fn check_token_domains(
+    domains: &[String],
+    held: &[String],
+    owner: &str,
+) -> Result<(), Failure> {
+    for d in domains {
+        if !held.iter().any(|h| name::is_at_or_below(d, h)) {
+            return Err(Failure::from(format!("--domain {d}: not held by {owner}")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message<T>(r: Result<T, Failure>) -> String {
+        match r {
+            Ok(_) => panic!("expected a refusal"),
+            Err(f) => f.message,
+        }
+    }
+
+    #[test]
+    fn an_email_is_normalized_and_needs_an_at_sign_and_no_whitespace() {
+        assert_eq!(check_email("  A@X.Org ").ok(), Some("a@x.org".to_string()));
+        assert_eq!(
+            message(check_email("nobody")),
+            "'nobody' is not an email address"
+        );
+        assert_eq!(
+            message(check_email("a b@x.org")),
+            "'a b@x.org' is not an email address"
+        );
+        assert_eq!(message(check_email("   ")), "'' is not an email address");
+        let long = format!("{}@x.org", "a".repeat(250));
+        assert_eq!(
+            message(check_email(&long)),
+            format!("'{long}' is not an email address")
+        );
+    }
+
+    #[test]
+    fn a_domain_is_not_a_wildcard() {
+        assert!(check_domain_name("a.dedyn.example").is_ok());
+        assert_eq!(
+            message(check_domain_name("*.a.dedyn.example")),
+            "*.a.dedyn.example: a domain cannot be a wildcard name"
+        );
+        assert_eq!(
+            message(check_domain_name("a..dedyn.example")),
+            "invalid hostname 'a..dedyn.example'"
+        );
+    }
+
+    #[test]
+    fn domains_do_not_nest_and_the_nearest_conflict_is_named() {
+        let name = "b.a.dedyn.example";
+        assert!(check_domain_free(name, &Overlap::default()).is_ok());
+        let above = Overlap {
+            above: Some("a.dedyn.example".into()),
+            ..Overlap::default()
+        };
+        assert_eq!(
+            message(check_domain_free(name, &above)),
+            "b.a.dedyn.example lies below the registered domain a.dedyn.example"
+        );
+        let same = Overlap {
+            same: true,
+            below: Some("c.b.a.dedyn.example".into()),
+            ..Overlap::default()
+        };
+        assert_eq!(
+            message(check_domain_free(name, &same)),
+            "domain b.a.dedyn.example is already registered"
+        );
+        let below = Overlap {
+            below: Some("c.b.a.dedyn.example".into()),
+            ..Overlap::default()
+        };
+        assert_eq!(
+            message(check_domain_free(name, &below)),
+            "b.a.dedyn.example would contain the registered domain c.b.a.dedyn.example"
+        );
+    }
+
+    #[test]
+    fn a_token_domain_must_be_at_or_below_a_held_domain() {
+        let held = vec!["a.dedyn.example".to_string()];
+        let ok = vec![
+            "a.dedyn.example".to_string(),
+            "x.a.dedyn.example".to_string(),
+        ];
+        assert!(check_token_domains(&ok, &held, "a@x.org").is_ok());
+        let other = vec!["b.dedyn.example".to_string()];
+        assert_eq!(
+            message(check_token_domains(&other, &held, "a@x.org")),
+            "--domain b.dedyn.example: not held by a@x.org"
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! `token add --owner EMAIL [options] | list | revoke ID`: the secrets clients update
+//! with; the secret is printed once, only its hash is stored.
+
+use super::add::{add_one, Add};
+use super::args::{open, print_lines, usage, Args, Failure, Out};
+use super::rules::normalize_email;
+use crate::config::Config;
+use crate::net::cidr::Cidr;
+use crate::net::name;
+use crate::store::NewToken;
+use crate::update::FamilyPolicy;
+
+pub(crate) const TOKEN_FLAGS: &[&str] = &[
+    "owner",
+    "name",
+    "allowed-subnet",
+    "expires-in",
+    "domain",
+    "family",
+];
+
+pub(crate) fn token_add(a: &Args) -> Result<Add, Failure> {
+    a.exactly(1, "token add --owner EMAIL [options]")?;
+    let owner = a
+        .one("owner")
+        .ok_or_else(|| usage("token add needs --owner EMAIL"))?;
+    let allowed_subnets = a
+        .all("allowed-subnet")
+        .iter()
+        .map(|s| {
+            s.parse::<Cidr>()
+                .map_err(|e| Failure::from(format!("--allowed-subnet: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let expires_in = a
+        .one("expires-in")
+        .map(|s| {
+            s.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+                Failure::from(format!("--expires-in: '{s}' is not a number of seconds"))
+            })
+        })
+        .transpose()?;
+    let domains = a
+        .all("domain")
+        .iter()
+        .map(|d| {
+            let n = name::normalize(d);
+            name::check_syntax(&n)
+                .map(|_| n)
+                .map_err(|e| Failure::from(format!("--domain: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let family = a
+        .one("family")
+        .map(|f| {
+            FamilyPolicy::parse(f)
+                .ok_or_else(|| Failure::from(format!("--family: '{f}' is not v4, v6 or both")))
+        })
+        .transpose()?;
+    let name = a.one("name").unwrap_or("").to_string();
+    let token = NewToken {
+        hash: [0; 32], // made with the secret, when the token is added
+        name,
+        allowed_subnets,
+        expires_in,
+        domains,
+        family,
+    };
+    Ok(Add::Token {
+        owner: normalize_email(owner),
+        token,
+    })
+}
+
+pub fn token(config: &Config, args: &[String]) -> Out {
+    let a = Args::parse(args, TOKEN_FLAGS)?;
+    match a.positional.first().map(String::as_str) {
+        Some("add") => add_one(config, token_add(&a)?)?,
+        Some("list") => {
+            a.exactly(1, "token list [--owner EMAIL]")?;
+            let time = |t: Option<i64>| t.map_or("never".to_string(), crate::os::clock::rfc3339);
+            print_lines(open(config)?.list_tokens(a.one("owner").map(normalize_email).as_deref())?.into_iter().map(|t| {
+                format!(
+                    "{}\towner={}\tname={}\tcreated={}\tlast_used={}\texpires={}\tsubnets={}\tdomains={}\tfamily={}",
+                    t.id,
+                    t.owner,
+                    t.name,
+                    crate::os::clock::rfc3339(t.created),
+                    time(t.last_used),
+                    time(t.expires),
+                    if t.allowed_subnets.is_empty() { "any".into() } else { t.allowed_subnets.replace(' ', ",") },
+                    if t.domains.is_empty() { "all".into() } else { t.domains.replace(' ', ",") },
+                    t.family
+                )
+            }));
+        }
+        Some("revoke") => {
+            let p = a.exactly(2, "token revoke ID")?;
+            let id: i64 = p[1]
+                .parse()
+                .map_err(|_| Failure::from(format!("'{}' is not a token id", p[1])))?;
+            open(config)?.revoke_token(id)?;
+        }
+        _ => return Err(usage("expected token add|list|revoke")),
+    }
+    Ok(())
+}

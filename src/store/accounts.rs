@@ -1,0 +1,368 @@
+//! Accounts: users, their domains and their tokens — added one by one or in one
+//! `Batch` (`import`), listed, removed — as plain queries; the CLI owns the rules.
+
+use super::db::{invalid, now_unix, reverse_labels, writer_turn, Result, Store, StoreError};
+use crate::net::cidr::Cidr;
+use crate::update::{Domain, FamilyPolicy};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+/// A token as `token list` shows it.
+#[derive(Clone, Debug)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub owner: String,
+    pub name: String,
+    pub created: i64,
+    pub last_used: Option<i64>,
+    pub expires: Option<i64>,
+    pub allowed_subnets: String,
+    pub domains: String,
+    pub family: String,
+}
+
+/// A token row to insert: the CLI has checked it and made the secret whose hash
+/// this is (the secret itself is never stored).
+#[derive(Clone, Debug, Default)]
+pub struct NewToken {
+    pub hash: [u8; 32],
+    pub name: String,
+    pub allowed_subnets: Vec<Cidr>,
+    pub expires_in: Option<u64>,
+    pub domains: Vec<String>,
+    pub family: Option<FamilyPolicy>,
+}
+
+impl Store {
+    // ---- users ----
+
+    pub fn list_users(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT email FROM users ORDER BY email")?;
+        let rows = st
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(rows)
+    }
+
+    /// The id of the user with exactly this (normalized) email.
+    fn user_id(&self, email: &str) -> Result<i64> {
+        user_id(&self.conn, email)
+    }
+
+    /// Delete a user with domains, tokens and records; their zones are republished.
+    pub fn remove_user(&mut self, email: &str) -> Result<()> {
+        let id = self.user_id(email)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE zones SET generation = generation + 1 WHERE name IN (SELECT DISTINCT zone FROM records WHERE domain IN (SELECT id FROM domains WHERE owner = ?1))",
+            [id],
+        )?;
+        tx.execute("DELETE FROM users WHERE id = ?1", [id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- domains ----
+
+    /// (name, owner email), sorted by name.
+    pub fn list_domains(&self, owner: Option<&str>) -> Result<Vec<(String, String)>> {
+        let owner_id = owner.map(|o| self.user_id(o)).transpose()?;
+        let mut st = self.conn.prepare(
+            "SELECT d.name, u.email FROM domains d JOIN users u ON u.id = d.owner WHERE ?1 IS NULL OR d.owner = ?1 ORDER BY d.name",
+        )?;
+        let rows = st
+            .query_map([owner_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub fn remove_domain(&mut self, name: &str) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, zone FROM domains WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((id, zone)) = found else {
+            return invalid(format!("no domain {name}"));
+        };
+        let had_records: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM records WHERE domain = ?1)",
+            [id],
+            |r| r.get(0),
+        )?;
+        tx.execute("DELETE FROM domains WHERE id = ?1", [id])?;
+        if had_records {
+            tx.execute(
+                "UPDATE zones SET generation = generation + 1 WHERE name = ?1",
+                [zone],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The registered domain that holds `name` (equal or above it), with its zone.
+    pub fn domain_holding(&self, name: &str) -> Result<Option<Domain>> {
+        let mut candidate = name;
+        loop {
+            let d = self
+                .conn
+                .query_row(
+                    "SELECT id, name, zone FROM domains WHERE name = ?1",
+                    [candidate],
+                    |r| {
+                        Ok(Domain {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            zone: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?;
+            if d.is_some() {
+                return Ok(d);
+            }
+            match candidate.split_once('.') {
+                Some((_, rest)) => candidate = rest,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    // ---- tokens ----
+
+    /// Start a batch of additions: one write transaction for all of them (`import`).
+    pub fn batch(&mut self) -> Result<Batch<'_>> {
+        Ok(Batch {
+            tx: self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+        })
+    }
+
+    pub fn list_tokens(&self, owner: Option<&str>) -> Result<Vec<TokenInfo>> {
+        let owner_id = owner.map(|o| self.user_id(o)).transpose()?;
+        let mut st = self.conn.prepare(
+            "SELECT t.id, u.email, t.name, t.created, t.last_used, t.expires, t.allowed_subnets, t.domains, t.family
+             FROM tokens t JOIN users u ON u.id = t.owner WHERE ?1 IS NULL OR t.owner = ?1 ORDER BY t.id",
+        )?;
+        let rows = st
+            .query_map([owner_id], |r| {
+                Ok(TokenInfo {
+                    id: r.get(0)?,
+                    owner: r.get(1)?,
+                    name: r.get(2)?,
+                    created: r.get(3)?,
+                    last_used: r.get(4)?,
+                    expires: r.get(5)?,
+                    allowed_subnets: r.get(6)?,
+                    domains: r.get(7)?,
+                    family: r.get(8)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub fn revoke_token(&mut self, id: i64) -> Result<()> {
+        if self
+            .conn
+            .execute("DELETE FROM tokens WHERE id = ?1", [id])?
+            == 0
+        {
+            return invalid(format!("no token {id}"));
+        }
+        Ok(())
+    }
+
+    /// Record when tokens were last used (coalesced by the caller: one write per batch).
+    pub fn touch_tokens(&mut self, used: &[(i64, i64)]) -> Result<()> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let _turn = writer_turn();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut st = tx.prepare_cached(
+                "UPDATE tokens SET last_used = max(coalesce(last_used, 0), ?2) WHERE id = ?1",
+            )?;
+            for (id, at) in used {
+                st.execute(params![id, at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn user_id(conn: &Connection, email: &str) -> Result<i64> {
+    conn.prepare_cached("SELECT id FROM users WHERE email = ?1")?
+        .query_row([email], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::Invalid(format!("no user {email}")))
+}
+
+/// Additions of users, domains and tokens in one write transaction: the single
+/// admin commands are a batch of one, `import` a batch of many (all or nothing).
+/// Only the queries and inserts live here; the CLI checks each addition with them
+/// (src/cli/rules.rs), so both validate exactly alike. Dropped without `commit`,
+/// nothing is written.
+pub struct Batch<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+/// Registered domains that overlap a name: the nearest one above it, the name
+/// itself, one below it. The rules of `domain add` decide what that means.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overlap {
+    pub above: Option<String>,
+    pub same: bool,
+    pub below: Option<String>,
+}
+
+impl Batch<'_> {
+    /// The id of the user with exactly this (normalized) email.
+    pub fn user_id(&self, email: &str) -> Result<i64> {
+        user_id(&self.tx, email)
+    }
+
+    /// Insert a user (email already checked and normalized).
+    pub fn add_user(&self, email: &str) -> Result<()> {
+        let n = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO users(email, created) VALUES (?1, ?2) ON CONFLICT(email) DO NOTHING",
+            )?
+            .execute(params![email, now_unix()])?;
+        if n == 0 {
+            return invalid(format!("user {email} already exists"));
+        }
+        Ok(())
+    }
+
+    /// The registered domains above, at and below `name` (normalized).
+    pub fn domains_overlapping(&self, name: &str) -> Result<Overlap> {
+        let mut lookup = self
+            .tx
+            .prepare_cached("SELECT name FROM domains WHERE name = ?1")?;
+        let mut above = None;
+        let mut parent = name;
+        while let Some((_, rest)) = parent.split_once('.') {
+            above = lookup.query_row([rest], |r| r.get(0)).optional()?;
+            if above.is_some() {
+                break;
+            }
+            parent = rest;
+        }
+        let same = lookup
+            .query_row([name], |r| r.get::<_, String>(0))
+            .optional()?
+            .is_some();
+        // Below: a registered domain's reversed name starts with ours and a dot
+        // ('/' sorts right after '.').
+        let below = self
+            .tx
+            .prepare_cached(
+                "SELECT name FROM domains WHERE rname > ?1 || '.' AND rname < ?1 || '/' LIMIT 1",
+            )?
+            .query_row([reverse_labels(name)], |r| r.get(0))
+            .optional()?;
+        Ok(Overlap { above, same, below })
+    }
+
+    /// Insert `name` (normalized, checked) in `zone` for the user `owner_id`.
+    pub fn add_domain(&self, name: &str, zone: &str, owner_id: i64) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO domains(name, rname, zone, owner, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![name, reverse_labels(name), zone, owner_id, now_unix()])?;
+        Ok(())
+    }
+
+    /// The names of the domains `owner_id` holds.
+    pub fn domain_names_of(&self, owner_id: i64) -> Result<Vec<String>> {
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT name FROM domains WHERE owner = ?1")?;
+        let rows = st.query_map([owner_id], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Insert a token for `owner_id`; returns its id. It expires `expires_in`
+    /// seconds after its creation, counted here so both come from one clock read.
+    pub fn add_token(&self, owner_id: i64, t: &NewToken) -> Result<i64> {
+        let now = now_unix();
+        let expires = t
+            .expires_in
+            .map(|s| now.saturating_add(s.min(i64::MAX as u64 / 2) as i64));
+        let subnets: Vec<String> = t.allowed_subnets.iter().map(Cidr::to_string).collect();
+        self.tx.prepare_cached(
+            "INSERT INTO tokens(owner, hash, name, created, expires, allowed_subnets, domains, family) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?.execute(params![
+                owner_id,
+                &t.hash[..],
+                t.name,
+                now,
+                expires,
+                subnets.join(" "),
+                t.domains.join(" "),
+                t.family.unwrap_or(FamilyPolicy::Both).as_str()
+            ])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    pub fn commit(self) -> Result<()> {
+        self.tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_overlapping_finds_the_nearest_above_the_same_and_one_below() {
+        let path = std::env::temp_dir().join(format!(
+            "dedyn-store-overlap-{}.sqlite3",
+            std::process::id()
+        ));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+        let mut s = Store::open(&path, "NORMAL").unwrap();
+        let b = s.batch().unwrap();
+        b.add_user("a@x.org").unwrap();
+        let id = b.user_id("a@x.org").unwrap();
+        // "ab" shares a prefix with "a" but is not below it.
+        for d in ["a.dedyn.example", "ab.dedyn.example", "c.b.dedyn.example"] {
+            b.add_domain(d, "dedyn.example", id).unwrap();
+        }
+        let none = b.domains_overlapping("z.dedyn.example").unwrap();
+        assert_eq!(none, Overlap::default());
+        let above = b.domains_overlapping("y.x.a.dedyn.example").unwrap();
+        assert_eq!(above.above.as_deref(), Some("a.dedyn.example"));
+        assert!(!above.same);
+        let same = b.domains_overlapping("a.dedyn.example").unwrap();
+        assert_eq!((same.above, same.same, same.below), (None, true, None));
+        let below = b.domains_overlapping("b.dedyn.example").unwrap();
+        assert_eq!(below.below.as_deref(), Some("c.b.dedyn.example"));
+        match b.user_id("nobody@x.org") {
+            Err(StoreError::Invalid(m)) => assert_eq!(m, "no user nobody@x.org"),
+            other => panic!("expected 'no user', got {other:?}"),
+        }
+        drop(b);
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -1,0 +1,188 @@
+//! The database itself: opening it, its schema and migrations (`PRAGMA user_version`),
+//! the store's typed error, and the helpers the store's parts share.
+
+use rusqlite::{Connection, TransactionBehavior};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// A store failure, phrased for the operator (or the admin command's user).
+#[derive(Debug)]
+pub enum StoreError {
+    /// What an admin command asked for is not there (no user, no domain, no token)
+    /// or already is (a user), or a file is not a database of ours: nothing was changed.
+    Invalid(String),
+    /// The database itself failed.
+    Db(String),
+    /// Between planning and writing an update, its token was revoked (or its
+    /// owner removed): nothing was written.
+    Revoked,
+    /// Between planning and writing an update, this domain was removed or
+    /// changed hands: nothing was written.
+    Gone(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Invalid(m) => f.write_str(m),
+            StoreError::Db(m) => write!(f, "database error: {m}"),
+            StoreError::Revoked => f.write_str("the token was revoked during the update"),
+            StoreError::Gone(d) => write!(f, "domain {d} was removed during the update"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+pub(super) type Result<T> = std::result::Result<T, StoreError>;
+
+pub(super) fn invalid<T>(m: impl Into<String>) -> Result<T> {
+    Err(StoreError::Invalid(m.into()))
+}
+
+pub use crate::os::clock::now_unix;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: users, domains, tokens, records, zones
+    "CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE domains (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        rname TEXT NOT NULL UNIQUE,      -- labels reversed, for 'names below' range queries
+        zone TEXT NOT NULL,
+        owner INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created INTEGER NOT NULL
+    );
+    CREATE INDEX domains_owner ON domains(owner);
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY,
+        owner INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        hash BLOB NOT NULL UNIQUE,       -- SHA-256 of the secret; the secret is never stored
+        name TEXT NOT NULL DEFAULT '',
+        created INTEGER NOT NULL,
+        last_used INTEGER,
+        expires INTEGER,
+        allowed_subnets TEXT NOT NULL DEFAULT '',
+        domains TEXT NOT NULL DEFAULT '',
+        family TEXT NOT NULL DEFAULT 'both'
+    );
+    CREATE INDEX tokens_owner ON tokens(owner);
+    CREATE TABLE records (
+        zone TEXT NOT NULL,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL CHECK (type IN ('A', 'AAAA')),
+        addr BLOB NOT NULL,              -- 4 or 16 octets: sorts in numeric order
+        domain INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+        PRIMARY KEY (zone, name, type, addr)
+    ) WITHOUT ROWID;
+    CREATE INDEX records_domain ON records(domain);
+    CREATE TABLE zones (
+        name TEXT PRIMARY KEY,
+        pending_serial INTEGER NOT NULL,  -- the serial the next publication carries
+        generation INTEGER NOT NULL DEFAULT 0,
+        published_generation INTEGER NOT NULL DEFAULT -1,
+        published_serial INTEGER,
+        published_at INTEGER
+    );",
+];
+
+pub(super) fn reverse_labels(name: &str) -> String {
+    name.rsplit('.').collect::<Vec<_>>().join(".")
+}
+
+pub(super) fn addr_blob(ip: &IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+pub(super) fn blob_addr(b: &[u8]) -> Option<IpAddr> {
+    match b.len() {
+        4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+/// Writers of this process take turns here before `BEGIN IMMEDIATE`: SQLite's own
+/// busy handler sleeps 1, 2, 5, 10 … ms between tries, which under a steady write
+/// load turns lock contention into milliseconds of latency. Other processes (the
+/// admin commands) still meet `busy_timeout`.
+static WRITERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub(super) fn writer_turn() -> std::sync::MutexGuard<'static, ()> {
+    WRITERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One connection to the database; one `Store` per thread. Its methods live in
+/// the file of their job (accounts, update, zones, backup).
+pub struct Store {
+    pub(super) conn: Connection,
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate. One `Store` per thread.
+    pub fn open(path: &Path, synchronous: &str) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL in WAL: a commit survives a crash of the process (the OS has the
+        // data); FULL also survives power loss, at one fsync per commit.
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Store { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: usize =
+            tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Db(format!(
+                "database schema version {version} is newer than this program knows ({}); use a newer dedyn-update",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    pub fn quick_check(&self) -> Result<String> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))?)
+    }
+}

@@ -1,0 +1,14 @@
+//! The only place with SQL, and no rules: each part is one job of the store, all
+//! over the one `Store` of `db.rs`; this file only names them for the rest of the crate.
+
+mod accounts;
+mod backup;
+mod db;
+mod update;
+mod zones;
+
+pub use accounts::{Batch, NewToken, Overlap, TokenInfo};
+pub use backup::{check_restorable, ensure_not_in_use, BackupInfo};
+pub use db::{now_unix, Store, StoreError};
+pub use update::{Applied, Decide};
+pub use zones::Counts;

@@ -1,0 +1,357 @@
+//! The update write transaction (all names or none, re-checked under the write
+//! lock), its dry run for `explain`, and the `Directory` the pipeline reads.
+
+use super::db::{addr_blob, blob_addr, writer_turn, Result, Store, StoreError};
+use crate::update::address::Family;
+use crate::update::{Directory, Domain, FamilyPolicy, NamePlan, Outcome, Token};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::net::IpAddr;
+
+/// What `apply` did: per name, the outcome of each family; per changed zone, the
+/// serial of the publication that will contain the change.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    pub outcomes: Vec<(String, [Outcome; 2])>,
+    pub serials: Vec<(String, u32)>,
+}
+
+impl Applied {
+    pub fn changed(&self) -> bool {
+        !self.serials.is_empty()
+    }
+}
+
+impl Store {
+    // ---- records ----
+
+    fn current(conn: &Connection, zone: &str, name: &str, f: Family) -> Result<Vec<IpAddr>> {
+        let mut st = conn.prepare_cached(
+            "SELECT addr FROM records WHERE zone = ?1 AND name = ?2 AND type = ?3 ORDER BY addr",
+        )?;
+        let rows = st.query_map(params![zone, name, f.rtype()], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for b in rows {
+            out.extend(blob_addr(&b?));
+        }
+        Ok(out)
+    }
+
+    /// The A and AAAA records stored for `name` (A first, numeric order).
+    pub fn records(&self, zone: &str, name: &str) -> Result<Vec<IpAddr>> {
+        let mut out = Self::current(&self.conn, zone, name, Family::V4)?;
+        out.extend(Self::current(&self.conn, zone, name, Family::V6)?);
+        Ok(out)
+    }
+
+    /// Apply an update plan atomically: all names or none. `decide` turns the
+    /// records stored now into the records after the update (and the outcome to
+    /// report); the store only reads and writes. Nothing is written when nothing
+    /// changes (checked first without taking the write lock).
+    pub fn apply_with(
+        &mut self,
+        names: &[NamePlan],
+        token: i64,
+        owner: i64,
+        decide: &Decide,
+    ) -> Result<Applied> {
+        {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let (applied, changes) = Self::compute(&tx, names, decide)?;
+            if changes.is_empty() {
+                return Ok(applied);
+            }
+        }
+        let _turn = writer_turn();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Self::check_still_held(&tx, names, token, owner)?;
+        let (mut applied, changes) = Self::compute(&tx, names, decide)?;
+        Self::write_records(&tx, &changes)?;
+        let mut zones: Vec<&str> = changes.iter().map(|(n, _, _)| n.zone.as_str()).collect();
+        zones.sort_unstable();
+        zones.dedup();
+        let mut bump = tx.prepare_cached(
+            "UPDATE zones SET generation = generation + 1 WHERE name = ?1 RETURNING pending_serial",
+        )?;
+        for z in zones {
+            let serial: Option<i64> = bump.query_row([z], |r| r.get(0)).optional()?;
+            applied
+                .serials
+                .push((z.to_string(), serial.unwrap_or(0) as u32));
+        }
+        drop(bump);
+        tx.commit()?;
+        Ok(applied)
+    }
+
+    /// The plan was made outside the write transaction: make sure, under the write
+    /// lock, that the token still exists and every domain is still the owner's (an
+    /// admin command may have revoked or removed it in between, and a removed
+    /// domain's id may be reused by a new registration).
+    fn check_still_held(
+        conn: &Connection,
+        names: &[NamePlan],
+        token: i64,
+        owner: i64,
+    ) -> Result<()> {
+        let token_ok: bool = conn
+            .prepare_cached("SELECT EXISTS(SELECT 1 FROM tokens WHERE id = ?1 AND owner = ?2)")?
+            .query_row(params![token, owner], |r| r.get(0))?;
+        if !token_ok {
+            return Err(StoreError::Revoked);
+        }
+        for n in names {
+            let held: bool = conn
+                .prepare_cached(
+                    "SELECT EXISTS(SELECT 1 FROM domains WHERE id = ?1 AND name = ?2 AND owner = ?3)",
+                )?
+                .query_row(params![n.domain_id, n.domain, owner], |r| r.get(0))?;
+            if !held {
+                return Err(StoreError::Gone(n.domain.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Replace the records of each changed (name, family) by its new set.
+    fn write_records(conn: &Connection, changes: &[Change<'_>]) -> Result<()> {
+        let mut del =
+            conn.prepare_cached("DELETE FROM records WHERE zone = ?1 AND name = ?2 AND type = ?3")?;
+        let mut ins = conn.prepare_cached(
+            "INSERT INTO records(zone, name, type, addr, domain) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (n, f, after) in changes {
+            del.execute(params![n.zone, n.name, f.rtype()])?;
+            for a in after {
+                ins.execute(params![
+                    n.zone,
+                    n.name,
+                    f.rtype(),
+                    addr_blob(a),
+                    n.domain_id
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What `apply_with` would do with the same `decide`, without writing (`explain`).
+    pub fn dry_run(&mut self, names: &[NamePlan], decide: &Decide) -> Result<Applied> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let (mut applied, changes) = Self::compute(&tx, names, decide)?;
+        let mut zones: Vec<String> = changes.iter().map(|(n, _, _)| n.zone.clone()).collect();
+        drop(tx);
+        zones.sort_unstable();
+        zones.dedup();
+        for z in zones {
+            let serial = self.pending_serial(&z)?;
+            applied.serials.push((z, serial));
+        }
+        Ok(applied)
+    }
+
+    /// Read each name's records, ask `decide`, and collect the outcomes and the
+    /// (name, family) pairs whose records change.
+    fn compute<'p>(
+        conn: &Connection,
+        names: &'p [NamePlan],
+        decide: &Decide,
+    ) -> Result<(Applied, Vec<Change<'p>>)> {
+        let mut applied = Applied::default();
+        let mut changes = Vec::new();
+        for n in names {
+            let mut out = [Outcome::Unchanged; 2];
+            for f in Family::BOTH {
+                let before = Self::current(conn, &n.zone, &n.name, f)?;
+                let (after, outcome) = decide(n, f, &before);
+                out[f as usize] = outcome;
+                if before != after {
+                    changes.push((n, f, after));
+                }
+            }
+            applied.outcomes.push((n.name.clone(), out));
+        }
+        Ok((applied, changes))
+    }
+}
+
+/// The caller's decision for one family of one name, given the records stored
+/// now: the records after the update, and the outcome to report for it.
+pub type Decide = dyn Fn(&NamePlan, Family, &[IpAddr]) -> (Vec<IpAddr>, Outcome);
+
+/// One (name, family) whose records change, with its records after the update.
+type Change<'p> = (&'p NamePlan, Family, Vec<IpAddr>);
+
+impl Directory for Store {
+    fn token_by_hash(&mut self, hash: &[u8; 32]) -> std::result::Result<Option<Token>, String> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT t.id, t.owner, u.email, t.expires, t.allowed_subnets, t.domains, t.family
+                 FROM tokens t JOIN users u ON u.id = t.owner WHERE t.hash = ?1",
+            )
+            .map_err(|e| e.to_string())?;
+        let row = st
+            .query_row([&hash[..]], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            })
+            .optional()
+            .map_err(|e| e.to_string())?;
+        Ok(row.map(
+            |(id, owner, owner_email, expires, subnets, domains, family)| Token {
+                id,
+                owner,
+                owner_email,
+                expires,
+                allowed_subnets: subnets
+                    .split_whitespace()
+                    .filter_map(|s| s.parse().ok())
+                    .collect(),
+                domains: domains.split_whitespace().map(str::to_string).collect(),
+                family: FamilyPolicy::parse(&family).unwrap_or(FamilyPolicy::Both),
+            },
+        ))
+    }
+
+    fn domains_of(&mut self, owner: i64) -> std::result::Result<Vec<Domain>, String> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, name, zone FROM domains WHERE owner = ?1 ORDER BY name")
+            .map_err(|e| e.to_string())?;
+        let rows = st
+            .query_map([owner], |r| {
+                Ok(Domain {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    zone: r.get(2)?,
+                })
+            })
+            .map_err(|e| e.to_string())?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| e.to_string());
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewToken;
+    use crate::update::address::{ActionSource, AddressAction};
+    use crate::update::FamilyPlan;
+
+    fn store(tag: &str) -> (Store, std::path::PathBuf) {
+        let path =
+            std::env::temp_dir().join(format!("dedyn-store-{tag}-{}.sqlite3", std::process::id()));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+        let mut s = Store::open(&path, "NORMAL").unwrap();
+        s.ensure_zones(&["dedyn.example"]).unwrap();
+        (s, path)
+    }
+
+    /// A user, and a domain of theirs, inserted as the CLI would after its checks.
+    fn user_with_domain(s: &mut Store, email: &str, domain: Option<&str>) {
+        let b = s.batch().unwrap();
+        b.add_user(email).unwrap();
+        if let Some(d) = domain {
+            let id = b.user_id(email).unwrap();
+            b.add_domain(d, "dedyn.example", id).unwrap();
+        }
+        b.commit().unwrap();
+    }
+
+    fn add_token(s: &mut Store, owner: &str) -> i64 {
+        let b = s.batch().unwrap();
+        let id = b.user_id(owner).unwrap();
+        let token = NewToken {
+            hash: crate::update::token_hash(owner),
+            ..NewToken::default()
+        };
+        let tok = b.add_token(id, &token).unwrap();
+        b.commit().unwrap();
+        tok
+    }
+
+    fn add_domain(s: &mut Store, name: &str, owner: &str) {
+        let b = s.batch().unwrap();
+        let id = b.user_id(owner).unwrap();
+        b.add_domain(name, "dedyn.example", id).unwrap();
+        b.commit().unwrap();
+    }
+
+    fn plan_for(s: &Store, name: &str, ip: &str) -> NamePlan {
+        let d = s.domain_holding(name).unwrap().unwrap();
+        let set = FamilyPlan {
+            action: AddressAction::Set(vec![ip.parse().unwrap()]),
+            source: ActionSource::Connection,
+        };
+        let keep = FamilyPlan {
+            action: AddressAction::Preserve,
+            source: ActionSource::NotNamedForThisName,
+        };
+        NamePlan {
+            name: name.into(),
+            domain_id: d.id,
+            domain: d.name,
+            zone: d.zone,
+            v4: set,
+            v6: keep,
+        }
+    }
+
+    #[test]
+    fn a_token_revoked_between_plan_and_write_writes_nothing() {
+        let (mut s, path) = store("revoked");
+        user_with_domain(&mut s, "a@x.org", Some("a.dedyn.example"));
+        let tok = add_token(&mut s, "a@x.org");
+        let owner = 1; // the first user
+        let plan = plan_for(&s, "a.dedyn.example", "1.2.3.4");
+        s.revoke_token(tok).unwrap();
+        assert!(matches!(
+            s.apply_with(&[plan], tok, owner, &crate::update::outcome::decide),
+            Err(StoreError::Revoked)
+        ));
+        assert!(s
+            .records("dedyn.example", "a.dedyn.example")
+            .unwrap()
+            .is_empty());
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_domain_that_changed_hands_between_plan_and_write_is_not_written() {
+        let (mut s, path) = store("gone");
+        user_with_domain(&mut s, "a@x.org", Some("a.dedyn.example"));
+        user_with_domain(&mut s, "b@x.org", None);
+        let tok = add_token(&mut s, "a@x.org");
+        let plan = plan_for(&s, "a.dedyn.example", "1.2.3.4");
+        let owner_a = 1;
+        // Removed and registered again, by someone else: the id may well be reused.
+        s.remove_domain("a.dedyn.example").unwrap();
+        add_domain(&mut s, "a.dedyn.example", "b@x.org");
+        assert!(matches!(
+            s.apply_with(&[plan], tok, owner_a, &crate::update::outcome::decide),
+            Err(StoreError::Gone(d)) if d == "a.dedyn.example"
+        ));
+        assert!(s
+            .records("dedyn.example", "a.dedyn.example")
+            .unwrap()
+            .is_empty());
+        let _ = std::fs::remove_file(path);
+    }
+}

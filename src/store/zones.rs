@@ -1,0 +1,163 @@
+//! Zones: their rows and serials, publication bookkeeping for the publisher, and
+//! the reads of a whole zone (`for_each_record`) and of the database (`counts`).
+
+use super::db::{blob_addr, now_unix, writer_turn, Result, Store, StoreError};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use std::net::IpAddr;
+
+impl Store {
+    /// Make sure every configured zone has its row (serials start at the clock).
+    pub fn ensure_zones(&mut self, zones: &[&str]) -> Result<()> {
+        let now = now_unix();
+        for z in zones {
+            self.conn.execute(
+                "INSERT INTO zones(name, pending_serial) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+                params![z, now],
+            )?;
+        }
+        Ok(())
+    }
+
+    // ---- zones and publishing ----
+
+    /// Zones changed since their last publication.
+    pub fn dirty_zones(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT name FROM zones WHERE generation != published_generation")?;
+        let rows = st
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(rows)
+    }
+
+    pub fn pending_serial(&self, zone: &str) -> Result<u32> {
+        let s: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT pending_serial FROM zones WHERE name = ?1",
+                [zone],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(s.unwrap_or_else(now_unix) as u32)
+    }
+
+    /// Every record of `zone` in stable order (name, A before AAAA, numeric), in
+    /// one read transaction; `f` sees each without a copy of the name.
+    pub fn for_each_record(&self, zone: &str, mut f: impl FnMut(&str, IpAddr)) -> Result<usize> {
+        let tx = self.conn.unchecked_transaction()?;
+        let mut st = tx.prepare_cached(
+            "SELECT name, addr FROM records WHERE zone = ?1 ORDER BY name, type, addr",
+        )?;
+        let mut rows = st.query([zone])?;
+        let mut n = 0;
+        while let Some(r) = rows.next()? {
+            let name = r
+                .get_ref(0)?
+                .as_str()
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+            let b = r
+                .get_ref(1)?
+                .as_blob()
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+            if let Some(a) = blob_addr(b) {
+                f(name, a);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Start a publication: move the zone's pending serial on, in a short write
+    /// transaction, and return the serial this publication carries. Read the
+    /// records afterwards (`for_each_record`): every change committed before this
+    /// call carries this serial or an older one and is in that read; a change
+    /// committed in between carries the next serial and may already be in it —
+    /// its receipt is then conservative, never too early. Holding the write lock
+    /// while reading a large zone would stall every update instead.
+    pub fn start_publication(&mut self, zone: &str) -> Result<u32> {
+        let _turn = writer_turn();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row: Option<(i64, i64)> = tx
+            .query_row(
+                "SELECT pending_serial, generation FROM zones WHERE name = ?1",
+                [zone],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (serial, generation) = match row {
+            Some(r) => r,
+            None => return Err(StoreError::Db(format!("zone {zone} has no row"))),
+        };
+        // Serials look like the clock when publications are rare, and still increase
+        // strictly when they are not; u32 wraps in 2106.
+        let next = (serial + 1).max(now_unix());
+        tx.execute(
+            "UPDATE zones SET pending_serial = ?2, published_generation = ?3, published_serial = ?4, published_at = ?5 WHERE name = ?1",
+            params![zone, next, generation, serial, now_unix()],
+        )?;
+        tx.commit()?;
+        Ok(serial as u32)
+    }
+
+    /// A publication that failed: the zone stays dirty so it is tried again.
+    pub fn mark_unpublished(&mut self, zone: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE zones SET published_generation = -1 WHERE name = ?1",
+            [zone],
+        )?;
+        Ok(())
+    }
+
+    /// The serial of the last publication (for `status`).
+    pub fn published_serial(&self, zone: &str) -> Result<Option<u32>> {
+        let s: Option<Option<i64>> = self
+            .conn
+            .query_row(
+                "SELECT published_serial FROM zones WHERE name = ?1",
+                [zone],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(s.flatten().map(|v| v as u32))
+    }
+
+    /// Every domain with a zone that is not configured (for `check`).
+    pub fn domains_outside(&self, zones: &[&str]) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT name, zone FROM domains ORDER BY name")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (n, z) = r?;
+            if !zones.contains(&z.as_str()) {
+                out.push(format!("{n} (zone {z})"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many rows each table holds (for `check`).
+    pub fn counts(&self) -> Result<Counts> {
+        let c = |sql: &str| self.conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+        Ok(Counts {
+            users: c("SELECT count(*) FROM users")?,
+            domains: c("SELECT count(*) FROM domains")?,
+            tokens: c("SELECT count(*) FROM tokens")?,
+            records: c("SELECT count(*) FROM records")?,
+        })
+    }
+}
+
+/// The size of the database, as `check` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts {
+    pub users: i64,
+    pub domains: i64,
+    pub tokens: i64,
+    pub records: i64,
+}
