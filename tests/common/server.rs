@@ -179,6 +179,9 @@ impl Server {
             .chain(self.http6)
             .map(|a| format!("listening on http://{a}"))
             .chain(self.https.map(|a| format!("listening on https://{a}")))
+            // The listeners come up first (a start that fails on them touches
+            // nothing); this line says the workers and the metrics listener run.
+            .chain(std::iter::once(" serving with ".to_string()))
             .collect();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
