@@ -21,6 +21,10 @@ declare -A PKG=(
   [knotc]=knot
   [kzonecheck]=knot-dnssecutils
   [named-checkzone]=bind9-utils
+  [named]=bind9         # tests/nameserver.rs: BIND from Debian's stock named.conf
+  [rndc]=bind9-utils
+  [delv]=bind9-dnsutils # tests/nameserver.rs: validates Knot's signatures
+  [keymgr]=knot         # tests/nameserver.rs: the DS record for the parent
   [dig]=bind9-dnsutils
   [kdig]=knot-dnsutils
   [ddclient]=ddclient
@@ -33,8 +37,14 @@ declare -A PKG=(
   [nginx]=nginx-light   # bench/run.sh: the reference HTTP server
   [strip]=binutils      # bench/run.sh: size of the stripped binary
 )
-# Packages that come with a system daemon (service unit of the same name).
-DAEMON_PKGS=" nsd knot ddclient fail2ban "
+# Packages that come with a system daemon -> its service unit.
+declare -A DAEMON_UNIT=(
+  [nsd]=nsd.service
+  [knot]=knot.service
+  [ddclient]=ddclient.service
+  [fail2ban]=fail2ban.service
+  [bind9]=named.service
+)
 
 # /usr/sbin is not on every non-root PATH; look there too.
 have() { PATH="$PATH:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1; }
@@ -85,9 +95,10 @@ apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
 # none of our business.
 if [ -d /run/systemd/system ] && have systemctl; then
   for pkg in "${pkgs[@]}"; do
-    case "$DAEMON_PKGS" in
-      *" $pkg "*) systemctl disable --now "$pkg.service" >/dev/null 2>&1 || true ;;
-    esac
+    unit=${DAEMON_UNIT[$pkg]:-}
+    if [ -n "$unit" ]; then
+      systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    fi
   done
 fi
 
