@@ -317,13 +317,27 @@ fn knot(zones: &[Wired], dnssec: bool, out: &mut String) {
          cat > {KNOT_INCLUDE} <<'EOF'\n\
          # written by `dedyn-update nameserver knot{flag}`\n\
          server:\n\
-         \x20   listen: [ 0.0.0.0@53, ::@53 ]\n\
-         \n\
+         \x20   listen: [ 0.0.0.0@53, ::@53 ]\n",
+        flag = if dnssec { " --dnssec" } else { "" },
+    );
+    if dnssec {
+        // Before the template: Knot resolves the reference in file order.
+        out.push_str(
+            "\n\
+             policy:\n\
+             \x20 - id: dedyn-update\n\
+             \x20   algorithm: ecdsap256sha256\n\
+             \x20   # the KSK is never rolled automatically: its DS at the parent is yours\n\
+             \x20   ksk-lifetime: 0\n\
+             \x20   zsk-lifetime: 30d\n",
+        );
+    }
+    out.push_str(
+        "\n\
          template:\n\
          \x20 - id: dedyn-update\n\
          \x20   # the zone file is dedyn-update's: Knot never writes it back\n\
          \x20   zonefile-sync: -1\n",
-        flag = if dnssec { " --dnssec" } else { "" },
     );
     if dnssec {
         out.push_str(
@@ -335,14 +349,7 @@ fn knot(zones: &[Wired], dnssec: bool, out: &mut String) {
              \x20   # dedyn-update wrote (its serials are at most the time of writing)\n\
              \x20   serial-policy: unixtime\n\
              \x20   dnssec-signing: on\n\
-             \x20   dnssec-policy: dedyn-update\n\
-             \n\
-             policy:\n\
-             \x20 - id: dedyn-update\n\
-             \x20   algorithm: ecdsap256sha256\n\
-             \x20   # the KSK is never rolled automatically: its DS at the parent is yours\n\
-             \x20   ksk-lifetime: 0\n\
-             \x20   zsk-lifetime: 30d\n",
+             \x20   dnssec-policy: dedyn-update\n",
         );
     } else {
         out.push_str(

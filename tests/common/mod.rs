@@ -11,3 +11,4 @@ pub mod edge;
 pub mod ns;
 pub mod proc;
 pub mod server;
+pub mod stock;

@@ -401,7 +401,7 @@ zone:
 }
 
 /// `dig @127.0.0.1 -p PORT +short +norecurse`, one try of one second; sorted RDATA.
-fn dig(port: u16, name: &str, rtype: &str, scratch: &Path) -> Result<Vec<String>, String> {
+pub fn dig(port: u16, name: &str, rtype: &str, scratch: &Path) -> Result<Vec<String>, String> {
     let mut cmd = Command::new(tool("dig"));
     cmd.arg("@127.0.0.1")
         .arg("-p")
