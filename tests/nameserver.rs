@@ -429,6 +429,14 @@ fn readme_shows_the_commands_output() {
             "README block {marker}"
         );
     }
+    // The DS hand-off the README shows is the command's own step (run above).
+    let signed = nameserver_output(&config, &["knot", "--dnssec"]);
+    for line in [
+        "keymgr -c /etc/knot/knot.conf dedyn.example ds",
+        "knotc -s /run/knot/knot.sock zone-ksk-submitted",
+    ] {
+        assert!(readme.contains(line) && signed.contains(line), "{line}");
+    }
 }
 
 /// The fenced code block right after `marker`.
