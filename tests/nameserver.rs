@@ -119,6 +119,27 @@ fn assert_system_steps(w: &Wired, kind: Kind) {
     );
 }
 
+/// The control socket is group-writable for the nameserver's group, so the drop-in's
+/// `SupplementaryGroups=` is what lets dedyn-update's reload command in (as root only:
+/// otherwise the daemon does not drop privileges and owns the socket itself).
+fn assert_socket_reachable_through_group(w: &Wired, socket: &str, group: &str) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    if !common::stock::is_root() {
+        eprintln!("NOTE: not root: the control socket's group is not checked");
+        return;
+    }
+    let meta = fs::metadata(w.root.at(socket)).unwrap();
+    assert!(meta.file_type().is_socket());
+    let groups = fs::read_to_string("/etc/group").unwrap();
+    let gid: u32 = groups
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{group}:x:")))
+        .and_then(|rest| rest.split(':').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no group {group}"));
+    assert_eq!(meta.gid(), gid, "{socket} group");
+    assert_eq!(meta.mode() & 0o020, 0o020, "{socket} is not group-writable");
+}
+
 /// Polls for `path` to exist.
 fn wait_file(path: &Path, deadline: Duration) -> bool {
     let end = Instant::now() + deadline;
@@ -151,6 +172,7 @@ fn update_is_answered(w: &Wired) {
 fn nsd_from_debians_stock_config_and_the_printed_steps_answers_an_update() {
     let w = wire(Kind::Nsd, false);
     assert_system_steps(&w, Kind::Nsd);
+    assert_socket_reachable_through_group(&w, "/run/nsd/nsd.ctl", "nsd");
     // The zone statement reads our file through the link in NSD's own directory.
     let link = w.root.at("/var/lib/nsd/dedyn-update/dedyn.example.zone");
     assert_eq!(
@@ -183,6 +205,7 @@ fn nsd_from_debians_stock_config_and_the_printed_steps_answers_an_update() {
 fn knot_from_debians_stock_config_and_the_printed_steps_answers_an_update() {
     let w = wire(Kind::Knot, false);
     assert_system_steps(&w, Kind::Knot);
+    assert_socket_reachable_through_group(&w, "/run/knot/knot.sock", "knot");
     // Merged, not appended: the stock file keeps its one `template: default`.
     let knot_conf = fs::read_to_string(w.root.at("/etc/knot/knot.conf")).unwrap();
     assert_eq!(knot_conf.matches("- id: default").count(), 1);
