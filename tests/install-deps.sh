@@ -25,6 +25,7 @@ declare -A PKG=(
   [rndc]=bind9-utils
   [rndc-confgen]=bind9-utils
   [dnssec-dsfromkey]=bind9-utils
+  [apparmor_parser]=apparmor # tests/nameserver.rs: parses named's profile with our override
   [delv]=bind9-dnsutils # tests/nameserver.rs: validates Knot's signatures
   [keymgr]=knot         # tests/nameserver.rs: the DS record for the parent
   [dig]=bind9-dnsutils

@@ -243,7 +243,7 @@ fn bind_from_debians_stock_config_and_the_printed_steps_answers_an_update() {
     match real_apparmor_parser() {
         Some(parser) if Path::new("/etc/apparmor.d/usr.sbin.named").exists() => {
             let base = w.root.at("/etc/apparmor.d");
-            for d in ["tunables", "abstractions"] {
+            for d in ["tunables", "abstractions", "abi"] {
                 let mut c = std::process::Command::new("cp");
                 c.arg("-a").arg(format!("/etc/apparmor.d/{d}")).arg(&base);
                 assert!(c.status().unwrap().success());
@@ -263,6 +263,18 @@ fn bind_from_debians_stock_config_and_the_printed_steps_answers_an_update() {
                 out.status.success(),
                 "apparmor_parser refused the override: {}",
                 String::from_utf8_lossy(&out.stderr)
+            );
+            // -p: the profile as compiled, includes expanded: our rule is in it.
+            let expanded = std::process::Command::new(real_apparmor_parser().unwrap())
+                .args(["-Q", "-K", "-p", "-b"])
+                .arg(&base)
+                .arg(base.join("usr.sbin.named"))
+                .output()
+                .unwrap();
+            let expanded = String::from_utf8_lossy(&expanded.stdout);
+            assert!(
+                expanded.contains(&format!("\"{}/**\" r,", zone_dir.display())),
+                "the override is not part of the named profile"
             );
         }
         _ => eprintln!(
