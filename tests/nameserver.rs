@@ -33,6 +33,22 @@ struct Wired {
 /// dedyn-update's config as an operator writes it: the zone file at its real path
 /// (under the temp root), glue for ns1 in the include file, the printed [dns] keys.
 fn wire(kind: Kind, dnssec: bool) -> Wired {
+    // The daemon's port is free when chosen but another test may bind it first:
+    // then the whole setup starts over on new ports.
+    let mut failures = String::new();
+    for attempt in 1..=3 {
+        match try_wire(kind, dnssec) {
+            Ok(w) => return w,
+            Err(log) if log.contains("in use") => {
+                failures.push_str(&format!("attempt {attempt}:\n{log}\n"));
+            }
+            Err(log) => panic!("{log}"),
+        }
+    }
+    panic!("{kind:?} found no free port in 3 attempts:\n{failures}");
+}
+
+fn try_wire(kind: Kind, dnssec: bool) -> Result<Wired, String> {
     let root = Root::new(kind);
     root.install_stock(kind);
     let zone_file = root.placeholder_zone();
@@ -52,7 +68,7 @@ fn wire(kind: Kind, dnssec: bool) -> Wired {
     }
     let script = nameserver_output(&config, &args);
     root.run_script(&script);
-    let daemon = root.start(kind);
+    let daemon = root.start(kind)?;
     let dns = root.dns_keys(&script, kind);
     let server = Server::start_with(Setup {
         zones: Some(zones),
@@ -62,13 +78,13 @@ fn wire(kind: Kind, dnssec: bool) -> Wired {
         ..Setup::default()
     });
     let token = server.provision("alice@example.org", ALICE);
-    Wired {
+    Ok(Wired {
         root,
         script,
         server,
         daemon,
         token,
-    }
+    })
 }
 
 fn update(w: &Wired, query: &str) -> u32 {
@@ -228,11 +244,18 @@ fn bind_from_debians_stock_config_and_the_printed_steps_answers_an_update() {
         w.daemon.log()
     );
     assert!(!w.root.at(&format!("{ZONE_FILE}.jnl")).exists());
+    // Running the script again adds no second include or AppArmor rule.
+    w.root.run_script(&w.script);
+    let local_conf = fs::read_to_string(w.root.at("/etc/bind/named.conf.local")).unwrap();
+    assert_eq!(local_conf.matches("named.conf.dedyn-update").count(), 1);
     // AppArmor: the local override names our zone directory.
     let local = fs::read_to_string(w.root.at("/etc/apparmor.d/local/usr.sbin.named")).unwrap();
     let zone_dir = w.root.at(ZONE_FILE).parent().unwrap().to_path_buf();
-    assert!(
-        local.contains(&format!("\"{}/**\" r,", zone_dir.display())),
+    assert_eq!(
+        local
+            .matches(&format!("\"{}/**\" r,", zone_dir.display()))
+            .count(),
+        1,
         "{local}"
     );
     // Where the kernel has AppArmor, the script reloads the profile.

@@ -15,7 +15,8 @@
 //! - logs to the temp root or stderr instead of syslog (a container has no syslog);
 //! - BIND: `dnssec-validation no`, so that named sends no query off the machine
 //!   (the stock `auto` refreshes the root trust anchor at start);
-//! - not root: no privilege drop (`username: ""`, no `user:`, no `-u bind`);
+//! - not root: no privilege drop (`username: ""`, no `user:`, no `-u bind`) and
+//!   no `install -o nsd -g nsd` (only root can give a directory away);
 //!   as root the daemons drop to their Debian users as packaged, and the temp
 //!   base directories get the owners Debian gives the real ones;
 //! - `usermod`, `systemctl` and `apparmor_parser` are stubs that record their
@@ -284,7 +285,12 @@ impl Root {
     /// Runs the command's script (rewritten) with `sh -e`, as the README says.
     pub fn run_script(&self, script: &str) {
         let path = self.at("/nameserver.sh");
-        fs::write(&path, self.rewrite(script)).expect("write script");
+        let mut script = self.rewrite(script);
+        if !is_root() {
+            // Only root can give a directory to another user.
+            script = script.replace(" -o nsd -g nsd", "");
+        }
+        fs::write(&path, script).expect("write script");
         let mut c = Command::new("sh");
         c.arg("-e").arg(&path).current_dir(self.dir.path()).env(
             "PATH",
@@ -314,7 +320,8 @@ impl Root {
     }
 
     /// Starts `kind` as its Debian unit does (foreground), from the root's config.
-    pub fn start(&self, kind: Kind) -> Daemon {
+    /// `Err(log)` when it did not come up (e.g. another test took the port first).
+    pub fn start(&self, kind: Kind) -> Result<Daemon, String> {
         let mut cmd = match kind {
             Kind::Nsd => {
                 let mut c = Command::new(tool("nsd"));
@@ -365,8 +372,8 @@ impl Root {
             port: self.port,
             scratch: self.at("/"),
         };
-        d.wait_ready();
-        d
+        d.wait_ready()?;
+        Ok(d)
     }
 
     /// The `[dns]` keys the script's last step names, as TOML lines, rewritten; for
@@ -478,25 +485,29 @@ impl Daemon {
         a.first()?.split_whitespace().nth(2)?.parse().ok()
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let end = Instant::now() + STARTUP;
         let mut last = String::from("never asked");
         while Instant::now() < end {
             if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("{:?} exited at start with {st}\n{}", self.kind, self.log());
+                return Err(format!(
+                    "{:?} exited at start with {st}\n{}",
+                    self.kind,
+                    self.log()
+                ));
             }
             match self.query(ZONE, "SOA") {
-                Ok(a) if !a.is_empty() => return,
+                Ok(a) if !a.is_empty() => return Ok(()),
                 Ok(_) => last = "empty SOA answer".into(),
                 Err(e) => last = e,
             }
             thread::sleep(Duration::from_millis(50));
         }
-        panic!(
+        Err(format!(
             "{:?} did not answer the SOA within {STARTUP:?}: {last}\n{}",
             self.kind,
             self.log()
-        );
+        ))
     }
 }
 
