@@ -10,6 +10,7 @@ pub mod check;
 pub mod domains;
 pub mod explain;
 pub mod import;
+pub mod nameserver;
 pub mod records;
 pub mod rules;
 pub mod status;
@@ -35,6 +36,7 @@ pub fn run(config: &Config, cmd: &str, rest: &[String]) -> Out {
         }
         "explain" => explain::explain(config, rest),
         "status" => status::status(config, rest),
+        "nameserver" => nameserver::run(config, rest),
         "backup" => backup::backup(config, rest),
         "restore" => backup::restore(config, rest),
         other => Err(usage(format!(
@@ -67,6 +69,7 @@ commands:
   status NAME                            stored records, their serial, what the nameserver serves
   explain 'URL' [--header 'Name: value']... [--peer ADDR]
                                          run an update request without writing, step by step
+  nameserver nsd|knot|bind [--dnssec]    print the nameserver's side for the configured zones
   backup FILE                            consistent copy of the database, also while serving
   restore FILE                           replace the database with a backup (service stopped)
 
@@ -93,6 +96,7 @@ prints the secret of each new token, one a line, in the order of the token lines
         "check" => "usage: dedyn-update check\nValidates the config file and the database; exits non-zero naming each problem.",
         "status" => "usage: dedyn-update status NAME\nPrints the stored records, the serial that contains them, and (with [dns] verify_server)\nwhat the nameserver answers now, ending with 'served' or 'not yet served'.",
         "explain" => "usage: dedyn-update explain 'URL' [--header 'Name: value']... [--peer ADDR]\nRuns the update pipeline without writing and prints which rule decided what.\nExit 0: the request would succeed; 1: it would be refused. --peer defaults to 127.0.0.1.",
+        "nameserver" => nameserver::USAGE,
         _ => return backup::help(cmd),
     })
 }

@@ -22,6 +22,7 @@
 //!   `/var/cache/bind`, so the zone directories are added to its local override;
 //!   the IXFR journal goes to `/var/lib/bind`, not next to our zone.
 
+use super::{usage, Failure, Out};
 use crate::config::{Config, Zone};
 use std::fmt::{self, Write};
 use std::path::{Path, PathBuf};
@@ -101,6 +102,18 @@ pub fn parse_args(args: &[String]) -> Result<Request, NameserverError> {
         ));
     }
     Ok(Request { nameserver, dnssec })
+}
+
+/// `nameserver nsd|knot|bind [--dnssec]`: the script goes to stdout.
+pub fn run(config: &Config, args: &[String]) -> Out {
+    let text = parse_args(args)
+        .and_then(|request| render(config, request))
+        .map_err(|e| match e {
+            NameserverError::Usage(m) => usage(m),
+            NameserverError::Config(m) => Failure::from(m),
+        })?;
+    print!("{text}");
+    Ok(())
 }
 
 /// One configured zone with the absolute path of its file.
