@@ -120,6 +120,8 @@ pub fn run(config: &Config, args: &[String]) -> Out {
 struct Wired<'a> {
     zone: &'a Zone,
     file: PathBuf,
+    /// The config names it relative to something: worth a warning.
+    relative: bool,
 }
 
 /// The script for `request` and the zones of `config`.
@@ -170,7 +172,11 @@ fn wired_zones(config: &Config) -> Result<Vec<Wired<'_>>, NameserverError> {
                     text.escape_debug()
                 )));
             }
-            Ok(Wired { zone, file })
+            Ok(Wired {
+                zone,
+                file,
+                relative: zone.file.is_relative(),
+            })
         })
         .collect()
 }
@@ -191,6 +197,16 @@ fn header(out: &mut String, title: &str, command: &str, zones: &[Wired]) {
     let _ = writeln!(out, "# {title}, for dedyn-update's zones:");
     for w in zones {
         let _ = writeln!(out, "#   {}  {}", w.zone.name, w.file.display());
+    }
+    for w in zones.iter().filter(|w| w.relative) {
+        let _ = writeln!(
+            out,
+            "# WARNING: the config gives {}'s file as the relative path '{}', shown here\n\
+             #    resolved against the config file's directory: write the absolute path in\n\
+             #    the config, so that the service and the nameserver agree on it.",
+            w.zone.name,
+            w.zone.file.display()
+        );
     }
     let _ = writeln!(
         out,
@@ -558,6 +574,10 @@ mod tests {
         .unwrap();
         assert!(
             text.contains("file: \"/etc/dedyn-update/zones/dyn.example.zone\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("WARNING: the config gives dyn.example's file as the relative path"),
             "{text}"
         );
     }
