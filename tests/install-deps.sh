@@ -91,16 +91,19 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
 
-# If a real systemd is running (not the case in most CI containers), make sure
-# the freshly installed daemons are neither running nor enabled. Our tests use
-# their own configs on high loopback ports, so this is hygiene, not a need.
-# Only units of packages installed just now: an operator's running nsd is
-# none of our business.
-if [ -d /run/systemd/system ] && have systemctl; then
+# Make sure the freshly installed daemons are neither running nor enabled: our
+# tests use their own configs on high loopback ports, and a named/nsd/knot
+# started at the next boot would take port 53. Without a running systemd (most
+# CI containers) `systemctl disable` still removes the enablement links offline.
+# Only units of packages installed just now: an operator's running nsd is none
+# of our business.
+if have systemctl; then
+  now=""
+  if [ -d /run/systemd/system ]; then now="--now"; fi
   for pkg in "${pkgs[@]}"; do
     unit=${DAEMON_UNIT[$pkg]:-}
     if [ -n "$unit" ]; then
-      systemctl disable --now "$unit" >/dev/null 2>&1 || true
+      systemctl disable $now "$unit" >/dev/null 2>&1 || true
     fi
   done
 fi
