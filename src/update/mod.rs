@@ -4,6 +4,7 @@
 //! `Directory`. Each rule is a named function in the file of its step; `plan` runs
 //! them in the seed's order.
 
+pub mod acme;
 pub mod address;
 pub mod auth;
 pub mod directory;

@@ -1,0 +1,740 @@
+//! The acme-dns update call (SPEC 10) as pure steps: the tiny JSON body, the TXT
+//! value and name checks, token scope, which values a name keeps, and the JSON answers.
+//!
+//! No SQL and no sockets here. Why no JSON crate: the body is at most 1 KiB and one
+//! flat object of two strings; a ~150-line reader that follows RFC 8259 for what it
+//! accepts (and skips any other member, as acme-dns's Go decoder does) is smaller
+//! than a dependency and its audit.
+//!
+//! Store design (schema migration 2, applied by the store's `PRAGMA user_version` list):
+//!
+//! ```sql
+//! CREATE TABLE acme_txt (
+//!     id INTEGER PRIMARY KEY,          -- insertion order: "most recent" even within a second
+//!     zone TEXT NOT NULL,
+//!     name TEXT NOT NULL,              -- the held name; the record is _acme-challenge.NAME
+//!     value TEXT NOT NULL CHECK (length(value) BETWEEN 1 AND 255
+//!                                AND value NOT GLOB '*[^A-Za-z0-9_-]*'),
+//!     written INTEGER NOT NULL,        -- unix seconds; gone at written + 3600
+//!     domain INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+//!     UNIQUE (zone, name, value)
+//! );
+//! CREATE INDEX acme_txt_domain ON acme_txt(domain);
+//! CREATE INDEX acme_txt_written ON acme_txt(written);
+//! ALTER TABLE tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'update'
+//!     CHECK (scope IN ('update', 'acme', 'both'));
+//! ```
+//!
+//! The `CHECK` repeats [`check_value`] so that not even a hand-edited database can put
+//! a quote or a newline into a zone file. Writing a value a name already has deletes
+//! and re-inserts it (it becomes the most recent); then all but the
+//! [`VALUES_PER_NAME`] highest ids of that name are deleted, in the same transaction.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::hostname;
+
+/// The largest body read (SPEC 10: at most 1 KiB).
+pub const MAX_BODY: usize = 1024;
+/// Values kept per name: a wildcard and its base name are validated at the same
+/// TXT name within one order (SPEC 10).
+pub const VALUES_PER_NAME: usize = 2;
+/// A value is removed this long after it was written, with no call.
+pub const LIFETIME: Duration = Duration::from_secs(3600);
+/// The label ACME's DNS-01 puts in front of the validated name (RFC 8555 8.4).
+pub const CHALLENGE_LABEL: &str = "_acme-challenge";
+/// The longest TXT value: one character-string of a TXT record.
+pub const MAX_VALUE_LEN: usize = 255;
+
+/// What a token may be used for (`token add --scope`); the default is `Update`, so
+/// that a token made for a router cannot obtain certificates unless its owner says so.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    #[default]
+    Update,
+    Acme,
+    Both,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Scope> {
+        match s {
+            "update" => Some(Scope::Update),
+            "acme" => Some(Scope::Acme),
+            "both" => Some(Scope::Both),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Update => "update",
+            Scope::Acme => "acme",
+            Scope::Both => "both",
+        }
+    }
+
+    /// May the token use the address update API (SPEC 4)?
+    pub fn allows_update(self) -> bool {
+        matches!(self, Scope::Update | Scope::Both)
+    }
+
+    /// May the token write `_acme-challenge` values (SPEC 10)?
+    pub fn allows_acme(self) -> bool {
+        matches!(self, Scope::Acme | Scope::Both)
+    }
+}
+
+/// Every way an acme-dns call is refused. `status` and `body` are the one place
+/// where these become HTTP (SPEC 10's answers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AcmeRefusal {
+    /// 401: bad or missing credentials. `counted`: credentials were presented and
+    /// failed, so it counts as a failed authentication for rate limiting.
+    Unauthorized { counted: bool, reason: String },
+    /// 403: the token may not do this (scope, `--domain` policy, static zone), or
+    /// `/register`.
+    Forbidden(String),
+    /// 400 `bad_subdomain`: malformed JSON, or a name that is malformed or not held.
+    BadSubdomain(String),
+    /// 400 `bad_txt`: a value that is not 1–255 of `A-Z a-z 0-9 - _`.
+    BadTxt(String),
+    /// 413: a body over [`MAX_BODY`].
+    TooLarge,
+    /// 429 over `rate_limit.acme_per_domain`.
+    RateLimited(Duration),
+    /// 500: the database failed; nothing was written.
+    Database(String),
+}
+
+impl AcmeRefusal {
+    pub fn status(&self) -> u16 {
+        match self {
+            AcmeRefusal::Unauthorized { .. } => 401,
+            AcmeRefusal::Forbidden(_) => 403,
+            AcmeRefusal::BadSubdomain(_) | AcmeRefusal::BadTxt(_) => 400,
+            AcmeRefusal::TooLarge => 413,
+            AcmeRefusal::RateLimited(_) => 429,
+            AcmeRefusal::Database(_) => 500,
+        }
+    }
+
+    /// The JSON body, acme-dns's words where it has them.
+    pub fn body(&self) -> String {
+        let word = match self {
+            AcmeRefusal::Unauthorized { .. } | AcmeRefusal::Forbidden(_) => "forbidden",
+            AcmeRefusal::BadSubdomain(_) => "bad_subdomain",
+            AcmeRefusal::BadTxt(_) => "bad_txt",
+            AcmeRefusal::TooLarge => "body_too_large",
+            AcmeRefusal::RateLimited(_) => "rate_limited",
+            AcmeRefusal::Database(_) => "database",
+        };
+        format!("{{\"error\": \"{word}\"}}")
+    }
+}
+
+impl fmt::Display for AcmeRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcmeRefusal::Unauthorized { reason, .. } => {
+                write!(f, "authentication failed: {reason}")
+            }
+            AcmeRefusal::Forbidden(m) => write!(f, "forbidden: {m}"),
+            AcmeRefusal::BadSubdomain(m) => write!(f, "bad subdomain: {m}"),
+            AcmeRefusal::BadTxt(m) => write!(f, "bad txt: {m}"),
+            AcmeRefusal::TooLarge => write!(f, "body larger than {MAX_BODY} bytes"),
+            AcmeRefusal::RateLimited(d) => {
+                write!(f, "rate limited for {}s", super::retry_after_secs(*d))
+            }
+            AcmeRefusal::Database(m) => write!(f, "database error: {m}"),
+        }
+    }
+}
+
+/// The `200` body: the value written, as acme-dns answers it.
+pub fn ok_body(value: &str) -> String {
+    // `value` passed `check_value`: nothing in it needs escaping.
+    format!("{{\"txt\": \"{value}\"}}")
+}
+
+/// The two members of an update call, as sent (not yet checked).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpdateBody {
+    pub subdomain: Option<String>,
+    pub txt: Option<String>,
+}
+
+/// Parse the body of `POST /update`, whatever its `Content-Type` (acme-dns's own
+/// curl example sends JSON as a form). Like acme-dns's Go decoder: member names
+/// match case-insensitively, the last of a repeated member wins, other members
+/// are skipped, `null` counts as absent. Anything that is not one JSON object is
+/// `bad_subdomain` (SPEC 10: malformed JSON); a non-string `txt` is `bad_txt`.
+pub fn parse_body(body: &[u8]) -> Result<UpdateBody, AcmeRefusal> {
+    if body.len() > MAX_BODY {
+        return Err(AcmeRefusal::TooLarge);
+    }
+    let malformed = |why: String| AcmeRefusal::BadSubdomain(format!("malformed JSON body: {why}"));
+    let mut r = Reader { b: body, i: 0 };
+    let mut out = UpdateBody::default();
+    r.ws();
+    r.expect(b'{').map_err(malformed)?;
+    r.ws();
+    if r.peek() == Some(b'}') {
+        r.i += 1;
+    } else {
+        loop {
+            r.ws();
+            let key = r.string().map_err(malformed)?;
+            r.ws();
+            r.expect(b':').map_err(malformed)?;
+            r.ws();
+            let field = if key.eq_ignore_ascii_case("subdomain") {
+                Some(&mut out.subdomain)
+            } else if key.eq_ignore_ascii_case("txt") {
+                Some(&mut out.txt)
+            } else {
+                None
+            };
+            match (field, r.peek()) {
+                (Some(f), Some(b'"')) => *f = Some(r.string().map_err(malformed)?),
+                (Some(f), Some(b'n')) => {
+                    r.literal("null").map_err(malformed)?;
+                    *f = None;
+                }
+                (Some(_), _) if key.eq_ignore_ascii_case("txt") => {
+                    r.skip_value(0).map_err(malformed)?;
+                    return Err(AcmeRefusal::BadTxt("\"txt\" is not a string".into()));
+                }
+                (Some(_), _) => {
+                    return Err(malformed("\"subdomain\" is not a string".into()));
+                }
+                (None, _) => r.skip_value(0).map_err(malformed)?,
+            }
+            r.ws();
+            match r.next() {
+                Some(b',') => continue,
+                Some(b'}') => break,
+                _ => return Err(malformed(format!("expected ',' or '}}' at byte {}", r.i))),
+            }
+        }
+    }
+    r.ws();
+    if r.i != body.len() {
+        return Err(malformed(format!("trailing data at byte {}", r.i)));
+    }
+    Ok(out)
+}
+
+/// SPEC 10: 1–255 characters of `A–Z a–z 0–9 - _` (an ACME key authorisation
+/// digest is 43 of them). This is also all that keeps a value from breaking the
+/// zone file, so the renderer checks it again.
+pub fn check_value(value: &str) -> Result<(), AcmeRefusal> {
+    if value.is_empty() {
+        return Err(AcmeRefusal::BadTxt("empty txt value".into()));
+    }
+    if value.len() > MAX_VALUE_LEN {
+        return Err(AcmeRefusal::BadTxt(format!(
+            "txt value longer than {MAX_VALUE_LEN} characters"
+        )));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(AcmeRefusal::BadTxt(format!(
+            "txt value has {:?}; allowed: A-Z a-z 0-9 - _",
+            c
+        )));
+    }
+    Ok(())
+}
+
+/// The body's `subdomain` as a stored name: normalized (lower case, no trailing
+/// dot), SPEC 4.2 syntax, not a wildcard (a wildcard's challenge is at its base name).
+/// Whether the owner holds it is the caller's question (also `bad_subdomain`).
+pub fn check_subdomain(raw: Option<&str>) -> Result<String, AcmeRefusal> {
+    let raw = raw.ok_or_else(|| AcmeRefusal::BadSubdomain("no \"subdomain\" in body".into()))?;
+    let name = hostname::normalize(raw);
+    hostname::check_syntax(&name).map_err(AcmeRefusal::BadSubdomain)?;
+    if name.starts_with("*.") {
+        return Err(AcmeRefusal::BadSubdomain(format!(
+            "'{}' is a wildcard: send its base name",
+            hostname::printable(&name)
+        )));
+    }
+    Ok(name)
+}
+
+/// Both members checked: the name to write under, and the value.
+pub fn check_body(body: &UpdateBody) -> Result<(String, String), AcmeRefusal> {
+    let name = check_subdomain(body.subdomain.as_deref())?;
+    let value = body
+        .txt
+        .as_deref()
+        .ok_or_else(|| AcmeRefusal::BadTxt("no \"txt\" in body".into()))?;
+    check_value(value)?;
+    Ok((name, value.to_string()))
+}
+
+/// The owner name of the TXT record for `name` (stored form, no trailing dot).
+pub fn challenge_name(name: &str) -> String {
+    format!("{CHALLENGE_LABEL}.{name}")
+}
+
+/// The zone-file line for one value, or `None` when the value fails
+/// [`check_value`] (then it is left out, never written half-quoted).
+pub fn zone_line(name: &str, ttl: u32, value: &str) -> Option<String> {
+    check_value(value).ok()?;
+    Some(format!(
+        "{}. {ttl} IN TXT \"{value}\"",
+        challenge_name(name)
+    ))
+}
+
+/// Has a value written at `written` (unix seconds) expired at `now`?
+pub fn expired(written: i64, now: i64) -> bool {
+    now >= written.saturating_add(LIFETIME.as_secs() as i64)
+}
+
+/// When the oldest of `written` expires: the publisher republishes then.
+pub fn next_expiry(written: impl IntoIterator<Item = i64>) -> Option<i64> {
+    written
+        .into_iter()
+        .min()
+        .map(|w| w.saturating_add(LIFETIME.as_secs() as i64))
+}
+
+/// Which of a name's values stay after `new` is written: `current` holds the
+/// values oldest first; the result too. A repeated value becomes the most recent.
+pub fn after_write<'a>(current: &[&'a str], new: &'a str) -> Vec<&'a str> {
+    let mut kept: Vec<&str> = current.iter().copied().filter(|v| *v != new).collect();
+    kept.push(new);
+    let drop = kept.len().saturating_sub(VALUES_PER_NAME);
+    kept.split_off(drop)
+}
+
+/// A cursor over the body bytes.
+struct Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+/// Nesting depth at which skipping a member gives up (the body is 1 KiB anyway).
+const MAX_DEPTH: usize = 16;
+
+impl Reader<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), String> {
+        match self.next() {
+            Some(x) if x == c => Ok(()),
+            Some(x) => Err(format!(
+                "expected '{}' at byte {}, found '{}'",
+                c as char,
+                self.i - 1,
+                (x as char).escape_default()
+            )),
+            None => Err(format!("expected '{}', found the end", c as char)),
+        }
+    }
+
+    fn literal(&mut self, word: &str) -> Result<(), String> {
+        if self.b[self.i..].starts_with(word.as_bytes()) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(format!("unexpected value at byte {}", self.i))
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let digits = self
+            .b
+            .get(self.i..self.i + 4)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .filter(|d| d.bytes().all(|c| c.is_ascii_hexdigit()))
+            .ok_or_else(|| format!("bad \\u escape at byte {}", self.i))?;
+        let v = u32::from_str_radix(digits, 16).map_err(|e| e.to_string())?;
+        self.i += 4;
+        Ok(v)
+    }
+
+    /// A JSON string, unescaped; the reader stands on its opening quote.
+    fn string(&mut self) -> Result<String, String> {
+        self.expect(b'"')?;
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            let c = self.next().ok_or("unterminated string")?;
+            match c {
+                b'"' => break,
+                b'\\' => {
+                    let e = self.next().ok_or("unterminated escape")?;
+                    let simple = match e {
+                        b'"' => Some(b'"'),
+                        b'\\' => Some(b'\\'),
+                        b'/' => Some(b'/'),
+                        b'b' => Some(8),
+                        b'f' => Some(12),
+                        b'n' => Some(b'\n'),
+                        b'r' => Some(b'\r'),
+                        b't' => Some(b'\t'),
+                        b'u' => None,
+                        _ => return Err(format!("bad escape at byte {}", self.i - 1)),
+                    };
+                    if let Some(s) = simple {
+                        out.push(s);
+                        continue;
+                    }
+                    let mut cp = self.hex4()?;
+                    if (0xD800..0xDC00).contains(&cp) {
+                        // A high surrogate must be followed by an escaped low one.
+                        self.literal("\\u")?;
+                        let low = self.hex4()?;
+                        if !(0xDC00..0xE000).contains(&low) {
+                            return Err(format!("unpaired surrogate before byte {}", self.i));
+                        }
+                        cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+                    }
+                    let ch = char::from_u32(cp)
+                        .ok_or_else(|| format!("unpaired surrogate before byte {}", self.i))?;
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                }
+                0..=0x1f => {
+                    return Err(format!(
+                        "control character in string at byte {}",
+                        self.i - 1
+                    ))
+                }
+                _ => out.push(c),
+            }
+        }
+        String::from_utf8(out).map_err(|_| "string is not UTF-8".to_string())
+    }
+
+    /// Skip one JSON value of a member we do not use.
+    fn skip_value(&mut self, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err("nested too deeply".into());
+        }
+        self.ws();
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(b't') => self.literal("true"),
+            Some(b'f') => self.literal("false"),
+            Some(b'n') => self.literal("null"),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.i;
+                while matches!(
+                    self.peek(),
+                    Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                ) {
+                    self.i += 1;
+                }
+                std::str::from_utf8(&self.b[start..self.i])
+                    .ok()
+                    .and_then(|n| n.parse::<f64>().ok())
+                    .map(drop)
+                    .ok_or_else(|| format!("bad number at byte {start}"))
+            }
+            Some(open @ (b'[' | b'{')) => {
+                let close = if open == b'[' { b']' } else { b'}' };
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(close) {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.ws();
+                    if open == b'{' {
+                        self.string()?;
+                        self.ws();
+                        self.expect(b':')?;
+                    }
+                    self.skip_value(depth + 1)?;
+                    self.ws();
+                    match self.next() {
+                        Some(b',') => continue,
+                        Some(c) if c == close => return Ok(()),
+                        _ => {
+                            return Err(format!("unterminated array or object at byte {}", self.i))
+                        }
+                    }
+                }
+            }
+            _ => Err(format!("unexpected value at byte {}", self.i)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg";
+
+    fn body(s: &str) -> Result<UpdateBody, AcmeRefusal> {
+        parse_body(s.as_bytes())
+    }
+
+    fn both(sub: &str, txt: &str) -> UpdateBody {
+        UpdateBody {
+            subdomain: Some(sub.into()),
+            txt: Some(txt.into()),
+        }
+    }
+
+    #[test]
+    fn what_the_clients_send_parses() {
+        // certbot-dns-acmedns (pyacmedns: json.dumps), lego/acme.sh (compact).
+        let a = format!(r#"{{"subdomain": "alice.dedyn.example", "txt": "{DIGEST}"}}"#);
+        let b = format!(r#"{{"subdomain":"alice.dedyn.example","txt":"{DIGEST}"}}"#);
+        for s in [a, b] {
+            assert_eq!(body(&s), Ok(both("alice.dedyn.example", DIGEST)), "{s}");
+        }
+    }
+
+    #[test]
+    fn whitespace_unknown_members_case_and_repeats_follow_go_decoding() {
+        let s = "\r\n { \"Subdomain\" : \"x.example\" ,\t\"extra\": {\"a\": [1, 2.5e3, true, null, \"s\"]},\n\"TXT\": \"a\", \"txt\": \"b\" } \n";
+        assert_eq!(body(s), Ok(both("x.example", "b")));
+        assert_eq!(body("{}"), Ok(UpdateBody::default()));
+        assert_eq!(
+            body(r#"{"subdomain": null, "txt": "v"}"#),
+            Ok(UpdateBody {
+                subdomain: None,
+                txt: Some("v".into())
+            })
+        );
+    }
+
+    #[test]
+    fn escapes_are_decoded() {
+        assert_eq!(
+            body(r#"{"subdomain": "a\u002eb\/c", "txt": "\"\\\n\ud83d\ude00"}"#),
+            Ok(both("a.b/c", "\"\\\n\u{1F600}"))
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_bad_subdomain() {
+        for s in [
+            "",
+            "subdomain=a&txt=b",
+            "[]",
+            "{",
+            r#"{"subdomain": "a""#,
+            r#"{"subdomain" "a"}"#,
+            r#"{"subdomain": "a",}"#,
+            r#"{"subdomain": "a"} x"#,
+            r#"{"subdomain": 'a'}"#,
+            r#"{"subdomain": "a\x"}"#,
+            r#"{"subdomain": "\ud800"}"#,
+            r#"{"subdomain": "\ud800\u0041"}"#,
+            "{\"subdomain\": \"a\nb\"}",
+            r#"{"subdomain": 5, "txt": "v"}"#,
+            r#"{"other": [[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}"#,
+            r#"{"other": tru}"#,
+            r#"{"other": 1-}"#,
+        ] {
+            match body(s) {
+                Err(AcmeRefusal::BadSubdomain(m)) => {
+                    assert!(m.contains("malformed JSON"), "{s}: {m}")
+                }
+                other => panic!("{s:?} gave {other:?}"),
+            }
+        }
+        let invalid_utf8: &[u8] = b"{\"subdomain\": \"\xff\"}";
+        assert!(matches!(
+            parse_body(invalid_utf8),
+            Err(AcmeRefusal::BadSubdomain(_))
+        ));
+    }
+
+    #[test]
+    fn a_txt_that_is_not_a_string_is_bad_txt() {
+        for s in [r#"{"txt": 5}"#, r#"{"txt": ["a"]}"#, r#"{"txt": true}"#] {
+            assert!(matches!(body(s), Err(AcmeRefusal::BadTxt(_))), "{s}");
+        }
+    }
+
+    #[test]
+    fn bodies_over_1_kib_are_refused_before_parsing() {
+        let pad = " ".repeat(MAX_BODY);
+        let s = format!(r#"{{"subdomain": "a.example", "txt": "v"}}{pad}"#);
+        assert_eq!(body(&s), Err(AcmeRefusal::TooLarge));
+        let head = r#"{"txt": "v"}"#;
+        let fits = format!("{head}{}", " ".repeat(MAX_BODY - head.len()));
+        assert_eq!(fits.len(), MAX_BODY);
+        assert!(body(&fits).is_ok());
+    }
+
+    #[test]
+    fn values_are_1_to_255_of_the_digest_alphabet() {
+        assert_eq!(check_value(DIGEST), Ok(()));
+        assert_eq!(check_value("a"), Ok(()));
+        assert_eq!(check_value(&"-_".repeat(127)), Ok(()));
+        assert_eq!(check_value(&"x".repeat(255)), Ok(()));
+        for bad in [
+            String::new(),
+            "x".repeat(256),
+            "a\"b".into(),
+            "a b".into(),
+            "a\nb".into(),
+            "a;b".into(),
+            "a\\b".into(),
+            "a.b".into(),
+            "é".into(),
+            "a=".into(),
+            "a)".into(),
+        ] {
+            match check_value(&bad) {
+                Err(AcmeRefusal::BadTxt(_)) => {}
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn subdomains_are_normalized_and_must_be_plain_names() {
+        assert_eq!(
+            check_subdomain(Some("Alice.Dedyn.Example.")),
+            Ok("alice.dedyn.example".into())
+        );
+        for bad in [
+            None,
+            Some(""),
+            Some("*.alice.dedyn.example"),
+            Some("a..b"),
+            Some("a b.c"),
+            Some("a\"b"),
+        ] {
+            assert!(
+                matches!(check_subdomain(bad), Err(AcmeRefusal::BadSubdomain(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn check_body_checks_the_name_first_then_the_value() {
+        assert_eq!(
+            check_body(&both("A.example", DIGEST)),
+            Ok(("a.example".into(), DIGEST.into()))
+        );
+        assert!(matches!(
+            check_body(&both("*.a", "x y")),
+            Err(AcmeRefusal::BadSubdomain(_))
+        ));
+        assert!(matches!(
+            check_body(&both("a.example", "x y")),
+            Err(AcmeRefusal::BadTxt(_))
+        ));
+        let no_txt = UpdateBody {
+            subdomain: Some("a.example".into()),
+            txt: None,
+        };
+        assert!(matches!(check_body(&no_txt), Err(AcmeRefusal::BadTxt(_))));
+    }
+
+    #[test]
+    fn answers_are_spec_10_json() {
+        let cases = [
+            (
+                AcmeRefusal::Unauthorized {
+                    counted: true,
+                    reason: "x".into(),
+                },
+                401,
+                r#"{"error": "forbidden"}"#,
+            ),
+            (
+                AcmeRefusal::Forbidden("x".into()),
+                403,
+                r#"{"error": "forbidden"}"#,
+            ),
+            (
+                AcmeRefusal::BadSubdomain("x".into()),
+                400,
+                r#"{"error": "bad_subdomain"}"#,
+            ),
+            (
+                AcmeRefusal::BadTxt("x".into()),
+                400,
+                r#"{"error": "bad_txt"}"#,
+            ),
+            (
+                AcmeRefusal::RateLimited(Duration::from_secs(3)),
+                429,
+                r#"{"error": "rate_limited"}"#,
+            ),
+        ];
+        for (r, status, body) in cases {
+            assert_eq!((r.status(), r.body().as_str()), (status, body), "{r:?}");
+        }
+        assert_eq!(ok_body(DIGEST), format!("{{\"txt\": \"{DIGEST}\"}}"));
+    }
+
+    #[test]
+    fn scope_words_and_permissions() {
+        assert_eq!(Scope::default(), Scope::Update);
+        for s in [Scope::Update, Scope::Acme, Scope::Both] {
+            assert_eq!(Scope::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Scope::parse("ACME"), None);
+        assert_eq!(Scope::parse(""), None);
+        assert!(Scope::Update.allows_update() && !Scope::Update.allows_acme());
+        assert!(!Scope::Acme.allows_update() && Scope::Acme.allows_acme());
+        assert!(Scope::Both.allows_update() && Scope::Both.allows_acme());
+    }
+
+    #[test]
+    fn zone_lines_are_quoted_and_refuse_unsafe_values() {
+        assert_eq!(
+            zone_line("alice.dedyn.example", 60, DIGEST),
+            Some(format!(
+                "_acme-challenge.alice.dedyn.example. 60 IN TXT \"{DIGEST}\""
+            ))
+        );
+        assert_eq!(zone_line("a.example", 60, "x\" IN A 1.2.3.4"), None);
+        assert_eq!(zone_line("a.example", 60, "x\n@ NS evil."), None);
+        assert_eq!(zone_line("a.example", 60, ""), None);
+    }
+
+    #[test]
+    fn two_most_recent_values_are_kept() {
+        assert_eq!(after_write(&[], "a"), ["a"]);
+        assert_eq!(after_write(&["a"], "b"), ["a", "b"]);
+        assert_eq!(after_write(&["a", "b"], "c"), ["b", "c"]);
+        // A repeated value becomes the most recent instead of taking a second slot.
+        assert_eq!(after_write(&["a", "b"], "a"), ["b", "a"]);
+        assert_eq!(after_write(&["a"], "a"), ["a"]);
+    }
+
+    #[test]
+    fn values_expire_an_hour_after_writing() {
+        assert!(!expired(1000, 1000));
+        assert!(!expired(1000, 4599));
+        assert!(expired(1000, 4600));
+        assert!(!expired(i64::MAX, 0));
+        assert_eq!(next_expiry([5000, 1000, 3000]), Some(4600));
+        assert_eq!(next_expiry([]), None);
+        assert_eq!(challenge_name("a.example"), "_acme-challenge.a.example");
+    }
+}
