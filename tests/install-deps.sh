@@ -39,6 +39,8 @@ declare -A PKG=(
   [systemd-analyze]=systemd
   [nginx]=nginx-light   # bench/run.sh: the reference HTTP server
   [strip]=binutils      # bench/run.sh: size of the stripped binary
+  [pebble]=pebble       # tests/acme_clients.rs: the ACME test CA
+  [lego]=lego           # tests/acme_clients.rs: ACME client (exec provider + our hook)
 )
 # Packages that come with a system daemon -> its service unit.
 declare -A DAEMON_UNIT=(
@@ -57,16 +59,25 @@ for cmd in "${!PKG[@]}"; do
   have "$cmd" || missing_cmds+=("$cmd")
 done
 
-if [ ${#missing_cmds[@]} -eq 0 ]; then
+# Not a command: Debian's python3 needs python3-venv (venv + ensurepip) for the
+# venv tests/acme_clients.rs makes to pip-install certbot and its dns-acmedns plugin.
+venv_ok() { /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1; }
+extra_pkgs=()
+venv_ok || extra_pkgs+=(python3-venv)
+
+if [ ${#missing_cmds[@]} -eq 0 ] && [ ${#extra_pkgs[@]} -eq 0 ]; then
   echo "install-deps: all test dependencies present"
   exit 0
 fi
 
 # Unique, sorted package list for the missing commands.
-mapfile -t pkgs < <(for c in "${missing_cmds[@]}"; do echo "${PKG[$c]}"; done | sort -u)
+mapfile -t pkgs < <({
+  for c in "${missing_cmds[@]}"; do echo "${PKG[$c]}"; done
+  for p in "${extra_pkgs[@]}"; do echo "$p"; done
+} | sort -u)
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "install-deps: missing commands: ${missing_cmds[*]}" >&2
+  echo "install-deps: missing: ${missing_cmds[*]} ${extra_pkgs[*]}" >&2
   echo "install-deps: run as root, or: sudo apt-get install --no-install-recommends ${pkgs[*]}" >&2
   exit 1
 fi
@@ -112,6 +123,7 @@ still_missing=()
 for cmd in "${missing_cmds[@]}"; do
   have "$cmd" || still_missing+=("$cmd")
 done
+venv_ok || still_missing+=("python3 venv module")
 if [ ${#still_missing[@]} -ne 0 ]; then
   echo "install-deps: still missing after install: ${still_missing[*]}" >&2
   exit 1

@@ -5,6 +5,7 @@
 //! Not every test uses every helper, hence the blanket `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod acme;
 pub mod ddclient;
 pub mod dns;
 pub mod edge;

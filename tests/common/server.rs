@@ -374,6 +374,17 @@ pub fn basic(user: &str, secret: &str) -> String {
 /// One request on a fresh connection (`Connection: close`); reads to EOF.
 /// `Host` is the server's address unless `headers` has one.
 pub fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+    send(addr, method, target, headers, None)
+}
+
+/// Like `request`, with a body (and its `Content-Length`) when `body` is given.
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Response {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
@@ -383,8 +394,13 @@ pub fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("send");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
+    s.write_all(&bytes).expect("send");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read response");
     parse_response(&raw)
