@@ -1,0 +1,335 @@
+//! The `_acme-challenge` TXT values in SQLite (SPEC 10): write one keeping the most
+//! recent per name, clear a name, read them for `records` and the renderer, expire them.
+//!
+//! The rules (value syntax, how many, how long) are `update::acme`'s; this is their SQL.
+//! Every write bumps the zone's generation in the same transaction, like `apply`,
+//! so the publisher sees it and the writer gets the receipt serial.
+
+use super::{invalid, now_unix, writer_turn, Result, Store, StoreError};
+use crate::update::acme::{LIFETIME, VALUES_PER_NAME};
+use crate::update::Domain;
+use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+
+/// Schema migration: the values, and each token's scope (default `update`: a
+/// token made before the migration keeps doing exactly what it did).
+pub const MIGRATION: &str = "CREATE TABLE acme_txt (
+        id INTEGER PRIMARY KEY,          -- insertion order: 'most recent' even within a second
+        zone TEXT NOT NULL,
+        name TEXT NOT NULL,              -- the held name; the record is _acme-challenge.NAME
+        value TEXT NOT NULL CHECK (length(value) BETWEEN 1 AND 255
+                                   AND value NOT GLOB '*[^A-Za-z0-9_-]*'),
+        written INTEGER NOT NULL,        -- unix seconds; removed at written + 3600
+        domain INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+        UNIQUE (zone, name, value)
+    );
+    CREATE INDEX acme_txt_domain ON acme_txt(domain);
+    CREATE INDEX acme_txt_written ON acme_txt(written);
+    ALTER TABLE tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'update'
+        CHECK (scope IN ('update', 'acme', 'both'));";
+
+/// Who asks for a write: a token (re-checked under the write lock, as for address
+/// updates) or the operator on the command line.
+#[derive(Clone, Copy, Debug)]
+pub enum Writer {
+    Token { id: i64, owner: i64 },
+    Operator,
+}
+
+/// `written` older than this (unix seconds) has expired at `now`.
+fn cutoff(now: i64) -> i64 {
+    now.saturating_sub(LIFETIME.as_secs() as i64)
+}
+
+/// Bump `zone`'s generation; the serial its next publication carries.
+fn bump(tx: &Transaction, zone: &str) -> Result<u32> {
+    let serial: Option<i64> = tx
+        .prepare_cached(
+            "UPDATE zones SET generation = generation + 1 WHERE name = ?1 RETURNING pending_serial",
+        )?
+        .query_row([zone], |r| r.get(0))
+        .optional()?;
+    Ok(serial.unwrap_or(0) as u32)
+}
+
+impl Store {
+    /// Write `value` for `name` (held through `domain`): it becomes the most recent,
+    /// and all but the [`VALUES_PER_NAME`] most recent of the name are deleted.
+    /// Returns the serial of the publication that will contain it.
+    pub fn acme_set(
+        &mut self,
+        domain: &Domain,
+        name: &str,
+        value: &str,
+        who: Writer,
+    ) -> Result<u32> {
+        let _turn = writer_turn();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let held: bool = match who {
+            Writer::Token { id, owner } => {
+                let token_ok: bool = tx
+                    .prepare_cached(
+                        "SELECT EXISTS(SELECT 1 FROM tokens WHERE id = ?1 AND owner = ?2)",
+                    )?
+                    .query_row(params![id, owner], |r| r.get(0))?;
+                if !token_ok {
+                    return Err(StoreError::Revoked);
+                }
+                tx.prepare_cached(
+                    "SELECT EXISTS(SELECT 1 FROM domains WHERE id = ?1 AND name = ?2 AND owner = ?3)",
+                )?
+                .query_row(params![domain.id, domain.name, owner], |r| r.get(0))?
+            }
+            Writer::Operator => tx
+                .prepare_cached("SELECT EXISTS(SELECT 1 FROM domains WHERE id = ?1 AND name = ?2)")?
+                .query_row(params![domain.id, domain.name], |r| r.get(0))?,
+        };
+        if !held {
+            return Err(StoreError::Gone(domain.name.clone()));
+        }
+        tx.prepare_cached("DELETE FROM acme_txt WHERE zone = ?1 AND name = ?2 AND value = ?3")?
+            .execute(params![domain.zone, name, value])?;
+        tx.prepare_cached(
+            "INSERT INTO acme_txt(zone, name, value, written, domain) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![domain.zone, name, value, now_unix(), domain.id])?;
+        tx.prepare_cached(
+            "DELETE FROM acme_txt WHERE zone = ?1 AND name = ?2 AND id NOT IN
+                (SELECT id FROM acme_txt WHERE zone = ?1 AND name = ?2 ORDER BY id DESC LIMIT ?3)",
+        )?
+        .execute(params![domain.zone, name, VALUES_PER_NAME as i64])?;
+        let serial = bump(&tx, &domain.zone)?;
+        tx.commit()?;
+        Ok(serial)
+    }
+
+    /// Delete every value of `name` (`acme clear`); `Invalid` when it had none.
+    pub fn acme_clear(&mut self, zone: &str, name: &str) -> Result<u32> {
+        let _turn = writer_turn();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx
+            .prepare_cached("DELETE FROM acme_txt WHERE zone = ?1 AND name = ?2")?
+            .execute(params![zone, name])?;
+        if n == 0 {
+            return invalid(format!("{name} has no _acme-challenge values"));
+        }
+        let serial = bump(&tx, zone)?;
+        tx.commit()?;
+        Ok(serial)
+    }
+
+    /// The live values of `name`, oldest first, with when each was written.
+    pub fn acme_values(&self, zone: &str, name: &str) -> Result<Vec<(String, i64)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT value, written FROM acme_txt WHERE zone = ?1 AND name = ?2 AND written > ?3 ORDER BY id",
+        )?;
+        let rows = st
+            .query_map(params![zone, name, cutoff(now_unix())], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Every live value of `zone` in stable order (name, then oldest first), for
+    /// the renderer; an expired value is never rendered, even before it is deleted.
+    pub fn for_each_acme_value(
+        &self,
+        zone: &str,
+        now: i64,
+        mut f: impl FnMut(&str, &str),
+    ) -> Result<usize> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT name, value FROM acme_txt WHERE zone = ?1 AND written > ?2 ORDER BY name, id",
+        )?;
+        let mut rows = st.query(params![zone, cutoff(now)])?;
+        let mut n = 0;
+        while let Some(r) = rows.next()? {
+            let name = r
+                .get_ref(0)?
+                .as_str()
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+            let value = r
+                .get_ref(1)?
+                .as_str()
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+            f(name, value);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Delete the values that expired at `now`; their zones are marked for
+    /// publication. Returns those zones (none: nothing was written).
+    pub fn expire_acme(&mut self, now: i64) -> Result<Vec<String>> {
+        let any: bool = self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM acme_txt WHERE written <= ?1)",
+            [cutoff(now)],
+            |r| r.get(0),
+        )?;
+        if !any {
+            return Ok(Vec::new());
+        }
+        let _turn = writer_turn();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let zones: Vec<String> = tx
+            .prepare("SELECT DISTINCT zone FROM acme_txt WHERE written <= ?1")?
+            .query_map([cutoff(now)], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        tx.execute("DELETE FROM acme_txt WHERE written <= ?1", [cutoff(now)])?;
+        for z in &zones {
+            bump(&tx, z)?;
+        }
+        tx.commit()?;
+        Ok(zones)
+    }
+
+    /// When the next value expires (unix seconds), if any is stored.
+    pub fn next_acme_expiry(&self) -> Result<Option<i64>> {
+        let oldest: Option<i64> =
+            self.conn
+                .query_row("SELECT min(written) FROM acme_txt", [], |r| r.get(0))?;
+        Ok(oldest.map(|w| w.saturating_add(LIFETIME.as_secs() as i64)))
+    }
+
+    /// How many values are stored (for `check` and metrics).
+    pub fn acme_count(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM acme_txt", [], |r| r.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(tag: &str) -> (Store, std::path::PathBuf, Domain) {
+        let path =
+            std::env::temp_dir().join(format!("dedyn-acme-{tag}-{}.sqlite3", std::process::id()));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+        let mut s = Store::open(&path, "NORMAL").expect("open");
+        s.ensure_zones(&["dedyn.example"]).expect("zones");
+        s.add_user("a@x.org").expect("user");
+        s.add_domain("a.dedyn.example", "dedyn.example", "a@x.org")
+            .expect("domain");
+        let d = s
+            .domain_holding("a.dedyn.example")
+            .expect("query")
+            .expect("held");
+        (s, path, d)
+    }
+
+    fn values(s: &Store, name: &str) -> Vec<String> {
+        s.acme_values("dedyn.example", name)
+            .expect("values")
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect()
+    }
+
+    fn cleanup(path: &std::path::Path) {
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+    }
+
+    #[test]
+    fn a_third_value_replaces_the_oldest_and_a_repeat_becomes_newest() {
+        let (mut s, path, d) = store("keep");
+        for v in ["v1", "v2", "v3"] {
+            s.acme_set(&d, "a.dedyn.example", v, Writer::Operator)
+                .expect("set");
+        }
+        assert_eq!(values(&s, "a.dedyn.example"), ["v2", "v3"]);
+        s.acme_set(&d, "a.dedyn.example", "v2", Writer::Operator)
+            .expect("set");
+        assert_eq!(values(&s, "a.dedyn.example"), ["v3", "v2"]);
+        // Another name below the same domain has its own two.
+        s.acme_set(&d, "www.a.dedyn.example", "w1", Writer::Operator)
+            .expect("set");
+        assert_eq!(values(&s, "a.dedyn.example"), ["v3", "v2"]);
+        let mut seen = Vec::new();
+        s.for_each_acme_value("dedyn.example", now_unix(), |n, v| {
+            seen.push(format!("{n} {v}"))
+        })
+        .expect("render");
+        assert_eq!(
+            seen,
+            [
+                "a.dedyn.example v3",
+                "a.dedyn.example v2",
+                "www.a.dedyn.example w1"
+            ]
+        );
+        cleanup(&path);
+    }
+
+    #[test]
+    fn the_database_refuses_a_value_that_could_break_a_zone_file() {
+        let (mut s, path, d) = store("check");
+        for bad in ["a\"b", "a b", "a\nb", ""] {
+            assert!(
+                s.acme_set(&d, "a.dedyn.example", bad, Writer::Operator)
+                    .is_err(),
+                "{bad:?} was stored"
+            );
+        }
+        assert!(values(&s, "a.dedyn.example").is_empty());
+        cleanup(&path);
+    }
+
+    #[test]
+    fn expired_values_are_not_rendered_and_are_deleted_with_a_republication() {
+        let (mut s, path, d) = store("expire");
+        s.acme_set(&d, "a.dedyn.example", "old", Writer::Operator)
+            .expect("set");
+        let now = now_unix();
+        let expiry = s.next_acme_expiry().expect("expiry").expect("one value");
+        assert!(
+            (now + 3599..=now + 3600).contains(&expiry),
+            "{expiry} vs {now}"
+        );
+        let later = now + 3600;
+        let mut rendered = 0;
+        s.for_each_acme_value("dedyn.example", later, |_, _| rendered += 1)
+            .expect("render");
+        assert_eq!(rendered, 0);
+        let generation = |s: &Store| -> i64 {
+            s.conn
+                .query_row("SELECT generation FROM zones", [], |r| r.get(0))
+                .expect("generation")
+        };
+        let before = generation(&s);
+        assert!(s.expire_acme(now).expect("expire").is_empty());
+        assert_eq!(generation(&s), before);
+        assert_eq!(s.expire_acme(later).expect("expire"), ["dedyn.example"]);
+        assert_eq!(generation(&s), before + 1);
+        assert_eq!(s.acme_count().expect("count"), 0);
+        assert_eq!(s.next_acme_expiry().expect("expiry"), None);
+        cleanup(&path);
+    }
+
+    #[test]
+    fn a_revoked_token_or_a_domain_gone_writes_nothing() {
+        let (mut s, path, d) = store("revoked");
+        let owner: i64 = s
+            .conn
+            .query_row("SELECT id FROM users", [], |r| r.get(0))
+            .expect("owner");
+        let r = s.acme_set(&d, "a.dedyn.example", "v", Writer::Token { id: 999, owner });
+        assert!(matches!(r, Err(StoreError::Revoked)), "{r:?}");
+        s.remove_domain("a.dedyn.example").expect("remove");
+        let r = s.acme_set(&d, "a.dedyn.example", "v", Writer::Operator);
+        assert!(matches!(r, Err(StoreError::Gone(_))), "{r:?}");
+        assert_eq!(s.acme_count().expect("count"), 0);
+        cleanup(&path);
+    }
+}
