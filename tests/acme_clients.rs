@@ -265,3 +265,49 @@ fn chmod_600(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod 600");
 }
+
+#[test]
+fn each_value_is_answered_by_nsd_after_the_update_call() {
+    // 20 calls, each waited for in NSD's answer; the median is reported (not
+    // asserted: timing goals are the benchmarks' business).
+    let rig = Rig::start(Kind::Nsd, Setup::default());
+    rig.server.cli_ok(&["user", "add", EMAIL]);
+    rig.server
+        .cli_ok(&["domain", "add", NAME, "--owner", EMAIL]);
+    let key = rig
+        .server
+        .cli_ok(&["token", "add", "--owner", EMAIL, "--scope", "acme"])
+        .trim()
+        .to_string();
+    let owner = format!("_acme-challenge.{NAME}");
+    let mut took = Vec::new();
+    let mut previous: Option<String> = None;
+    for i in 0..20 {
+        let value = format!("{i:02}{}", "x".repeat(41));
+        let body = format!(r#"{{"subdomain": "{NAME}", "txt": "{value}"}}"#);
+        let started = Instant::now();
+        let r = common::server::send(
+            rig.server.http,
+            "POST",
+            "/update",
+            &[("X-Api-User", NAME), ("X-Api-Key", &key)],
+            Some(body.as_bytes()),
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        // The two most recent values are answered.
+        let quoted: Vec<String> = previous
+            .iter()
+            .chain(std::iter::once(&value))
+            .map(|v| format!("\"{v}\""))
+            .collect();
+        let expected: Vec<&str> = quoted.iter().map(String::as_str).collect();
+        rig.served(&owner, "TXT", &expected, Duration::from_secs(10));
+        took.push(started.elapsed());
+        previous = Some(value);
+    }
+    took.sort();
+    note(
+        "POST /update to TXT answered by NSD, median of 20",
+        took[took.len() / 2],
+    );
+}
