@@ -89,6 +89,8 @@ pub struct RateLimit {
     pub dyndns_per_domain: Limits,
     pub failed_auth_per_ip: Limits,
     pub checkip_per_ip: Limits,
+    /// acme-dns calls per registered domain (SPEC 10), apart from address updates.
+    pub acme_per_domain: Limits,
 }
 
 // ---- the file as written (every key optional, unknown keys refused) ----
@@ -215,6 +217,7 @@ struct RawRateLimit {
     dyndns_per_domain: String,
     failed_auth_per_ip: String,
     checkip_per_ip: String,
+    acme_per_domain: String,
 }
 
 impl Default for RawRateLimit {
@@ -223,6 +226,7 @@ impl Default for RawRateLimit {
             dyndns_per_domain: "2/120s".into(),
             failed_auth_per_ip: "10/60s".into(),
             checkip_per_ip: "60/60s".into(),
+            acme_per_domain: "10/60s".into(),
         }
     }
 }
@@ -503,6 +507,10 @@ fn validate_rate_limit(r: RawRateLimit) -> Result<RateLimit, String> {
             .checkip_per_ip
             .parse()
             .map_err(|e| format!("rate_limit.checkip_per_ip: {e}"))?,
+        acme_per_domain: r
+            .acme_per_domain
+            .parse()
+            .map_err(|e| format!("rate_limit.acme_per_domain: {e}"))?,
     })
 }
 

@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 
+pub mod acme;
 pub mod add;
 pub mod args;
 pub mod backup;
@@ -27,6 +28,7 @@ pub fn run(config: &Config, cmd: &str, rest: &[String]) -> Out {
         "token" => tokens::token(config, rest),
         "import" => import::import(config, rest),
         "records" => records::records(config, rest),
+        "acme" => acme::acme(config, rest),
         "zone" => records::zone(config, rest),
         "check" => {
             if !rest.is_empty() {
@@ -58,12 +60,13 @@ commands:
   domain add NAME --owner EMAIL          register NAME (strictly below a configured zone)
   domain list [--owner EMAIL] | remove NAME
   token add --owner EMAIL [--name TEXT] [--allowed-subnet CIDR]... [--expires-in SECONDS]
-            [--domain NAME]... [--family v4|v6|both]
+            [--domain NAME]... [--family v4|v6|both] [--scope update|acme|both]
                                          create a token; prints the secret once
   token list [--owner EMAIL] | revoke ID
   import                                 many 'user add' / 'domain add' / 'token add' lines from
                                          stdin in one transaction; prints each token's secret
   records NAME                           show the A/AAAA records stored for NAME
+  acme set NAME VALUE | clear NAME       put/remove _acme-challenge.NAME TXT values (ACME DNS-01)
   zone render ZONE                       print the zone file as it would be published now
   check                                  validate the config file and the database
   status NAME                            stored records, their serial, what the nameserver serves
@@ -81,7 +84,7 @@ pub fn command_help(cmd: &str) -> Option<&'static str> {
         "serve" => "usage: dedyn-update serve\nServe the update API until SIGTERM/SIGINT (graceful); SIGHUP reloads the TLS certificate.",
         "user" => "usage: dedyn-update user add EMAIL | user list | user remove EMAIL\nremove deletes the user's domains, tokens and records.",
         "domain" => "usage: dedyn-update domain add NAME --owner EMAIL | domain list [--owner EMAIL] | domain remove NAME\nNAME must lie strictly below a configured zone; remove deletes its records.",
-        "token" => "usage: dedyn-update token add --owner EMAIL [--name TEXT] [--allowed-subnet CIDR]... [--expires-in SECONDS] [--domain NAME]... [--family v4|v6|both]\n       dedyn-update token list [--owner EMAIL] | token revoke ID\nadd prints the secret once; only its hash is stored.",
+        "token" => "usage: dedyn-update token add --owner EMAIL [--name TEXT] [--allowed-subnet CIDR]... [--expires-in SECONDS] [--domain NAME]... [--family v4|v6|both] [--scope update|acme|both]\n       dedyn-update token list [--owner EMAIL] | token revoke ID\nadd prints the secret once; only its hash is stored. --scope: what the token may do:\naddress updates (update, the default), acme-dns calls for certificates (acme), or both.",
         "import" => "usage: dedyn-update import < FILE\n\
 Reads lines from stdin, each an add command as on the command line without the program name:\n\
 \x20 user add EMAIL\n\
@@ -91,7 +94,8 @@ Words are separated by whitespace (no quoting); empty lines and lines starting w
 Each line is checked exactly like the command. All lines run in one transaction: on a bad line\n\
 the command exits non-zero naming the line number, and nothing is imported. After the commit,\n\
 prints the secret of each new token, one a line, in the order of the token lines.",
-        "records" => "usage: dedyn-update records NAME\nPrints 'A addr' / 'AAAA addr' lines, A first, in numeric order.",
+        "records" => "usage: dedyn-update records NAME\nPrints 'A addr' / 'AAAA addr' lines, A first, in numeric order, then\n'TXT _acme-challenge.NAME \"VALUE\"' lines, oldest first.",
+        "acme" => "usage: dedyn-update acme set NAME VALUE | acme clear NAME\nset: write _acme-challenge.NAME TXT \"VALUE\" (VALUE: 1-255 of A-Z a-z 0-9 - _); the two most\nrecent values per name are kept and each is removed an hour after it was written.\nclear: remove every value of NAME now.",
         "zone" => "usage: dedyn-update zone render ZONE\nPrints the zone file with the serial it would carry.",
         "check" => "usage: dedyn-update check\nValidates the config file and the database; exits non-zero naming each problem.",
         "status" => "usage: dedyn-update status NAME\nPrints the stored records, the serial that contains them, and (with [dns] verify_server)\nwhat the nameserver answers now, ending with 'served' or 'not yet served'.",

@@ -31,7 +31,8 @@ pub fn records(config: &Config, args: &[String]) -> Out {
             .map(|ip| match ip {
                 IpAddr::V4(v) => format!("A {v}"),
                 IpAddr::V6(v) => format!("AAAA {v}"),
-            }),
+            })
+            .chain(super::acme::txt_lines(&store, &d.zone, &name)?),
     );
     Ok(())
 }

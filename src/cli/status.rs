@@ -20,6 +20,11 @@ pub fn status(config: &Config, args: &[String]) -> Out {
     if stored.is_empty() {
         lines.push("stored: no A/AAAA records".into());
     }
+    lines.extend(
+        super::acme::txt_lines(&store, &d.zone, &name)?
+            .into_iter()
+            .map(|l| format!("stored: {l}")),
+    );
     for ip in &stored {
         lines.push(format!(
             "stored: {} {ip}",

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::net::cidr::Cidr;
 use crate::net::name;
 use crate::store::NewToken;
+use crate::update::acme::Scope;
 use crate::update::FamilyPolicy;
 
 pub(crate) const TOKEN_FLAGS: &[&str] = &[
@@ -17,6 +18,7 @@ pub(crate) const TOKEN_FLAGS: &[&str] = &[
     "expires-in",
     "domain",
     "family",
+    "scope",
 ];
 
 pub(crate) fn token_add(a: &Args) -> Result<Add, Failure> {
@@ -57,6 +59,14 @@ pub(crate) fn token_add(a: &Args) -> Result<Add, Failure> {
                 .ok_or_else(|| Failure::from(format!("--family: '{f}' is not v4, v6 or both")))
         })
         .transpose()?;
+    let scope = a
+        .one("scope")
+        .map(|s| {
+            Scope::parse(s)
+                .ok_or_else(|| Failure::from(format!("--scope: '{s}' is not update, acme or both")))
+        })
+        .transpose()?
+        .unwrap_or_default();
     let name = a.one("name").unwrap_or("").to_string();
     let token = NewToken {
         hash: [0; 32], // made with the secret, when the token is added
@@ -65,6 +75,7 @@ pub(crate) fn token_add(a: &Args) -> Result<Add, Failure> {
         expires_in,
         domains,
         family,
+        scope,
     };
     Ok(Add::Token {
         owner: normalize_email(owner),
@@ -81,7 +92,7 @@ pub fn token(config: &Config, args: &[String]) -> Out {
             let time = |t: Option<i64>| t.map_or("never".to_string(), crate::os::clock::rfc3339);
             print_lines(open(config)?.list_tokens(a.one("owner").map(normalize_email).as_deref())?.into_iter().map(|t| {
                 format!(
-                    "{}\towner={}\tname={}\tcreated={}\tlast_used={}\texpires={}\tsubnets={}\tdomains={}\tfamily={}",
+                    "{}\towner={}\tname={}\tcreated={}\tlast_used={}\texpires={}\tsubnets={}\tdomains={}\tfamily={}\tscope={}",
                     t.id,
                     t.owner,
                     t.name,
@@ -90,7 +101,8 @@ pub fn token(config: &Config, args: &[String]) -> Out {
                     time(t.expires),
                     if t.allowed_subnets.is_empty() { "any".into() } else { t.allowed_subnets.replace(' ', ",") },
                     if t.domains.is_empty() { "all".into() } else { t.domains.replace(' ', ",") },
-                    t.family
+                    t.family,
+                    t.scope
                 )
             }));
         }

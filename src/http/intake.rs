@@ -7,24 +7,34 @@ use crate::edge::forwarded_client;
 use crate::store::Store;
 use crate::update::{forwarded_lines, Refusal};
 use log::info;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::Instant;
 
 /// Answer one tiny_http request (the pool catches a panic in here).
-pub fn handle(service: &Service, store: &mut Store, rq: tiny_http::Request) {
+pub fn handle(service: &Service, store: &mut Store, mut rq: tiny_http::Request) {
     let started = Instant::now();
-    let header = |name: &str| {
-        rq.headers()
-            .iter()
-            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
-    };
     let relay_port = rq.remote_addr().map(|a| a.port());
     let Some(conn) = relay_port.and_then(|p| service.table.lookup(p)) else {
         // Not relayed by the edge: someone on this host talking to the internal socket.
         let reply = Reply::refusal(&Refusal::NotRelayed);
         write_reply(rq, reply, false, service.config.server.hsts_max_age);
         return;
+    };
+    // Only an acme-dns call has a body we read (at most 1 KiB and one byte, so
+    // that a larger one is refused, not cut). The edge has buffered the whole
+    // request before relaying it, so this read cannot wait on a slow client.
+    let mut body = Vec::new();
+    if super::acme::is_acme_call(rq.method().as_str(), rq.url()) {
+        let limit = crate::update::acme::MAX_BODY as u64 + 1;
+        if let Err(e) = rq.as_reader().take(limit).read_to_end(&mut body) {
+            log::debug!("reading an acme-dns body failed: {e}");
+        }
+    }
+    let header = |name: &str| {
+        rq.headers()
+            .iter()
+            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
     };
     let method = rq.method().as_str().to_string();
     let forwarded = forwarded_lines(
@@ -38,11 +48,16 @@ pub fn handle(service: &Service, store: &mut Store, rq: tiny_http::Request) {
         forwarded.as_deref(),
         &service.config.server.trusted_proxies,
     );
+    let api_user = header("X-Api-User").map(str::to_string);
+    let api_key = header("X-Api-Key").map(str::to_string);
     let incoming = Incoming {
         method: &method,
         target: rq.url(),
         host: header("Host"),
         authorization: header("Authorization"),
+        api_user: api_user.as_deref(),
+        api_key: api_key.as_deref(),
+        body: &body,
         client,
         conn,
     };
@@ -72,7 +87,7 @@ fn write_reply(rq: tiny_http::Request, reply: Reply, tls: bool, hsts_max_age: u6
             response.add_header(h);
         }
     };
-    add("Content-Type", "text/plain");
+    add("Content-Type", reply.content_type);
     add("Cache-Control", "no-store");
     if tls {
         add(

@@ -24,6 +24,10 @@ pub struct Counters {
     pub updates_unchanged: AtomicU64,
     pub rate_limited: AtomicU64,
     pub failed_auth: AtomicU64,
+    /// acme-dns calls that wrote a `_acme-challenge` value (SPEC 10).
+    pub acme_updates: AtomicU64,
+    /// acme-dns calls refused (any 4xx/5xx of `POST /update` and `/register`).
+    pub acme_refused: AtomicU64,
 }
 
 /// Upper bounds (seconds) of the request latency histogram, fixed at compile time.
@@ -163,6 +167,16 @@ fn render_requests(out: &mut String, src: &Sources) {
             "failed_auth_total",
             "Requests whose credentials failed.",
             &c.failed_auth,
+        ),
+        (
+            "acme_updates_total",
+            "acme-dns calls that wrote an _acme-challenge TXT value.",
+            &c.acme_updates,
+        ),
+        (
+            "acme_refused_total",
+            "acme-dns calls (POST /update, /register) refused.",
+            &c.acme_refused,
         ),
     ] {
         family(out, name, "counter", help);

@@ -1,6 +1,7 @@
 //! The update service behind the edge: tiny_http on the internal hop, the fixed
 //! worker pool, each request from intake to reply, and the metrics listener.
 
+pub mod acme;
 pub mod intake;
 pub mod metrics;
 pub mod pool;

@@ -28,6 +28,8 @@ pub struct Service {
     pub dyndns_limiter: Limiter<i64>,
     pub failed_auth_limiter: Limiter<IpAddr>,
     pub checkip_limiter: Limiter<IpAddr>,
+    /// acme-dns calls per registered domain (SPEC 10).
+    pub acme_limiter: Limiter<i64>,
     pub counters: Arc<Counters>,
 }
 
@@ -37,6 +39,8 @@ pub struct Reply {
     pub status: u16,
     pub body: String,
     pub headers: Vec<(&'static str, String)>,
+    /// `text/plain` for the dyndns2 words, `application/json` for acme-dns.
+    pub content_type: &'static str,
 }
 
 impl Reply {
@@ -46,6 +50,7 @@ impl Reply {
             status: r.status(),
             body: r.body(),
             headers: r.headers(),
+            content_type: "text/plain",
         }
     }
 
@@ -55,6 +60,7 @@ impl Reply {
             status: 200,
             body,
             headers,
+            content_type: "text/plain",
         }
     }
 }
@@ -76,7 +82,7 @@ fn store_refusal(e: StoreError, names: &str) -> Refusal {
 }
 
 /// The key failed authentications are counted under: the address, or its /64.
-fn auth_key(ip: IpAddr) -> IpAddr {
+pub(super) fn auth_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(_) => mask(ip, 64),
         v4 => v4,
@@ -112,6 +118,10 @@ pub struct Incoming<'a> {
     pub target: &'a str,
     pub host: Option<&'a str>,
     pub authorization: Option<&'a str>,
+    /// acme-dns's credentials and body (SPEC 10); empty for other requests.
+    pub api_user: Option<&'a str>,
+    pub api_key: Option<&'a str>,
+    pub body: &'a [u8],
     /// The client: the connection's peer, or the forwarded address when the
     /// peer is a trusted proxy.
     pub client: IpAddr,
@@ -130,6 +140,7 @@ impl Service {
             dyndns_limiter: Limiter::new(rl.dyndns_per_domain.clone(), LIMITER_CAPACITY),
             failed_auth_limiter: Limiter::new(rl.failed_auth_per_ip.clone(), LIMITER_CAPACITY),
             checkip_limiter: Limiter::new(rl.checkip_per_ip.clone(), LIMITER_CAPACITY),
+            acme_limiter: Limiter::new(rl.acme_per_domain.clone(), LIMITER_CAPACITY),
             config,
             table,
             publisher,
@@ -145,6 +156,9 @@ impl Service {
         let now = Instant::now();
         if rq.host.is_some_and(|h| self.is_checkip_host(h)) {
             return self.checkip(rq.client, now);
+        }
+        if super::acme::is_acme_call(rq.method, rq.target) {
+            return self.acme(store, rq, now);
         }
         match self.update(store, rq, now) {
             Ok(done) => done,
@@ -221,19 +235,25 @@ impl Service {
             reason,
         } = &r
         {
-            let key = auth_key(client);
-            self.counters.failed_auth.fetch_add(1, Ordering::Relaxed);
-            // fail2ban: failregex = failed authentication from <HOST>
-            warn!("failed authentication from {client}: {reason}");
-            self.failed_auth_limiter.hit(&key, now);
-            if let Some(wait) = self.failed_auth_limiter.blocked(&key, now) {
-                warn!(
-                    "locking out {key} for {} s: too many failed authentications",
-                    update::retry_after_secs(wait)
-                );
-            }
+            self.note_failed_auth(client, reason, now);
         }
         r
+    }
+
+    /// Count a failed authentication towards the lock-out, in the log line
+    /// fail2ban matches (also for acme-dns calls).
+    pub(super) fn note_failed_auth(&self, client: IpAddr, reason: &str, now: Instant) {
+        let key = auth_key(client);
+        self.counters.failed_auth.fetch_add(1, Ordering::Relaxed);
+        // fail2ban: failregex = failed authentication from <HOST>
+        warn!("failed authentication from {client}: {reason}");
+        self.failed_auth_limiter.hit(&key, now);
+        if let Some(wait) = self.failed_auth_limiter.blocked(&key, now) {
+            warn!(
+                "locking out {key} for {} s: too many failed authentications",
+                update::retry_after_secs(wait)
+            );
+        }
     }
 
     /// `200 good` with `X-Update-Result`, and `X-Zone-Serial` when something changed

@@ -184,6 +184,16 @@ impl ZonePublisher {
     }
 
     fn publish_dirty(&mut self, ignore_backoff: bool) {
+        // SPEC 10: values are removed an hour after they were written, with no
+        // call; their zones are then dirty like any other change. One indexed
+        // EXISTS per wake-up (at least every POLL) when nothing has expired.
+        match self.store.expire_acme(now_unix()) {
+            Ok(zones) if !zones.is_empty() => {
+                info!("expired _acme-challenge values in {}", zones.join(", "))
+            }
+            Ok(_) => {}
+            Err(e) => error!("cannot remove expired _acme-challenge values: {e}"),
+        }
         let dirty = match self.store.dirty_zones() {
             Ok(d) => d,
             Err(e) => {
@@ -308,7 +318,7 @@ pub fn render_zone(
     out: &mut Vec<u8>,
 ) -> Result<usize, String> {
     let include = zone::read_include(zone)?;
-    zone::render(
+    let records = zone::render(
         zone,
         ttl,
         serial,
@@ -316,7 +326,14 @@ pub fn render_zone(
         |emit| store.for_each_record(&zone.name, emit),
         out,
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    // SPEC 10: the live _acme-challenge values, after the addresses.
+    let values = store
+        .for_each_acme_value(&zone.name, now_unix(), |name, value| {
+            zone::render_acme_txt(name, ttl, value, out)
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(records + values)
 }
 
 /// After a reload: poll `server` until it serves `serial` (or a later one) for

@@ -89,6 +89,18 @@ pub fn render_record(name: &str, ttl: u32, addr: IpAddr, out: &mut Vec<u8>) {
     }
 }
 
+/// One `_acme-challenge` TXT line (SPEC 10). A value that is not 1–255 of
+/// `A-Z a-z 0-9 - _` is left out: the store's CHECK already refuses one, and a
+/// quote or newline must never reach the zone file whatever the database holds.
+pub fn render_acme_txt(name: &str, ttl: u32, value: &str, out: &mut Vec<u8>) {
+    if let Some(line) = crate::update::acme::zone_line(name, ttl, value) {
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    } else {
+        log::error!("not publishing a malformed _acme-challenge value for {name}");
+    }
+}
+
 fn push_decimal(mut v: u64, out: &mut Vec<u8>) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();

@@ -3,6 +3,7 @@
 
 use super::db::{invalid, now_unix, reverse_labels, writer_turn, Result, Store, StoreError};
 use crate::net::cidr::Cidr;
+use crate::update::acme::Scope;
 use crate::update::{Domain, FamilyPolicy};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -18,6 +19,7 @@ pub struct TokenInfo {
     pub allowed_subnets: String,
     pub domains: String,
     pub family: String,
+    pub scope: String,
 }
 
 /// A token row to insert: the CLI has checked it and made the secret whose hash
@@ -30,6 +32,7 @@ pub struct NewToken {
     pub expires_in: Option<u64>,
     pub domains: Vec<String>,
     pub family: Option<FamilyPolicy>,
+    pub scope: Scope,
 }
 
 impl Store {
@@ -57,7 +60,7 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
-            "UPDATE zones SET generation = generation + 1 WHERE name IN (SELECT DISTINCT zone FROM records WHERE domain IN (SELECT id FROM domains WHERE owner = ?1))",
+            "UPDATE zones SET generation = generation + 1 WHERE name IN (SELECT DISTINCT zone FROM records WHERE domain IN (SELECT id FROM domains WHERE owner = ?1) UNION SELECT DISTINCT zone FROM acme_txt WHERE domain IN (SELECT id FROM domains WHERE owner = ?1))",
             [id],
         )?;
         tx.execute("DELETE FROM users WHERE id = ?1", [id])?;
@@ -94,7 +97,7 @@ impl Store {
             return invalid(format!("no domain {name}"));
         };
         let had_records: bool = tx.query_row(
-            "SELECT EXISTS(SELECT 1 FROM records WHERE domain = ?1)",
+            "SELECT EXISTS(SELECT 1 FROM records WHERE domain = ?1) OR EXISTS(SELECT 1 FROM acme_txt WHERE domain = ?1)",
             [id],
             |r| r.get(0),
         )?;
@@ -151,7 +154,7 @@ impl Store {
     pub fn list_tokens(&self, owner: Option<&str>) -> Result<Vec<TokenInfo>> {
         let owner_id = owner.map(|o| self.user_id(o)).transpose()?;
         let mut st = self.conn.prepare(
-            "SELECT t.id, u.email, t.name, t.created, t.last_used, t.expires, t.allowed_subnets, t.domains, t.family
+            "SELECT t.id, u.email, t.name, t.created, t.last_used, t.expires, t.allowed_subnets, t.domains, t.family, t.scope
              FROM tokens t JOIN users u ON u.id = t.owner WHERE ?1 IS NULL OR t.owner = ?1 ORDER BY t.id",
         )?;
         let rows = st
@@ -166,6 +169,7 @@ impl Store {
                     allowed_subnets: r.get(6)?,
                     domains: r.get(7)?,
                     family: r.get(8)?,
+                    scope: r.get(9)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -308,7 +312,7 @@ impl Batch<'_> {
             .map(|s| now.saturating_add(s.min(i64::MAX as u64 / 2) as i64));
         let subnets: Vec<String> = t.allowed_subnets.iter().map(Cidr::to_string).collect();
         self.tx.prepare_cached(
-            "INSERT INTO tokens(owner, hash, name, created, expires, allowed_subnets, domains, family) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO tokens(owner, hash, name, created, expires, allowed_subnets, domains, family, scope) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?.execute(params![
                 owner_id,
                 &t.hash[..],
@@ -317,7 +321,8 @@ impl Batch<'_> {
                 expires,
                 subnets.join(" "),
                 t.domains.join(" "),
-                t.family.unwrap_or(FamilyPolicy::Both).as_str()
+                t.family.unwrap_or(FamilyPolicy::Both).as_str(),
+                t.scope.as_str()
             ])?;
         Ok(self.tx.last_insert_rowid())
     }

@@ -5,7 +5,7 @@
 //! Every write bumps the zone's generation in the same transaction, like `apply`,
 //! so the publisher sees it and the writer gets the receipt serial.
 
-use super::{invalid, now_unix, writer_turn, Result, Store, StoreError};
+use super::db::{invalid, now_unix, writer_turn, Result, Store, StoreError};
 use crate::update::acme::{LIFETIME, VALUES_PER_NAME};
 use crate::update::Domain;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
@@ -217,9 +217,12 @@ mod tests {
         }
         let mut s = Store::open(&path, "NORMAL").expect("open");
         s.ensure_zones(&["dedyn.example"]).expect("zones");
-        s.add_user("a@x.org").expect("user");
-        s.add_domain("a.dedyn.example", "dedyn.example", "a@x.org")
+        let b = s.batch().expect("batch");
+        b.add_user("a@x.org").expect("user");
+        let owner = b.user_id("a@x.org").expect("owner");
+        b.add_domain("a.dedyn.example", "dedyn.example", owner)
             .expect("domain");
+        b.commit().expect("commit");
         let d = s
             .domain_holding("a.dedyn.example")
             .expect("query")

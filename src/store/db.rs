@@ -97,6 +97,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         published_serial INTEGER,
         published_at INTEGER
     );",
+    // 2: _acme-challenge TXT values and token scope (SPEC 10)
+    super::acme::MIGRATION,
 ];
 
 pub(super) fn reverse_labels(name: &str) -> String {

@@ -2,12 +2,14 @@
 //! over the one `Store` of `db.rs`; this file only names them for the rest of the crate.
 
 mod accounts;
+mod acme;
 mod backup;
 mod db;
 mod update;
 mod zones;
 
 pub use accounts::{Batch, NewToken, Overlap, TokenInfo};
+pub use acme::Writer as AcmeWriter;
 pub use backup::{check_restorable, ensure_not_in_use, BackupInfo};
 pub use db::{now_unix, Store, StoreError};
 pub use update::{Applied, Decide};

@@ -2,6 +2,7 @@
 //! lock), its dry run for `explain`, and the `Directory` the pipeline reads.
 
 use super::db::{addr_blob, blob_addr, writer_turn, Result, Store, StoreError};
+use crate::update::acme::Scope;
 use crate::update::address::Family;
 use crate::update::{Directory, Domain, FamilyPolicy, NamePlan, Outcome, Token};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -192,7 +193,7 @@ impl Directory for Store {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT t.id, t.owner, u.email, t.expires, t.allowed_subnets, t.domains, t.family
+                "SELECT t.id, t.owner, u.email, t.expires, t.allowed_subnets, t.domains, t.family, t.scope
                  FROM tokens t JOIN users u ON u.id = t.owner WHERE t.hash = ?1",
             )
             .map_err(|e| e.to_string())?;
@@ -206,12 +207,13 @@ impl Directory for Store {
                     r.get::<_, String>(4)?,
                     r.get::<_, String>(5)?,
                     r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
                 ))
             })
             .optional()
             .map_err(|e| e.to_string())?;
         Ok(row.map(
-            |(id, owner, owner_email, expires, subnets, domains, family)| Token {
+            |(id, owner, owner_email, expires, subnets, domains, family, scope)| Token {
                 id,
                 owner,
                 owner_email,
@@ -222,6 +224,9 @@ impl Directory for Store {
                     .collect(),
                 domains: domains.split_whitespace().map(str::to_string).collect(),
                 family: FamilyPolicy::parse(&family).unwrap_or(FamilyPolicy::Both),
+                // The schema's CHECK admits only known words; anything else
+                // grants nothing beyond the default.
+                scope: Scope::parse(&scope).unwrap_or_default(),
             },
         ))
     }

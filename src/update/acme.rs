@@ -31,9 +31,12 @@
 //! [`VALUES_PER_NAME`] highest ids of that name are deleted, in the same transaction.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use super::hostname;
+use super::auth::{self, AuthMethod, Credentials};
+use super::{hostname, Directory, Domain, Refusal, ZonePolicy};
+use crate::net::name::{printable, Hostname};
 
 /// The largest body read (SPEC 10: at most 1 KiB).
 pub const MAX_BODY: usize = 1024;
@@ -255,12 +258,13 @@ pub fn check_value(value: &str) -> Result<(), AcmeRefusal> {
 /// Whether the owner holds it is the caller's question (also `bad_subdomain`).
 pub fn check_subdomain(raw: Option<&str>) -> Result<String, AcmeRefusal> {
     let raw = raw.ok_or_else(|| AcmeRefusal::BadSubdomain("no \"subdomain\" in body".into()))?;
-    let name = hostname::normalize(raw);
-    hostname::check_syntax(&name).map_err(AcmeRefusal::BadSubdomain)?;
+    let name = Hostname::parse(raw)
+        .map_err(AcmeRefusal::BadSubdomain)?
+        .into_string();
     if name.starts_with("*.") {
         return Err(AcmeRefusal::BadSubdomain(format!(
             "'{}' is a wildcard: send its base name",
-            hostname::printable(&name)
+            printable(&name)
         )));
     }
     Ok(name)
@@ -275,6 +279,97 @@ pub fn check_body(body: &UpdateBody) -> Result<(String, String), AcmeRefusal> {
         .ok_or_else(|| AcmeRefusal::BadTxt("no \"txt\" in body".into()))?;
     check_value(value)?;
     Ok((name, value.to_string()))
+}
+
+/// One acme-dns update call as the service hands it over (no sockets).
+#[derive(Clone, Debug)]
+pub struct Call<'a> {
+    /// `X-Api-User`
+    pub user: Option<&'a str>,
+    /// `X-Api-Key`
+    pub key: Option<&'a str>,
+    pub body: &'a [u8],
+    pub client: IpAddr,
+}
+
+/// What the store is to write, once every check passed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write {
+    pub token_id: i64,
+    pub owner: i64,
+    pub name: String,
+    pub value: String,
+    pub domain: Domain,
+}
+
+/// An update pipeline refusal in this API's words (the checks are shared with SPEC 4).
+fn from_update(r: Refusal) -> AcmeRefusal {
+    match r {
+        Refusal::BadAuth { counted, reason } => AcmeRefusal::Unauthorized { counted, reason },
+        Refusal::NotYours(m) => AcmeRefusal::Forbidden(m),
+        Refusal::NoHost(m) => AcmeRefusal::BadSubdomain(m),
+        Refusal::Database(m) => AcmeRefusal::Database(m),
+        other => AcmeRefusal::BadSubdomain(other.to_string()),
+    }
+}
+
+/// SPEC 10, in order: the token (`X-Api-Key`: known, not expired, from an allowed
+/// subnet) and `X-Api-User` (the owner's email or a name they hold) — else `401`;
+/// the token's scope — else `403`; the body (`bad_subdomain`/`bad_txt`); the name
+/// held — else `bad_subdomain`; the zone dynamic and the token's `--domain` —
+/// else `403`. Scope comes before the body so that a router's token learns
+/// nothing about names from this API.
+pub fn plan(
+    call: &Call,
+    dir: &mut dyn Directory,
+    zones: &dyn ZonePolicy,
+    now_unix: i64,
+) -> Result<Write, AcmeRefusal> {
+    let key = call
+        .key
+        .filter(|k| !k.is_empty())
+        .ok_or(AcmeRefusal::Unauthorized {
+            counted: false,
+            reason: "no X-Api-Key".into(),
+        })?;
+    let creds = Credentials {
+        method: AuthMethod::Basic,
+        username: call.user.unwrap_or_default().trim().to_string(),
+        secret: key.to_string(),
+    };
+    let token = auth::find_token(dir, &creds).map_err(from_update)?;
+    auth::check_expiry(&token, now_unix).map_err(from_update)?;
+    auth::check_subnet(&token, call.client).map_err(from_update)?;
+    let domains = dir.domains_of(token.owner).map_err(AcmeRefusal::Database)?;
+    if creds.username.is_empty() {
+        return Err(AcmeRefusal::Unauthorized {
+            counted: true,
+            reason: "no X-Api-User".into(),
+        });
+    }
+    auth::check_username(&creds, &token, &domains).map_err(from_update)?;
+    if !token.scope.allows_acme() {
+        return Err(AcmeRefusal::Forbidden(format!(
+            "token {} has scope {}, not acme",
+            token.id,
+            token.scope.as_str()
+        )));
+    }
+    let (name, value) = check_body(&parse_body(call.body)?)?;
+    let held =
+        hostname::check_held(std::slice::from_ref(&name), &domains, &token).map_err(from_update)?;
+    hostname::check_updatable(&held, zones, &token).map_err(from_update)?;
+    let domain = held
+        .first()
+        .map(|(_, d)| (*d).clone())
+        .ok_or_else(|| AcmeRefusal::BadSubdomain(format!("{name} is not held")))?;
+    Ok(Write {
+        token_id: token.id,
+        owner: token.owner,
+        name,
+        value,
+        domain,
+    })
 }
 
 /// The owner name of the TXT record for `name` (stored form, no trailing dot).

@@ -181,6 +181,19 @@ pub fn check_username(
     Ok(())
 }
 
+/// SPEC 10: a token made only for certificates (`--scope acme`) may not update
+/// addresses: `403 !yours`, after authentication (it is a valid token).
+pub fn check_scope(token: &Token) -> Result<(), Refusal> {
+    if !token.scope.allows_update() {
+        return Err(Refusal::NotYours(format!(
+            "token {} has scope {}: it may not update addresses",
+            token.id,
+            token.scope.as_str()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! What the rules read from outside the request: tokens, registered domains and
 //! the zone configuration, as interfaces the store and the config implement.
 
+use super::acme::Scope;
 use super::address::Family;
 use crate::net::cidr::Cidr;
 
@@ -51,6 +52,8 @@ pub struct Token {
     /// Empty: all of the owner's domains.
     pub domains: Vec<String>,
     pub family: FamilyPolicy,
+    /// What the token may be used for: address updates, acme-dns calls, or both.
+    pub scope: Scope,
 }
 
 /// A registered domain.

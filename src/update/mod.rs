@@ -90,9 +90,12 @@ pub fn plan(
     auth::check_subnet(&token, req.client)?;
     let domains = dir.domains_of(token.owner).map_err(Refusal::Database)?;
     auth::check_username(&creds, &token, &domains)?;
+    auth::check_scope(&token)?;
     trace.push(format!(
-        "token {} of {} accepted",
-        token.id, token.owner_email
+        "token {} of {} accepted (scope {})",
+        token.id,
+        token.owner_email,
+        token.scope.as_str()
     ));
 
     // seed "Determine Hostname" (and SPEC 4.3's per-name parameters, which add names)
@@ -190,6 +193,7 @@ mod tests {
             allowed_subnets: vec![],
             domains: vec![],
             family: FamilyPolicy::Both,
+            scope: acme::Scope::Both,
         }
     }
 

@@ -104,6 +104,7 @@ impl Server {
             vec![
                 "dyndns_per_domain = \"\"".to_string(),
                 "failed_auth_per_ip = \"\"".to_string(),
+                "acme_per_domain = \"\"".to_string(),
             ]
         } else {
             setup.rate_limit.clone()

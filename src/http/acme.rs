@@ -1,0 +1,148 @@
+//! The acme-dns calls on the update service (SPEC 10): `POST /update` from intake
+//! to JSON reply — the same lock-out, workers, store transaction and receipt as an
+//! address update, its own per-domain rate limit — and `POST /register`, refused.
+
+use super::service::{auth_key, Incoming, Reply, Service};
+use crate::store::{AcmeWriter, Store, StoreError};
+use crate::update::acme::{self, AcmeRefusal, Call};
+use log::error;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// The acme-dns paths, answered only to `POST`; any other request is the
+/// address update API's (SPEC 4: any path).
+pub fn is_acme_call(method: &str, target: &str) -> bool {
+    let path = target.split('?').next().unwrap_or_default();
+    method == "POST" && matches!(path, "/update" | "/register")
+}
+
+impl Reply {
+    /// A JSON answer (SPEC 10): the refusal's status and body, `Retry-After` on 429.
+    fn acme_refusal(r: &AcmeRefusal) -> Reply {
+        let mut headers = Vec::new();
+        if let AcmeRefusal::RateLimited(d) = r {
+            headers.push((
+                "Retry-After",
+                crate::update::retry_after_secs(*d).to_string(),
+            ));
+        }
+        Reply {
+            status: r.status(),
+            body: r.body(),
+            headers,
+            content_type: "application/json",
+        }
+    }
+}
+
+impl Service {
+    /// Answer one acme-dns call; returns the reply and a log summary (no secret).
+    pub fn acme(&self, store: &mut Store, rq: &Incoming, now: Instant) -> (Reply, String) {
+        let (reply, summary) = match self.acme_update(store, rq, now) {
+            Ok(done) => done,
+            Err(r) => {
+                self.counters.acme_refused.fetch_add(1, Ordering::Relaxed);
+                let summary = format!("acme-dns: {r}");
+                (Reply::acme_refusal(&r), summary)
+            }
+        };
+        (reply, summary)
+    }
+
+    fn acme_update(
+        &self,
+        store: &mut Store,
+        rq: &Incoming,
+        now: Instant,
+    ) -> Result<(Reply, String), AcmeRefusal> {
+        if rq.target.split('?').next() == Some("/register") {
+            return Err(AcmeRefusal::Forbidden(
+                "accounts are made with the CLI (token add --scope acme)".into(),
+            ));
+        }
+        let key = auth_key(rq.client);
+        if let Some(wait) = self.failed_auth_limiter.blocked(&key, now) {
+            self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return Err(AcmeRefusal::RateLimited(wait));
+        }
+        let call = Call {
+            user: rq.api_user,
+            key: rq.api_key,
+            body: rq.body,
+            client: rq.client,
+        };
+        let write = acme::plan(
+            &call,
+            store,
+            self.config.as_ref(),
+            crate::os::clock::now_unix(),
+        )
+        .map_err(|r| self.count_failed_acme_auth(r, rq.client, now))?;
+        if let Err(wait) = self.acme_limiter.check_and_hit(&write.domain.id, now) {
+            self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return Err(AcmeRefusal::RateLimited(wait));
+        }
+        let who = AcmeWriter::Token {
+            id: write.token_id,
+            owner: write.owner,
+        };
+        let serial = store
+            .acme_set(&write.domain, &write.name, &write.value, who)
+            .map_err(|e| match e {
+                StoreError::Revoked => AcmeRefusal::Unauthorized {
+                    counted: false,
+                    reason: "token revoked during the call".into(),
+                },
+                StoreError::Gone(d) => {
+                    AcmeRefusal::BadSubdomain(format!("{d} was removed during the call"))
+                }
+                e => {
+                    error!("acme-dns update of {} failed: {e}", write.name);
+                    AcmeRefusal::Database(e.to_string())
+                }
+            })?;
+        self.last_used.note(write.token_id);
+        self.counters.acme_updates.fetch_add(1, Ordering::Relaxed);
+        self.publisher.changed();
+        let reply = Reply {
+            status: 200,
+            body: acme::ok_body(&write.value),
+            headers: vec![("X-Zone-Serial", serial.to_string())],
+            content_type: "application/json",
+        };
+        Ok((
+            reply,
+            format!("acme-dns {} TXT set", acme::challenge_name(&write.name)),
+        ))
+    }
+
+    /// Credentials that were presented and failed count towards the lock-out,
+    /// exactly as for address updates.
+    fn count_failed_acme_auth(&self, r: AcmeRefusal, client: IpAddr, now: Instant) -> AcmeRefusal {
+        if let AcmeRefusal::Unauthorized {
+            counted: true,
+            reason,
+        } = &r
+        {
+            self.note_failed_auth(client, reason, now);
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_post_to_the_two_paths_is_an_acme_call() {
+        assert!(is_acme_call("POST", "/update"));
+        assert!(is_acme_call("POST", "/register"));
+        assert!(is_acme_call("POST", "/update?x=1"));
+        assert!(!is_acme_call("GET", "/update"));
+        assert!(!is_acme_call("POST", "/"));
+        assert!(!is_acme_call("POST", "/update/"));
+        assert!(!is_acme_call("HEAD", "/register"));
+    }
+}
