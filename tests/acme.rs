@@ -553,3 +553,31 @@ fn acme_sh_block() -> String {
         "export ACMEDNS_UPDATE_URL=https://dyn.example.org/update",
     )
 }
+
+#[test]
+fn metrics_count_acme_calls() {
+    let m = common::server::free_tcp("127.0.0.1").expect("a free port for metrics");
+    let setup = Setup {
+        server: vec![format!("metrics_listen = \"{m}\"")],
+        ..Setup::default()
+    };
+    let (s, key) = setup_with(setup, "acme", &[]);
+    let sample = |name: &str| -> f64 {
+        let r = send(m, "GET", "/metrics", &[], None);
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{}", r.body))
+    };
+    assert_eq!(update(&s, &key, NAME, V1).status, 200);
+    assert_eq!(update(&s, &key, NAME, V2).status, 200);
+    assert_eq!(update(&s, &key, NAME, "bad value").status, 400);
+    assert_eq!(
+        send(s.http, "POST", "/register", &[], Some(b"")).status,
+        403
+    );
+    assert_eq!(sample("dedyn_update_acme_updates_total"), 2.0);
+    assert_eq!(sample("dedyn_update_acme_refused_total"), 2.0);
+}

@@ -59,6 +59,8 @@ fn metrics_name_every_family_with_help_and_type() {
         "updates_unchanged_total",
         "rate_limited_total",
         "failed_auth_total",
+        "acme_updates_total",
+        "acme_refused_total",
         "open_connections",
         "request_duration_seconds",
         "publications_total",
