@@ -581,3 +581,43 @@ fn metrics_count_acme_calls() {
     assert_eq!(sample("dedyn_update_acme_updates_total"), 2.0);
     assert_eq!(sample("dedyn_update_acme_refused_total"), 2.0);
 }
+
+#[test]
+fn explain_says_an_acme_only_token_may_not_update_addresses() {
+    let (s, key) = setup("acme", &[]);
+    let o = s.cli(&[
+        "explain",
+        &format!("http://update.dedyn.example/?hostname={NAME}&myipv4=192.0.2.1"),
+        "--header",
+        &format!("Authorization: Token {key}"),
+    ]);
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains("scope acme") && o.stdout.contains("would answer: 403 !yours"),
+        "{}",
+        o.stdout
+    );
+    assert!(!o.stdout.contains(&key), "explain printed the secret");
+}
+
+#[test]
+fn a_zone_with_acme_values_passes_every_zone_checker() {
+    let (s, key) = setup("acme", &[]);
+    let sub = format!("www.{NAME}");
+    for (name, value) in [(NAME, V1), (NAME, V2), (sub.as_str(), V3)] {
+        assert_eq!(update(&s, &key, name, value).status, 200);
+    }
+    let address = s.get(
+        &format!("/?hostname={sub}&myipv4=192.0.2.7"),
+        &[("Authorization", &token(&new_token(&s, "update", &[])))],
+    );
+    assert_eq!(address.status, 200, "{address:?}");
+    wait_zone(&s, NAME, &[V1, V2]);
+    wait_zone(&s, &sub, &[V3]);
+    s.wait_until("the address published", PUBLISH, || {
+        s.zone_text().contains("192.0.2.7")
+    });
+    if let Err(e) = common::ns::check_zone_all("dedyn.example", &s.zone_file()) {
+        panic!("{e}\n{}", s.zone_text());
+    }
+}
