@@ -6,29 +6,9 @@
 //! accepts (and skips any other member, as acme-dns's Go decoder does) is smaller
 //! than a dependency and its audit.
 //!
-//! Store design (schema migration 2, applied by the store's `PRAGMA user_version` list):
-//!
-//! ```sql
-//! CREATE TABLE acme_txt (
-//!     id INTEGER PRIMARY KEY,          -- insertion order: "most recent" even within a second
-//!     zone TEXT NOT NULL,
-//!     name TEXT NOT NULL,              -- the held name; the record is _acme-challenge.NAME
-//!     value TEXT NOT NULL CHECK (length(value) BETWEEN 1 AND 255
-//!                                AND value NOT GLOB '*[^A-Za-z0-9_-]*'),
-//!     written INTEGER NOT NULL,        -- unix seconds; gone at written + 3600
-//!     domain INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
-//!     UNIQUE (zone, name, value)
-//! );
-//! CREATE INDEX acme_txt_domain ON acme_txt(domain);
-//! CREATE INDEX acme_txt_written ON acme_txt(written);
-//! ALTER TABLE tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'update'
-//!     CHECK (scope IN ('update', 'acme', 'both'));
-//! ```
-//!
-//! The `CHECK` repeats [`check_value`] so that not even a hand-edited database can put
-//! a quote or a newline into a zone file. Writing a value a name already has deletes
-//! and re-inserts it (it becomes the most recent); then all but the
-//! [`VALUES_PER_NAME`] highest ids of that name are deleted, in the same transaction.
+//! The values are stored by `store::acme` (schema migration 2), whose `CHECK`
+//! repeats [`check_value`] so that not even a hand-edited database can put a quote
+//! or a newline into a zone file; the renderer checks once more ([`zone_line`]).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -387,26 +367,10 @@ pub fn zone_line(name: &str, ttl: u32, value: &str) -> Option<String> {
     ))
 }
 
-/// Has a value written at `written` (unix seconds) expired at `now`?
-pub fn expired(written: i64, now: i64) -> bool {
-    now >= written.saturating_add(LIFETIME.as_secs() as i64)
-}
-
-/// When the oldest of `written` expires: the publisher republishes then.
-pub fn next_expiry(written: impl IntoIterator<Item = i64>) -> Option<i64> {
-    written
-        .into_iter()
-        .min()
-        .map(|w| w.saturating_add(LIFETIME.as_secs() as i64))
-}
-
-/// Which of a name's values stay after `new` is written: `current` holds the
-/// values oldest first; the result too. A repeated value becomes the most recent.
-pub fn after_write<'a>(current: &[&'a str], new: &'a str) -> Vec<&'a str> {
-    let mut kept: Vec<&str> = current.iter().copied().filter(|v| *v != new).collect();
-    kept.push(new);
-    let drop = kept.len().saturating_sub(VALUES_PER_NAME);
-    kept.split_off(drop)
+/// Values written at or before this unix time have expired at `now` (SPEC 10:
+/// removed an hour after they were written).
+pub fn expiry_cutoff(now: i64) -> i64 {
+    now.saturating_sub(LIFETIME.as_secs() as i64)
 }
 
 /// A cursor over the body bytes.
@@ -813,23 +777,114 @@ mod tests {
     }
 
     #[test]
-    fn two_most_recent_values_are_kept() {
-        assert_eq!(after_write(&[], "a"), ["a"]);
-        assert_eq!(after_write(&["a"], "b"), ["a", "b"]);
-        assert_eq!(after_write(&["a", "b"], "c"), ["b", "c"]);
-        // A repeated value becomes the most recent instead of taking a second slot.
-        assert_eq!(after_write(&["a", "b"], "a"), ["b", "a"]);
-        assert_eq!(after_write(&["a"], "a"), ["a"]);
+    fn values_expire_an_hour_after_writing() {
+        // Written at 1000: live until 4599, gone at 4600.
+        assert_eq!(expiry_cutoff(4599), 999);
+        assert_eq!(expiry_cutoff(4600), 1000);
+        assert_eq!(expiry_cutoff(i64::MIN), i64::MIN);
+        assert_eq!(challenge_name("a.example"), "_acme-challenge.a.example");
+    }
+
+    struct Fake {
+        token: super::super::Token,
+    }
+
+    impl Directory for Fake {
+        fn token_by_hash(
+            &mut self,
+            hash: &[u8; 32],
+        ) -> Result<Option<super::super::Token>, String> {
+            Ok((*hash == super::super::token_hash("key")).then(|| self.token.clone()))
+        }
+        fn domains_of(&mut self, _owner: i64) -> Result<Vec<Domain>, String> {
+            Ok(vec![Domain {
+                id: 7,
+                name: "a.example".into(),
+                zone: "example".into(),
+            }])
+        }
+    }
+
+    struct Zones;
+    impl ZonePolicy for Zones {
+        fn is_dynamic(&self, _zone: &str) -> bool {
+            true
+        }
+        fn guard_fallback(&self) -> &[crate::net::cidr::Cidr] {
+            &[]
+        }
+    }
+
+    fn fake(scope: Scope) -> Fake {
+        Fake {
+            token: super::super::Token {
+                id: 1,
+                owner: 1,
+                owner_email: "a@x.org".into(),
+                expires: None,
+                allowed_subnets: vec![],
+                domains: vec![],
+                family: super::super::FamilyPolicy::V4,
+                scope,
+            },
+        }
+    }
+
+    fn run(
+        scope: Scope,
+        user: Option<&str>,
+        key: Option<&str>,
+        body: &str,
+    ) -> Result<Write, AcmeRefusal> {
+        let call = Call {
+            user,
+            key,
+            body: body.as_bytes(),
+            client: "127.0.0.1".parse().expect("ip"),
+        };
+        plan(&call, &mut fake(scope), &Zones, 0)
     }
 
     #[test]
-    fn values_expire_an_hour_after_writing() {
-        assert!(!expired(1000, 1000));
-        assert!(!expired(1000, 4599));
-        assert!(expired(1000, 4600));
-        assert!(!expired(i64::MAX, 0));
-        assert_eq!(next_expiry([5000, 1000, 3000]), Some(4600));
-        assert_eq!(next_expiry([]), None);
-        assert_eq!(challenge_name("a.example"), "_acme-challenge.a.example");
+    fn plan_checks_credentials_then_scope_then_body_then_name() {
+        let good = format!(r#"{{"subdomain": "www.a.example", "txt": "{DIGEST}"}}"#);
+        let w = run(Scope::Acme, Some("a.example"), Some("key"), &good).expect("plan");
+        assert_eq!(
+            (w.name.as_str(), w.value.as_str(), w.domain.id),
+            ("www.a.example", DIGEST, 7)
+        );
+        assert!(run(Scope::Both, Some("A@X.org"), Some("key"), &good).is_ok());
+        // No key: 401 that does not count; a wrong key or user: counted.
+        assert!(matches!(
+            run(Scope::Acme, Some("a.example"), None, &good),
+            Err(AcmeRefusal::Unauthorized { counted: false, .. })
+        ));
+        for (user, key) in [
+            (Some("a.example"), "nope"),
+            (Some("b.example"), "key"),
+            (None, "key"),
+        ] {
+            assert!(
+                matches!(
+                    run(Scope::Acme, user, Some(key), &good),
+                    Err(AcmeRefusal::Unauthorized { counted: true, .. })
+                ),
+                "{user:?} {key}"
+            );
+        }
+        // A router's token learns nothing from the body: 403 before it is read.
+        assert!(matches!(
+            run(Scope::Update, Some("a.example"), Some("key"), "not json"),
+            Err(AcmeRefusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            run(Scope::Acme, Some("a.example"), Some("key"), "not json"),
+            Err(AcmeRefusal::BadSubdomain(_))
+        ));
+        let elsewhere = format!(r#"{{"subdomain": "b.example", "txt": "{DIGEST}"}}"#);
+        assert!(matches!(
+            run(Scope::Acme, Some("a.example"), Some("key"), &elsewhere),
+            Err(AcmeRefusal::BadSubdomain(_))
+        ));
     }
 }
