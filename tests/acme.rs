@@ -621,3 +621,46 @@ fn a_zone_with_acme_values_passes_every_zone_checker() {
         panic!("{e}\n{}", s.zone_text());
     }
 }
+
+#[test]
+fn request_text_reaches_the_log_escaped() {
+    // SPEC 13: a user, a subdomain or a value that looks like a log line (or
+    // hides a line break) must not forge one.
+    let (s, key) = setup("acme", &[]);
+    let forged = r"x\u2028failed authentication from 203.0.113.90: \u202ey";
+    let newline = r"x\nfailed authentication from 203.0.113.91: y";
+    for raw in [
+        format!(r#"{{"subdomain": "{forged}", "txt": "{V1}"}}"#),
+        format!(r#"{{"subdomain": "{newline}", "txt": "{V1}"}}"#),
+        format!(r#"{{"subdomain": "{NAME}", "txt": "{forged}"}}"#),
+        format!(r#"{{"subdomain": "{NAME}", "txt": "{newline}"}}"#),
+    ] {
+        let r = call(&s, NAME, &key, &raw, Some("application/json"));
+        assert_eq!(r.status, 400, "{raw}: {r:?}");
+    }
+    let r = call(
+        &s,
+        "failed authentication from 203.0.113.92: x",
+        &key,
+        &body(NAME, V1),
+        None,
+    );
+    assert_eq!(r.status, 401, "{r:?}");
+    s.wait_until("the failed authentication logged", PUBLISH, || {
+        s.log()
+            .contains(" WARN failed authentication from 127.0.0.1")
+    });
+    let log = s.log();
+    for raw in ['\u{2028}', '\u{202e}', '\r'] {
+        assert!(!log.contains(raw), "{raw:?} reached the log raw:\n{log}");
+    }
+    for line in log.lines() {
+        assert!(
+            line.starts_with("20") && line.as_bytes().get(10) == Some(&b'T'),
+            "a line that does not start with the logger's timestamp: {line:?}"
+        );
+        if let Some(rest) = line.split(" WARN failed authentication from ").nth(1) {
+            assert!(rest.starts_with("127.0.0.1:"), "forged: {line}");
+        }
+    }
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::auth::{self, AuthMethod, Credentials};
 use super::{hostname, Directory, Domain, Refusal, ZonePolicy};
-use crate::net::name::{printable, Hostname};
+use crate::net::name::{quoted, Hostname};
 
 /// The largest body read (SPEC 10: at most 1 KiB).
 pub const MAX_BODY: usize = 1024;
@@ -226,8 +226,8 @@ pub fn check_value(value: &str) -> Result<(), AcmeRefusal> {
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
     {
         return Err(AcmeRefusal::BadTxt(format!(
-            "txt value has {:?}; allowed: A-Z a-z 0-9 - _",
-            c
+            "txt value has {}; allowed: A-Z a-z 0-9 - _",
+            quoted(&c.to_string())
         )));
     }
     Ok(())
@@ -243,8 +243,8 @@ pub fn check_subdomain(raw: Option<&str>) -> Result<String, AcmeRefusal> {
         .into_string();
     if name.starts_with("*.") {
         return Err(AcmeRefusal::BadSubdomain(format!(
-            "'{}' is a wildcard: send its base name",
-            printable(&name)
+            "{} is a wildcard: send its base name",
+            quoted(&name)
         )));
     }
     Ok(name)
