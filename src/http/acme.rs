@@ -18,19 +18,12 @@ pub fn is_acme_call(method: &str, target: &str) -> bool {
 }
 
 impl Reply {
-    /// A JSON answer (SPEC 10): the refusal's status and body, `Retry-After` on 429.
+    /// A JSON answer (SPEC 10): status, body and headers all from the refusal table.
     fn acme_refusal(r: &AcmeRefusal) -> Reply {
-        let mut headers = Vec::new();
-        if let AcmeRefusal::RateLimited(d) = r {
-            headers.push((
-                "Retry-After",
-                crate::update::retry_after_secs(*d).to_string(),
-            ));
-        }
         Reply {
             status: r.status(),
             body: r.body(),
-            headers,
+            headers: r.headers(),
             content_type: "application/json",
         }
     }

@@ -1,5 +1,6 @@
 //! The acme-dns update call (SPEC 10) as pure steps: the tiny JSON body, the TXT
-//! value and name checks, token scope, which values a name keeps, and the JSON answers.
+//! value and name checks, token scope, and `plan` running the checks in order
+//! (its refusals, `AcmeRefusal`, are in the one refusal table, `refusal.rs`).
 //!
 //! No SQL and no sockets here. Why no JSON crate: the body is at most 1 KiB and one
 //! flat object of two strings; a ~150-line reader that follows RFC 8259 for what it
@@ -10,11 +11,11 @@
 //! repeats [`check_value`] so that not even a hand-edited database can put a quote
 //! or a newline into a zone file; the renderer checks once more ([`zone_line`]).
 
-use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use super::auth::{self, AuthMethod, Credentials};
+pub use super::refusal::AcmeRefusal;
 use super::{hostname, Directory, Domain, Refusal, ZonePolicy};
 use crate::net::name::{quoted, Hostname};
 
@@ -66,72 +67,6 @@ impl Scope {
     /// May the token write `_acme-challenge` values (SPEC 10)?
     pub fn allows_acme(self) -> bool {
         matches!(self, Scope::Acme | Scope::Both)
-    }
-}
-
-/// Every way an acme-dns call is refused. `status` and `body` are the one place
-/// where these become HTTP (SPEC 10's answers).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AcmeRefusal {
-    /// 401: bad or missing credentials. `counted`: credentials were presented and
-    /// failed, so it counts as a failed authentication for rate limiting.
-    Unauthorized { counted: bool, reason: String },
-    /// 403: the token may not do this (scope, `--domain` policy, static zone), or
-    /// `/register`.
-    Forbidden(String),
-    /// 400 `bad_subdomain`: malformed JSON, or a name that is malformed or not held.
-    BadSubdomain(String),
-    /// 400 `bad_txt`: a value that is not 1–255 of `A-Z a-z 0-9 - _`.
-    BadTxt(String),
-    /// 413: a body over [`MAX_BODY`].
-    TooLarge,
-    /// 429 over `rate_limit.acme_per_domain`.
-    RateLimited(Duration),
-    /// 500: the database failed; nothing was written.
-    Database(String),
-}
-
-impl AcmeRefusal {
-    pub fn status(&self) -> u16 {
-        match self {
-            AcmeRefusal::Unauthorized { .. } => 401,
-            AcmeRefusal::Forbidden(_) => 403,
-            AcmeRefusal::BadSubdomain(_) | AcmeRefusal::BadTxt(_) => 400,
-            AcmeRefusal::TooLarge => 413,
-            AcmeRefusal::RateLimited(_) => 429,
-            AcmeRefusal::Database(_) => 500,
-        }
-    }
-
-    /// The JSON body, acme-dns's words where it has them.
-    pub fn body(&self) -> String {
-        let word = match self {
-            AcmeRefusal::Unauthorized { .. } | AcmeRefusal::Forbidden(_) => "forbidden",
-            AcmeRefusal::BadSubdomain(_) => "bad_subdomain",
-            AcmeRefusal::BadTxt(_) => "bad_txt",
-            AcmeRefusal::TooLarge => "body_too_large",
-            AcmeRefusal::RateLimited(_) => "rate_limited",
-            AcmeRefusal::Database(_) => "database",
-        };
-        format!("{{\"error\": \"{word}\"}}")
-    }
-}
-
-impl fmt::Display for AcmeRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AcmeRefusal::Unauthorized { reason, .. } => {
-                write!(f, "authentication failed: {reason}")
-            }
-            AcmeRefusal::Forbidden(m) => write!(f, "forbidden: {m}"),
-            AcmeRefusal::BadSubdomain(m) => write!(f, "bad subdomain: {m}"),
-            AcmeRefusal::BadTxt(m) => write!(f, "bad txt: {m}"),
-            AcmeRefusal::TooLarge => write!(f, "body larger than {MAX_BODY} bytes"),
-            AcmeRefusal::RateLimited(d) => {
-                write!(f, "rate limited for {}s", super::retry_after_secs(*d))
-            }
-            AcmeRefusal::Database(m) => write!(f, "database error: {m}"),
-        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Every way an update request is refused, and the one table that turns a refusal
-//! into HTTP: status, body and the headers that go with it.
+//! Every way an update request or an acme-dns call is refused, and the one table
+//! that turns a refusal into HTTP: status, body and the headers that go with it.
 
 use std::fmt;
 use std::time::Duration;
@@ -67,6 +67,80 @@ impl Refusal {
             Refusal::MethodNotAllowed => vec![("Allow", "GET, HEAD".to_string())],
             Refusal::RateLimited(d) => vec![("Retry-After", retry_after_secs(*d).to_string())],
             _ => Vec::new(),
+        }
+    }
+}
+
+/// Every way an acme-dns call (SPEC 10) is refused; `status`, `body` and
+/// `headers` are the one place where these become HTTP (JSON answers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AcmeRefusal {
+    /// 401: bad or missing credentials. `counted`: credentials were presented and
+    /// failed, so it counts as a failed authentication for rate limiting.
+    Unauthorized { counted: bool, reason: String },
+    /// 403: the token may not do this (scope, `--domain` policy, static zone), or
+    /// `/register`.
+    Forbidden(String),
+    /// 400 `bad_subdomain`: malformed JSON, or a name that is malformed or not held.
+    BadSubdomain(String),
+    /// 400 `bad_txt`: a value that is not 1–255 of `A-Z a-z 0-9 - _`.
+    BadTxt(String),
+    /// 413: a body over [`MAX_BODY`].
+    TooLarge,
+    /// 429 over `rate_limit.acme_per_domain`.
+    RateLimited(Duration),
+    /// 500: the database failed; nothing was written.
+    Database(String),
+}
+
+impl AcmeRefusal {
+    pub fn status(&self) -> u16 {
+        match self {
+            AcmeRefusal::Unauthorized { .. } => 401,
+            AcmeRefusal::Forbidden(_) => 403,
+            AcmeRefusal::BadSubdomain(_) | AcmeRefusal::BadTxt(_) => 400,
+            AcmeRefusal::TooLarge => 413,
+            AcmeRefusal::RateLimited(_) => 429,
+            AcmeRefusal::Database(_) => 500,
+        }
+    }
+
+    /// `Retry-After` with a 429; acme-dns clients get no Basic challenge.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            AcmeRefusal::RateLimited(d) => vec![("Retry-After", retry_after_secs(*d).to_string())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The JSON body, acme-dns's words where it has them.
+    pub fn body(&self) -> String {
+        let word = match self {
+            AcmeRefusal::Unauthorized { .. } | AcmeRefusal::Forbidden(_) => "forbidden",
+            AcmeRefusal::BadSubdomain(_) => "bad_subdomain",
+            AcmeRefusal::BadTxt(_) => "bad_txt",
+            AcmeRefusal::TooLarge => "body_too_large",
+            AcmeRefusal::RateLimited(_) => "rate_limited",
+            AcmeRefusal::Database(_) => "database",
+        };
+        format!("{{\"error\": \"{word}\"}}")
+    }
+}
+
+impl fmt::Display for AcmeRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcmeRefusal::Unauthorized { reason, .. } => {
+                write!(f, "authentication failed: {reason}")
+            }
+            AcmeRefusal::Forbidden(m) => write!(f, "forbidden: {m}"),
+            AcmeRefusal::BadSubdomain(m) => write!(f, "bad subdomain: {m}"),
+            AcmeRefusal::BadTxt(m) => write!(f, "bad txt: {m}"),
+            AcmeRefusal::TooLarge => write!(f, "body larger than {} bytes", super::acme::MAX_BODY),
+            AcmeRefusal::RateLimited(d) => {
+                write!(f, "rate limited for {}s", retry_after_secs(*d))
+            }
+            AcmeRefusal::Database(m) => write!(f, "database error: {m}"),
         }
     }
 }
