@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the external programs the integration tests drive (nameservers,
-# zone checkers, DNS clients, ddclient, load tools) on Debian 12 (bookworm).
+# zone checkers, DNS clients, ddclient, load tools, the ACME test CA pebble and
+# the ACME client lego, and python3-venv) on Debian 12 (bookworm). certbot and
+# its dns-acmedns plugin come from PyPI, into a venv tests/acme_clients.rs makes.
 #
 # Idempotent: when every command is already on PATH it does nothing (no apt).
 # As root it installs what is missing; otherwise it fails naming the commands
