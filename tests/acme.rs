@@ -154,6 +154,11 @@ fn update_writes_the_txt_record_and_answers_like_acme_dns() {
         txt_records(&s, NAME),
         [format!("TXT _acme-challenge.{NAME} \"{V1}\"")]
     );
+    let status = s.cli_ok(&["status", NAME]);
+    assert!(
+        status.contains(&format!("stored: TXT _acme-challenge.{NAME} \"{V1}\"")),
+        "{status}"
+    );
     // Rendered like A/AAAA: the configured TTL, quoted.
     assert!(
         s.zone_text()
