@@ -546,7 +546,10 @@ fn validate_zones(raw_zones: Option<Vec<RawZone>>) -> Result<Vec<Zone>, String> 
 /// file path must end in a file name.
 fn dir_like(p: &Path) -> bool {
     p.to_string_lossy().ends_with('/')
-        || !matches!(p.components().next_back(), Some(std::path::Component::Normal(_)))
+        || !matches!(
+            p.components().next_back(),
+            Some(std::path::Component::Normal(_))
+        )
 }
 
 /// `[rate_limit]`: each a sliding-window rule, "" disables.
@@ -648,12 +651,18 @@ mod tests {
         assert_eq!(c.server.tls_cert, Path::new("/etc/dd/tls/cert.pem"));
         assert_eq!(c.server.tls_key, Path::new("/k.pem"));
         assert_eq!(c.zones[0].file, Path::new("/etc/dd/../zones/dyn.zone"));
-        assert_eq!(c.zones[0].include.as_deref(), Some(Path::new("/etc/dd/static")));
+        assert_eq!(
+            c.zones[0].include.as_deref(),
+            Some(Path::new("/etc/dd/static"))
+        );
         assert_eq!(c.source.as_deref(), Some(Path::new("/etc/dd/config.toml")));
         let here = Config::defaults_here().unwrap();
         let cwd = std::env::current_dir().unwrap();
         assert_eq!(here.database.path, cwd.join("data/dedyn-update.sqlite3"));
-        assert_eq!(here.zones[0].file, cwd.join("data/zones/dedyn.example.zone"));
+        assert_eq!(
+            here.zones[0].file,
+            cwd.join("data/zones/dedyn.example.zone")
+        );
     }
 
     /// A zone file path that cannot name a file is refused at start-up.
@@ -662,7 +671,10 @@ mod tests {
         for bad in ["", "zones/", ".", "/var/lib/x/.."] {
             let text = format!("[[zone]]\nname = \"dyn.example\"\nfile = \"{bad}\"\n");
             let e = Config::parse(&text, None).unwrap_err().0;
-            assert!(e.contains("zone[0].file") && e.contains("not a file path"), "{bad}: {e}");
+            assert!(
+                e.contains("zone[0].file") && e.contains("not a file path"),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -236,3 +236,9 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(15));
     }
 }
+
+/// The effective user id, for messages that say as whom something was tried.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
