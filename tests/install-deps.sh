@@ -24,6 +24,7 @@ declare -A PKG=(
   [dig]=bind9-dnsutils
   [kdig]=knot-dnsutils
   [ddclient]=ddclient
+  [inadyn]=inadyn        # tests/recipes.rs: the README's inadyn recipe
   [curl]=curl
   [openssl]=openssl
   [wrk]=wrk
@@ -34,7 +35,7 @@ declare -A PKG=(
   [strip]=binutils      # bench/run.sh: size of the stripped binary
 )
 # Packages that come with a system daemon (service unit of the same name).
-DAEMON_PKGS=" nsd knot ddclient fail2ban "
+DAEMON_PKGS=" nsd knot ddclient inadyn fail2ban "
 
 # /usr/sbin is not on every non-root PATH; look there too.
 have() { PATH="$PATH:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1; }
@@ -43,6 +44,12 @@ missing_cmds=()
 for cmd in "${!PKG[@]}"; do
   have "$cmd" || missing_cmds+=("$cmd")
 done
+# Not a command: ddclient's HTTPS (ssl=yes in the README recipe) needs this
+# Perl module, which Debian's ddclient only recommends.
+if ! perl -MIO::Socket::SSL -e 1 >/dev/null 2>&1; then
+  PKG[perl:IO::Socket::SSL]=libio-socket-ssl-perl
+  missing_cmds+=("perl:IO::Socket::SSL")
+fi
 
 if [ ${#missing_cmds[@]} -eq 0 ]; then
   echo "install-deps: all test dependencies present"
@@ -93,7 +100,10 @@ fi
 
 still_missing=()
 for cmd in "${missing_cmds[@]}"; do
-  have "$cmd" || still_missing+=("$cmd")
+  case $cmd in
+    perl:*) perl -M"${cmd#perl:}" -e 1 >/dev/null 2>&1 || still_missing+=("$cmd") ;;
+    *) have "$cmd" || still_missing+=("$cmd") ;;
+  esac
 done
 if [ ${#still_missing[@]} -ne 0 ]; then
   echo "install-deps: still missing after install: ${still_missing[*]}" >&2
