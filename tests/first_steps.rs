@@ -94,3 +94,23 @@ fn quick_tour_works_pasted_as_one_block() {
     }
     assert!(!text.contains("error"), "{text}");
 }
+
+/// SPEC 12: the unit's `Documentation=` names a file the install steps (and the
+/// package) put there: the README, in `/usr/share/doc/dedyn-update/`.
+#[test]
+fn unit_documentation_points_at_the_installed_readme() {
+    let unit = include_str!("../dedyn-update.service");
+    let doc = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("Documentation="))
+        .expect("Documentation= in the unit");
+    let path = doc
+        .strip_prefix("file://")
+        .expect("a file:// documentation link");
+    assert_eq!(path, "/usr/share/doc/dedyn-update/README.md");
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains(&format!("sudo install -D -m 0644 README.md {path}")),
+        "the install steps do not put README.md at {path}"
+    );
+}
