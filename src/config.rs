@@ -248,6 +248,8 @@ impl Config {
 
     /// Read and validate `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        // Messages name the file by its absolute path (SPEC 12).
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError(format!("{}: cannot read config file: {e}", path.display()))
         })?;
