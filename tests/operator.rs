@@ -255,8 +255,9 @@ fn check_refuses_a_zone_file_that_is_not_a_file() {
 }
 
 /// SPEC 12: the zone directory must be writable by the user running `check`, not
-/// only by mode bits: a root-owned 0755 directory passes for root and fails for
-/// `nobody`, each problem on its own line naming the key and the file.
+/// only by mode bits, and the TLS key readable: a root-owned 0755 directory and a
+/// root-owned 0600 key pass for root and fail for `nobody`, each problem on its
+/// own line naming the key and the file.
 #[test]
 fn check_tries_writing_the_zone_directory_as_the_user_running_it() {
     let uid = Command::new("id").arg("-u").output().expect("id");
@@ -282,10 +283,17 @@ fn check_tries_writing_the_zone_directory_as_the_user_running_it() {
         .status()
         .unwrap();
     assert!(chown.success());
+    let pki = Pki::new();
+    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+    std::fs::copy(pki.path("rsa.pem"), &cert).unwrap();
+    std::fs::copy(pki.path("rsa.key"), &key).unwrap();
+    std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let cfg = d.join("config.toml");
     write(
         &cfg,
-        "[database]\npath = \"state/db.sqlite3\"\n\
+        "[server]\nhttps_listen = [\"127.0.0.1:8443\"]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
+         [database]\npath = \"state/db.sqlite3\"\n\
          [[zone]]\nname = \"dedyn.example\"\nfile = \"zones-a/dedyn.example.zone\"\n\
          [[zone]]\nname = \"other.example\"\nfile = \"zones-b/sub/other.example.zone\"\n",
     );
@@ -325,10 +333,11 @@ fn check_tries_writing_the_zone_directory_as_the_user_running_it() {
             "not writable",
         ],
     );
+    assert_check_names(&o, &["server.tls_key", &key.display().to_string()]);
     assert_eq!(
         o.stderr.lines().count(),
-        3,
-        "two problems and the summary: {}",
+        4,
+        "three problems and the summary: {}",
         o.stderr
     );
     // The mode bits alone would have said "writable" for the owner: root passes.
