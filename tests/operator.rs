@@ -364,7 +364,9 @@ fn check_reload_runs_the_reload_command_and_waits_for_the_serial() {
     let o = rig.server.cli(&["check", "--reload"]);
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
     assert!(
-        o.stdout.contains("zone dedyn.example: reload command ran"),
+        o.stdout
+            .contains("zone dedyn.example: reload command ran; 127.0.0.1:")
+            && o.stdout.contains("serves the published serial"),
         "{}",
         o.stdout
     );

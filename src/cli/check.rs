@@ -56,11 +56,15 @@ pub fn check(config: &Config, args: &[String]) -> Out {
         format!("zones: {}", zones.join(", ")),
     ]);
     if reload {
+        let served = match config.dns.verify_server {
+            Some(server) => format!("; {server} serves the published serial"),
+            None => String::new(),
+        };
         print_lines(
             config
                 .zones
                 .iter()
-                .map(|z| format!("zone {}: reload command ran; served as published", z.name)),
+                .map(|z| format!("zone {}: reload command ran{served}", z.name)),
         );
     }
     print_lines(config.zones.iter().flat_map(glue_notes));
