@@ -239,8 +239,21 @@ impl Config {
         validate(RawConfig::default(), None).expect("built-in defaults are valid")
     }
 
+    /// The built-in defaults as `serve` and the commands use them: their
+    /// relative paths resolved against the working directory (SPEC 12), so
+    /// that every message names an absolute path.
+    pub fn defaults_here() -> Result<Config, ConfigError> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| ConfigError(format!("cannot read the working directory: {e}")))?;
+        let mut c = Config::defaults();
+        c.resolve_paths(&cwd);
+        Ok(c)
+    }
+
     /// Read and validate `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        // Messages name the file by its absolute path (SPEC 12).
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError(format!("{}: cannot read config file: {e}", path.display()))
         })?;
@@ -253,7 +266,44 @@ impl Config {
             .unwrap_or_else(|| "config".into());
         let raw: RawConfig =
             basic_toml::from_str(text).map_err(|e| ConfigError(format!("{name}: {e}")))?;
-        validate(raw, path).map_err(|e| ConfigError(format!("{name}: {e}")))
+        let mut config = validate(raw, path).map_err(|e| ConfigError(format!("{name}: {e}")))?;
+        if let Some(p) = path {
+            // SPEC 12: relative paths in a file are relative to the file's
+            // directory, not to wherever the command happens to be run from.
+            let file = std::path::absolute(p)
+                .map_err(|e| ConfigError(format!("{name}: cannot make the path absolute: {e}")))?;
+            let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+            config.source = Some(file);
+            config.resolve_paths(&dir);
+        }
+        Ok(config)
+    }
+
+    /// Make every relative file path absolute against `base`.
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.server.tls_cert);
+        fix(&mut self.server.tls_key);
+        fix(&mut self.database.path);
+        for z in &mut self.zones {
+            fix(&mut z.file);
+            if let Some(i) = z.include.as_mut() {
+                fix(i);
+            }
+        }
+    }
+
+    /// Where the database path came from, for messages: the config file or
+    /// the built-in default.
+    pub fn origin(&self) -> String {
+        match &self.source {
+            Some(p) => format!("database.path in {}", p.display()),
+            None => "the built-in default, relative to the working directory".into(),
+        }
     }
 
     /// The configured zone that `name` lies strictly below (the longest such zone).
@@ -453,6 +503,12 @@ fn validate_zones(raw_zones: Option<Vec<RawZone>>) -> Result<Vec<Zone>, String> 
             return Err(format!("{key}.name: zone '{name}' is configured twice"));
         }
         let file = PathBuf::from(z.file.unwrap_or_else(|| format!("data/zones/{name}.zone")));
+        if file.as_os_str().is_empty() || dir_like(&file) {
+            return Err(format!(
+                "{key}.file: '{}' is not a file path (e.g. \"/var/lib/dedyn-update/zones/{name}.zone\")",
+                file.display()
+            ));
+        }
         if zones.iter().any(|o| o.file == file) {
             return Err(format!(
                 "{key}.file: '{}' is used by two zones",
@@ -490,6 +546,16 @@ fn validate_zones(raw_zones: Option<Vec<RawZone>>) -> Result<Vec<Zone>, String> 
     }
 
     Ok(zones)
+}
+
+/// A path that can only name a directory (`"zones/"`, `"."`, `".."`): a zone
+/// file path must end in a file name.
+fn dir_like(p: &Path) -> bool {
+    p.to_string_lossy().ends_with('/')
+        || !matches!(
+            p.components().next_back(),
+            Some(std::path::Component::Normal(_))
+        )
 }
 
 /// `[rate_limit]`: each a sliding-window rule, "" disables.
@@ -531,13 +597,25 @@ impl ZonePolicy for Config {
 mod tests {
     use super::*;
 
-    /// The example file says it shows every key with its default: hold it to that
-    /// (a changed default or a key missing from `Config` fails here).
+    /// The example file says it shows every key with its default, except the
+    /// two paths (absolute, for the installed service): hold it to that (a
+    /// changed default or a key missing from `Config` fails here).
     #[test]
     fn example_config_shows_the_built_in_defaults() {
         let text = include_str!("../data/dedyn-update.example.toml");
-        let example = Config::parse(text, None).expect("the example config parses");
-        assert_eq!(format!("{example:?}"), format!("{:?}", Config::defaults()));
+        let mut example = Config::parse(text, None).expect("the example config parses");
+        let defaults = Config::defaults();
+        assert_eq!(
+            example.database.path,
+            Path::new("/var/lib/dedyn-update/dedyn-update.sqlite3")
+        );
+        assert_eq!(
+            example.zones[0].file,
+            Path::new("/var/lib/dedyn-update/zones/dedyn.example.zone")
+        );
+        example.database.path = defaults.database.path.clone();
+        example.zones[0].file = defaults.zones[0].file.clone();
+        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
         for section in [
             "[server]",
             "[database]",
@@ -569,6 +647,45 @@ mod tests {
         );
         assert_eq!(c.dns.ttl, 60);
         assert_eq!(c.dns.guard_fallback.len(), 3);
+    }
+
+    /// SPEC 12: relative paths in a file resolve against its directory; the
+    /// built-in defaults against the working directory; absolute ones stay.
+    #[test]
+    fn relative_paths_resolve_against_the_config_files_directory() {
+        let text = "[server]\ntls_cert = \"tls/cert.pem\"\ntls_key = \"/k.pem\"\n\
+                    [database]\npath = \"db.sqlite3\"\n\
+                    [[zone]]\nname = \"dyn.example\"\nfile = \"../zones/dyn.zone\"\ninclude = \"static\"\n";
+        let c = Config::parse(text, Some(Path::new("/etc/dd/config.toml"))).unwrap();
+        assert_eq!(c.database.path, Path::new("/etc/dd/db.sqlite3"));
+        assert_eq!(c.server.tls_cert, Path::new("/etc/dd/tls/cert.pem"));
+        assert_eq!(c.server.tls_key, Path::new("/k.pem"));
+        assert_eq!(c.zones[0].file, Path::new("/etc/dd/../zones/dyn.zone"));
+        assert_eq!(
+            c.zones[0].include.as_deref(),
+            Some(Path::new("/etc/dd/static"))
+        );
+        assert_eq!(c.source.as_deref(), Some(Path::new("/etc/dd/config.toml")));
+        let here = Config::defaults_here().unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(here.database.path, cwd.join("data/dedyn-update.sqlite3"));
+        assert_eq!(
+            here.zones[0].file,
+            cwd.join("data/zones/dedyn.example.zone")
+        );
+    }
+
+    /// A zone file path that cannot name a file is refused at start-up.
+    #[test]
+    fn zone_file_must_be_a_file_path() {
+        for bad in ["", "zones/", ".", "/var/lib/x/.."] {
+            let text = format!("[[zone]]\nname = \"dyn.example\"\nfile = \"{bad}\"\n");
+            let e = Config::parse(&text, None).unwrap_err().0;
+            assert!(
+                e.contains("zone[0].file") && e.contains("not a file path"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

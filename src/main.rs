@@ -69,7 +69,7 @@ fn run(mut args: Vec<String>) -> Result<(), Failure> {
     });
     let config = match &config_path {
         Some(p) => Config::load(p).map_err(|e| Failure::from(e.to_string()))?,
-        None => Config::defaults(),
+        None => Config::defaults_here().map_err(|e| Failure::from(e.to_string()))?,
     };
     match cmd.as_str() {
         "serve" => {

@@ -43,6 +43,13 @@ fn start_service(
     table: ConnTable,
 ) -> Result<Running, String> {
     let db = config.database.clone();
+    if !db.path.try_exists().unwrap_or(true) {
+        log::info!(
+            "creating a new database at {} ({})",
+            db.path.display(),
+            config.origin()
+        );
+    }
     let open = move || Store::open(&db.path, &db.synchronous).map_err(|e| e.to_string());
     let mut store = open()?;
     let zone_names: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();

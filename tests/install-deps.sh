@@ -33,6 +33,7 @@ declare -A PKG=(
   [dig]=bind9-dnsutils
   [kdig]=knot-dnsutils
   [ddclient]=ddclient
+  [inadyn]=inadyn        # tests/recipes.rs: the README's inadyn recipe
   [curl]=curl
   [openssl]=openssl
   [wrk]=wrk
@@ -51,6 +52,7 @@ declare -A DAEMON_UNIT=(
   [ddclient]=ddclient.service
   [fail2ban]=fail2ban.service
   [bind9]=named.service
+  [inadyn]=inadyn.service
 )
 
 # /usr/sbin is not on every non-root PATH; look there too.
@@ -60,6 +62,12 @@ missing_cmds=()
 for cmd in "${!PKG[@]}"; do
   have "$cmd" || missing_cmds+=("$cmd")
 done
+# Not a command: ddclient's HTTPS (ssl=yes in the README recipe) needs this
+# Perl module, which Debian's ddclient only recommends.
+if ! perl -MIO::Socket::SSL -e 1 >/dev/null 2>&1; then
+  PKG[perl:IO::Socket::SSL]=libio-socket-ssl-perl
+  missing_cmds+=("perl:IO::Socket::SSL")
+fi
 
 # Not a command: Debian's python3 needs python3-venv (venv + ensurepip) for the
 # venv tests/acme_clients.rs makes to pip-install certbot and its dns-acmedns plugin.
@@ -123,7 +131,10 @@ fi
 
 still_missing=()
 for cmd in "${missing_cmds[@]}"; do
-  have "$cmd" || still_missing+=("$cmd")
+  case $cmd in
+    perl:*) perl -M"${cmd#perl:}" -e 1 >/dev/null 2>&1 || still_missing+=("$cmd") ;;
+    *) have "$cmd" || still_missing+=("$cmd") ;;
+  esac
 done
 venv_ok || still_missing+=("python3 venv module")
 if [ ${#still_missing[@]} -ne 0 ]; then

@@ -99,7 +99,46 @@ impl Args {
     }
 }
 
+/// Open the database for a command that writes: a missing one is created, and
+/// the command says so on stderr with its absolute path (SPEC 12), so that a
+/// command run with the wrong config does not silently start a second database.
 pub fn open(config: &Config) -> Result<Store, Failure> {
+    let created = !database_exists(config);
+    let s = open_store(config)?;
+    if created {
+        eprintln!(
+            "dedyn-update: created a new database at {} ({})",
+            config.database.path.display(),
+            config.origin()
+        );
+    }
+    Ok(s)
+}
+
+/// Open the database for a command that only reads: it is never created; a
+/// missing one is an error naming its absolute path and where it was configured.
+pub fn open_existing(config: &Config) -> Result<Store, Failure> {
+    if !database_exists(config) {
+        return Err(missing_database(config));
+    }
+    open_store(config)
+}
+
+/// Whether the configured database file is there. A path we may not even look
+/// at counts as there: opening it then fails with SQLite's reason.
+fn database_exists(config: &Config) -> bool {
+    config.database.path.try_exists().unwrap_or(true)
+}
+
+pub fn missing_database(config: &Config) -> Failure {
+    Failure::from(format!(
+        "no database at {} ({}); nothing was created. Is this the right --config? `serve` or `user add` creates one",
+        config.database.path.display(),
+        config.origin()
+    ))
+}
+
+fn open_store(config: &Config) -> Result<Store, Failure> {
     let mut s = Store::open(&config.database.path, &config.database.synchronous)?;
     let zones: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
     s.ensure_zones(&zones)?;

@@ -44,9 +44,12 @@ fn io_failure(what: &str, path: &Path, e: std::io::Error) -> Failure {
 pub fn backup(config: &Config, args: &[String]) -> Out {
     let a = Args::parse(args, &[])?;
     let dest = PathBuf::from(&a.exactly(1, "backup FILE")?[0]);
+    // Messages name absolute paths (SPEC 12); FILE itself is relative to the
+    // working directory, as any command-line file argument.
+    let dest = std::path::absolute(&dest).unwrap_or(dest);
     let db = &config.database.path;
-    if !db.exists() {
-        return Err(Failure::from(format!("no database at {}", db.display())));
+    if !db.try_exists().unwrap_or(true) {
+        return Err(super::args::missing_database(config));
     }
     let store = Store::open(db, &config.database.synchronous)?;
     let tmp = sibling(&dest, "backup");

@@ -1,28 +1,46 @@
-//! `check`: after the config loaded, look at the database, the zone files'
-//! directories, the include files and the TLS files, naming each problem.
+//! `check`: after the config loaded, try what the service will do — open the
+//! database, write into the zone directories, load the TLS pair — naming each problem.
 
-use super::args::{open, print_lines, Failure, Out};
+use super::args::{open_existing, print_lines, usage, Failure, Out};
 use crate::config::{Config, Zone};
 use crate::net::name;
 use crate::store::Store;
+use std::fs;
+use std::path::{Path, PathBuf};
 
-/// `check`: the config is already valid when we get here; look at the database,
-/// the zone files' directories and the include files.
-pub fn check(config: &Config) -> Out {
-    let store = open(config)?;
+/// `check [--reload]`: the config is already valid when we get here. Every
+/// problem is printed on its own line (stderr), naming the key and the file;
+/// exit 1 if there is any.
+pub fn check(config: &Config, args: &[String]) -> Out {
+    let reload = match args {
+        [] => false,
+        [r] if r == "--reload" => true,
+        _ => return Err(usage("usage: dedyn-update check [--reload]")),
+    };
+    let store = open_existing(config)?;
     let mut problems = database_problems(config, &store)?;
-    for z in &config.zones {
-        problems.extend(zone_problems(z));
+    for (i, z) in config.zones.iter().enumerate() {
+        problems.extend(zone_problems(i, z));
     }
     problems.extend(tls_problems(config));
+    if reload && problems.is_empty() {
+        problems.extend(reload_problems(config, &store)?);
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("dedyn-update: check: {p}");
+        }
+        return Err(Failure::from(format!(
+            "check found {} problem(s) (as user id {})",
+            problems.len(),
+            crate::os::sys::effective_uid()
+        )));
+    }
     let counts = store.counts()?;
     let source = config
         .source
         .as_ref()
         .map_or("built-in defaults".to_string(), |p| p.display().to_string());
-    if !problems.is_empty() {
-        return Err(Failure::from(problems.join("; ")));
-    }
     let zones: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
     print_lines([
         format!("config: {source}: ok"),
@@ -37,19 +55,38 @@ pub fn check(config: &Config) -> Out {
         ),
         format!("zones: {}", zones.join(", ")),
     ]);
+    if reload {
+        let served = match config.dns.verify_server {
+            Some(server) => format!("; {server} serves the published serial"),
+            None => String::new(),
+        };
+        print_lines(
+            config
+                .zones
+                .iter()
+                .map(|z| format!("zone {}: reload command ran{served}", z.name)),
+        );
+    }
     print_lines(config.zones.iter().flat_map(glue_notes));
     Ok(())
 }
 
-/// The database's integrity, and domains no configured zone holds any more.
+/// The database's integrity, its directory writable (SQLite needs to create
+/// its `-wal`/`-shm` files there), and domains no configured zone holds any more.
 fn database_problems(config: &Config, store: &Store) -> Result<Vec<String>, Failure> {
     let mut problems = Vec::new();
+    let path = &config.database.path;
     let qc = store.quick_check()?;
     if qc != "ok" {
         problems.push(format!(
-            "database {}: integrity check says {qc}",
-            config.database.path.display()
+            "database.path {}: integrity check says {qc}",
+            path.display()
         ));
+    }
+    if let Some(dir) = path.parent() {
+        if let Err(e) = try_write_in(dir) {
+            problems.push(format!("database.path {}: {e}", path.display()));
+        }
     }
     let zones: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
     for d in store.domains_outside(&zones)? {
@@ -60,42 +97,130 @@ fn database_problems(config: &Config, store: &Store) -> Result<Vec<String>, Fail
     Ok(problems)
 }
 
-/// A zone's include file must be readable and its file's directory writable.
-fn zone_problems(z: &Zone) -> Vec<String> {
+/// Create and remove a file in `dir`, as the publisher's atomic write does: the
+/// only test that also catches ownership, ACLs and read-only mounts.
+fn try_write_in(dir: &Path) -> Result<(), String> {
+    let probe = dir.join(format!(".dedyn-update-check.{}", std::process::id()));
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => fs::remove_file(&probe)
+            .map_err(|e| format!("directory {}: cannot remove a file: {e}", dir.display())),
+        Err(e) => Err(format!(
+            "directory {} is not writable for this user (creating a file failed: {e})",
+            dir.display()
+        )),
+    }
+}
+
+/// The nearest directory of `path` that exists: the publisher creates the
+/// missing ones below it, so that is where it must be able to write.
+fn existing_dir_of(path: &Path) -> Option<PathBuf> {
+    path.ancestors()
+        .skip(1)
+        .find(|d| d.is_dir())
+        .map(Path::to_path_buf)
+}
+
+/// A zone's include file must be readable, its file a file (not a directory),
+/// and its directory writable by this user.
+fn zone_problems(i: usize, z: &Zone) -> Vec<String> {
     let mut problems = Vec::new();
     if let Err(e) = crate::publish::zone::read_include(z) {
-        problems.push(e);
+        problems.push(format!("zone[{i}].include: {e}"));
     }
-    let dir = z
-        .file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    if std::fs::create_dir_all(dir).is_err()
-        || std::fs::metadata(dir)
-            .map(|m| m.permissions().readonly())
-            .unwrap_or(true)
-    {
+    let key = format!("zone[{i}].file");
+    if z.file.is_dir() {
         problems.push(format!(
-            "zone {}: directory {} is not writable",
-            z.name,
-            dir.display()
+            "{key} {}: is a directory, not a file path",
+            z.file.display()
         ));
+        return problems;
+    }
+    match existing_dir_of(&z.file) {
+        Some(dir) => {
+            if let Err(e) = try_write_in(&dir) {
+                problems.push(format!("{key} {}: {e}", z.file.display()));
+            }
+        }
+        None => problems.push(format!(
+            "{key} {}: no directory of it exists",
+            z.file.display()
+        )),
+    }
+    if let Ok(m) = fs::metadata(&z.file) {
+        if !m.is_file() {
+            problems.push(format!(
+                "{key} {}: exists but is not a regular file",
+                z.file.display()
+            ));
+        }
     }
     problems
 }
 
-/// With HTTPS listeners, the certificate and key files must exist.
+/// With HTTPS listeners: the certificate chain and key parse (PEM) and belong
+/// together — the same loading `serve` does, as the user running `check`.
 fn tls_problems(config: &Config) -> Vec<String> {
+    let s = &config.server;
+    if s.https_listen.is_empty() {
+        return Vec::new();
+    }
+    match crate::edge::load_server_config(&s.tls_cert, &s.tls_key) {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![format!("server.tls_cert/server.tls_key: {e}")],
+    }
+}
+
+/// `--reload`: run each zone's reload command once, and with `verify_server`
+/// wait until the nameserver serves the zone's last published serial.
+fn reload_problems(config: &Config, store: &Store) -> Result<Vec<String>, Failure> {
     let mut problems = Vec::new();
-    if !config.server.https_listen.is_empty() {
-        for p in [&config.server.tls_cert, &config.server.tls_key] {
-            if let Err(e) = std::fs::metadata(p) {
-                problems.push(format!("server.tls_cert/tls_key: {}: {e}", p.display()));
+    if config.dns.reload_command.is_empty() && config.dns.verify_server.is_none() {
+        problems.push(
+            "dns.reload_command is empty and dns.verify_server is not set: --reload has nothing to try"
+                .to_string(),
+        );
+        return Ok(problems);
+    }
+    for (i, z) in config.zones.iter().enumerate() {
+        if !z.file.is_file() {
+            problems.push(format!(
+                "zone[{i}].file {}: not written yet (start `serve` once)",
+                z.file.display()
+            ));
+            continue;
+        }
+        if !config.dns.reload_command.is_empty() {
+            if let Err(e) = crate::publish::run_reload(
+                &config.dns.reload_command,
+                &z.name,
+                &z.file,
+                config.dns.reload_timeout,
+            ) {
+                problems.push(format!("dns.reload_command for zone {}: {e}", z.name));
+                continue;
+            }
+        }
+        if let Some(server) = config.dns.verify_server {
+            let serial = store.published_serial(&z.name)?.unwrap_or(0);
+            if let Err(e) = crate::publish::wait_until_served(
+                server,
+                &z.name,
+                serial,
+                config.dns.reload_timeout,
+            ) {
+                problems.push(format!(
+                    "dns.verify_server: zone {} ({}): {e}",
+                    z.name,
+                    z.file.display()
+                ));
             }
         }
     }
-    problems
+    Ok(problems)
 }
 
 /// Not a failure (the built-in defaults have it): a nameserver inside its own

@@ -2,7 +2,7 @@
 //! each strictly below a configured zone.
 
 use super::add::{add_one, Add};
-use super::args::{open, print_lines, usage, Args, Failure, Out};
+use super::args::{open, open_existing, print_lines, usage, Args, Failure, Out};
 use super::rules::{check_domain_name, normalize_email};
 use crate::config::Config;
 use crate::net::name;
@@ -44,7 +44,7 @@ pub fn domain(config: &Config, args: &[String]) -> Out {
         Some("list") => {
             a.exactly(1, "domain list [--owner EMAIL]")?;
             print_lines(
-                open(config)?
+                open_existing(config)?
                     .list_domains(a.one("owner").map(normalize_email).as_deref())?
                     .into_iter()
                     .map(|(n, _)| n),

@@ -1,7 +1,7 @@
 //! `explain 'URL' [--header ...] [--peer ADDR]`: the update pipeline run without
 //! writing, printing which rule decided what and the answer it would give.
 
-use super::args::{open, print_lines, usage, Args, Failure, Out};
+use super::args::{open_existing, print_lines, usage, Args, Failure, Out};
 use crate::config::Config;
 use crate::update;
 use std::net::IpAddr;
@@ -77,7 +77,7 @@ fn run_pipeline(
     req: &update::Request,
     lines: &mut Vec<String>,
 ) -> Result<bool, Failure> {
-    let store = &mut open(config)?;
+    let store = &mut open_existing(config)?;
     match update::plan(req, store, config, crate::os::clock::now_unix()) {
         Ok(plan) => {
             lines.extend(plan.trace.iter().map(|t| format!("  {t}")));

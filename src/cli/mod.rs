@@ -30,12 +30,7 @@ pub fn run(config: &Config, cmd: &str, rest: &[String]) -> Out {
         "records" => records::records(config, rest),
         "acme" => acme::acme(config, rest),
         "zone" => records::zone(config, rest),
-        "check" => {
-            if !rest.is_empty() {
-                return Err(usage("check takes no arguments"));
-            }
-            check::check(config)
-        }
+        "check" => check::check(config, rest),
         "explain" => explain::explain(config, rest),
         "status" => status::status(config, rest),
         "nameserver" => nameserver::run(config, rest),
@@ -68,7 +63,7 @@ commands:
   records NAME                           show the A/AAAA records stored for NAME
   acme set NAME VALUE | clear NAME       put/remove _acme-challenge.NAME TXT values (ACME DNS-01)
   zone render ZONE                       print the zone file as it would be published now
-  check                                  validate the config file and the database
+  check [--reload]                       validate config and database; try what the service will do
   status NAME                            stored records, their serial, what the nameserver serves
   explain 'URL' [--header 'Name: value']... [--peer ADDR]
                                          run an update request without writing, step by step
@@ -97,7 +92,7 @@ prints the secret of each new token, one a line, in the order of the token lines
         "records" => "usage: dedyn-update records NAME\nPrints 'A addr' / 'AAAA addr' lines, A first, in numeric order, then\n'TXT _acme-challenge.NAME \"VALUE\"' lines, oldest first.",
         "acme" => "usage: dedyn-update acme set NAME VALUE | acme clear NAME\nset: write _acme-challenge.NAME TXT \"VALUE\" (VALUE: 1-255 of A-Z a-z 0-9 - _); the two most\nrecent values per name are kept and each is removed an hour after it was written.\nclear: remove every value of NAME now.",
         "zone" => "usage: dedyn-update zone render ZONE\nPrints the zone file with the serial it would carry.",
-        "check" => "usage: dedyn-update check\nValidates the config file and the database; exits non-zero naming each problem.",
+        "check" => "usage: dedyn-update check [--reload]\nValidates the config file and the database, and tries as the user running it what the\nservice will do: open the database, write in each zone file's directory, load the TLS\ncertificate and key (with https_listen). Each problem is a line on stderr naming the key\nand the file; exit 1 if any. --reload also runs each zone's reload command once and, with\n[dns] verify_server, waits until the nameserver serves the published serial.",
         "status" => "usage: dedyn-update status NAME\nPrints the stored records, the serial that contains them, and (with [dns] verify_server)\nwhat the nameserver answers now, ending with 'served' or 'not yet served'.",
         "explain" => "usage: dedyn-update explain 'URL' [--header 'Name: value']... [--peer ADDR]\nRuns the update pipeline without writing and prints which rule decided what.\nExit 0: the request would succeed; 1: it would be refused. --peer defaults to 127.0.0.1.",
         "nameserver" => nameserver::USAGE,

@@ -1,7 +1,7 @@
 //! `records NAME` and `zone render ZONE`: what is stored for one name, and the zone
 //! file as it would be published now.
 
-use super::args::{open, print_lines, usage, Args, Failure, Out};
+use super::args::{open_existing, print_lines, usage, Args, Failure, Out};
 use crate::config::Config;
 use crate::net::name;
 use crate::store::Store;
@@ -22,7 +22,7 @@ pub(crate) fn held(store: &Store, raw: &str) -> Result<(String, update::Domain),
 pub fn records(config: &Config, args: &[String]) -> Out {
     let a = Args::parse(args, &[])?;
     let p = a.exactly(1, "records NAME")?;
-    let store = open(config)?;
+    let store = open_existing(config)?;
     let (name, d) = held(&store, &p[0])?;
     print_lines(
         store
@@ -47,7 +47,7 @@ pub fn zone(config: &Config, args: &[String]) -> Out {
     let zone = config
         .zone(&name)
         .ok_or_else(|| Failure::from(format!("{name} is not a configured zone")))?;
-    let store = open(config)?;
+    let store = open_existing(config)?;
     let serial = store.pending_serial(&name)?;
     let mut text = Vec::new();
     crate::publish::render_zone(zone, config.dns.ttl, serial, &store, &mut text)?;

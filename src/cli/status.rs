@@ -1,7 +1,7 @@
 //! `status NAME`: the stored records, the serial that contains them, and whether
 //! the nameserver (`[dns] verify_server`) serves them yet.
 
-use super::args::{open, print_lines, Args, Failure, Out};
+use super::args::{open_existing, print_lines, Args, Failure, Out};
 use super::records::held;
 use crate::config::Config;
 use crate::net::dnsquery::{self, Answer};
@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 pub fn status(config: &Config, args: &[String]) -> Out {
     let a = Args::parse(args, &[])?;
     let p = a.exactly(1, "status NAME")?;
-    let store = open(config)?;
+    let store = open_existing(config)?;
     let (name, d) = held(&store, &p[0])?;
     let stored = store.records(&d.zone, &name)?;
     let mut lines = vec![format!("name: {name} (domain {}, zone {})", d.name, d.zone)];

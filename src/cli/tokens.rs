@@ -2,7 +2,7 @@
 //! with; the secret is printed once, only its hash is stored.
 
 use super::add::{add_one, Add};
-use super::args::{open, print_lines, usage, Args, Failure, Out};
+use super::args::{open, open_existing, print_lines, usage, Args, Failure, Out};
 use super::rules::normalize_email;
 use crate::config::Config;
 use crate::net::cidr::Cidr;
@@ -90,7 +90,7 @@ pub fn token(config: &Config, args: &[String]) -> Out {
         Some("list") => {
             a.exactly(1, "token list [--owner EMAIL]")?;
             let time = |t: Option<i64>| t.map_or("never".to_string(), crate::os::clock::rfc3339);
-            print_lines(open(config)?.list_tokens(a.one("owner").map(normalize_email).as_deref())?.into_iter().map(|t| {
+            print_lines(open_existing(config)?.list_tokens(a.one("owner").map(normalize_email).as_deref())?.into_iter().map(|t| {
                 format!(
                     "{}\towner={}\tname={}\tcreated={}\tlast_used={}\texpires={}\tsubnets={}\tdomains={}\tfamily={}\tscope={}",
                     t.id,

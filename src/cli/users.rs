@@ -2,7 +2,7 @@
 //! Removing a user removes their domains, tokens and records.
 
 use super::add::{add_one, Add};
-use super::args::{open, print_lines, usage, Args, Failure, Out};
+use super::args::{open, open_existing, print_lines, usage, Args, Failure, Out};
 use super::rules::{check_email, normalize_email};
 use crate::config::Config;
 
@@ -19,7 +19,7 @@ pub fn user(config: &Config, args: &[String]) -> Out {
         Some("add") => add_one(config, user_add(&a)?)?,
         Some("list") => {
             a.exactly(1, "user list")?;
-            print_lines(open(config)?.list_users()?);
+            print_lines(open_existing(config)?.list_users()?);
         }
         Some("remove") => {
             let p = a.exactly(2, "user remove EMAIL")?;

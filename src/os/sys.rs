@@ -215,6 +215,12 @@ pub(crate) fn set_nofile_soft(soft: u64, hard: u64) -> io::Result<()> {
 #[allow(clippy::unnecessary_cast)]
 pub(crate) const RLIM_INFINITY: u64 = libc::RLIM_INFINITY as u64;
 
+/// The effective user id, for messages that say as whom something was tried.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

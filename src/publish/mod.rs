@@ -340,7 +340,7 @@ pub fn render_zone(
 /// `zone`. A nameserver that dropped the reload (NSD ignores one that arrives
 /// while it is still loading) makes this publication fail, so it is retried,
 /// instead of leaving the change on disk but not in the DNS.
-fn wait_until_served(
+pub fn wait_until_served(
     server: std::net::SocketAddr,
     zone: &str,
     serial: u32,

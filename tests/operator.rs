@@ -1,0 +1,395 @@
+//! The operator's path (SPEC 12) through the real binary: relative paths in a
+//! config file, commands that must not create a database, and `check` trying
+//! what the service will do — as the user running it.
+mod common;
+use common::dns::Rig;
+use common::edge::Pki;
+use common::ns::Kind;
+use common::proc::TempDir;
+use common::server::{cli_in, CliOutput, Server, Setup, BIN};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+const EMAIL: &str = "alice@example.org";
+
+fn write(path: &Path, text: &str) {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// `check` failed: exit 1, nothing on stdout, and a stderr line that names all of `parts`.
+#[track_caller]
+fn assert_check_names(o: &CliOutput, parts: &[&str]) {
+    assert_eq!(o.code, 1, "check should fail: {}{}", o.stdout, o.stderr);
+    assert_eq!(o.stdout, "");
+    assert!(
+        o.stderr
+            .lines()
+            .any(|l| parts.iter().all(|p| l.contains(p))),
+        "no stderr line names all of {parts:?}:\n{}",
+        o.stderr
+    );
+}
+
+/// SPEC 12: `database.path`, the zone file and the include file of a config file
+/// are relative to the file's directory, whatever directory the command runs in;
+/// creating the database is said on stderr with its absolute path.
+#[test]
+fn relative_paths_resolve_against_the_config_files_directory() {
+    let dir = TempDir::new("ops");
+    let d = dir.path();
+    let cfg = d.join("etc/config.toml");
+    write(
+        &cfg,
+        "[database]\npath = \"state/db.sqlite3\"\n\
+         [[zone]]\nname = \"dedyn.example\"\nfile = \"zones/dedyn.example.zone\"\ninclude = \"static\"\n",
+    );
+    write(
+        &d.join("etc/static"),
+        "ns1.dedyn.example. 60 IN A 192.0.2.53\n",
+    );
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let c = cfg.to_str().unwrap();
+
+    let o = cli_in(&elsewhere, &["--config", c, "user", "add", EMAIL], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let db = d.join("etc/state/db.sqlite3");
+    assert!(db.is_file(), "database not beside the config");
+    assert!(
+        o.stderr
+            .contains(&format!("created a new database at {}", db.display())),
+        "{}",
+        o.stderr
+    );
+    assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none());
+
+    // A second command from yet another directory uses the same database, silently.
+    let o = cli_in(d, &["--config", c, "user", "list"], &[]);
+    assert_eq!(
+        (o.code, o.stdout.as_str(), o.stderr.as_str()),
+        (0, "alice@example.org\n", "")
+    );
+    // The include file was found beside the config too.
+    let o = cli_in(
+        &elsewhere,
+        &["--config", c, "zone", "render", "dedyn.example"],
+        &[],
+    );
+    assert!(o.stdout.contains("192.0.2.53"), "{}{}", o.stdout, o.stderr);
+    // A relative --config works the same.
+    let o = cli_in(&d.join("etc"), &["--config", "config.toml", "check"], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.contains(&format!("database: {}", db.display())),
+        "{}",
+        o.stdout
+    );
+}
+
+/// SPEC 12: the commands that only read never create a database: without one
+/// they exit 1 naming the absolute path and the config file it came from.
+#[test]
+fn read_only_commands_never_create_a_database() {
+    let dir = TempDir::new("ops");
+    let d = dir.path();
+    let cfg = d.join("etc/config.toml");
+    write(&cfg, "[database]\npath = \"db.sqlite3\"\n");
+    let c = cfg.to_str().unwrap();
+    let db = d.join("etc/db.sqlite3");
+    let commands: [&[&str]; 8] = [
+        &["user", "list"],
+        &["domain", "list"],
+        &["token", "list"],
+        &["records", "alice.dedyn.example"],
+        &["zone", "render", "dedyn.example"],
+        &["status", "alice.dedyn.example"],
+        &["check"],
+        &["backup", "copy.sqlite3"],
+    ];
+    for cmd in commands {
+        let mut args = vec!["--config", c];
+        args.extend_from_slice(cmd);
+        let o = cli_in(d, &args, &[]);
+        assert_eq!(o.code, 1, "{cmd:?}: {}", o.stderr);
+        assert!(
+            o.stderr
+                .contains(&format!("no database at {}", db.display()))
+                && o.stderr.contains(c),
+            "{cmd:?}: {}",
+            o.stderr
+        );
+        assert!(!db.exists(), "{cmd:?} created {}", db.display());
+        assert_eq!(
+            std::fs::read_dir(d).unwrap().count(),
+            1,
+            "{cmd:?} left files"
+        );
+    }
+    // Without a config file: the default, relative to the working directory.
+    let o = cli_in(d, &["user", "list"], &[]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains(&format!(
+            "no database at {}",
+            d.join("data/dedyn-update.sqlite3").display()
+        )) && o.stderr.contains("built-in default"),
+        "{}",
+        o.stderr
+    );
+    assert!(!d.join("data").exists());
+}
+
+/// SPEC 12: `serve` creates the database and says so, with the absolute path.
+#[test]
+fn serve_says_when_it_creates_the_database() {
+    let mut s = Server::start();
+    assert!(
+        s.log().contains(&format!(
+            "creating a new database at {}",
+            s.db_path().display()
+        )),
+        "{}",
+        s.log()
+    );
+    s.stop();
+    s.spawn();
+    assert_eq!(
+        s.log().matches("creating a new database").count(),
+        1,
+        "{}",
+        s.log()
+    );
+}
+
+/// A config in `d` (`[server]` lines and `[[zone]]` tables) with its database created.
+fn instance(d: &Path, server: &str, zone: &str) -> String {
+    let cfg = d.join("config.toml");
+    write(
+        &cfg,
+        &format!("[server]\n{server}\n[database]\npath = \"db.sqlite3\"\n{zone}"),
+    );
+    let c = cfg.to_str().unwrap().to_string();
+    if !d.join("db.sqlite3").exists() {
+        let o = cli_in(d, &["--config", &c, "user", "add", EMAIL], &[]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+    }
+    c
+}
+
+/// SPEC 12: `check` loads the TLS pair as `serve` would: a key of another
+/// certificate and a file that is not PEM are problems naming the keys and files.
+#[test]
+fn check_loads_the_certificate_and_key() {
+    let pki = Pki::new();
+    let dir = TempDir::new("ops");
+    let d = dir.path();
+    let tls = |cert: &Path, key: &Path| {
+        format!(
+            "https_listen = [\"127.0.0.1:8443\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    let (rsa, rsa_key, ec_key) = (pki.path("rsa.pem"), pki.path("rsa.key"), pki.path("ec.key"));
+    let c = instance(d, &tls(&rsa, &rsa_key), "");
+    let o = cli_in(d, &["--config", &c, "check"], &[]);
+    assert_eq!(o.code, 0, "a matching pair passes: {}", o.stderr);
+
+    let c = instance(d, &tls(&rsa, &ec_key), "");
+    let o = cli_in(d, &["--config", &c, "check"], &[]);
+    assert_check_names(
+        &o,
+        &[
+            "server.tls_cert",
+            &rsa.display().to_string(),
+            &ec_key.display().to_string(),
+        ],
+    );
+
+    let not_pem = d.join("cert.der");
+    std::fs::write(&not_pem, b"\x30\x82\x01\x0a not a PEM file").unwrap();
+    let c = instance(d, &tls(&not_pem, &rsa_key), "");
+    let o = cli_in(d, &["--config", &c, "check"], &[]);
+    assert_check_names(
+        &o,
+        &["server.tls_cert", &not_pem.display().to_string(), "PEM"],
+    );
+}
+
+/// `file` must name a file: `""` and a path ending in `/` stop the config,
+/// an existing directory is a problem `check` names.
+#[test]
+fn check_refuses_a_zone_file_that_is_not_a_file() {
+    let dir = TempDir::new("ops");
+    let d = dir.path();
+    for bad in ["", "zones/"] {
+        let cfg = d.join("bad.toml");
+        write(
+            &cfg,
+            &format!("[[zone]]\nname = \"dedyn.example\"\nfile = \"{bad}\"\n"),
+        );
+        let o = cli_in(d, &["--config", cfg.to_str().unwrap(), "check"], &[]);
+        assert_eq!(o.code, 1, "{bad:?}");
+        assert!(o.stderr.contains("zone[0].file"), "{bad:?}: {}", o.stderr);
+        assert!(o.stderr.contains(cfg.to_str().unwrap()), "{}", o.stderr);
+    }
+    std::fs::create_dir_all(d.join("zones/dedyn.example")).unwrap();
+    let c = instance(
+        d,
+        "",
+        "[[zone]]\nname = \"dedyn.example\"\nfile = \"zones/dedyn.example\"\n",
+    );
+    let o = cli_in(d, &["--config", &c, "check"], &[]);
+    assert_check_names(
+        &o,
+        &[
+            "zone[0].file",
+            &d.join("zones/dedyn.example").display().to_string(),
+            "directory",
+        ],
+    );
+}
+
+/// SPEC 12: the zone directory must be writable by the user running `check`, not
+/// only by mode bits, and the TLS key readable: a root-owned 0755 directory and a
+/// root-owned 0600 key pass for root and fail for `nobody`, each problem on its
+/// own line naming the key and the file.
+#[test]
+fn check_tries_writing_the_zone_directory_as_the_user_running_it() {
+    let uid = Command::new("id").arg("-u").output().expect("id");
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("skipped: needs root to act as another user (CI runs as root)");
+        return;
+    }
+    let dir = TempDir::new("ops");
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The binary where nobody may run it.
+    let bin = d.join("dedyn-update");
+    std::fs::copy(BIN, &bin).unwrap();
+    let state = d.join("state");
+    let zones_a = d.join("zones-a");
+    let zones_b = d.join("zones-b");
+    for p in [&state, &zones_a, &zones_b] {
+        std::fs::create_dir(p).unwrap();
+    }
+    let chown = Command::new("chown")
+        .arg("nobody")
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let pki = Pki::new();
+    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+    std::fs::copy(pki.path("rsa.pem"), &cert).unwrap();
+    std::fs::copy(pki.path("rsa.key"), &key).unwrap();
+    std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cfg = d.join("config.toml");
+    write(
+        &cfg,
+        "[server]\nhttps_listen = [\"127.0.0.1:8443\"]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
+         [database]\npath = \"state/db.sqlite3\"\n\
+         [[zone]]\nname = \"dedyn.example\"\nfile = \"zones-a/dedyn.example.zone\"\n\
+         [[zone]]\nname = \"other.example\"\nfile = \"zones-b/sub/other.example.zone\"\n",
+    );
+    let as_nobody = |args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(&bin)
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .current_dir(d)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("setpriv");
+        CliOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let o = as_nobody(&["user", "add", EMAIL]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = as_nobody(&["check"]);
+    assert_check_names(
+        &o,
+        &[
+            "zone[0].file",
+            &zones_a.display().to_string(),
+            "not writable",
+        ],
+    );
+    assert_check_names(
+        &o,
+        &[
+            "zone[1].file",
+            &zones_b.display().to_string(),
+            "not writable",
+        ],
+    );
+    assert_check_names(&o, &["server.tls_key", &key.display().to_string()]);
+    assert_eq!(
+        o.stderr.lines().count(),
+        4,
+        "three problems and the summary: {}",
+        o.stderr
+    );
+    // The mode bits alone would have said "writable" for the owner: root passes.
+    let o = cli_in(d, &["--config", cfg.to_str().unwrap(), "check"], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    // Nothing was left behind by the write tries.
+    assert_eq!(std::fs::read_dir(&zones_a).unwrap().count(), 0);
+}
+
+/// `check --reload` runs the reload command once per zone and, with
+/// `verify_server`, waits until the nameserver serves the published serial.
+#[test]
+fn check_reload_runs_the_reload_command_and_waits_for_the_serial() {
+    let rig = Rig::start_verified(Kind::Nsd, Setup::default(), |reload, dir| {
+        format!("touch {}/reloaded && {reload}", dir.display())
+    });
+    let marker = rig.dir.path().join("reloaded");
+    rig.server.wait_until(
+        "the first publication",
+        std::time::Duration::from_secs(10),
+        || marker.exists(),
+    );
+    std::fs::remove_file(&marker).unwrap();
+    let o = rig.server.cli(&["check", "--reload"]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout
+            .contains("zone dedyn.example: reload command ran; 127.0.0.1:")
+            && o.stdout.contains("serves the published serial"),
+        "{}",
+        o.stdout
+    );
+    assert!(marker.exists(), "the reload command did not run");
+
+    // A reload command that fails is named, with the zone.
+    let cfg = std::fs::read_to_string(&rig.server.config).unwrap();
+    let start = cfg.find("reload_command").unwrap();
+    let end = start + cfg[start..].find('\n').unwrap();
+    let failing = rig.server.dir.path().join("failing.toml");
+    std::fs::write(
+        &failing,
+        format!(
+            "{}reload_command = \"exit 3\"{}",
+            &cfg[..start],
+            &cfg[end..]
+        ),
+    )
+    .unwrap();
+    let o = cli_in(
+        rig.server.dir.path(),
+        &["--config", failing.to_str().unwrap(), "check", "--reload"],
+        &[],
+    );
+    assert_check_names(&o, &["dns.reload_command", "dedyn.example", "exit 3"]);
+}
