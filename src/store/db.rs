@@ -97,6 +97,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
         published_serial INTEGER,
         published_at INTEGER
     );",
+    // 2: what a publication proved, for `status` (another process than the
+    // publisher): the newest file written, the last attempt and its error.
+    // published_* are written only after the reload (and verify_server) succeeded.
+    "ALTER TABLE zones ADD COLUMN written_generation INTEGER;
+    ALTER TABLE zones ADD COLUMN written_serial INTEGER;
+    ALTER TABLE zones ADD COLUMN last_attempt_at INTEGER;
+    ALTER TABLE zones ADD COLUMN last_error TEXT;
+    ALTER TABLE zones ADD COLUMN last_error_at INTEGER;",
 ];
 
 pub(super) fn reverse_labels(name: &str) -> String {

@@ -69,14 +69,26 @@ impl Store {
         Ok(n)
     }
 
+    /// The zone's change counter and the one its last proven publication
+    /// contained (`None`: no row). They differ while a change is unpublished.
+    pub fn generations(&self, zone: &str) -> Result<Option<(i64, i64)>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT generation, published_generation FROM zones WHERE name = ?1")?
+            .query_row([zone], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
     /// Start a publication: move the zone's pending serial on, in a short write
-    /// transaction, and return the serial this publication carries. Read the
-    /// records afterwards (`for_each_record`): every change committed before this
-    /// call carries this serial or an older one and is in that read; a change
-    /// committed in between carries the next serial and may already be in it —
-    /// its receipt is then conservative, never too early. Holding the write lock
-    /// while reading a large zone would stall every update instead.
-    pub fn start_publication(&mut self, zone: &str) -> Result<u32> {
+    /// transaction, and return the serial this publication carries with the
+    /// generation it contains. Read the records afterwards (`for_each_record`):
+    /// every change committed before this call carries this serial or an older
+    /// one and is in that read; a change committed in between carries the next
+    /// serial and may already be in it — its receipt is then conservative, never
+    /// too early. Holding the write lock while reading a large zone would stall
+    /// every update instead. Nothing here counts the zone as published: only
+    /// `record_published`, after the publisher has proved it, does.
+    pub fn start_publication(&mut self, zone: &str) -> Result<Attempt> {
         let _turn = writer_turn();
         let tx = self
             .conn
@@ -96,33 +108,83 @@ impl Store {
         // strictly when they are not; u32 wraps in 2106.
         let next = (serial + 1).max(now_unix());
         tx.execute(
-            "UPDATE zones SET pending_serial = ?2, published_generation = ?3, published_serial = ?4, published_at = ?5 WHERE name = ?1",
-            params![zone, next, generation, serial, now_unix()],
+            "UPDATE zones SET pending_serial = ?2, last_attempt_at = ?3 WHERE name = ?1",
+            params![zone, next, now_unix()],
         )?;
         tx.commit()?;
-        Ok(serial as u32)
+        Ok(Attempt {
+            serial: serial as u32,
+            generation,
+        })
     }
 
-    /// A publication that failed: the zone stays dirty so it is tried again.
-    pub fn mark_unpublished(&mut self, zone: &str) -> Result<()> {
+    /// A publication the publisher proved (reload succeeded, and `verify_server`
+    /// serves it when configured): one statement, so it either all happens or
+    /// not at all — and if not, the zone is merely published again later.
+    /// Never moves backwards.
+    pub fn record_published(&mut self, zone: &str, a: Attempt) -> Result<()> {
+        let _turn = writer_turn();
         self.conn.execute(
-            "UPDATE zones SET published_generation = -1 WHERE name = ?1",
-            [zone],
+            "UPDATE zones SET published_generation = ?2, published_serial = ?3, published_at = ?4,
+                written_generation = ?2, written_serial = ?3, last_error = NULL, last_error_at = NULL
+             WHERE name = ?1 AND published_generation <= ?2",
+            params![zone, a.generation, a.serial, now_unix()],
         )?;
         Ok(())
     }
 
-    /// The serial of the last publication (for `status`).
-    pub fn published_serial(&self, zone: &str) -> Result<Option<u32>> {
-        let s: Option<Option<i64>> = self
+    /// A publication that failed, for `status`: its error, and the file it wrote
+    /// if it got that far. Bookkeeping only — the zone stays dirty whether or not
+    /// this succeeds, since the published generation was never moved.
+    pub fn record_failure(
+        &mut self,
+        zone: &str,
+        error: &str,
+        written: Option<Attempt>,
+    ) -> Result<()> {
+        let _turn = writer_turn();
+        self.conn.execute(
+            "UPDATE zones SET last_error = ?2, last_error_at = ?3,
+                written_generation = coalesce(?4, written_generation),
+                written_serial = coalesce(?5, written_serial)
+             WHERE name = ?1",
+            params![
+                zone,
+                error,
+                now_unix(),
+                written.map(|a| a.generation),
+                written.map(|a| a.serial)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Everything `status` says about a zone's publication (`None`: no row).
+    pub fn publication(&self, zone: &str) -> Result<Option<Publication>> {
+        Ok(self
             .conn
             .query_row(
-                "SELECT published_serial FROM zones WHERE name = ?1",
+                "SELECT generation, pending_serial, published_generation, published_serial,
+                    published_at, written_generation, written_serial, last_attempt_at,
+                    last_error, last_error_at
+                 FROM zones WHERE name = ?1",
                 [zone],
-                |r| r.get(0),
+                |r| {
+                    Ok(Publication {
+                        generation: r.get(0)?,
+                        pending_serial: r.get::<_, i64>(1)? as u32,
+                        published_generation: r.get(2)?,
+                        published_serial: r.get::<_, Option<i64>>(3)?.map(|v| v as u32),
+                        published_at: r.get(4)?,
+                        written_generation: r.get(5)?,
+                        written_serial: r.get::<_, Option<i64>>(6)?.map(|v| v as u32),
+                        last_attempt_at: r.get(7)?,
+                        last_error: r.get(8)?,
+                        last_error_at: r.get(9)?,
+                    })
+                },
             )
-            .optional()?;
-        Ok(s.flatten().map(|v| v as u32))
+            .optional()?)
     }
 
     /// Every domain with a zone that is not configured (for `check`).
@@ -151,6 +213,29 @@ impl Store {
             records: c("SELECT count(*) FROM records")?,
         })
     }
+}
+
+/// One publication attempt: the serial it carries and the generation (change
+/// counter) whose changes it contains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub serial: u32,
+    pub generation: i64,
+}
+
+/// A zone's publication bookkeeping, as `status` reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Publication {
+    pub generation: i64,
+    pub pending_serial: u32,
+    pub published_generation: i64,
+    pub published_serial: Option<u32>,
+    pub published_at: Option<i64>,
+    pub written_generation: Option<i64>,
+    pub written_serial: Option<u32>,
+    pub last_attempt_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
 }
 
 /// The size of the database, as `check` reports it.
