@@ -43,6 +43,13 @@ pub enum PublishError {
         last: String,
         timeout: Duration,
     },
+    /// While waiting for `verify_server`, a newer change arrived: the next
+    /// attempt (a higher serial) is started at once instead of waiting on.
+    Superseded {
+        server: SocketAddr,
+        zone: String,
+        serial: u32,
+    },
 }
 
 impl fmt::Display for PublishError {
@@ -78,6 +85,14 @@ impl fmt::Display for PublishError {
                 f,
                 "{server} still serves {last} for {zone}, not {serial}, {} s after the reload (the nameserver did not load the new file: see its log)",
                 timeout.as_secs_f64()
+            ),
+            PublishError::Superseded {
+                server,
+                zone,
+                serial,
+            } => write!(
+                f,
+                "{server} did not serve serial {serial} of {zone} yet, and a newer change is waiting: publishing that instead"
             ),
         }
     }

@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A `verify_server` wait is given up for a newer change only after this long
+/// (or twice the last successful wait, if longer): a working nameserver has
+/// loaded a small zone well before.
+const PATIENCE_MIN: Duration = Duration::from_secs(1);
 
 /// After a failed attempt: when to try again if nothing changes.
 struct Retry {
@@ -45,6 +49,8 @@ pub(super) struct Lane {
     buf: Vec<u8>,
     /// How long the last render and write took.
     last_work: Duration,
+    /// How long the nameserver took to serve the last successful publication.
+    last_verify: Duration,
 }
 
 impl Lane {
@@ -64,6 +70,7 @@ impl Lane {
             written: None,
             buf: Vec::new(),
             last_work: Duration::ZERO,
+            last_verify: Duration::ZERO,
         }
     }
 
@@ -264,7 +271,24 @@ impl Lane {
             )?;
         }
         if let Some(server) = dns.verify_server {
-            wait_until_served(server, &self.zone.name, a.serial, dns.reload_timeout)?;
+            let (store, zone) = (&self.store, &self.zone.name);
+            // A newer change: the generation moved past this attempt's.
+            let mut newer = || {
+                store
+                    .generations(zone)
+                    .is_ok_and(|g| g.is_some_and(|(g, _)| g > a.generation))
+            };
+            let patience = (self.last_verify * 2).max(PATIENCE_MIN);
+            let verify_started = Instant::now();
+            wait_until_served(
+                server,
+                zone,
+                a.serial,
+                dns.reload_timeout,
+                patience,
+                &mut newer,
+            )?;
+            self.last_verify = verify_started.elapsed();
         }
         Ok(a)
     }

@@ -11,13 +11,22 @@ use std::time::{Duration, Instant};
 /// `zone`. A nameserver that dropped the reload (NSD ignores one that arrives
 /// while it is still loading) makes this publication fail, so it is retried,
 /// instead of leaving the change on disk but not in the DNS.
+///
+/// `superseded` is asked every 100 ms once `patience` has passed: if a newer
+/// change is waiting, the wait ends (`Superseded`) so that the next attempt — whose
+/// higher serial proves this one too — is not held back (SPEC 13). The patience
+/// keeps a slow but working nameserver from being superseded forever.
 pub fn wait_until_served(
     server: std::net::SocketAddr,
     zone: &str,
     serial: u32,
     timeout: Duration,
+    patience: Duration,
+    superseded: &mut dyn FnMut() -> bool,
 ) -> Result<(), PublishError> {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut next_look = started + patience;
     loop {
         let last = match crate::net::dnsquery::query(
             server,
@@ -41,6 +50,16 @@ pub fn wait_until_served(
                 last,
                 timeout,
             });
+        }
+        if Instant::now() >= next_look {
+            if superseded() {
+                return Err(PublishError::Superseded {
+                    server,
+                    zone: zone.to_string(),
+                    serial,
+                });
+            }
+            next_look = Instant::now() + Duration::from_millis(100);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
