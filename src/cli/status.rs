@@ -45,6 +45,9 @@ pub fn status(config: &Config, args: &[String]) -> Out {
         .verify_server
         .map(|server| served(server, &d.zone, &name, &stored, containing));
     lines.push(state_line(&p, dirty, served.as_ref().map(|(ok, _)| *ok)));
+    if let (Some(s), Some(t), true) = (p.published_serial, p.published_at, dirty) {
+        lines.push(format!("last published: serial {s} at {}", rfc3339(t)));
+    }
     if let (Some(e), true) = (
         &p.last_error,
         dirty || served.as_ref().is_some_and(|(ok, _)| !ok),
