@@ -34,9 +34,15 @@ pub fn status(config: &Config, args: &[String]) -> Out {
     });
     let dirty = p.generation != p.published_generation;
     // The serial of the publication that contains the stored records: the
-    // published one if nothing is pending, else the one the next publication carries.
-    let containing = match (dirty, p.published_serial) {
-        (false, Some(s)) => s,
+    // published one if nothing is pending; else the latest attempt's if it
+    // contains them (in flight, or failed: a retry carries a higher serial);
+    // else the one the next publication carries.
+    let latest_attempt = p
+        .attempt_serial
+        .filter(|_| p.attempt_generation.is_some_and(|g| g >= p.generation));
+    let containing = match (dirty, p.published_serial, latest_attempt) {
+        (false, Some(s), _) => s,
+        (true, _, Some(s)) => s,
         _ => p.pending_serial,
     };
     lines.push(format!("serial: {containing}"));
@@ -44,7 +50,12 @@ pub fn status(config: &Config, args: &[String]) -> Out {
         .dns
         .verify_server
         .map(|server| served(server, &d.zone, &name, &stored, containing));
-    lines.push(state_line(&p, dirty, served.as_ref().map(|(ok, _)| *ok)));
+    lines.push(state_line(
+        &p,
+        dirty,
+        containing,
+        served.as_ref().map(|(ok, _)| *ok),
+    ));
     if let (Some(s), Some(t), true) = (p.published_serial, p.published_at, dirty) {
         lines.push(format!("last published: serial {s} at {}", rfc3339(t)));
     }
@@ -69,7 +80,7 @@ pub fn status(config: &Config, args: &[String]) -> Out {
 /// `status` can ask it: `served`) or, without `verify_server`, once the running
 /// service recorded a successful reload; else `written, not yet loaded` (the file
 /// holds the change) or `pending`.
-fn state_line(p: &Publication, dirty: bool, served: Option<bool>) -> String {
+fn state_line(p: &Publication, dirty: bool, containing: u32, served: Option<bool>) -> String {
     let written = p.written_generation.is_some_and(|w| w >= p.generation);
     match (dirty, served) {
         (false, None | Some(true)) => format!(
@@ -87,11 +98,7 @@ fn state_line(p: &Publication, dirty: bool, served: Option<bool>) -> String {
             p.written_serial.unwrap_or(0),
             attempted(p)
         ),
-        (true, _) => format!(
-            "state: pending (serial {}{})",
-            p.pending_serial,
-            attempted(p)
-        ),
+        (true, _) => format!("state: pending (serial {containing}{})", attempted(p)),
     }
 }
 

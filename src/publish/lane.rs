@@ -183,8 +183,12 @@ impl Lane {
         match result {
             Ok(a) => {
                 self.stats.publications.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .zone(&name, |z| z.last_success = Some(now_unix()));
+                // What waited is out; a change that arrived meanwhile starts its
+                // wait when `generations` below sees it (off by this attempt's time).
+                self.stats.zone(&name, |z| {
+                    z.last_success = Some(now_unix());
+                    z.pending_since = None;
+                });
                 self.retry = None;
                 info!(
                     "published zone {name} serial {} in {} ms ({} ms rendering and writing)",

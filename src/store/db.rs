@@ -98,9 +98,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
         published_at INTEGER
     );",
     // 2: what a publication proved, for `status` (another process than the
-    // publisher): the newest file written, the last attempt and its error.
+    // publisher): the latest attempt (what it contains, its serial, when, its
+    // error) and the newest file written.
     // published_* are written only after the reload (and verify_server) succeeded.
-    "ALTER TABLE zones ADD COLUMN written_generation INTEGER;
+    "ALTER TABLE zones ADD COLUMN attempt_generation INTEGER;
+    ALTER TABLE zones ADD COLUMN attempt_serial INTEGER;
+    ALTER TABLE zones ADD COLUMN written_generation INTEGER;
     ALTER TABLE zones ADD COLUMN written_serial INTEGER;
     ALTER TABLE zones ADD COLUMN last_attempt_at INTEGER;
     ALTER TABLE zones ADD COLUMN last_error TEXT;

@@ -108,8 +108,9 @@ impl Store {
         // strictly when they are not; u32 wraps in 2106.
         let next = (serial + 1).max(now_unix());
         tx.execute(
-            "UPDATE zones SET pending_serial = ?2, last_attempt_at = ?3 WHERE name = ?1",
-            params![zone, next, now_unix()],
+            "UPDATE zones SET pending_serial = ?2, last_attempt_at = ?3,
+                attempt_generation = ?4, attempt_serial = ?5 WHERE name = ?1",
+            params![zone, next, now_unix(), generation, serial],
         )?;
         tx.commit()?;
         Ok(Attempt {
@@ -166,7 +167,7 @@ impl Store {
             .query_row(
                 "SELECT generation, pending_serial, published_generation, published_serial,
                     published_at, written_generation, written_serial, last_attempt_at,
-                    last_error, last_error_at
+                    last_error, last_error_at, attempt_generation, attempt_serial
                  FROM zones WHERE name = ?1",
                 [zone],
                 |r| {
@@ -181,6 +182,8 @@ impl Store {
                         last_attempt_at: r.get(7)?,
                         last_error: r.get(8)?,
                         last_error_at: r.get(9)?,
+                        attempt_generation: r.get(10)?,
+                        attempt_serial: r.get::<_, Option<i64>>(11)?.map(|v| v as u32),
                     })
                 },
             )
@@ -236,6 +239,9 @@ pub struct Publication {
     pub last_attempt_at: Option<i64>,
     pub last_error: Option<String>,
     pub last_error_at: Option<i64>,
+    /// The latest attempt (in flight, failed or proved): what it contains, its serial.
+    pub attempt_generation: Option<i64>,
+    pub attempt_serial: Option<u32>,
 }
 
 /// The size of the database, as `check` reports it.
