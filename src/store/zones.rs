@@ -252,3 +252,72 @@ pub struct Counts {
     pub tokens: i64,
     pub records: i64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(tag: &str) -> (Store, std::path::PathBuf) {
+        let path =
+            std::env::temp_dir().join(format!("dedyn-zones-{tag}-{}.sqlite3", std::process::id()));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+        let mut s = Store::open(&path, "NORMAL").unwrap();
+        s.ensure_zones(&["z.example"]).unwrap();
+        (s, path)
+    }
+
+    fn remove(path: &std::path::Path) {
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+    }
+
+    fn dirty(s: &Store) -> bool {
+        s.dirty_zones().unwrap() == ["z.example"]
+    }
+
+    /// Starting or failing a publication never makes a zone clean; only a
+    /// recorded success does, and only up to the generation it contained.
+    #[test]
+    fn only_a_recorded_success_makes_a_zone_clean() {
+        let (mut s, path) = store("clean");
+        assert!(dirty(&s), "a new zone is unpublished");
+        let a = s.start_publication("z.example").unwrap();
+        assert!(dirty(&s), "started is not published");
+        s.record_failure("z.example", "reload command failed", Some(a))
+            .unwrap();
+        assert!(dirty(&s), "a failure is not published");
+        let p = s.publication("z.example").unwrap().unwrap();
+        assert_eq!(p.written_generation, Some(a.generation));
+        assert_eq!(p.last_error.as_deref(), Some("reload command failed"));
+
+        let b = s.start_publication("z.example").unwrap();
+        assert!(b.serial > a.serial);
+        // A change committed while `b` was in flight.
+        s.conn
+            .execute(
+                "UPDATE zones SET generation = generation + 1 WHERE name = 'z.example'",
+                [],
+            )
+            .unwrap();
+        s.record_published("z.example", b).unwrap();
+        assert!(
+            dirty(&s),
+            "the change after the attempt's read is not published"
+        );
+        let p = s.publication("z.example").unwrap().unwrap();
+        assert_eq!((p.published_serial, p.last_error), (Some(b.serial), None));
+
+        let c = s.start_publication("z.example").unwrap();
+        s.record_published("z.example", c).unwrap();
+        assert!(!dirty(&s));
+        // An older success recorded late does not move the zone backwards.
+        s.record_published("z.example", b).unwrap();
+        let p = s.publication("z.example").unwrap().unwrap();
+        assert_eq!(p.published_serial, Some(c.serial));
+        drop(s);
+        remove(&path);
+    }
+}
