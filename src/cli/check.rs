@@ -205,12 +205,20 @@ fn reload_problems(config: &Config, store: &Store) -> Result<Vec<String>, Failur
             }
         }
         if let Some(server) = config.dns.verify_server {
-            let serial = store.published_serial(&z.name)?.unwrap_or(0);
+            // The serial of the file on disk: the newest written, else the last published.
+            let serial = store
+                .publication(&z.name)?
+                .and_then(|p| p.written_serial.or(p.published_serial))
+                .unwrap_or(0);
+            let timeout = config.dns.reload_timeout;
+            let never_superseded = &mut || false;
             if let Err(e) = crate::publish::wait_until_served(
                 server,
                 &z.name,
                 serial,
-                config.dns.reload_timeout,
+                timeout,
+                timeout,
+                never_superseded,
             ) {
                 problems.push(format!(
                     "dns.verify_server: zone {} ({}): {e}",

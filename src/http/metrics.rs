@@ -6,8 +6,9 @@
 //! knows `GET /metrics`. The update ports keep owning every path (SPEC 4), so
 //! `/metrics` there is an update request like any other.
 
-use crate::publish::PublishStats;
+use crate::publish::{PublishStats, ZoneState, ZoneStats};
 use log::{info, warn};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -260,17 +261,75 @@ fn render_publications(out: &mut String, p: &PublishStats) {
     );
     family(
         out,
+        "publisher_restarts_total",
+        "counter",
+        "Zone publisher threads restarted after they died.",
+    );
+    sample(out, "publisher_restarts_total", load(&p.restarts));
+    render_zones(out, &p.zones(), crate::store::now_unix());
+}
+
+/// Per zone: last proven publication, how long a change has waited, the state.
+fn render_zones(out: &mut String, zones: &BTreeMap<String, ZoneStats>, now: i64) {
+    family(
+        out,
         "last_publish_timestamp_seconds",
         "gauge",
         "Unix time of the last successful publication, per zone.",
     );
-    let last = p.last_success.lock().unwrap_or_else(|e| e.into_inner());
-    for (zone, at) in last.iter() {
+    for (zone, z) in zones {
+        if let Some(at) = z.last_success {
+            let _ = writeln!(
+                out,
+                "dedyn_update_last_publish_timestamp_seconds{{zone=\"{}\"}} {at}",
+                label(zone)
+            );
+        }
+    }
+    family(
+        out,
+        "zone_pending_seconds",
+        "gauge",
+        "How long the zone's oldest unpublished change has waited (0: none waits).",
+    );
+    for (zone, z) in zones {
+        let lag = z.pending_since.map_or(0, |t| (now - t).max(0));
         let _ = writeln!(
             out,
-            "dedyn_update_last_publish_timestamp_seconds{{zone=\"{}\"}} {at}",
+            "dedyn_update_zone_pending_seconds{{zone=\"{}\"}} {lag}",
             label(zone)
         );
+    }
+    family(
+        out,
+        "zone_publish_failures_total",
+        "counter",
+        "Failed publication attempts, per zone.",
+    );
+    for (zone, z) in zones {
+        let _ = writeln!(
+            out,
+            "dedyn_update_zone_publish_failures_total{{zone=\"{}\"}} {}",
+            label(zone),
+            z.failures
+        );
+    }
+    family(
+        out,
+        "zone_state",
+        "gauge",
+        "1 for the zone's current publication state (published, written, pending).",
+    );
+    for (zone, z) in zones {
+        for s in ZoneState::ALL {
+            let _ = writeln!(
+                out,
+                "dedyn_update_zone_state{{zone=\"{}\",state=\"{}\"}} {}",
+                label(zone),
+                s.as_str(),
+                u8::from(z.state == s)
+            );
+        }
     }
 }
 
@@ -407,13 +466,40 @@ mod tests {
     #[test]
     fn zone_publication_times_are_labelled() {
         let s = sources();
-        s.publish
-            .last_success
-            .lock()
-            .unwrap()
-            .insert("dedyn.example".into(), 1_700_000_000);
+        s.publish.zones.lock().unwrap().insert(
+            "dedyn.example".into(),
+            ZoneStats {
+                last_success: Some(1_700_000_000),
+                ..ZoneStats::default()
+            },
+        );
         assert!(render(&s).contains(
             "dedyn_update_last_publish_timestamp_seconds{zone=\"dedyn.example\"} 1700000000\n"
         ));
+    }
+
+    #[test]
+    fn zone_lag_and_state_are_labelled() {
+        let mut zones = BTreeMap::new();
+        zones.insert(
+            "a.example".to_string(),
+            ZoneStats {
+                state: ZoneState::Written,
+                pending_since: Some(1_000),
+                failures: 3,
+                ..ZoneStats::default()
+            },
+        );
+        let mut out = String::new();
+        render_zones(&mut out, &zones, 1_042);
+        for line in [
+            "dedyn_update_zone_pending_seconds{zone=\"a.example\"} 42\n",
+            "dedyn_update_zone_publish_failures_total{zone=\"a.example\"} 3\n",
+            "dedyn_update_zone_state{zone=\"a.example\",state=\"written\"} 1\n",
+            "dedyn_update_zone_state{zone=\"a.example\",state=\"published\"} 0\n",
+        ] {
+            assert!(out.contains(line), "{line} missing:\n{out}");
+        }
+        assert!(!out.contains("last_publish_timestamp_seconds{"), "{out}");
     }
 }

@@ -1,15 +1,24 @@
-//! The background publisher: batches committed changes, renders and atomically
-//! replaces each changed zone file, runs the reload command (with timeout and backoff).
+//! The background publisher: one thread per zone (a "lane") renders and atomically
+//! replaces its zone file and reloads it, and a coordinator fans changes out to them.
+//!
+//! Why a thread per zone: a reload that fails, hangs or is ignored in one zone must
+//! never delay another (SPEC 13), and a blocking reload with a timeout is simplest
+//! when nothing else waits behind it. The coordinator restarts a lane that died
+//! (a panic) and writes token last-used times. A zone counts as published only
+//! once its lane proved it (`lane.rs`); see the README's "Publishing" paragraph.
 
+mod error;
+mod lane;
+mod reload;
 pub mod zone;
+
+pub use error::PublishError;
+pub use reload::{run_reload, wait_until_served};
 
 use crate::config::{Config, Zone};
 use crate::store::{now_unix, Store};
 use log::{error, info, warn};
-use std::collections::HashMap;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -17,12 +26,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How often the database is polled for changes made by other processes (admin
-/// commands): well inside SPEC 2's "published within 2 seconds".
+/// commands), and how often the coordinator looks after its lanes: well inside
+/// SPEC 2's "published within 2 seconds".
 const POLL: Duration = Duration::from_millis(250);
 /// How often token last-used times are written (coalesced: one write per batch).
 const LAST_USED_FLUSH: Duration = Duration::from_secs(30);
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A lane that died is restarted at most this often (a lane that cannot even open
+/// the database must not spin).
+const RESTART_EVERY: Duration = Duration::from_secs(1);
 
 enum Msg {
     /// A change committed at this instant.
@@ -30,7 +41,7 @@ enum Msg {
     Shutdown,
 }
 
-/// Token id → last use (unix time), written in batches by the publisher thread.
+/// Token id → last use (unix time), written in batches by the coordinator.
 #[derive(Default)]
 pub struct LastUsed(Mutex<HashMap<i64, i64>>);
 
@@ -51,6 +62,41 @@ impl LastUsed {
     }
 }
 
+/// Where a zone's newest change is (SPEC 13's words, as `status` uses them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ZoneState {
+    /// Not yet in the zone file.
+    #[default]
+    Pending,
+    /// In the zone file; the reload (or `verify_server`) has not succeeded yet.
+    Written,
+    /// The reload succeeded (and `verify_server` serves it, when configured).
+    Published,
+}
+
+impl ZoneState {
+    pub const ALL: [ZoneState; 3] = [ZoneState::Published, ZoneState::Written, ZoneState::Pending];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZoneState::Pending => "pending",
+            ZoneState::Written => "written",
+            ZoneState::Published => "published",
+        }
+    }
+}
+
+/// One zone's publication as its lane last saw it (for metrics).
+#[derive(Clone, Debug, Default)]
+pub struct ZoneStats {
+    pub state: ZoneState,
+    /// Unix time of the last proven publication.
+    pub last_success: Option<i64>,
+    /// Unix time since which a change has been waiting (`None`: nothing waits).
+    pub pending_since: Option<i64>,
+    pub failures: u64,
+}
+
 /// Publication counters (for logs and metrics).
 #[derive(Default)]
 pub struct PublishStats {
@@ -60,8 +106,23 @@ pub struct PublishStats {
     /// Sum over every attempt, successful or not (with `publications + failures`
     /// it is the metrics' duration summary).
     pub duration_us_total: AtomicU64,
-    /// Zone → unix time of its last successful publication.
-    pub last_success: Mutex<std::collections::BTreeMap<String, i64>>,
+    /// Lanes restarted after they died.
+    pub restarts: AtomicU64,
+    /// Zone → its publication state.
+    pub zones: Mutex<BTreeMap<String, ZoneStats>>,
+}
+
+impl PublishStats {
+    /// Change one zone's entry.
+    fn zone(&self, zone: &str, f: impl FnOnce(&mut ZoneStats)) {
+        let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        f(zones.entry(zone.to_string()).or_default());
+    }
+
+    /// A copy of every zone's entry.
+    pub fn zones(&self) -> BTreeMap<String, ZoneStats> {
+        self.zones.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// The handle the workers use to say "something changed".
@@ -75,13 +136,15 @@ impl Publisher {
         let _ = self.tx.send(Msg::Changed(Instant::now()));
     }
 
-    /// Publish what is pending, write last-used times, and stop the thread.
+    /// Publish what is pending, write last-used times, and stop the threads.
     pub fn shutdown(&self) {
         let _ = self.tx.send(Msg::Shutdown);
     }
 }
 
-/// Start the publisher thread. Every zone is published once first.
+/// Start the coordinator and one lane per zone. Every zone is published once
+/// first (by its lane, all in parallel). `store` is the coordinator's; each lane
+/// opens its own connection.
 pub fn spawn(
     config: Arc<Config>,
     store: Store,
@@ -89,222 +152,185 @@ pub fn spawn(
     stats: Arc<PublishStats>,
 ) -> std::io::Result<(Publisher, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel();
+    let mut lanes = Vec::new();
+    for z in &config.zones {
+        let body = lane_body(&config, &stats, z);
+        lanes.push(LaneHandle::spawn(&z.name, body)?);
+    }
     let handle = std::thread::Builder::new()
         .name("publisher".into())
         .spawn(move || {
-            ZonePublisher {
-                config,
-                store,
-                last_used,
-                stats,
-                retry: HashMap::new(),
-                paced: HashMap::new(),
-                wake_at: None,
-                buf: Vec::new(),
-                last_work: Duration::ZERO,
-            }
-            .run(rx)
+            let mut store = store;
+            let respawn = |name: &str| {
+                config
+                    .zone(name)
+                    .map(|z| lane_body(&config, &stats, z))
+                    .ok_or_else(|| format!("zone {name} is not configured"))
+            };
+            coordinate(rx, lanes, &respawn, &stats, &mut store, &last_used);
         })?;
     Ok((Publisher { tx }, handle))
 }
 
-/// The publisher thread's state (one thread for every zone).
-struct ZonePublisher {
-    config: Arc<Config>,
-    store: Store,
-    last_used: Arc<LastUsed>,
-    stats: Arc<PublishStats>,
-    /// zone → (next attempt, current backoff) after a failed publication.
-    retry: HashMap<String, (Instant, Duration)>,
-    /// zone → earliest next publication: a zone is republished at most as often
-    /// as it takes to render and write it (at most half the publisher's time), so
-    /// under a steady stream of updates a large zone is not re-rendered back to back.
-    paced: HashMap<String, Instant>,
-    /// When a paced zone may go again (the loop's next wake-up).
-    wake_at: Option<Instant>,
-    /// The rendering buffer, kept between publications.
-    buf: Vec<u8>,
-    /// How long the last render and write took.
-    last_work: Duration,
+type LaneBody = Box<dyn FnOnce(Receiver<Msg>) + Send>;
+
+/// What a lane thread runs: open its own store, then publish `zone` until told to stop.
+fn lane_body(config: &Arc<Config>, stats: &Arc<PublishStats>, zone: &Zone) -> LaneBody {
+    let (config, stats, zone) = (config.clone(), stats.clone(), zone.clone());
+    Box::new(move |rx| {
+        let db = &config.database;
+        match Store::open(&db.path, &db.synchronous) {
+            Ok(store) => lane::Lane::new(zone, config.clone(), store, stats).run(rx),
+            // Returning counts as dying: the coordinator restarts the lane.
+            Err(e) => error!(
+                "publisher for zone {}: cannot open the database: {e}",
+                zone.name
+            ),
+        }
+    })
 }
 
-impl ZonePublisher {
-    fn run(mut self, rx: Receiver<Msg>) {
-        for z in self.config.zones.clone() {
-            self.publish(&z.name);
-        }
-        let mut last_flush = Instant::now();
-        loop {
-            let wait = self.wake_at.map_or(POLL, |t| {
-                t.saturating_duration_since(Instant::now()).min(POLL)
-            });
-            let shutdown = match rx.recv_timeout(wait) {
-                Ok(Msg::Changed(at)) => self.gather(&rx, at),
-                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => true,
-                // A paced zone's turn has come: it has waited long enough already.
-                Err(RecvTimeoutError::Timeout) if self.wake_at.is_some() => false,
-                // A change from another process (the CLI) is batched like any other.
-                Err(RecvTimeoutError::Timeout) => match self.store.dirty_zones() {
-                    Ok(d) if !d.is_empty() => self.gather(&rx, Instant::now()),
-                    _ => false,
-                },
-            };
-            self.wake_at = None;
-            self.publish_dirty(shutdown);
-            if shutdown || last_flush.elapsed() >= LAST_USED_FLUSH {
-                if let Err(e) = self.store.touch_tokens(&self.last_used.take()) {
-                    warn!("could not record token last-used times: {e}");
+/// One lane as the coordinator holds it.
+struct LaneHandle {
+    zone: String,
+    tx: Sender<Msg>,
+    thread: Option<JoinHandle<()>>,
+    started: Instant,
+}
+
+impl LaneHandle {
+    fn spawn(zone: &str, body: LaneBody) -> std::io::Result<LaneHandle> {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("publish {zone}"))
+            .spawn(move || body(rx))?;
+        Ok(LaneHandle {
+            zone: zone.to_string(),
+            tx,
+            thread: Some(thread),
+            started: Instant::now(),
+        })
+    }
+}
+
+/// The coordinator's loop: fan changes out, restart dead lanes, flush last-used
+/// times; on shutdown let every lane publish what is pending and wait for them.
+fn coordinate(
+    rx: Receiver<Msg>,
+    mut lanes: Vec<LaneHandle>,
+    respawn: &dyn Fn(&str) -> Result<LaneBody, String>,
+    stats: &PublishStats,
+    store: &mut Store,
+    last_used: &LastUsed,
+) {
+    let mut last_flush = Instant::now();
+    loop {
+        match rx.recv_timeout(POLL) {
+            Ok(Msg::Changed(at)) => {
+                // Each lane checks whether its own zone changed: cheap, and the
+                // workers need not know which zones a change touched.
+                for l in &lanes {
+                    let _ = l.tx.send(Msg::Changed(at));
                 }
-                last_flush = Instant::now();
             }
-            if shutdown {
-                info!("publisher stopped");
-                return;
+            Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        supervise(&mut lanes, respawn, stats);
+        if expire_acme(store) {
+            for l in &lanes {
+                let _ = l.tx.send(Msg::Changed(Instant::now()));
             }
+        }
+        if last_flush.elapsed() >= LAST_USED_FLUSH {
+            flush_last_used(&mut *store, last_used);
+            last_flush = Instant::now();
         }
     }
-
-    /// Batch: wait until `publish_delay` after the first change, collecting more.
-    /// The window runs from when that change was committed, not from when this
-    /// thread got to it: a change that arrived during the previous publication
-    /// has waited already.
-    fn gather(&self, rx: &Receiver<Msg>, first: Instant) -> bool {
-        let until = first + self.config.dns.publish_delay;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            match rx.recv_timeout(left) {
-                Ok(Msg::Changed(_)) => continue,
-                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => return true,
-                Err(RecvTimeoutError::Timeout) => return false,
-            }
+    for l in &lanes {
+        let _ = l.tx.send(Msg::Shutdown);
+    }
+    for l in &mut lanes {
+        if let Some(Err(p)) = l.thread.take().map(JoinHandle::join) {
+            error!(
+                "publisher for zone {} died while stopping: {}",
+                l.zone,
+                panic_text(&*p)
+            );
         }
     }
+    flush_last_used(&mut *store, last_used);
+    info!("publisher stopped");
+}
 
-    fn publish_dirty(&mut self, ignore_backoff: bool) {
-        // SPEC 10: values are removed an hour after they were written, with no
-        // call; their zones are then dirty like any other change. One indexed
-        // EXISTS per wake-up (at least every POLL) when nothing has expired.
-        match self.store.expire_acme(now_unix()) {
-            Ok(zones) if !zones.is_empty() => {
-                info!("expired _acme-challenge values in {}", zones.join(", "))
-            }
-            Ok(_) => {}
-            Err(e) => error!("cannot remove expired _acme-challenge values: {e}"),
+/// SPEC 10: `_acme-challenge` values are removed an hour after they were
+/// written, with no call; their zones are then dirty like any other change.
+/// One indexed EXISTS per wake-up (at least every POLL) when nothing expired.
+/// Returns whether anything was removed.
+fn expire_acme(store: &mut Store) -> bool {
+    match store.expire_acme(now_unix()) {
+        Ok(zones) if !zones.is_empty() => {
+            info!("expired _acme-challenge values in {}", zones.join(", "));
+            true
         }
-        let dirty = match self.store.dirty_zones() {
-            Ok(d) => d,
-            Err(e) => {
-                error!("cannot read zone state: {e}");
-                return;
-            }
-        };
-        let now = Instant::now();
-        for z in dirty {
-            if self.config.zone(&z).is_none() {
-                continue; // a zone no longer configured: nothing to publish
-            }
-            if !ignore_backoff && self.retry.get(&z).is_some_and(|(at, _)| *at > now) {
-                continue;
-            }
-            if let Some(at) = self
-                .paced
-                .get(&z)
-                .copied()
-                .filter(|at| *at > now && !ignore_backoff)
-            {
-                self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
-                continue;
-            }
-            self.publish(&z);
+        Ok(_) => false,
+        Err(e) => {
+            error!("cannot remove expired _acme-challenge values: {e}");
+            false
         }
     }
+}
 
-    fn publish(&mut self, zone_name: &str) {
-        let Some(zone) = self.config.zone(zone_name).cloned() else {
-            return;
-        };
-        let started = Instant::now();
-        let result = self.try_publish(&zone);
-        let took = started.elapsed();
-        // Paced by our own work (render and write), not by the reload: waiting for
-        // the nameserver is not CPU of ours, and with verify_server (or knotc -b)
-        // a reload has finished before the next one starts.
-        self.paced
-            .insert(zone_name.to_string(), Instant::now() + self.last_work);
-        self.stats
-            .last_duration_us
-            .store(took.as_micros() as u64, Ordering::Relaxed);
-        self.stats
-            .duration_us_total
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-        match result {
-            Ok(serial) => {
-                self.stats.publications.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .last_success
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(zone_name.to_string(), now_unix());
-                self.retry.remove(zone_name);
-                info!(
-                    "published zone {zone_name} serial {serial} in {} ms ({} ms rendering and writing)",
-                    took.as_millis(),
-                    self.last_work.as_millis()
-                );
-            }
-            Err(e) => {
-                self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                let backoff = self
-                    .retry
-                    .get(zone_name)
-                    .map_or(BACKOFF_MIN, |(_, b)| (*b * 2).min(BACKOFF_MAX));
-                self.retry
-                    .insert(zone_name.to_string(), (Instant::now() + backoff, backoff));
-                if let Err(e) = self.store.mark_unpublished(zone_name) {
-                    error!("cannot mark zone {zone_name} for retry: {e}");
-                }
-                error!(
-                    "publishing zone {zone_name} failed: {e}; retrying in {} s",
-                    backoff.as_secs()
-                );
+fn flush_last_used(store: &mut Store, last_used: &LastUsed) {
+    if let Err(e) = store.touch_tokens(&last_used.take()) {
+        warn!("could not record token last-used times: {e}");
+    }
+}
+
+/// Restart every lane whose thread ended (a panic, or a database it could not
+/// open), at most once per `RESTART_EVERY` each. Its zone stays dirty meanwhile:
+/// nothing a dead lane did counts as published.
+fn supervise(
+    lanes: &mut [LaneHandle],
+    respawn: &dyn Fn(&str) -> Result<LaneBody, String>,
+    stats: &PublishStats,
+) {
+    for l in lanes.iter_mut() {
+        if let Some(t) = l.thread.take_if(|t| t.is_finished()) {
+            match t.join() {
+                Err(p) => error!(
+                    "publisher for zone {} panicked: {}; restarting it",
+                    l.zone,
+                    panic_text(&*p)
+                ),
+                Ok(()) => error!("publisher for zone {} stopped; restarting it", l.zone),
             }
         }
-    }
-
-    fn try_publish(&mut self, zone: &Zone) -> Result<u32, String> {
-        let work_started = Instant::now();
-        let serial = self
-            .store
-            .start_publication(&zone.name)
-            .map_err(|e| e.to_string())?;
-        let mut text = std::mem::take(&mut self.buf);
-        text.clear();
-        let read = render_zone(zone, self.config.dns.ttl, serial, &self.store, &mut text);
-        let written = read.and_then(|_| {
-            zone::write_atomically(&zone.file, &text)
-                .map_err(|e| format!("writing {}: {e}", zone.file.display()))
+        if l.thread.is_some() || l.started.elapsed() < RESTART_EVERY {
+            continue;
+        }
+        let started = respawn(&l.zone).and_then(|body| {
+            LaneHandle::spawn(&l.zone, body).map_err(|e| format!("cannot start a thread: {e}"))
         });
-        // The buffer keeps its capacity: the next publication of a large zone
-        // does not grow it again.
-        self.buf = text;
-        self.last_work = work_started.elapsed();
-        written?;
-        if !self.config.dns.reload_command.is_empty() {
-            run_reload(
-                &self.config.dns.reload_command,
-                &zone.name,
-                &zone.file,
-                self.config.dns.reload_timeout,
-            )?;
+        match started {
+            Ok(new) => {
+                stats.restarts.fetch_add(1, Ordering::Relaxed);
+                *l = new;
+            }
+            Err(e) => {
+                error!("cannot restart the publisher for zone {}: {e}", l.zone);
+                l.started = Instant::now();
+            }
         }
-        if let Some(server) = self.config.dns.verify_server {
-            wait_until_served(server, &zone.name, serial, self.config.dns.reload_timeout)?;
-        }
-        Ok(serial)
     }
+}
+
+/// A panic's message, if it has one.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// The zone file with `serial`, from the include file and the stored records:
@@ -316,166 +342,54 @@ pub fn render_zone(
     serial: u32,
     store: &Store,
     out: &mut Vec<u8>,
-) -> Result<usize, String> {
-    let include = zone::read_include(zone)?;
-    let records = zone::render(
+) -> Result<usize, PublishError> {
+    let include = zone::read_include(zone).map_err(PublishError::Include)?;
+    Ok(zone::render(
         zone,
         ttl,
         serial,
         include.as_deref(),
         |emit| store.for_each_record(&zone.name, emit),
         out,
-    )
-    .map_err(|e| e.to_string())?;
-    // SPEC 10: the live _acme-challenge values, after the addresses.
-    let values = store
-        .for_each_acme_value(&zone.name, now_unix(), |name, value| {
-            zone::render_acme_txt(name, ttl, value, out)
-        })
-        .map_err(|e| e.to_string())?;
-    Ok(records + values)
-}
-
-/// After a reload: poll `server` until it serves `serial` (or a later one) for
-/// `zone`. A nameserver that dropped the reload (NSD ignores one that arrives
-/// while it is still loading) makes this publication fail, so it is retried,
-/// instead of leaving the change on disk but not in the DNS.
-pub fn wait_until_served(
-    server: std::net::SocketAddr,
-    zone: &str,
-    serial: u32,
-    timeout: Duration,
-) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match crate::net::dnsquery::query(
-            server,
-            zone,
-            crate::net::dnsquery::SOA,
-            Duration::from_millis(500),
-        ) {
-            // RFC 1982 serial arithmetic: served is serial or later.
-            Ok(a) => match a.soa_serial {
-                Some(s) if (s.wrapping_sub(serial) as i32) >= 0 => return Ok(()),
-                Some(s) => format!("serial {s}"),
-                None => "no SOA".into(),
-            },
-            Err(e) => e,
-        };
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "{server} still serves {last} for {zone}, not {serial}, {} s after the reload",
-                timeout.as_secs_f64()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Quote for `sh`: the value stays one word whatever it contains.
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// Run the reload command through `sh -c` with `{zone}` and `{file}` replaced, in
-/// its own process group so that a timeout kills everything it started.
-pub fn run_reload(
-    template: &str,
-    zone: &str,
-    file: &std::path::Path,
-    timeout: Duration,
-) -> Result<(), String> {
-    let cmd = template
-        .replace("{zone}", &shell_quote(zone))
-        .replace("{file}", &shell_quote(&file.to_string_lossy()));
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(&cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start reload command: {e}"))?;
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() >= deadline => {
-                crate::os::sys::kill_process_group(child.id());
-                let _ = child.wait();
-                return Err(format!(
-                    "reload command timed out after {} s and was killed: {cmd}",
-                    timeout.as_secs_f64()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(format!("waiting for reload command: {e}")),
-        }
-    };
-    if status.success() {
-        return Ok(());
-    }
-    let mut output = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.by_ref().take(2000).read_to_string(&mut output);
-    }
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.by_ref().take(2000).read_to_string(&mut output);
-    }
-    Err(format!(
-        "reload command failed ({status}): {cmd}: {}",
-        output.trim()
-    ))
+    )?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
 
+    /// A lane that panics is restarted (once its restart interval passed), and
+    /// the restart is counted; a lane that runs on is left alone.
     #[test]
-    fn reload_substitutes_quoted_zone_and_file() {
-        let dir = std::env::temp_dir().join(format!("dedyn-reload-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("out");
-        let tmpl = format!("echo {{zone}} {{file}} > {}", out.display());
-        run_reload(
-            &tmpl,
-            "dedyn.example",
-            std::path::Path::new("/x/it's.zone"),
-            Duration::from_secs(5),
-        )
-        .unwrap();
+    fn a_panicking_lane_is_restarted() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let body = |runs: Arc<AtomicUsize>| -> LaneBody {
+            Box::new(move |rx: Receiver<Msg>| {
+                if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("injected");
+                }
+                let _ = rx.recv(); // runs until told to stop
+            })
+        };
+        let mut lanes = vec![LaneHandle::spawn("z", body(runs.clone())).unwrap()];
+        let stats = PublishStats::default();
+        let r = runs.clone();
+        let respawn = move |_: &str| Ok(body(r.clone()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while runs.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+            supervise(&mut lanes, &respawn, &stats);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(stats.restarts.load(Ordering::Relaxed), 1);
+        supervise(&mut lanes, &respawn, &stats);
         assert_eq!(
-            std::fs::read_to_string(&out).unwrap(),
-            "dedyn.example /x/it's.zone\n"
+            stats.restarts.load(Ordering::Relaxed),
+            1,
+            "a live lane was restarted"
         );
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn failing_reload_reports_output() {
-        let e = run_reload(
-            "echo oops >&2; exit 3",
-            "z",
-            std::path::Path::new("f"),
-            Duration::from_secs(5),
-        )
-        .unwrap_err();
-        assert!(e.contains("oops"), "{e}");
-    }
-
-    #[test]
-    fn hanging_reload_is_killed_after_the_timeout() {
-        let t = Instant::now();
-        let e = run_reload(
-            "sleep 30",
-            "z",
-            std::path::Path::new("f"),
-            Duration::from_millis(300),
-        )
-        .unwrap_err();
-        assert!(e.contains("timed out"), "{e}");
-        assert!(t.elapsed() < Duration::from_secs(5));
+        let _ = lanes[0].tx.send(Msg::Shutdown);
+        lanes[0].thread.take().unwrap().join().unwrap();
     }
 }

@@ -99,6 +99,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );",
     // 2: _acme-challenge TXT values and token scope (SPEC 10)
     super::acme::MIGRATION,
+    // 3: what a publication proved, for `status` (another process than the
+    // publisher): the latest attempt (what it contains, its serial, when, its
+    // error) and the newest file written.
+    // published_* are written only after the reload (and verify_server) succeeded.
+    "ALTER TABLE zones ADD COLUMN attempt_generation INTEGER;
+    ALTER TABLE zones ADD COLUMN attempt_serial INTEGER;
+    ALTER TABLE zones ADD COLUMN written_generation INTEGER;
+    ALTER TABLE zones ADD COLUMN written_serial INTEGER;
+    ALTER TABLE zones ADD COLUMN last_attempt_at INTEGER;
+    ALTER TABLE zones ADD COLUMN last_error TEXT;
+    ALTER TABLE zones ADD COLUMN last_error_at INTEGER;",
 ];
 
 pub(super) fn reverse_labels(name: &str) -> String {

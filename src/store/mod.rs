@@ -13,4 +13,4 @@ pub use acme::Writer as AcmeWriter;
 pub use backup::{check_restorable, ensure_not_in_use, BackupInfo};
 pub use db::{now_unix, Store, StoreError};
 pub use update::{Applied, Decide};
-pub use zones::Counts;
+pub use zones::{Attempt, Counts, Publication};

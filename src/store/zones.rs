@@ -69,14 +69,26 @@ impl Store {
         Ok(n)
     }
 
+    /// The zone's change counter and the one its last proven publication
+    /// contained (`None`: no row). They differ while a change is unpublished.
+    pub fn generations(&self, zone: &str) -> Result<Option<(i64, i64)>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT generation, published_generation FROM zones WHERE name = ?1")?
+            .query_row([zone], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
     /// Start a publication: move the zone's pending serial on, in a short write
-    /// transaction, and return the serial this publication carries. Read the
-    /// records afterwards (`for_each_record`): every change committed before this
-    /// call carries this serial or an older one and is in that read; a change
-    /// committed in between carries the next serial and may already be in it —
-    /// its receipt is then conservative, never too early. Holding the write lock
-    /// while reading a large zone would stall every update instead.
-    pub fn start_publication(&mut self, zone: &str) -> Result<u32> {
+    /// transaction, and return the serial this publication carries with the
+    /// generation it contains. Read the records afterwards (`for_each_record`):
+    /// every change committed before this call carries this serial or an older
+    /// one and is in that read; a change committed in between carries the next
+    /// serial and may already be in it — its receipt is then conservative, never
+    /// too early. Holding the write lock while reading a large zone would stall
+    /// every update instead. Nothing here counts the zone as published: only
+    /// `record_published`, after the publisher has proved it, does.
+    pub fn start_publication(&mut self, zone: &str) -> Result<Attempt> {
         let _turn = writer_turn();
         let tx = self
             .conn
@@ -96,33 +108,86 @@ impl Store {
         // strictly when they are not; u32 wraps in 2106.
         let next = (serial + 1).max(now_unix());
         tx.execute(
-            "UPDATE zones SET pending_serial = ?2, published_generation = ?3, published_serial = ?4, published_at = ?5 WHERE name = ?1",
-            params![zone, next, generation, serial, now_unix()],
+            "UPDATE zones SET pending_serial = ?2, last_attempt_at = ?3,
+                attempt_generation = ?4, attempt_serial = ?5 WHERE name = ?1",
+            params![zone, next, now_unix(), generation, serial],
         )?;
         tx.commit()?;
-        Ok(serial as u32)
+        Ok(Attempt {
+            serial: serial as u32,
+            generation,
+        })
     }
 
-    /// A publication that failed: the zone stays dirty so it is tried again.
-    pub fn mark_unpublished(&mut self, zone: &str) -> Result<()> {
+    /// A publication the publisher proved (reload succeeded, and `verify_server`
+    /// serves it when configured): one statement, so it either all happens or
+    /// not at all — and if not, the zone is merely published again later.
+    /// Never moves backwards.
+    pub fn record_published(&mut self, zone: &str, a: Attempt) -> Result<()> {
+        let _turn = writer_turn();
         self.conn.execute(
-            "UPDATE zones SET published_generation = -1 WHERE name = ?1",
-            [zone],
+            "UPDATE zones SET published_generation = ?2, published_serial = ?3, published_at = ?4,
+                written_generation = ?2, written_serial = ?3, last_error = NULL, last_error_at = NULL
+             WHERE name = ?1 AND published_generation <= ?2",
+            params![zone, a.generation, a.serial, now_unix()],
         )?;
         Ok(())
     }
 
-    /// The serial of the last publication (for `status`).
-    pub fn published_serial(&self, zone: &str) -> Result<Option<u32>> {
-        let s: Option<Option<i64>> = self
+    /// A publication that failed, for `status`: its error, and the file it wrote
+    /// if it got that far. Bookkeeping only — the zone stays dirty whether or not
+    /// this succeeds, since the published generation was never moved.
+    pub fn record_failure(
+        &mut self,
+        zone: &str,
+        error: &str,
+        written: Option<Attempt>,
+    ) -> Result<()> {
+        let _turn = writer_turn();
+        self.conn.execute(
+            "UPDATE zones SET last_error = ?2, last_error_at = ?3,
+                written_generation = coalesce(?4, written_generation),
+                written_serial = coalesce(?5, written_serial)
+             WHERE name = ?1",
+            params![
+                zone,
+                error,
+                now_unix(),
+                written.map(|a| a.generation),
+                written.map(|a| a.serial)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Everything `status` says about a zone's publication (`None`: no row).
+    pub fn publication(&self, zone: &str) -> Result<Option<Publication>> {
+        Ok(self
             .conn
             .query_row(
-                "SELECT published_serial FROM zones WHERE name = ?1",
+                "SELECT generation, pending_serial, published_generation, published_serial,
+                    published_at, written_generation, written_serial, last_attempt_at,
+                    last_error, last_error_at, attempt_generation, attempt_serial
+                 FROM zones WHERE name = ?1",
                 [zone],
-                |r| r.get(0),
+                |r| {
+                    Ok(Publication {
+                        generation: r.get(0)?,
+                        pending_serial: r.get::<_, i64>(1)? as u32,
+                        published_generation: r.get(2)?,
+                        published_serial: r.get::<_, Option<i64>>(3)?.map(|v| v as u32),
+                        published_at: r.get(4)?,
+                        written_generation: r.get(5)?,
+                        written_serial: r.get::<_, Option<i64>>(6)?.map(|v| v as u32),
+                        last_attempt_at: r.get(7)?,
+                        last_error: r.get(8)?,
+                        last_error_at: r.get(9)?,
+                        attempt_generation: r.get(10)?,
+                        attempt_serial: r.get::<_, Option<i64>>(11)?.map(|v| v as u32),
+                    })
+                },
             )
-            .optional()?;
-        Ok(s.flatten().map(|v| v as u32))
+            .optional()?)
     }
 
     /// Every domain with a zone that is not configured (for `check`).
@@ -153,6 +218,32 @@ impl Store {
     }
 }
 
+/// One publication attempt: the serial it carries and the generation (change
+/// counter) whose changes it contains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub serial: u32,
+    pub generation: i64,
+}
+
+/// A zone's publication bookkeeping, as `status` reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Publication {
+    pub generation: i64,
+    pub pending_serial: u32,
+    pub published_generation: i64,
+    pub published_serial: Option<u32>,
+    pub published_at: Option<i64>,
+    pub written_generation: Option<i64>,
+    pub written_serial: Option<u32>,
+    pub last_attempt_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+    /// The latest attempt (in flight, failed or proved): what it contains, its serial.
+    pub attempt_generation: Option<i64>,
+    pub attempt_serial: Option<u32>,
+}
+
 /// The size of the database, as `check` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counts {
@@ -160,4 +251,73 @@ pub struct Counts {
     pub domains: i64,
     pub tokens: i64,
     pub records: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(tag: &str) -> (Store, std::path::PathBuf) {
+        let path =
+            std::env::temp_dir().join(format!("dedyn-zones-{tag}-{}.sqlite3", std::process::id()));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+        let mut s = Store::open(&path, "NORMAL").unwrap();
+        s.ensure_zones(&["z.example"]).unwrap();
+        (s, path)
+    }
+
+    fn remove(path: &std::path::Path) {
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+    }
+
+    fn dirty(s: &Store) -> bool {
+        s.dirty_zones().unwrap() == ["z.example"]
+    }
+
+    /// Starting or failing a publication never makes a zone clean; only a
+    /// recorded success does, and only up to the generation it contained.
+    #[test]
+    fn only_a_recorded_success_makes_a_zone_clean() {
+        let (mut s, path) = store("clean");
+        assert!(dirty(&s), "a new zone is unpublished");
+        let a = s.start_publication("z.example").unwrap();
+        assert!(dirty(&s), "started is not published");
+        s.record_failure("z.example", "reload command failed", Some(a))
+            .unwrap();
+        assert!(dirty(&s), "a failure is not published");
+        let p = s.publication("z.example").unwrap().unwrap();
+        assert_eq!(p.written_generation, Some(a.generation));
+        assert_eq!(p.last_error.as_deref(), Some("reload command failed"));
+
+        let b = s.start_publication("z.example").unwrap();
+        assert!(b.serial > a.serial);
+        // A change committed while `b` was in flight.
+        s.conn
+            .execute(
+                "UPDATE zones SET generation = generation + 1 WHERE name = 'z.example'",
+                [],
+            )
+            .unwrap();
+        s.record_published("z.example", b).unwrap();
+        assert!(
+            dirty(&s),
+            "the change after the attempt's read is not published"
+        );
+        let p = s.publication("z.example").unwrap().unwrap();
+        assert_eq!((p.published_serial, p.last_error), (Some(b.serial), None));
+
+        let c = s.start_publication("z.example").unwrap();
+        s.record_published("z.example", c).unwrap();
+        assert!(!dirty(&s));
+        // An older success recorded late does not move the zone backwards.
+        s.record_published("z.example", b).unwrap();
+        let p = s.publication("z.example").unwrap().unwrap();
+        assert_eq!(p.published_serial, Some(c.serial));
+        drop(s);
+        remove(&path);
+    }
 }

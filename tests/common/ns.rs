@@ -101,6 +101,12 @@ impl Nameserver {
         Nameserver::start(Kind::Knot, zone, zone_file)
     }
 
+    /// One NSD serving several `(zone, zone_file)` pairs (reloaded one by one:
+    /// `nsd-control reload ZONE`), for tests of zones that must not wait for each other.
+    pub fn start_nsd_zones(zones: &[(&str, &Path)]) -> Nameserver {
+        Nameserver::start_zones(Kind::Nsd, zones)
+    }
+
     pub fn kind(&self) -> Kind {
         self.kind
     }
@@ -189,12 +195,26 @@ impl Nameserver {
     }
 
     fn start(kind: Kind, zone: &str, zone_file: &Path) -> Nameserver {
-        let zone_file = std::path::absolute(zone_file).expect("absolute zone file path");
+        Nameserver::start_zones(kind, &[(zone, zone_file)])
+    }
+
+    fn start_zones(kind: Kind, zones: &[(&str, &Path)]) -> Nameserver {
+        let zones: Vec<(&str, PathBuf)> = zones
+            .iter()
+            .map(|(z, f)| (*z, std::path::absolute(f).expect("absolute zone file path")))
+            .collect();
+        for (_, f) in &zones {
+            assert!(
+                !f.to_string_lossy().contains(['"', '\n']),
+                "zone file path unusable in a config: {}",
+                f.display()
+            );
+        }
         assert!(
-            !zone_file.to_string_lossy().contains(['"', '\n']),
-            "zone file path unusable in a config: {}",
-            zone_file.display()
+            kind == Kind::Nsd || zones.len() == 1,
+            "several zones: NSD only"
         );
+        let (zone, zone_file) = (zones[0].0, zones[0].1.clone());
         let daemon = tool(match kind {
             Kind::Nsd => "nsd",
             Kind::Knot => "knotd",
@@ -204,7 +224,7 @@ impl Nameserver {
             let dir = TempDir::new(kind.tag());
             let port = free_port();
             let (conf, control, log) = match kind {
-                Kind::Nsd => write_nsd_conf(dir.path(), port, zone, &zone_file),
+                Kind::Nsd => write_nsd_conf(dir.path(), port, &zones),
                 Kind::Knot => write_knot_conf(dir.path(), port, zone, &zone_file),
             };
             let out = dir.path().join("daemon.out");
@@ -233,7 +253,7 @@ impl Nameserver {
                 out,
                 dir,
             };
-            match ns.wait_ready(zone) {
+            match zones.iter().try_for_each(|(z, _)| ns.wait_ready(z)) {
                 Ok(()) => return ns,
                 Err(e) => {
                     let log = ns.log();
@@ -305,17 +325,17 @@ impl Drop for Nameserver {
     }
 }
 
-fn write_nsd_conf(
-    dir: &Path,
-    port: u16,
-    zone: &str,
-    zone_file: &Path,
-) -> (PathBuf, PathBuf, PathBuf) {
+fn write_nsd_conf(dir: &Path, port: u16, zones: &[(&str, PathBuf)]) -> (PathBuf, PathBuf, PathBuf) {
     let conf = dir.join("nsd.conf");
-    let zone_stanza = format!(
-        "zone:\n  name: {zone}\n  zonefile: \"{}\"\n",
-        zone_file.display()
-    );
+    let zone_stanza: String = zones
+        .iter()
+        .map(|(zone, file)| {
+            format!(
+                "zone:\n  name: {zone}\n  zonefile: \"{}\"\n",
+                file.display()
+            )
+        })
+        .collect();
     fs::write(&conf, nsd_conf_text(dir, port, &zone_stanza)).expect("write nsd.conf");
     (conf, dir.join("nsd.ctl"), dir.join("nsd.log"))
 }

@@ -1,0 +1,107 @@
+//! The publisher's one error type: why a publication attempt failed, phrased so
+//! that an operator reading the log (or `status`) knows what to look at.
+
+use crate::store::StoreError;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+/// Why one publication attempt failed. Every variant leaves the zone unpublished
+/// (it is retried); none of them is ever counted as a publication.
+#[derive(Debug)]
+pub enum PublishError {
+    /// The database could not be read or written.
+    Store(StoreError),
+    /// The zone's `include` file could not be read (the message names it).
+    Include(String),
+    /// The zone file could not be written.
+    Write {
+        file: PathBuf,
+        error: std::io::Error,
+    },
+    /// `sh` could not be started for the reload command, or waited for.
+    ReloadStart {
+        command: String,
+        error: std::io::Error,
+    },
+    /// The reload command exited non-zero; `output` is the start of what it printed.
+    ReloadFailed {
+        command: String,
+        status: ExitStatus,
+        output: String,
+    },
+    /// The reload command outlived `[dns] reload_timeout_secs` and was killed.
+    ReloadTimeout { command: String, timeout: Duration },
+    /// `[dns] verify_server` never served the new serial: the nameserver did not
+    /// load the file (a dropped reload, a file it rejects).
+    NotServed {
+        server: SocketAddr,
+        zone: String,
+        serial: u32,
+        last: String,
+        timeout: Duration,
+    },
+    /// While waiting for `verify_server`, a newer change arrived: the next
+    /// attempt (a higher serial) is started at once instead of waiting on.
+    Superseded {
+        server: SocketAddr,
+        zone: String,
+        serial: u32,
+    },
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishError::Store(e) => write!(f, "{e}"),
+            PublishError::Include(m) => f.write_str(m),
+            PublishError::Write { file, error } => write!(
+                f,
+                "cannot write zone file {}: {error} (the directory must exist and be writable by the service's user)",
+                file.display()
+            ),
+            PublishError::ReloadStart { command, error } => {
+                write!(f, "cannot run reload command (sh -c {command}): {error}")
+            }
+            PublishError::ReloadFailed {
+                command,
+                status,
+                output,
+            } => write!(f, "reload command failed ({status}): {command}: {output}"),
+            PublishError::ReloadTimeout { command, timeout } => write!(
+                f,
+                "reload command timed out after {} s and was killed: {command} (is the nameserver running? [dns] reload_timeout_secs sets the limit)",
+                timeout.as_secs_f64()
+            ),
+            PublishError::NotServed {
+                server,
+                zone,
+                serial,
+                last,
+                timeout,
+            } => write!(
+                f,
+                "{server} still serves {last} for {zone}, not {serial}, {} s after the reload (the nameserver did not load the new file: see its log)",
+                timeout.as_secs_f64()
+            ),
+            PublishError::Superseded {
+                server,
+                zone,
+                serial,
+            } => write!(
+                f,
+                "{server} did not serve serial {serial} of {zone} yet, and a newer change is waiting: publishing that instead"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+impl From<StoreError> for PublishError {
+    fn from(e: StoreError) -> Self {
+        PublishError::Store(e)
+    }
+}

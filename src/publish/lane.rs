@@ -1,0 +1,299 @@
+//! One zone's publishing lane (its own thread): batches its changes, renders and
+//! writes the file, reloads, verifies, and records the publication only once proved.
+//!
+//! The rules it keeps (SPEC 13): the published generation is written only after
+//! the reload succeeded (and `verify_server` serves the serial), in one statement
+//! (`Store::record_published`); a failure records nothing that matters (its error
+//! text, best-effort), so the zone simply stays dirty and is tried again; backoff
+//! holds only while nothing new arrived — a newer change goes at once.
+
+use super::error::PublishError;
+use super::reload::{run_reload, wait_until_served};
+use super::{zone, Msg, PublishStats, ZoneState, POLL};
+use crate::config::{Config, Zone};
+use crate::store::{now_unix, Attempt, Store};
+use log::{error, info, warn};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A `verify_server` wait is given up for a newer change only after this long
+/// (or twice the last successful wait, if longer): a working nameserver has
+/// loaded a small zone well before.
+const PATIENCE_MIN: Duration = Duration::from_secs(1);
+
+/// After a failed attempt: when to try again if nothing changes.
+struct Retry {
+    at: Instant,
+    backoff: Duration,
+    /// The generation the failed attempt contained: a higher one is a new change.
+    generation: i64,
+}
+
+pub(super) struct Lane {
+    zone: Zone,
+    config: Arc<Config>,
+    store: Store,
+    stats: Arc<PublishStats>,
+    retry: Option<Retry>,
+    /// The earliest next attempt: a zone is republished at most as often as it
+    /// takes to render and write it (at most half the lane's time), so under a
+    /// steady stream of updates a large zone is not re-rendered back to back.
+    paced_until: Option<Instant>,
+    /// The newest generation this lane wrote to the file (for the state).
+    written: Option<i64>,
+    /// The rendering buffer, kept between publications.
+    buf: Vec<u8>,
+    /// How long the last render and write took.
+    last_work: Duration,
+    /// How long the nameserver took to serve the last successful publication.
+    last_verify: Duration,
+}
+
+impl Lane {
+    pub(super) fn new(
+        zone: Zone,
+        config: Arc<Config>,
+        store: Store,
+        stats: Arc<PublishStats>,
+    ) -> Lane {
+        Lane {
+            zone,
+            config,
+            store,
+            stats,
+            retry: None,
+            paced_until: None,
+            written: None,
+            buf: Vec::new(),
+            last_work: Duration::ZERO,
+            last_verify: Duration::ZERO,
+        }
+    }
+
+    /// Publish once (SPEC 5: on start, every zone), then whenever the zone is
+    /// dirty and may go, until `Shutdown` — which publishes what is pending first.
+    pub(super) fn run(mut self, rx: Receiver<Msg>) {
+        let generation = self.generations().map_or(-1, |(g, _)| g);
+        self.attempt(generation);
+        loop {
+            let now = Instant::now();
+            let wake = [self.retry.as_ref().map(|r| r.at), self.paced_until]
+                .into_iter()
+                .flatten()
+                .filter(|t| *t > now)
+                .min();
+            let wait = wake.map_or(POLL, |t| (t - now).min(POLL));
+            let shutdown = match rx.recv_timeout(wait) {
+                Ok(Msg::Changed(at)) => self.gather(&rx, at),
+                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => true,
+                // Also how a change by another process (the CLI) is noticed.
+                Err(RecvTimeoutError::Timeout) => false,
+            };
+            if let Some((generation, published)) = self.generations() {
+                if generation != published && (shutdown || self.may_go(generation)) {
+                    self.attempt(generation);
+                }
+            }
+            if shutdown {
+                return;
+            }
+        }
+    }
+
+    /// The zone's (generation, published generation), and its state for the
+    /// metrics; `None` when the database cannot say (logged).
+    fn generations(&mut self) -> Option<(i64, i64)> {
+        match self.store.generations(&self.zone.name) {
+            Ok(Some((g, p))) => {
+                let state = if g == p {
+                    ZoneState::Published
+                } else if self.written.is_some_and(|w| w >= g) {
+                    ZoneState::Written
+                } else {
+                    ZoneState::Pending
+                };
+                self.stats.zone(&self.zone.name, |z| {
+                    z.state = state;
+                    if state == ZoneState::Published {
+                        z.pending_since = None;
+                    } else if z.pending_since.is_none() {
+                        z.pending_since = Some(now_unix());
+                    }
+                });
+                Some((g, p))
+            }
+            Ok(None) => None, // no row: `serve` creates them before the lanes start
+            Err(e) => {
+                warn!("zone {}: cannot read its state: {e}", self.zone.name);
+                None
+            }
+        }
+    }
+
+    /// Batch: wait until `publish_delay` after the first change, collecting more.
+    /// The window runs from when that change was committed, not from when this
+    /// thread got to it: a change that arrived during the previous publication
+    /// has waited already. True if told to shut down.
+    fn gather(&self, rx: &Receiver<Msg>, first: Instant) -> bool {
+        let until = first + self.config.dns.publish_delay;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match rx.recv_timeout(left) {
+                Ok(Msg::Changed(_)) => continue,
+                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => return true,
+                Err(RecvTimeoutError::Timeout) => return false,
+            }
+        }
+    }
+
+    /// Whether a dirty zone at `generation` may be attempted now: not while paced;
+    /// after a failure, at once if something new arrived since, else after the backoff.
+    fn may_go(&self, generation: i64) -> bool {
+        let now = Instant::now();
+        if self.paced_until.is_some_and(|t| t > now) {
+            return false;
+        }
+        match &self.retry {
+            None => true,
+            Some(r) => generation != r.generation || r.at <= now,
+        }
+    }
+
+    /// One publication attempt, its bookkeeping and its log line. `generation` is
+    /// the zone's as last read (the attempt's own, once it has one, is better).
+    fn attempt(&mut self, generation: i64) {
+        let name = self.zone.name.clone();
+        let started = Instant::now();
+        let mut attempt = None;
+        let result = self.try_publish(&mut attempt);
+        let took = started.elapsed();
+        self.paced_until = Some(Instant::now() + self.last_work);
+        let us = took.as_micros() as u64;
+        self.stats.last_duration_us.store(us, Ordering::Relaxed);
+        self.stats
+            .duration_us_total
+            .fetch_add(us, Ordering::Relaxed);
+        match result {
+            Ok(a) => {
+                self.stats.publications.fetch_add(1, Ordering::Relaxed);
+                // What waited is out; a change that arrived meanwhile starts its
+                // wait when `generations` below sees it (off by this attempt's time).
+                self.stats.zone(&name, |z| {
+                    z.last_success = Some(now_unix());
+                    z.pending_since = None;
+                });
+                self.retry = None;
+                info!(
+                    "published zone {name} serial {} in {} ms ({} ms rendering and writing)",
+                    a.serial,
+                    took.as_millis(),
+                    self.last_work.as_millis()
+                );
+                // Proved; now recorded. If this fails the zone stays dirty and is
+                // published again (harmless), after a backoff so a failing database
+                // does not make us reload in a tight loop.
+                if let Err(e) = self.store.record_published(&name, a) {
+                    error!("zone {name} serial {} is published but recording it failed: {e}; publishing it again", a.serial);
+                    self.back_off(a.generation);
+                }
+                self.generations(); // the state and lag for the metrics
+            }
+            Err(e) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                self.stats.zone(&name, |z| z.failures += 1);
+                let backoff = self.back_off(attempt.map_or(generation, |a| a.generation));
+                let written = attempt.filter(|a| self.written == Some(a.generation));
+                // Only for `status`: whether or not this is written, the zone stays dirty.
+                if let Err(re) = self.store.record_failure(&name, &e.to_string(), written) {
+                    error!("zone {name}: cannot record the failure ({re}); the zone stays pending and is retried");
+                }
+                error!(
+                    "publishing zone {name} failed: {e}; retrying in {} s, or at once when something changes",
+                    backoff.as_secs()
+                );
+            }
+        }
+    }
+
+    /// Set (or double) the backoff after a failed attempt that contained `generation`.
+    fn back_off(&mut self, generation: i64) -> Duration {
+        let backoff = self
+            .retry
+            .as_ref()
+            .map_or(BACKOFF_MIN, |r| (r.backoff * 2).min(BACKOFF_MAX));
+        self.retry = Some(Retry {
+            at: Instant::now() + backoff,
+            backoff,
+            generation,
+        });
+        backoff
+    }
+
+    /// Render, write, reload, verify. `attempt` is set as soon as the serial is
+    /// taken, so that a failure can say which generation it was about.
+    fn try_publish(&mut self, attempt: &mut Option<Attempt>) -> Result<Attempt, PublishError> {
+        let work_started = Instant::now();
+        let a = self.store.start_publication(&self.zone.name)?;
+        *attempt = Some(a);
+        let mut text = std::mem::take(&mut self.buf);
+        text.clear();
+        let read = super::render_zone(
+            &self.zone,
+            self.config.dns.ttl,
+            a.serial,
+            &self.store,
+            &mut text,
+        );
+        let written = read.and_then(|_| {
+            zone::write_atomically(&self.zone.file, &text).map_err(|error| PublishError::Write {
+                file: self.zone.file.clone(),
+                error,
+            })
+        });
+        // The buffer keeps its capacity: the next publication of a large zone
+        // does not grow it again.
+        self.buf = text;
+        self.last_work = work_started.elapsed();
+        written?;
+        self.written = Some(a.generation);
+        self.stats
+            .zone(&self.zone.name, |z| z.state = ZoneState::Written);
+        let dns = &self.config.dns;
+        if !dns.reload_command.is_empty() {
+            run_reload(
+                &dns.reload_command,
+                &self.zone.name,
+                &self.zone.file,
+                dns.reload_timeout,
+            )?;
+        }
+        if let Some(server) = dns.verify_server {
+            let (store, zone) = (&self.store, &self.zone.name);
+            // A newer change: the generation moved past this attempt's.
+            let mut newer = || {
+                store
+                    .generations(zone)
+                    .is_ok_and(|g| g.is_some_and(|(g, _)| g > a.generation))
+            };
+            let patience = (self.last_verify * 2).max(PATIENCE_MIN);
+            let verify_started = Instant::now();
+            wait_until_served(
+                server,
+                zone,
+                a.serial,
+                dns.reload_timeout,
+                patience,
+                &mut newer,
+            )?;
+            self.last_verify = verify_started.elapsed();
+        }
+        Ok(a)
+    }
+}
