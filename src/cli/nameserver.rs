@@ -120,8 +120,6 @@ pub fn run(config: &Config, args: &[String]) -> Out {
 struct Wired<'a> {
     zone: &'a Zone,
     file: PathBuf,
-    /// The config names it relative to something: worth a warning.
-    relative: bool,
 }
 
 /// The script for `request` and the zones of `config`.
@@ -136,21 +134,11 @@ pub fn render(config: &Config, request: Request) -> Result<String, NameserverErr
     Ok(out)
 }
 
-/// SPEC 12: a relative path in a config file is relative to the file's directory;
+/// The zone file's path as the nameserver must see it. A config file's relative
+/// paths are already resolved against its directory when it is loaded (SPEC 12);
 /// only the built-in defaults are relative to the working directory.
-fn absolute(config: &Config, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        return path.to_path_buf();
-    }
-    let base = config
-        .source
-        .as_deref()
-        .and_then(|s| std::path::absolute(s).ok())
-        .and_then(|s| s.parent().map(Path::to_path_buf));
-    match base {
-        Some(dir) => dir.join(path),
-        None => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
-    }
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn wired_zones(config: &Config) -> Result<Vec<Wired<'_>>, NameserverError> {
@@ -159,7 +147,7 @@ fn wired_zones(config: &Config) -> Result<Vec<Wired<'_>>, NameserverError> {
         .iter()
         .enumerate()
         .map(|(i, zone)| {
-            let file = absolute(config, &zone.file);
+            let file = absolute(&zone.file);
             let text = file.to_string_lossy();
             // Every nameserver config quotes with "..."; these cannot be quoted in all three.
             if text
@@ -172,11 +160,7 @@ fn wired_zones(config: &Config) -> Result<Vec<Wired<'_>>, NameserverError> {
                     text.escape_debug()
                 )));
             }
-            Ok(Wired {
-                zone,
-                file,
-                relative: zone.file.is_relative(),
-            })
+            Ok(Wired { zone, file })
         })
         .collect()
 }
@@ -197,16 +181,6 @@ fn header(out: &mut String, title: &str, command: &str, zones: &[Wired]) {
     let _ = writeln!(out, "# {title}, for dedyn-update's zones:");
     for w in zones {
         let _ = writeln!(out, "#   {}  {}", w.zone.name, w.file.display());
-    }
-    for w in zones.iter().filter(|w| w.relative) {
-        let _ = writeln!(
-            out,
-            "# WARNING: the config gives {}'s file as the relative path '{}', shown here\n\
-             #    resolved against the config file's directory: write the absolute path in\n\
-             #    the config, so that the service and the nameserver agree on it.",
-            w.zone.name,
-            w.zone.file.display()
-        );
     }
     let _ = writeln!(
         out,
@@ -574,10 +548,6 @@ mod tests {
         .unwrap();
         assert!(
             text.contains("file: \"/etc/dedyn-update/zones/dyn.example.zone\""),
-            "{text}"
-        );
-        assert!(
-            text.contains("WARNING: the config gives dyn.example's file as the relative path"),
             "{text}"
         );
     }
