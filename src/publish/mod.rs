@@ -344,14 +344,19 @@ pub fn render_zone(
     out: &mut Vec<u8>,
 ) -> Result<usize, PublishError> {
     let include = zone::read_include(zone).map_err(PublishError::Include)?;
-    Ok(zone::render(
+    let records = zone::render(
         zone,
         ttl,
         serial,
         include.as_deref(),
         |emit| store.for_each_record(&zone.name, emit),
         out,
-    )?)
+    )?;
+    // SPEC 10: the live _acme-challenge values, after the addresses.
+    let values = store.for_each_acme_value(&zone.name, now_unix(), |name, value| {
+        zone::render_acme_txt(name, ttl, value, out)
+    })?;
+    Ok(records + values)
 }
 
 #[cfg(test)]
