@@ -1,6 +1,7 @@
 //! Every way an update request is refused, and the one table that turns a refusal
 //! into HTTP: status, body and the headers that go with it.
 
+use super::directory::DirectoryError;
 use std::fmt;
 use std::time::Duration;
 
@@ -68,6 +69,13 @@ impl Refusal {
             Refusal::RateLimited(d) => vec![("Retry-After", retry_after_secs(*d).to_string())],
             _ => Vec::new(),
         }
+    }
+}
+
+/// The one translation of a directory failure: the database could not answer.
+impl From<DirectoryError> for Refusal {
+    fn from(e: DirectoryError) -> Self {
+        Refusal::Database(e.0)
     }
 }
 
