@@ -471,6 +471,10 @@ mod tests {
         assert!(!s.token_covers(t, "a.dedyn.example").unwrap());
         assert!(!s.token_covers(t, "xwww.a.dedyn.example").unwrap());
         assert!(!s.token_covers(other, "www.a.dedyn.example").unwrap());
+        use crate::update::Directory;
+        let found = |s: &mut Store, h| s.token_by_hash(&[h; 32]).unwrap().unwrap();
+        assert!(found(&mut s, 1).scoped);
+        assert!(!found(&mut s, 0).scoped);
         s.revoke_token(t).unwrap();
         let left: i64 = s
             .conn

@@ -197,11 +197,16 @@ impl Directory for Store {
         &mut self,
         hash: &[u8; 32],
     ) -> std::result::Result<Option<Token>, DirectoryError> {
-        // The --domain list itself is not read: `token_covers` asks name by name.
+        // Scoped or not is one index probe: the --domain list itself (which may be
+        // long) is not read for a scoped token; `token_covers` asks about it name
+        // by name. The text column is the fallback that keeps a token scoped
+        // should its rows ever be missing (it is '' for an unscoped token).
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT t.id, t.owner, u.email, t.expires, t.allowed_subnets, t.domains <> '', t.family
+                "SELECT t.id, t.owner, u.email, t.expires, t.allowed_subnets,
+                        EXISTS(SELECT 1 FROM token_domains d WHERE d.token = t.id) OR t.domains <> '',
+                        t.family
                  FROM tokens t JOIN users u ON u.id = t.owner WHERE t.hash = ?1",
             )
             .map_err(dir_err)?;
