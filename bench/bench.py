@@ -283,7 +283,29 @@ def report(args):
     reps = one(res, "meta", "reps", "?")
     secs = one(res, "meta", "seconds", "?")
     names = int(one(res, "meta", "names", "0"))
+    accounts_only = one(res, "meta", "accounts") == "1"
+    sizes = [int(n) for n in one(res, "meta", "s4", "").split(",") if n]
+    limited = int(one(res, "meta", "limited", "0"))
+    s1 = median(res, "s1_ours", "rps")
+    s1_ref = median(res, "s1_ref", "rps")
+
+    def s4_row(label, key):
+        v = median(res, key, "rps")
+        ok = None if v is None or s1 is None else 100 * v / s1 >= 90
+        rows.append((label, fmt(v, "req/s"), "S1 " + fmt(s1, "req/s"),
+                     "n/a" if ok is None else f"{100 * v / s1:.1f} %", "≥ 90 % of S1",
+                     verdict(ok)))
+
     ratio_row(f"S1 unchanged updates, keep-alive, 64 conns", "s1", 25)
+    if sizes:
+        s4_row(f"S4 as S1, one account with {max(sizes):,} names, one token",
+               f"s4_a{max(sizes)}")
+        s4_row(f"S4 as S1, that account's token limited by --domain to {limited:,} names",
+               "s4_limited")
+    if accounts_only:
+        rows.append(("S1 p99 latency", fmt(median(res, "s1_ours", "p99_ms"), "ms", 2),
+                     "nginx " + fmt(median(res, "s1_ref", "p99_ms"), "ms", 2), "–", "–", "–"))
+        return account_report(args, res, rows, sizes, s1, s1_ref, names, secs, reps)
     ratio_row(f"S2 changing updates (a write each), 64 conns", "s2", 12)
     ratio_row("S3 HTTPS, new connection per request", "s3", 50, "handshakes/s")
     for key, label in (("s1", "S1 p99 latency"), ("s2", "S2 p99 latency")):
@@ -308,18 +330,9 @@ def report(args):
     limit_row(f"Start → first served request, {names:,} names",
               median(res, "startup", "ms"), "ms", 200)
 
-    out = []
-    out.append(f"# dedyn-update benchmark — {one(res, 'meta', 'date', '?')}\n")
-    out.append(f"`bench/run.sh{' --quick' if one(res, 'meta', 'quick') == '1' else ''}` on "
-               f"{one(res, 'meta', 'host', '?').replace('_', ' ')}; {names:,} names; "
-               f"wrk {one(res, 'meta', 'wrk_threads', '?')} threads, 64 connections, "
-               f"{secs} s per run, median of {reps}; server workers = "
-               f"{one(res, 'meta', 'workers', '?')}; reference: nginx "
-               f"{one(res, 'meta', 'nginx', '?')} returning a fixed `200 good`.\n")
-    out.append("| scenario | ours | reference | ratio | target | result |")
-    out.append("|---|---|---|---|---|---|")
-    for r in rows:
-        out.append("| " + " | ".join(r) + " |")
+    out = header(res, names, secs, reps)
+    table(out, rows)
+    account_sizes(out, res, sizes, s1, s1_ref)
     sweep = sorted(k for k in res if k.startswith("sweep_w"))
     if sweep:
         out.append("\nWorker sweep (one run each, req/s / p99):\n")
@@ -333,15 +346,69 @@ def report(args):
                 cell.append(f"{float(kv.get('rps', 'nan')):,.0f} / "
                             f"{float(kv.get('p99_ms', 'nan')):.1f} ms")
             out.append(f"| {w} | {cell[0]} | {cell[1]} |")
+    notes = run_notes(res)
+    if "import" in res:
+        notes.append(f"`import` of {names:,} users + names + tokens: "
+                     f"{float(one(res, 'import', 'ms')) / 1000:.1f} s")
+    finish(args, out, notes, res)
+
+
+def header(res, names, secs, reps):
+    mode = {"1": " --quick"}.get(one(res, "meta", "quick"), "")
+    if one(res, "meta", "accounts") == "1":
+        mode = " --accounts"
+    return [f"# dedyn-update benchmark — {one(res, 'meta', 'date', '?')}\n",
+            f"`bench/run.sh{mode}` on "
+            f"{one(res, 'meta', 'host', '?').replace('_', ' ')}; {names:,} names; "
+            f"wrk {one(res, 'meta', 'wrk_threads', '?')} threads, 64 connections, "
+            f"{secs} s per run, median of {reps}; server workers = "
+            f"{one(res, 'meta', 'workers', '?')}; reference: nginx "
+            f"{one(res, 'meta', 'nginx', '?')} returning a fixed `200 good`.\n"]
+
+
+def table(out, rows):
+    out.append("| scenario | ours | reference | ratio | target | result |")
+    out.append("|---|---|---|---|---|---|")
+    for r in rows:
+        out.append("| " + " | ".join(r) + " |")
+
+
+def account_sizes(out, res, sizes, s1, s1_ref):
+    """S4 by account size (unchanged updates/s), when more than one size ran."""
+    if len(sizes) < 2:
+        return
+    out.append("\nS4 by account size (one account, one token, unchanged updates):\n")
+    out.append("| names in the account | updates/s | % of S1 | % of nginx | p99 |")
+    out.append("|---|---|---|---|---|")
+    pct = lambda v, of: "n/a" if v is None or not of else f"{100 * v / of:.1f} %"
+    for n in sizes:
+        v = median(res, f"s4_a{n}", "rps")
+        p99 = median(res, f"s4_a{n}", "p99_ms")
+        out.append(f"| {n:,} | {'n/a' if v is None else f'{v:,.0f}'} | {pct(v, s1)} | "
+                   f"{pct(v, s1_ref)} | {'n/a' if p99 is None else f'{p99:.1f} ms'} |")
+
+
+def run_notes(res):
     notes = []
     for key in sorted(res):
         for kv in res[key]:
             for field in ("non200", "sock_errors", "errors"):
                 if kv.get(field, "0") not in ("0", ""):
                     notes.append(f"{key}: {field}={kv[field]}")
-    if "import" in res:
-        notes.append(f"`import` of {names:,} users + names + tokens: "
-                     f"{float(one(res, 'import', 'ms')) / 1000:.1f} s")
+    if "import_accounts" in res:
+        notes.append(f"`import` of the S4 accounts ({int(one(res, 'import_accounts', 'names')):,}"
+                     f" names): {float(one(res, 'import_accounts', 'ms')) / 1000:.1f} s")
+    return notes
+
+
+def account_report(args, res, rows, sizes, s1, s1_ref, names, secs, reps):
+    out = header(res, names, secs, reps)
+    table(out, rows)
+    account_sizes(out, res, sizes, s1, s1_ref)
+    finish(args, out, run_notes(res), res)
+
+
+def finish(args, out, notes, res):
     if notes:
         out.append("\nNotes:\n")
         out.extend(f"- {n}" for n in notes)

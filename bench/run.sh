@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The benchmark: `bench/run.sh` (full, ~10 min) or `bench/run.sh --quick` (~1 min,
-# run by tests/run.sh). Everything runs on this machine, on 127.0.0.1 only, and is
+# The benchmark: `bench/run.sh` (full, ~10 min), `bench/run.sh --quick` (~1 min,
+# run by tests/run.sh) or `bench/run.sh --accounts` (S1 and S4 over account sizes
+# only, ~5 min). Everything runs on this machine, on 127.0.0.1 only, and is
 # stopped by PID when the script exits. Prints one Markdown table and writes it to
-# bench/results.md (full; plus a dated copy) or bench/results-quick.md (--quick).
+# bench/results.md (full; plus a dated copy), bench/results-quick.md (--quick) or
+# bench/results-accounts.md (--accounts).
 #
 # What it sets up, in a temp dir: N registered names with tokens (`dedyn-update
 # import`), the release build serving them as deployed (`serve`, the public edge in
@@ -14,6 +16,9 @@
 #   S1 unchanged: Basic-auth updates that set the address already stored (no write)
 #   S2 changing:  every request sets a new IPv4 for a random name (a write each)
 #   S3 TLS:       HTTPS, `Connection: close` (a handshake per request)
+#   S4 account:   as S1, but every name belongs to ONE account with one token
+#                 (100,000 names; --quick 10,000), and a variant whose token is
+#                 limited with `--domain` to 1,000 of them; target: ≥ 90 % of S1
 #   propagation:  200 changing updates/s; per sampled update, `good` → NSD answers
 #   render:       zone render + atomic write (examples/render_bench.rs)
 #   footprint:    VmRSS idle, VmHWM under S2, stripped binary, start → first answer
@@ -21,31 +26,43 @@
 #
 # Environment: CARGO_TARGET_DIR is honoured; BENCH_WORKERS=N skips the worker
 # sweep; BENCH_SECONDS / BENCH_REPS override the duration and repetitions;
-# BENCH_KEEP=1 keeps the temp dir (logs, configs) for a look afterwards.
+# BENCH_ACCOUNTS="10 100 …" sets the S4 account sizes (the largest gets the
+# --domain variant); BENCH_KEEP=1 keeps the temp dir (logs, configs) afterwards.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 export PATH="$PATH:/usr/sbin:/sbin"
 
-QUICK=0
+QUICK=0 ONLY_ACCOUNTS=0
 for arg in "$@"; do
   case $arg in
     --quick) QUICK=1 ;;
-    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: bench/run.sh [--quick]" >&2; exit 2 ;;
+    --accounts) ONLY_ACCOUNTS=1 ;;
+    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: bench/run.sh [--quick | --accounts]" >&2; exit 2 ;;
   esac
 done
 
 if [ $QUICK = 1 ]; then
   NAMES=10000 SECS=${BENCH_SECONDS:-3} REPS=${BENCH_REPS:-1}
   RENDER_SIZES="100000" SWEEP="" PROP_SECS=4 PROP_EVERY=3
+  ACCOUNTS=${BENCH_ACCOUNTS:-10000}
   OUT=bench/results-quick.md
+elif [ $ONLY_ACCOUNTS = 1 ]; then
+  # S1 against S4 over several account sizes (issue: per-request cost must not
+  # grow with the account); nothing else runs.
+  NAMES=10000 SECS=${BENCH_SECONDS:-5} REPS=${BENCH_REPS:-3} SWEEP=""
+  ACCOUNTS=${BENCH_ACCOUNTS:-10 100 1000 2000 100000}
+  OUT=bench/results-accounts.md
 else
   NAMES=100000 SECS=${BENCH_SECONDS:-10} REPS=${BENCH_REPS:-3}
   RENDER_SIZES="100000 1000000" SWEEP="2 4 8" PROP_SECS=10 PROP_EVERY=4
+  ACCOUNTS=${BENCH_ACCOUNTS:-100000}
   OUT=bench/results.md
 fi
+# The --domain variant: the largest account's token limited to this many names.
+DOMAIN_LIMITED=1000
 if [ -n "${BENCH_WORKERS:-}" ]; then SWEEP=""; fi
 WORKERS=${BENCH_WORKERS:-4}
 CONNS=64
@@ -174,6 +191,39 @@ t0=$(date +%s%N)
 dedyn import <"$T/import.txt" >"$T/secrets.txt"
 record "import ms=$(( ($(date +%s%N) - t0) / 1000000 ))"
 python3 bench/bench.py creds "$T/names.txt" "$T/secrets.txt" "$T/creds.tsv"
+
+# ---- data for S4: per size N one account aN with N names nJ.aN and one token; the
+# largest account also gets a token limited with --domain to its first names ----
+LARGEST=0
+for n in $ACCOUNTS; do if [ "$n" -gt "$LARGEST" ]; then LARGEST=$n; fi; done
+LIMITED=$DOMAIN_LIMITED
+if [ "$LIMITED" -gt "$LARGEST" ]; then LIMITED=$LARGEST; fi
+: >"$T/accounts.txt"
+for n in $ACCOUNTS; do
+  awk -v n="$n" 'BEGIN { printf "user add a%d@bench.example\n", n
+    for (j = 0; j < n; j++) printf "domain add n%d.a%d.dedyn.example --owner a%d@bench.example\n", j, n, n
+    printf "token add --owner a%d@bench.example\n", n }' >>"$T/accounts.txt"
+done
+awk -v n="$LARGEST" -v k="$LIMITED" 'BEGIN { printf "token add --owner a%d@bench.example", n
+  for (j = 0; j < k; j++) printf " --domain n%d.a%d.dedyn.example", j, n
+  printf "\n" }' >>"$T/accounts.txt"
+t0=$(date +%s%N)
+dedyn import <"$T/accounts.txt" >"$T/account-secrets.txt"
+S4_TOTAL=0
+for n in $ACCOUNTS; do S4_TOTAL=$((S4_TOTAL + n)); done
+record "import_accounts ms=$(( ($(date +%s%N) - t0) / 1000000 )) names=$S4_TOTAL"
+# creds: account N's names with its one secret; the variant's names with its own.
+account_creds() { # N SECRET COUNT OUT
+  awk -v n="$1" -v k="$3" 'BEGIN { for (j = 0; j < k; j++) printf "n%d.a%d.dedyn.example\n", j, n }' >"$T/an.txt"
+  awk -v s="$2" -v k="$3" 'BEGIN { for (j = 0; j < k; j++) print s }' >"$T/as.txt"
+  python3 bench/bench.py creds "$T/an.txt" "$T/as.txt" "$4"
+}
+i=0
+for n in $ACCOUNTS; do
+  i=$((i + 1))
+  account_creds "$n" "$(sed -n "${i}p" "$T/account-secrets.txt")" "$n" "$T/creds-a$n.tsv"
+done
+account_creds "$LARGEST" "$(sed -n "$((i + 1))p" "$T/account-secrets.txt")" "$LIMITED" "$T/creds-limited.tsv"
 dedyn zone render dedyn.example >"$T/zones/dedyn.example.zone"
 
 # ---- NSD (config as tests/common/ns.rs: loopback, no privilege drop, unix control socket) ----
@@ -278,11 +328,11 @@ stop_server() {
 }
 status_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$SRV_PID/status"; }
 
-# wrk run: KEY URL MODE [SECONDS]; appends `KEY requests=… rps=… p99_ms=…`.
+# wrk run: KEY URL MODE [SECONDS [CREDS]]; appends `KEY requests=… rps=… p99_ms=…`.
 run_wrk() {
-  local key=$1 url=$2 mode=$3 secs=${4:-$SECS} out
+  local key=$1 url=$2 mode=$3 secs=${4:-$SECS} creds=${5:-$T/creds.tsv} out
   out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"${secs}s" --timeout 5s -s bench/update.lua \
-    "$url" -- "$mode" "$T/creds.tsv" "$WRK_THREADS" 2>&1) || {
+    "$url" -- "$mode" "$creds" "$WRK_THREADS" 2>&1) || {
     echo "$out" >&2
     return 1
   }
@@ -299,27 +349,39 @@ run_wrk() {
 OURS=http://127.0.0.1:$HTTP_PORT
 REF=http://127.0.0.1:$NGX_PORT
 
-# ---- prime: every name gets its fixed address once (S1 then writes nothing) ----
+# ---- prime: every name gets its fixed address once (S1 and S4 then write nothing) ----
+prime() { # CREDS TOTAL: send each name of CREDS its address until `check` counts TOTAL records
+  wrk -t"$WRK_THREADS" -c"$CONNS" -d600s --timeout 5s -s bench/update.lua "$OURS" \
+    -- prime "$1" "$WRK_THREADS" >"$T/prime.out" 2>&1 &
+  WRK_PID=$!
+  PIDS+=($WRK_PID)
+  local got
+  for _ in $(seq 1200); do # bounded: 600 s
+    got=$(dedyn check 2>/dev/null | awk '/records$/ { print $(NF-1) }')
+    if [ "${got:-0}" -ge "$2" ]; then break; fi
+    kill -0 "$WRK_PID" 2>/dev/null || break
+    sleep 0.5
+  done
+  kill -INT "$WRK_PID" 2>/dev/null || true
+  wait "$WRK_PID" || true
+  got=$(dedyn check | awk '/records$/ { print $(NF-1) }')
+  if [ "${got:-0}" -lt "$2" ]; then
+    echo "bench: priming set only ${got:-0} of $2 records; see $T/prime.out" >&2
+    BENCH_KEEP=1
+    exit 1
+  fi
+}
 start_server "$WORKERS"
 say "priming $NAMES addresses"
-wrk -t"$WRK_THREADS" -c"$CONNS" -d600s --timeout 5s -s bench/update.lua "$OURS" \
-  -- prime "$T/creds.tsv" "$WRK_THREADS" >"$T/prime.out" 2>&1 &
-WRK_PID=$!
-PIDS+=($WRK_PID)
-for _ in $(seq 1200); do # bounded: 600 s
-  n=$(dedyn check 2>/dev/null | awk '/records$/ { print $(NF-1) }')
-  if [ "${n:-0}" -ge "$NAMES" ]; then break; fi
-  kill -0 "$WRK_PID" 2>/dev/null || break
-  sleep 0.5
+prime "$T/creds.tsv" "$NAMES"
+total=$NAMES
+for n in $ACCOUNTS; do
+  total=$((total + n))
+  say "priming account a$n ($n names)"
+  t0=$(date +%s%N)
+  prime "$T/creds-a$n.tsv" "$total"
+  record "prime_a$n ms=$(( ($(date +%s%N) - t0) / 1000000 ))"
 done
-kill -INT "$WRK_PID" 2>/dev/null || true
-wait "$WRK_PID" || true
-n=$(dedyn check | awk '/records$/ { print $(NF-1) }')
-if [ "${n:-0}" -lt "$NAMES" ]; then
-  echo "bench: priming set only ${n:-0} of $NAMES names; see $T/prime.out" >&2
-  BENCH_KEEP=1
-  exit 1
-fi
 stop_server
 
 # ---- worker sweep (full run): one S1 and one S2 run per pool size ----
@@ -336,18 +398,33 @@ if [ -n "$SWEEP" ]; then
 fi
 
 # ---- start-up time and idle RSS: fresh starts with all names and records ----
-for rep in $(seq "$REPS"); do
-  start_server "$WORKERS" startup
-  sleep 2 # the start-up publication and the first poll are done: idle
-  record "rss_idle kb=$(status_kb VmRSS)"
-  if [ "$rep" -lt "$REPS" ]; then stop_server; fi
-done
+if [ $ONLY_ACCOUNTS = 1 ]; then
+  start_server "$WORKERS"
+else
+  for rep in $(seq "$REPS"); do
+    start_server "$WORKERS" startup
+    sleep 2 # the start-up publication and the first poll are done: idle
+    record "rss_idle kb=$(status_kb VmRSS)"
+    if [ "$rep" -lt "$REPS" ]; then stop_server; fi
+  done
+fi
 
-# ---- S1, S2: ours and nginx, interleaved per repetition ----
+# ---- S1, S4, S2: ours and nginx, interleaved per repetition ----
 for rep in $(seq "$REPS"); do
   run_wrk s1_ours "$OURS" unchanged
   run_wrk s1_ref "$REF" unchanged
+  for n in $ACCOUNTS; do
+    run_wrk "s4_a$n" "$OURS" unchanged "$SECS" "$T/creds-a$n.tsv"
+  done
+  run_wrk s4_limited "$OURS" unchanged "$SECS" "$T/creds-limited.tsv"
 done
+if [ $ONLY_ACCOUNTS = 1 ]; then
+  stop_server
+  record "meta quick=0 accounts=1 names=$NAMES s4=$(echo $ACCOUNTS | tr ' ' ,) limited=$LIMITED seconds=$SECS reps=$REPS workers=$WORKERS wrk_threads=$WRK_THREADS date=$(date -u +%Y-%m-%dT%H:%MZ) nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///') host=$(nproc)_cores_$(uname -m)_Linux_$(uname -r | cut -d- -f1)"
+  python3 bench/bench.py report "$RES" "$OUT"
+  say "done: $OUT"
+  exit 0
+fi
 echo 5 >"/proc/$SRV_PID/clear_refs" # reset VmHWM: the peak below is S2's alone
 for rep in $(seq "$REPS"); do
   run_wrk s2_ours "$OURS" changing
@@ -389,7 +466,7 @@ strip "$T/bin-stripped"
 record "binary bytes=$(stat -c %s "$T/bin-stripped")"
 
 # ---- report ----
-record "meta quick=$QUICK names=$NAMES seconds=$SECS reps=$REPS workers=$WORKERS wrk_threads=$WRK_THREADS date=$(date -u +%Y-%m-%dT%H:%MZ) nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///') host=$(nproc)_cores_$(uname -m)_Linux_$(uname -r | cut -d- -f1)"
+record "meta quick=$QUICK names=$NAMES s4=$(echo $ACCOUNTS | tr ' ' ,) limited=$LIMITED seconds=$SECS reps=$REPS workers=$WORKERS wrk_threads=$WRK_THREADS date=$(date -u +%Y-%m-%dT%H:%MZ) nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///') host=$(nproc)_cores_$(uname -m)_Linux_$(uname -r | cut -d- -f1)"
 python3 bench/bench.py report "$RES" "$OUT"
 if [ $QUICK = 0 ]; then cp "$OUT" "bench/results-$(date -u +%Y-%m-%d).md"; fi
 say "done: $OUT"

@@ -4,7 +4,7 @@
 use super::db::{invalid, now_unix, reverse_labels, writer_turn, Result, Store, StoreError};
 use crate::net::cidr::Cidr;
 use crate::update::acme::Scope;
-use crate::update::{Domain, FamilyPolicy};
+use crate::update::{name_and_parents, Domain, FamilyPolicy};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// A token as `token list` shows it.
@@ -112,32 +112,60 @@ impl Store {
         Ok(())
     }
 
-    /// The registered domain that holds `name` (equal or above it), with its zone.
+    /// The registered domain that holds `name` (equal or above it), with its zone
+    /// and owner: one indexed lookup per label of `name`, whatever the size of the
+    /// account (registered domains never nest, so the first found is the one).
     pub fn domain_holding(&self, name: &str) -> Result<Option<Domain>> {
-        let mut candidate = name;
-        loop {
-            let d = self
-                .conn
-                .query_row(
-                    "SELECT id, name, zone FROM domains WHERE name = ?1",
-                    [candidate],
-                    |r| {
-                        Ok(Domain {
-                            id: r.get(0)?,
-                            name: r.get(1)?,
-                            zone: r.get(2)?,
-                        })
-                    },
-                )
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, name, zone, owner FROM domains WHERE name = ?1")?;
+        for candidate in name_and_parents(name) {
+            let d = st
+                .query_row([candidate], |r| {
+                    Ok(Domain {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        zone: r.get(2)?,
+                        owner: r.get(3)?,
+                    })
+                })
                 .optional()?;
             if d.is_some() {
                 return Ok(d);
             }
-            match candidate.split_once('.') {
-                Some((_, rest)) => candidate = rest,
-                None => return Ok(None),
+        }
+        Ok(None)
+    }
+
+    /// At most two of the owner's domains (any two): enough to know whether the
+    /// owner has exactly one, without reading a long list.
+    pub fn two_domains_of(&self, owner: i64) -> Result<Vec<Domain>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, name, zone, owner FROM domains WHERE owner = ?1 LIMIT 2")?;
+        let rows = st.query_map([owner], |r| {
+            Ok(Domain {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                zone: r.get(2)?,
+                owner: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Whether `name` equals or lies below one of the `--domain` names of `token`:
+    /// one indexed lookup per label of `name`, whatever the length of the list.
+    pub fn token_covers(&self, token: i64, name: &str) -> Result<bool> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM token_domains WHERE token = ?1 AND name = ?2)",
+        )?;
+        for candidate in name_and_parents(name) {
+            if st.query_row(params![token, candidate], |r| r.get::<_, bool>(0))? {
+                return Ok(true);
             }
         }
+        Ok(false)
     }
 
     // ---- tokens ----
@@ -324,7 +352,14 @@ impl Batch<'_> {
                 t.family.unwrap_or(FamilyPolicy::Both).as_str(),
                 t.scope.as_str()
             ])?;
-        Ok(self.tx.last_insert_rowid())
+        let id = self.tx.last_insert_rowid();
+        let mut scope = self
+            .tx
+            .prepare_cached("INSERT OR IGNORE INTO token_domains(token, name) VALUES (?1, ?2)")?;
+        for d in &t.domains {
+            scope.execute(params![id, d])?;
+        }
+        Ok(id)
     }
 
     pub fn commit(self) -> Result<()> {
@@ -368,6 +403,128 @@ mod tests {
             other => panic!("expected 'no user', got {other:?}"),
         }
         drop(b);
+        let _ = std::fs::remove_file(path);
+    }
+
+    fn fresh(tag: &str) -> (Store, std::path::PathBuf) {
+        let path =
+            std::env::temp_dir().join(format!("dedyn-store-{tag}-{}.sqlite3", std::process::id()));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+        (Store::open(&path, "NORMAL").unwrap(), path)
+    }
+
+    #[test]
+    fn lookups_by_name_find_the_holding_domain_its_owner_and_at_most_two() {
+        let (mut s, path) = fresh("lookups");
+        let b = s.batch().unwrap();
+        for u in ["a@x.org", "b@x.org", "c@x.org"] {
+            b.add_user(u).unwrap();
+        }
+        let (a, bob) = (b.user_id("a@x.org").unwrap(), b.user_id("b@x.org").unwrap());
+        for d in ["a1.dedyn.example", "a2.dedyn.example", "a3.dedyn.example"] {
+            b.add_domain(d, "dedyn.example", a).unwrap();
+        }
+        b.add_domain("b.dedyn.example", "dedyn.example", bob)
+            .unwrap();
+        b.commit().unwrap();
+        let held = s.domain_holding("*.www.a2.dedyn.example").unwrap().unwrap();
+        assert_eq!((held.name.as_str(), held.owner), ("a2.dedyn.example", a));
+        assert_eq!(
+            s.domain_holding("b.dedyn.example").unwrap().unwrap().owner,
+            bob
+        );
+        for not_held in [
+            "dedyn.example",
+            "xa1.dedyn.example",
+            "a1.dedyn.example.org",
+            "",
+        ] {
+            assert_eq!(s.domain_holding(not_held).unwrap(), None, "{not_held}");
+        }
+        // longer than any hostname: skipped up to the part that can be one
+        let long = format!("{}.a1.dedyn.example", "x.".repeat(200));
+        assert_eq!(
+            s.domain_holding(&long).unwrap().unwrap().name,
+            "a1.dedyn.example"
+        );
+        assert_eq!(s.two_domains_of(a).unwrap().len(), 2);
+        assert_eq!(s.two_domains_of(bob).unwrap().len(), 1);
+        let c = user_id(&s.conn, "c@x.org").unwrap();
+        assert!(s.two_domains_of(c).unwrap().is_empty());
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_tokens_domains_are_looked_up_by_name_and_go_with_the_token() {
+        let (mut s, path) = fresh("covers");
+        let b = s.batch().unwrap();
+        b.add_user("a@x.org").unwrap();
+        let a = b.user_id("a@x.org").unwrap();
+        b.add_domain("a.dedyn.example", "dedyn.example", a).unwrap();
+        let scoped = NewToken {
+            hash: [1; 32],
+            domains: vec!["www.a.dedyn.example".into(), "www.a.dedyn.example".into()],
+            ..NewToken::default()
+        };
+        let t = b.add_token(a, &scoped).unwrap();
+        let other = b.add_token(a, &NewToken::default()).unwrap();
+        b.commit().unwrap();
+        assert!(s.token_covers(t, "www.a.dedyn.example").unwrap());
+        assert!(s.token_covers(t, "x.www.a.dedyn.example").unwrap());
+        assert!(!s.token_covers(t, "a.dedyn.example").unwrap());
+        assert!(!s.token_covers(t, "xwww.a.dedyn.example").unwrap());
+        assert!(!s.token_covers(other, "www.a.dedyn.example").unwrap());
+        use crate::update::Directory;
+        let found = |s: &mut Store, h| s.token_by_hash(&[h; 32]).unwrap().unwrap();
+        assert!(found(&mut s, 1).scoped);
+        assert!(!found(&mut s, 0).scoped);
+        s.revoke_token(t).unwrap();
+        let left: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM token_domains", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn migration_4_indexes_the_domains_of_existing_tokens() {
+        let path = std::env::temp_dir().join(format!(
+            "dedyn-store-migrate-{}.sqlite3",
+            std::process::id()
+        ));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+        {
+            // A database as version 1 left it, with a scoped and an unscoped token.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(super::super::db::MIGRATIONS[0]).unwrap();
+            c.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO users(id, email, created) VALUES (1, 'a@x.org', 0);
+                 INSERT INTO tokens(id, owner, hash, created, domains)
+                   VALUES (7, 1, x'01', 0, 'x.a.dedyn.example  y.a.dedyn.example'),
+                          (8, 1, x'02', 0, '');",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path, "NORMAL").unwrap();
+        assert_eq!(
+            s.schema_version().unwrap(),
+            super::super::db::MIGRATIONS.len() as i64
+        );
+        assert!(s.token_covers(7, "x.a.dedyn.example").unwrap());
+        assert!(s.token_covers(7, "w.y.a.dedyn.example").unwrap());
+        assert!(!s.token_covers(7, "a.dedyn.example").unwrap());
+        assert!(!s.token_covers(8, "x.a.dedyn.example").unwrap());
+        let rows: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM token_domains", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2);
         let _ = std::fs::remove_file(path);
     }
 }

@@ -110,6 +110,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE zones ADD COLUMN last_attempt_at INTEGER;
     ALTER TABLE zones ADD COLUMN last_error TEXT;
     ALTER TABLE zones ADD COLUMN last_error_at INTEGER;",
+    // 4: each token's `--domain` names as rows, so that an update asks "does this
+    // token cover NAME" with indexed lookups instead of reading a list that may
+    // hold thousands of names. tokens.domains stays the list as given (`token
+    // list` shows it); both are written together and tokens never change.
+    "CREATE TABLE token_domains (
+        token INTEGER NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        PRIMARY KEY (token, name)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO token_domains(token, name)
+    WITH RECURSIVE split(token, name, rest) AS (
+        SELECT id, '', domains || ' ' FROM tokens WHERE domains <> ''
+        UNION ALL
+        SELECT token, substr(rest, 1, instr(rest, ' ') - 1), substr(rest, instr(rest, ' ') + 1)
+        FROM split WHERE rest <> ''
+    )
+    SELECT token, name FROM split WHERE name <> '';",
 ];
 
 pub(super) fn reverse_labels(name: &str) -> String {

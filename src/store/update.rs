@@ -4,7 +4,7 @@
 use super::db::{addr_blob, blob_addr, writer_turn, Result, Store, StoreError};
 use crate::update::acme::Scope;
 use crate::update::address::Family;
-use crate::update::{Directory, Domain, FamilyPolicy, NamePlan, Outcome, Token};
+use crate::update::{Directory, DirectoryError, Domain, FamilyPolicy, NamePlan, Outcome, Token};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::net::IpAddr;
 
@@ -188,15 +188,29 @@ pub type Decide = dyn Fn(&NamePlan, Family, &[IpAddr]) -> (Vec<IpAddr>, Outcome)
 /// One (name, family) whose records change, with its records after the update.
 type Change<'p> = (&'p NamePlan, Family, Vec<IpAddr>);
 
+/// The one translation of a store failure into the pipeline's directory error.
+fn dir_err(e: impl std::fmt::Display) -> DirectoryError {
+    DirectoryError(e.to_string())
+}
+
 impl Directory for Store {
-    fn token_by_hash(&mut self, hash: &[u8; 32]) -> std::result::Result<Option<Token>, String> {
+    fn token_by_hash(
+        &mut self,
+        hash: &[u8; 32],
+    ) -> std::result::Result<Option<Token>, DirectoryError> {
+        // Scoped or not is one index probe: the --domain list itself (which may be
+        // long) is not read for a scoped token; `token_covers` asks about it name
+        // by name. The text column is the fallback that keeps a token scoped
+        // should its rows ever be missing (it is '' for an unscoped token).
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT t.id, t.owner, u.email, t.expires, t.allowed_subnets, t.domains, t.family, t.scope
+                "SELECT t.id, t.owner, u.email, t.expires, t.allowed_subnets,
+                        EXISTS(SELECT 1 FROM token_domains d WHERE d.token = t.id) OR t.domains <> '',
+                        t.family, t.scope
                  FROM tokens t JOIN users u ON u.id = t.owner WHERE t.hash = ?1",
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(dir_err)?;
         let row = st
             .query_row([&hash[..]], |r| {
                 Ok((
@@ -205,15 +219,15 @@ impl Directory for Store {
                     r.get::<_, String>(2)?,
                     r.get::<_, Option<i64>>(3)?,
                     r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
+                    r.get::<_, bool>(5)?,
                     r.get::<_, String>(6)?,
                     r.get::<_, String>(7)?,
                 ))
             })
             .optional()
-            .map_err(|e| e.to_string())?;
+            .map_err(dir_err)?;
         Ok(row.map(
-            |(id, owner, owner_email, expires, subnets, domains, family, scope)| Token {
+            |(id, owner, owner_email, expires, subnets, scoped, family, scope)| Token {
                 id,
                 owner,
                 owner_email,
@@ -222,7 +236,7 @@ impl Directory for Store {
                     .split_whitespace()
                     .filter_map(|s| s.parse().ok())
                     .collect(),
-                domains: domains.split_whitespace().map(str::to_string).collect(),
+                scoped,
                 family: FamilyPolicy::parse(&family).unwrap_or(FamilyPolicy::Both),
                 // The schema's CHECK admits only known words; anything else
                 // grants nothing beyond the default.
@@ -231,23 +245,23 @@ impl Directory for Store {
         ))
     }
 
-    fn domains_of(&mut self, owner: i64) -> std::result::Result<Vec<Domain>, String> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT id, name, zone FROM domains WHERE owner = ?1 ORDER BY name")
-            .map_err(|e| e.to_string())?;
-        let rows = st
-            .query_map([owner], |r| {
-                Ok(Domain {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    zone: r.get(2)?,
-                })
-            })
-            .map_err(|e| e.to_string())?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| e.to_string());
-        rows
+    fn domain_holding(
+        &mut self,
+        name: &str,
+    ) -> std::result::Result<Option<Domain>, DirectoryError> {
+        Store::domain_holding(self, name).map_err(dir_err)
+    }
+
+    fn two_domains_of(&mut self, owner: i64) -> std::result::Result<Vec<Domain>, DirectoryError> {
+        Store::two_domains_of(self, owner).map_err(dir_err)
+    }
+
+    fn token_covers(
+        &mut self,
+        token: i64,
+        name: &str,
+    ) -> std::result::Result<bool, DirectoryError> {
+        Store::token_covers(self, token, name).map_err(dir_err)
     }
 }
 

@@ -255,14 +255,13 @@ pub fn plan(
     let token = auth::find_token(dir, &creds).map_err(from_update)?;
     auth::check_expiry(&token, now_unix).map_err(from_update)?;
     auth::check_subnet(&token, call.client).map_err(from_update)?;
-    let domains = dir.domains_of(token.owner).map_err(AcmeRefusal::Database)?;
     if creds.username.is_empty() {
         return Err(AcmeRefusal::Unauthorized {
             counted: true,
             reason: "no X-Api-User".into(),
         });
     }
-    auth::check_username(&creds, &token, &domains).map_err(from_update)?;
+    auth::check_username(&creds, &token, dir).map_err(from_update)?;
     if !token.scope.allows_acme() {
         return Err(AcmeRefusal::Forbidden(format!(
             "token {} has scope {}, not acme",
@@ -272,11 +271,12 @@ pub fn plan(
     }
     let (name, value) = check_body(&parse_body(call.body)?)?;
     let held =
-        hostname::check_held(std::slice::from_ref(&name), &domains, &token).map_err(from_update)?;
-    hostname::check_updatable(&held, zones, &token).map_err(from_update)?;
+        hostname::check_held(std::slice::from_ref(&name), dir, &token).map_err(from_update)?;
+    hostname::check_updatable(&held, zones, &token, dir).map_err(from_update)?;
     let domain = held
-        .first()
-        .map(|(_, d)| (*d).clone())
+        .into_iter()
+        .next()
+        .map(|(_, d)| d)
         .ok_or_else(|| AcmeRefusal::BadSubdomain(format!("{name} is not held")))?;
     Ok(Write {
         token_id: token.id,
@@ -480,6 +480,7 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::update::DirectoryError;
 
     const DIGEST: &str = "Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg";
 
@@ -728,15 +729,27 @@ mod tests {
         fn token_by_hash(
             &mut self,
             hash: &[u8; 32],
-        ) -> Result<Option<super::super::Token>, String> {
+        ) -> Result<Option<super::super::Token>, DirectoryError> {
             Ok((*hash == super::super::token_hash("key")).then(|| self.token.clone()))
         }
-        fn domains_of(&mut self, _owner: i64) -> Result<Vec<Domain>, String> {
-            Ok(vec![Domain {
+        fn domain_holding(&mut self, name: &str) -> Result<Option<Domain>, DirectoryError> {
+            let d = Domain {
                 id: 7,
                 name: "a.example".into(),
                 zone: "example".into(),
-            }])
+                owner: 1,
+            };
+            Ok(crate::net::name::is_at_or_below(name, &d.name).then_some(d))
+        }
+        fn two_domains_of(&mut self, owner: i64) -> Result<Vec<Domain>, DirectoryError> {
+            Ok(self
+                .domain_holding("a.example")?
+                .into_iter()
+                .filter(|d| d.owner == owner)
+                .collect())
+        }
+        fn token_covers(&mut self, _token: i64, _name: &str) -> Result<bool, DirectoryError> {
+            Ok(false)
         }
     }
 
@@ -758,7 +771,7 @@ mod tests {
                 owner_email: "a@x.org".into(),
                 expires: None,
                 allowed_subnets: vec![],
-                domains: vec![],
+                scoped: false,
                 family: super::super::FamilyPolicy::V4,
                 scope,
             },

@@ -49,8 +49,9 @@ pub struct Token {
     pub owner_email: String,
     pub expires: Option<i64>,
     pub allowed_subnets: Vec<Cidr>,
-    /// Empty: all of the owner's domains.
-    pub domains: Vec<String>,
+    /// Limited with `--domain` (else: all of the owner's domains). Which names it
+    /// covers is asked name by name (`Directory::token_covers`): the list may be long.
+    pub scoped: bool,
     pub family: FamilyPolicy,
     /// What the token may be used for: address updates, acme-dns calls, or both.
     pub scope: Scope,
@@ -62,12 +63,53 @@ pub struct Domain {
     pub id: i64,
     pub name: String,
     pub zone: String,
+    /// The user id of its owner.
+    pub owner: i64,
 }
 
-/// What the pipeline reads from the database.
+/// The directory could not answer (the database failed): `Refusal::Database`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryError(pub String);
+
+impl std::fmt::Display for DirectoryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DirectoryError {}
+
+/// What the pipeline reads from the database. Each question is about the names
+/// of one request, never a whole account's list: the cost of a request must not
+/// grow with the number of names its owner holds.
 pub trait Directory {
-    fn token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<Token>, String>;
-    fn domains_of(&mut self, owner: i64) -> Result<Vec<Domain>, String>;
+    fn token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<Token>, DirectoryError>;
+    /// The registered domain that holds `name` (equal to it or above it), whoever
+    /// its owner is. Registered domains never nest, so there is at most one.
+    fn domain_holding(&mut self, name: &str) -> Result<Option<Domain>, DirectoryError>;
+    /// At most two of the owner's domains, in no particular order: enough to
+    /// tell "none", "exactly one" and "several" apart.
+    fn two_domains_of(&mut self, owner: i64) -> Result<Vec<Domain>, DirectoryError>;
+    /// Whether `name` equals or lies below one of the `--domain` names of the
+    /// (scoped) token `token`.
+    fn token_covers(&mut self, token: i64, name: &str) -> Result<bool, DirectoryError>;
+}
+
+/// The names that can hold `name`: itself, then each parent, shortest last
+/// (`a.b.c`, `b.c`, `c`). Those longer than a hostname can be (253 characters)
+/// are skipped: nothing longer is ever registered, and a username is not
+/// syntax-checked before it is looked up.
+pub fn name_and_parents(name: &str) -> impl Iterator<Item = &str> {
+    let mut next = Some(name);
+    std::iter::from_fn(move || {
+        while let Some(n) = next {
+            next = n.split_once('.').map(|(_, parent)| parent);
+            if n.len() <= 253 {
+                return Some(n);
+            }
+        }
+        None
+    })
 }
 
 /// SHA-256 of a token secret: what the database stores and looks up.

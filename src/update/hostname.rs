@@ -2,8 +2,9 @@
 //! plus the name syntax (SPEC 4.2) and the "held by the owner" relation.
 
 use super::auth::{AuthMethod, Credentials};
-use super::{Domain, Query, Refusal, Request, Token, ZonePolicy};
-use crate::net::name::{check_syntax, is_at_or_below, normalize};
+use super::directory::DirectoryError;
+use super::{Directory, Domain, Query, Refusal, Request, Token, ZonePolicy};
+use crate::net::name::{check_syntax, normalize};
 
 /// Which step of the seed gave the names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub enum HostnameError {
     Invalid(String),
     /// 404 `nohost`: nothing found, or an empty list element.
     NotFound(&'static str),
+    /// The owner's domains could not be read.
+    Directory(DirectoryError),
 }
 
 /// Split a comma list into normalized, syntax-checked names (SPEC 4.2).
@@ -63,11 +66,12 @@ pub fn parse_list(value: &str) -> Result<Vec<String>, HostnameError> {
 
 /// The seed's steps, first that yields a value. `per_name_given` tells whether
 /// `myipv4:NAME=` parameters name hosts of their own: then the owner's only domain
-/// is not added behind the client's back.
+/// is not added behind the client's back. `two_domains` gives at most two of the
+/// owner's domain names; it is asked only when the last step is reached.
 pub fn determine(
     query: &Query,
     basic_username: Option<&str>,
-    owner_domains: &[&str],
+    two_domains: impl FnOnce() -> Result<Vec<String>, DirectoryError>,
     per_name_given: bool,
 ) -> Result<(Vec<String>, Option<HostnameSource>), HostnameError> {
     // seed: hostname=YES is ignored, some clients send it.
@@ -92,8 +96,8 @@ pub fn determine(
     if per_name_given {
         return Ok((Vec::new(), None));
     }
-    match owner_domains {
-        [only] => Ok((vec![only.to_string()], Some(HostnameSource::OnlyDomain))),
+    match two_domains().map_err(HostnameError::Directory)?.as_slice() {
+        [only] => Ok((vec![only.clone()], Some(HostnameSource::OnlyDomain))),
         [] => Err(HostnameError::NotFound("the account has no domain")),
         _ => Err(HostnameError::NotFound(
             "no hostname given and the account has several domains",
@@ -107,6 +111,7 @@ pub fn refusal(e: HostnameError) -> Refusal {
     match e {
         HostnameError::Invalid(m) => Refusal::BadRequest(m),
         HostnameError::NotFound(m) => Refusal::NoHost(m.into()),
+        HostnameError::Directory(e) => e.into(),
     }
 }
 
@@ -116,14 +121,18 @@ pub fn refusal(e: HostnameError) -> Refusal {
 pub fn general_names(
     req: &Request,
     creds: &Credentials,
-    domains: &[Domain],
+    dir: &mut dyn Directory,
+    token: &Token,
     per_name_given: bool,
     trace: &mut Vec<String>,
 ) -> Result<Vec<String>, Refusal> {
-    let names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
+    let two_domains = || {
+        let two = dir.two_domains_of(token.owner)?;
+        Ok(two.into_iter().map(|d| d.name).collect())
+    };
     let basic_username = (creds.method == AuthMethod::Basic).then_some(creds.username.as_str());
     let (general, source) =
-        determine(&req.query, basic_username, &names, per_name_given).map_err(refusal)?;
+        determine(&req.query, basic_username, two_domains, per_name_given).map_err(refusal)?;
     if let Some(s) = source {
         trace.push(format!(
             "hostnames from {}: {}",
@@ -169,23 +178,24 @@ pub fn all_names<'p>(
 
 /// SPEC 4.2: every name must equal or lie below a domain of the owner, else
 /// `404 nohost`. Returns each name with the domain that holds it.
-pub fn check_held<'d>(
+pub fn check_held(
     names: &[String],
-    domains: &'d [Domain],
+    dir: &mut dyn Directory,
     token: &Token,
-) -> Result<Vec<(String, &'d Domain)>, Refusal> {
-    names
-        .iter()
-        .map(|n| {
-            domains
-                .iter()
-                .find(|d| is_at_or_below(n, &d.name))
-                .map(|d| (n.clone(), d))
-                .ok_or_else(|| {
-                    Refusal::NoHost(format!("{} is not held by {}", n, token.owner_email))
-                })
-        })
-        .collect()
+) -> Result<Vec<(String, Domain)>, Refusal> {
+    let mut held = Vec::with_capacity(names.len());
+    for n in names {
+        match dir.domain_holding(n)? {
+            Some(d) if d.owner == token.owner => held.push((n.clone(), d)),
+            _ => {
+                return Err(Refusal::NoHost(format!(
+                    "{} is not held by {}",
+                    n, token.owner_email
+                )))
+            }
+        }
+    }
+    Ok(held)
 }
 
 /// SPEC 4.2: a held name in a zone with `dynamic = false` is `403 !yours`.
@@ -200,8 +210,12 @@ pub fn check_dynamic(name: &str, domain: &Domain, zones: &dyn ZonePolicy) -> Res
 }
 
 /// SPEC 2 `--domain`: a held name outside the token's domains is `403 !yours`.
-pub fn check_token_domains(name: &str, token: &Token) -> Result<(), Refusal> {
-    if !token.domains.is_empty() && !token.domains.iter().any(|t| is_at_or_below(name, t)) {
+pub fn check_token_domains(
+    name: &str,
+    token: &Token,
+    dir: &mut dyn Directory,
+) -> Result<(), Refusal> {
+    if token.scoped && !dir.token_covers(token.id, name)? {
         return Err(Refusal::NotYours(format!(
             "{name}: outside the domains of token {}",
             token.id
@@ -212,13 +226,14 @@ pub fn check_token_domains(name: &str, token: &Token) -> Result<(), Refusal> {
 
 /// Both `403` rules, name by name in request order.
 pub fn check_updatable(
-    held: &[(String, &Domain)],
+    held: &[(String, Domain)],
     zones: &dyn ZonePolicy,
     token: &Token,
+    dir: &mut dyn Directory,
 ) -> Result<(), Refusal> {
     for (name, domain) in held {
         check_dynamic(name, domain, zones)?;
-        check_token_domains(name, token)?;
+        check_token_domains(name, token, dir)?;
     }
     Ok(())
 }
@@ -230,8 +245,14 @@ mod tests {
     const ONE: &[&str] = &["alice.dedyn.example"];
     const TWO: &[&str] = &["alice.dedyn.example", "bob.dedyn.example"];
 
+    /// The owner's domains as `determine` asks for them (at most two).
+    fn two(doms: &[&str]) -> impl FnOnce() -> Result<Vec<String>, DirectoryError> {
+        let first_two: Vec<String> = doms.iter().take(2).map(|d| d.to_string()).collect();
+        move || Ok(first_two)
+    }
+
     fn det(query: &str, basic: Option<&str>, doms: &[&str]) -> Result<Vec<String>, HostnameError> {
-        determine(&Query::parse(query), basic, doms, false).map(|(n, _)| n)
+        determine(&Query::parse(query), basic, two(doms), false).map(|(n, _)| n)
     }
 
     #[test]
@@ -304,8 +325,31 @@ mod tests {
             Err(HostnameError::NotFound(_))
         ));
         assert_eq!(
-            determine(&Query::parse(""), None, ONE, true).unwrap().0,
+            determine(&Query::parse(""), None, two(ONE), true)
+                .unwrap()
+                .0,
             Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn the_owners_domains_are_asked_only_in_the_last_step() {
+        let never = || -> Result<Vec<String>, DirectoryError> { panic!("asked") };
+        assert!(determine(
+            &Query::parse("hostname=a.dedyn.example"),
+            None,
+            never,
+            false
+        )
+        .is_ok());
+        let failing = || Err(DirectoryError("db down".into()));
+        assert_eq!(
+            determine(&Query::parse(""), None, failing, false),
+            Err(HostnameError::Directory(DirectoryError("db down".into())))
+        );
+        assert_eq!(
+            refusal(HostnameError::Directory(DirectoryError("db down".into()))),
+            Refusal::Database("db down".into())
         );
     }
 

@@ -15,7 +15,10 @@ pub mod request;
 
 pub use address::{ActionSource, AddressAction, Family};
 pub use auth::AuthMethod;
-pub use directory::{token_hash, Directory, Domain, FamilyPolicy, Token, ZonePolicy};
+pub use directory::{
+    name_and_parents, token_hash, Directory, DirectoryError, Domain, FamilyPolicy, Token,
+    ZonePolicy,
+};
 pub use outcome::Outcome;
 pub use refusal::{retry_after_secs, Refusal};
 pub use request::{check_path_and_method, forwarded_lines, split_target, Query, Request};
@@ -88,8 +91,7 @@ pub fn plan(
     let token = auth::find_token(dir, &creds)?;
     auth::check_expiry(&token, now_unix)?;
     auth::check_subnet(&token, req.client)?;
-    let domains = dir.domains_of(token.owner).map_err(Refusal::Database)?;
-    auth::check_username(&creds, &token, &domains)?;
+    auth::check_username(&creds, &token, dir)?;
     auth::check_scope(&token)?;
     trace.push(format!(
         "token {} of {} accepted (scope {})",
@@ -101,11 +103,11 @@ pub fn plan(
     // seed "Determine Hostname" (and SPEC 4.3's per-name parameters, which add names)
     let per_name = address::per_name_parameters(&req.query)?;
     let given = !per_name.is_empty();
-    let general = hostname::general_names(req, &creds, &domains, given, &mut trace)?;
+    let general = hostname::general_names(req, &creds, dir, &token, given, &mut trace)?;
     let added = per_name.iter().map(|p| (p.origin(), &p.names[..]));
     let names = hostname::all_names(&general, added, &mut trace)?;
-    let held = hostname::check_held(&names, &domains, &token)?;
-    hostname::check_updatable(&held, zones, &token)?;
+    let held = hostname::check_held(&names, dir, &token)?;
+    hostname::check_updatable(&held, zones, &token, dir)?;
 
     // seed "Determine IP addresses"
     let general_actions = address::general_actions(req, &general, zones)?;
@@ -130,8 +132,8 @@ pub fn plan(
         plans.push(NamePlan {
             name,
             domain_id: domain.id,
-            domain: domain.name.clone(),
-            zone: domain.zone.clone(),
+            domain: domain.name,
+            zone: domain.zone,
             v4,
             v6,
         });
@@ -151,26 +153,43 @@ mod tests {
     use super::request::form_decode;
     use super::*;
     use crate::net::cidr::Cidr;
+    use crate::net::name::is_at_or_below;
     use base64::Engine;
     use std::collections::HashMap;
     use std::net::IpAddr;
 
     struct Fake {
         tokens: HashMap<[u8; 32], Token>,
-        domains: Vec<(i64, Domain)>,
+        domains: Vec<Domain>,
+        /// The `--domain` names of the scoped tokens, by token id.
+        scopes: HashMap<i64, Vec<String>>,
     }
 
     impl Directory for Fake {
-        fn token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<Token>, String> {
+        fn token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<Token>, DirectoryError> {
             Ok(self.tokens.get(hash).cloned())
         }
-        fn domains_of(&mut self, owner: i64) -> Result<Vec<Domain>, String> {
+        fn domain_holding(&mut self, name: &str) -> Result<Option<Domain>, DirectoryError> {
             Ok(self
                 .domains
                 .iter()
-                .filter(|(o, _)| *o == owner)
-                .map(|(_, d)| d.clone())
+                .find(|d| is_at_or_below(name, &d.name))
+                .cloned())
+        }
+        fn two_domains_of(&mut self, owner: i64) -> Result<Vec<Domain>, DirectoryError> {
+            Ok(self
+                .domains
+                .iter()
+                .filter(|d| d.owner == owner)
+                .take(2)
+                .cloned()
                 .collect())
+        }
+        fn token_covers(&mut self, token: i64, name: &str) -> Result<bool, DirectoryError> {
+            Ok(self
+                .scopes
+                .get(&token)
+                .is_some_and(|s| s.iter().any(|t| is_at_or_below(name, t))))
         }
     }
 
@@ -191,7 +210,7 @@ mod tests {
             owner_email: "alice@example.org".into(),
             expires: None,
             allowed_subnets: vec![],
-            domains: vec![],
+            scoped: false,
             family: FamilyPolicy::Both,
             scope: acme::Scope::Both,
         }
@@ -207,24 +226,26 @@ mod tests {
         t.allowed_subnets = vec!["192.0.2.0/24".parse().unwrap()];
         tokens.insert(token_hash("subnet"), t);
         let mut t = token(4, 1);
-        t.domains = vec!["alice.dedyn.example".into()];
+        t.scoped = true;
         tokens.insert(token_hash("scoped"), t);
         let mut t = token(5, 1);
         t.family = FamilyPolicy::V6;
         tokens.insert(token_hash("v6only"), t);
-        let d = |id, name: &str, zone: &str| Domain {
+        let d = |owner, id, name: &str, zone: &str| Domain {
             id,
             name: name.into(),
             zone: zone.into(),
+            owner,
         };
         Fake {
             tokens,
             domains: vec![
-                (1, d(10, "alice.dedyn.example", "dedyn.example")),
-                (1, d(11, "home.dedyn.example", "dedyn.example")),
-                (1, d(12, "fixed.static.example", "static.example")),
-                (2, d(20, "bob.dedyn.example", "dedyn.example")),
+                d(1, 10, "alice.dedyn.example", "dedyn.example"),
+                d(1, 11, "home.dedyn.example", "dedyn.example"),
+                d(1, 12, "fixed.static.example", "static.example"),
+                d(2, 20, "bob.dedyn.example", "dedyn.example"),
             ],
+            scopes: HashMap::from([(4, vec!["alice.dedyn.example".to_string()])]),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Every way an update request or an acme-dns call is refused, and the one table
 //! that turns a refusal into HTTP: status, body and the headers that go with it.
 
+use super::directory::DirectoryError;
 use std::fmt;
 use std::time::Duration;
 
@@ -142,6 +143,13 @@ impl fmt::Display for AcmeRefusal {
             }
             AcmeRefusal::Database(m) => write!(f, "database error: {m}"),
         }
+    }
+}
+
+/// The one translation of a directory failure: the database could not answer.
+impl From<DirectoryError> for Refusal {
+    fn from(e: DirectoryError) -> Self {
+        Refusal::Database(e.0)
     }
 }
 
