@@ -8,7 +8,7 @@
 //! The copy goes to a temporary name beside FILE and is renamed over it once synced,
 //! so FILE is always either the previous backup or a complete new one.
 
-use super::args::{Args, Failure, Out};
+use super::args::{print_lines, Args, Failure, Out};
 use crate::config::Config;
 use crate::store::{self, Store};
 use std::fs::{self, File};
@@ -64,11 +64,11 @@ pub fn backup(config: &Config, args: &[String]) -> Out {
         return Err(f);
     }
     let size = fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
-    println!(
+    print_lines([format!(
         "backup of {} written to {} ({size} bytes)",
         db.display(),
         dest.display()
-    );
+    )]);
     Ok(())
 }
 
@@ -121,7 +121,7 @@ pub fn restore(config: &Config, args: &[String]) -> Out {
         io_failure("renaming into", db, e)
     })?;
     sync_dir_of(db).map_err(|e| io_failure("syncing the directory of", db, e))?;
-    println!(
+    print_lines([format!(
         "restored {} into {} (schema {}, {} users, {} domains, {} records); start the service again",
         src.display(),
         db.display(),
@@ -129,7 +129,7 @@ pub fn restore(config: &Config, args: &[String]) -> Out {
         info.users,
         info.domains,
         info.records
-    );
+    )]);
     Ok(())
 }
 

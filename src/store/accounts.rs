@@ -290,6 +290,15 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// How many domains `owner_id` holds (`[limits] domains_per_user`).
+    pub fn domain_count_of(&self, owner_id: i64) -> Result<u64> {
+        let n: i64 = self
+            .tx
+            .prepare_cached("SELECT count(*) FROM domains WHERE owner = ?1")?
+            .query_row([owner_id], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
     /// The names of the domains `owner_id` holds.
     pub fn domain_names_of(&self, owner_id: i64) -> Result<Vec<String>> {
         let mut st = self
