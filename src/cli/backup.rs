@@ -36,6 +36,18 @@ fn sync_dir_of(path: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Remove `path` and the journals SQLite may leave beside it: `VACUUM INTO` writes
+/// the copy with a rollback journal once it outgrows the page cache, and a write
+/// that fails (disk full) leaves that `-journal` behind (SPEC 13: a failed backup
+/// leaves no file).
+fn remove_with_journals(path: &Path) {
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = fs::remove_file(PathBuf::from(p));
+    }
+}
+
 fn io_failure(what: &str, path: &Path, e: std::io::Error) -> Failure {
     Failure::from(format!("{what} {}: {e}", path.display()))
 }
@@ -50,7 +62,7 @@ pub fn backup(config: &Config, args: &[String]) -> Out {
     }
     let store = Store::open(db, &config.database.synchronous)?;
     let tmp = sibling(&dest, "backup");
-    let _ = fs::remove_file(&tmp); // a leftover of an interrupted run with our PID
+    remove_with_journals(&tmp); // a leftover of an interrupted run with our PID
     let result = store
         .backup_into(&tmp)
         .map_err(Failure::from)
@@ -60,7 +72,7 @@ pub fn backup(config: &Config, args: &[String]) -> Out {
             sync_dir_of(&dest).map_err(|e| io_failure("syncing the directory of", &dest, e))
         });
     if let Err(f) = result {
-        let _ = fs::remove_file(&tmp);
+        remove_with_journals(&tmp);
         return Err(f);
     }
     let size = fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);

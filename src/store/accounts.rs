@@ -32,6 +32,9 @@ pub struct NewToken {
     pub family: Option<FamilyPolicy>,
 }
 
+/// `PRAGMA cache_size` of a batch, in KiB when negative: 256 MiB at most.
+const BATCH_CACHE_KIB: i64 = -262_144;
+
 impl Store {
     // ---- users ----
 
@@ -141,6 +144,11 @@ impl Store {
 
     /// Start a batch of additions: one write transaction for all of them (`import`).
     pub fn batch(&mut self) -> Result<Batch<'_>> {
+        // A large import touches more pages than SQLite's default 2 MB cache: a
+        // cache that spills writes pages to the WAL mid-transaction, while the
+        // service waits for the lock. The cache grows only as far as it is used.
+        self.conn
+            .pragma_update(None, "cache_size", BATCH_CACHE_KIB)?;
         Ok(Batch {
             tx: self
                 .conn
