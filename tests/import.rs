@@ -193,13 +193,17 @@ fn import_of_200000_lines_under_update_load_fails_no_update() {
     let held = log
         .lines()
         .find_map(|l| l.split_once("import: 200000 lines, write lock held "))
-        .and_then(|(_, ms)| ms.strip_suffix(" ms"))
-        .and_then(|ms| ms.parse::<u64>().ok())
+        .and_then(|(_, rest)| rest.split_once(" ms"))
+        .and_then(|(ms, _)| ms.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no lock-hold line in the import's log:\n{log}"));
     let longest = waits.iter().max().copied().unwrap_or_default();
     assert!(waits.len() >= 10, "only {} updates ran", waits.len());
+    let held_line = log
+        .lines()
+        .find(|l| l.contains("write lock held"))
+        .unwrap_or("");
     eprintln!(
-        "import of 200000 lines: write lock held {held} ms; {} updates meanwhile, longest wait {} ms, all 200",
+        "{held_line}\nimport of 200000 lines: write lock held {held} ms; {} updates meanwhile, longest wait {} ms, all 200",
         waits.len(),
         longest.as_millis()
     );
