@@ -32,16 +32,6 @@ pub fn rfc3339(unix: i64) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn formats_known_instants() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_795_711_315), "2026-11-26T16:41:55Z");
-        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
-}
-
 /// CPU time this thread has used so far (`CLOCK_THREAD_CPUTIME_ID`), or `None`
 /// if the clock is unavailable. Lets `import` tell the time it spent working
 /// under the write lock apart from time it waited for a CPU on a busy machine.
@@ -58,4 +48,14 @@ pub fn thread_cpu_time() -> Option<std::time::Duration> {
     let secs = u64::try_from(ts.tv_sec).ok()?;
     let nanos = u32::try_from(ts.tv_nsec).ok()?;
     Some(std::time::Duration::new(secs, nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_711_315), "2026-11-26T16:41:55Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
 }
