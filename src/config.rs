@@ -33,6 +33,7 @@ pub struct Config {
     pub dns: Dns,
     pub zones: Vec<Zone>,
     pub rate_limit: RateLimit,
+    pub limits: Bounds,
 }
 
 #[derive(Clone, Debug)]
@@ -93,6 +94,32 @@ pub struct RateLimit {
     pub acme_per_domain: Limits,
 }
 
+/// `[limits]` (SPEC 13): bounds on how far one user's data may grow; `0` = no
+/// limit. Checked by the update's write transaction and by `domain add`/`import`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// The domain and the names below it that hold records.
+    pub names_per_domain: u64,
+    /// Records of one family on one name.
+    pub records_per_name: u64,
+    /// Domains one user may hold (the CLI's `--force` overrides).
+    pub domains_per_user: u64,
+}
+
+impl Bounds {
+    /// No bound at all (`0` everywhere).
+    pub const NONE: Bounds = Bounds {
+        names_per_domain: 0,
+        records_per_name: 0,
+        domains_per_user: 0,
+    };
+
+    /// Whether `count` lies over `limit` (`0`: nothing does).
+    pub fn over(limit: u64, count: u64) -> bool {
+        limit != 0 && count > limit
+    }
+}
+
 // ---- the file as written (every key optional, unknown keys refused) ----
 
 #[derive(Deserialize, Default)]
@@ -103,6 +130,7 @@ struct RawConfig {
     dns: RawDns,
     zone: Option<Vec<RawZone>>,
     rate_limit: RawRateLimit,
+    limits: RawLimits,
 }
 
 #[derive(Deserialize)]
@@ -227,6 +255,24 @@ impl Default for RawRateLimit {
             failed_auth_per_ip: "10/60s".into(),
             checkip_per_ip: "60/60s".into(),
             acme_per_domain: "10/60s".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    names_per_domain: i64,
+    records_per_name: i64,
+    domains_per_user: i64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            names_per_domain: 100,
+            records_per_name: 32,
+            domains_per_user: 100,
         }
     }
 }
@@ -370,6 +416,7 @@ fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, String> {
         dns: validate_dns(raw.dns)?,
         zones: validate_zones(raw.zone)?,
         rate_limit: validate_rate_limit(raw.rate_limit)?,
+        limits: validate_limits(raw.limits)?,
     })
 }
 
@@ -580,6 +627,18 @@ fn validate_rate_limit(r: RawRateLimit) -> Result<RateLimit, String> {
     })
 }
 
+/// `[limits]`: each a count, `0` = no limit.
+fn validate_limits(l: RawLimits) -> Result<Bounds, String> {
+    let count = |key: &str, v: i64| {
+        u64::try_from(v).map_err(|_| format!("limits.{key} = {v}: must be 0 (no limit) or more"))
+    };
+    Ok(Bounds {
+        names_per_domain: count("names_per_domain", l.names_per_domain)?,
+        records_per_name: count("records_per_name", l.records_per_name)?,
+        domains_per_user: count("domains_per_user", l.domains_per_user)?,
+    })
+}
+
 /// The zone configuration as the update rules read it.
 impl ZonePolicy for Config {
     fn is_dynamic(&self, zone: &str) -> bool {
@@ -622,6 +681,7 @@ mod tests {
             "[dns]",
             "[[zone]]",
             "[rate_limit]",
+            "[limits]",
         ] {
             assert!(
                 text.lines().any(|l| l.trim() == section),
@@ -714,6 +774,19 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("zone[0].name"), "{e}");
+    }
+
+    #[test]
+    fn limits_are_counts_and_zero_means_none() {
+        let c = Config::parse("[limits]\nnames_per_domain = 0\n", None).unwrap();
+        assert_eq!(c.limits.names_per_domain, 0);
+        assert_eq!(c.limits.records_per_name, 32);
+        assert!(!Bounds::over(0, u64::MAX));
+        assert!(Bounds::over(100, 101) && !Bounds::over(100, 100));
+        let e = Config::parse("[limits]\ndomains_per_user = -1\n", None)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("limits.domains_per_user"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `dedyn-update [--config FILE] COMMAND`: parse the command line and dispatch.
 //! Nothing else lives here.
 
+use dedyn_update::cli::args::print_lines;
 use dedyn_update::cli::{self, usage, Failure, HELP};
 use dedyn_update::config::Config;
 use std::io::Write;
@@ -38,7 +39,7 @@ fn run(mut args: Vec<String>) -> Result<(), Failure> {
         }
     }
     let Some(cmd) = args.first().cloned() else {
-        println!("{HELP}");
+        print_lines([HELP.to_string()]);
         return Err(Failure {
             message: String::new(),
             code: 2,
@@ -47,11 +48,11 @@ fn run(mut args: Vec<String>) -> Result<(), Failure> {
     let rest = &args[1..];
     match cmd.as_str() {
         "--help" | "-h" | "help" => {
-            println!("{HELP}");
+            print_lines([HELP.to_string()]);
             return Ok(());
         }
         "--version" | "-V" => {
-            println!("dedyn-update {}", env!("CARGO_PKG_VERSION"));
+            print_lines([format!("dedyn-update {}", env!("CARGO_PKG_VERSION"))]);
             return Ok(());
         }
         _ => {}
@@ -59,7 +60,7 @@ fn run(mut args: Vec<String>) -> Result<(), Failure> {
     if rest.iter().any(|a| a == "--help" || a == "-h") {
         let h = cli::command_help(&cmd)
             .ok_or_else(|| usage(format!("unknown command '{cmd}' (see dedyn-update --help)")))?;
-        println!("{h}");
+        print_lines([h.to_string()]);
         return Ok(());
     }
     let config_path = config_path.or_else(|| {

@@ -280,19 +280,26 @@ fn token_domain_policy_excludes_other_names_with_403() {
 
 #[test]
 fn database_failure_is_500_911_and_nothing_half_written() {
-    // Root ignores file permissions, so the honest failure we can provoke is another
-    // writer holding the database longer than the server's busy timeout (5 s).
+    // Root ignores file permissions, and the server waits out another writer's lock
+    // (SPEC 13), so the failure is injected: a trigger that makes the second
+    // name's insert fail, after the first name's records were already replaced.
     let (s, tok) = alice();
     preset(&s, &tok, "myipv4=1.1.1.1&myipv6=fd08::1");
     let db = rusqlite::Connection::open(s.db_path()).expect("open db");
-    db.execute_batch("BEGIN IMMEDIATE")
-        .expect("take the write lock");
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER injected_failure BEFORE INSERT ON records
+         WHEN NEW.name = 'www.alice.dedyn.example'
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .expect("create the trigger");
     let r = tget(
         &s,
         "/?hostname=alice.dedyn.example,www.alice.dedyn.example&myipv4=2.2.2.2&myipv6=",
         &tok,
     );
-    db.execute_batch("ROLLBACK").expect("release");
+    db.execute_batch("DROP TRIGGER injected_failure")
+        .expect("drop the trigger");
     drop(db);
     assert_refused(&r, 500, "911");
     assert_wire_rules(&r, false);

@@ -834,3 +834,170 @@ fn status_prints_records_and_the_serial_that_contains_them() {
     assert!(out.contains("A 1.2.3.4"), "{out}");
     assert!(out.contains(&serial), "{out}");
 }
+
+// ---- explain: what would be written (SPEC 8) ----
+
+/// SPEC 8 "and what would be written": per name and family, the records before
+/// and after — the address a prefix replacement makes, the records a delete
+/// removes, the records a guard keeps.
+#[test]
+fn explain_names_the_records_before_and_after_per_name() {
+    let s = Server::start();
+    let tok = s.provision(EMAIL, ALICE);
+    assert_good(&tget(&s, "/?myipv4=10.0.5.6&myipv6=fd08::1", &tok));
+    let auth = [format!("Authorization: Token {tok}")];
+    let o = explain(&s, "http://u/?myipv4=10.1.0.0/16&myipv6=", &auth, None);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    for want in [
+        "result alice.dedyn.example: A set, AAAA deleted",
+        "alice.dedyn.example A: before 10.0.5.6; after 10.1.5.6",
+        "alice.dedyn.example AAAA: before fd08::1; after none (removes fd08::1)",
+    ] {
+        assert!(o.stdout.contains(want), "{want:?} in:\n{}", o.stdout);
+    }
+    // A connection from the guarded range keeps the A record it has.
+    let o = explain(&s, "http://u/?myipv6=preserve", &auth, Some("100.64.1.2"));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    for want in [
+        "result alice.dedyn.example: A guarded, AAAA preserved",
+        "alice.dedyn.example A: keeps 10.0.5.6",
+        "alice.dedyn.example AAAA: keeps fd08::1",
+    ] {
+        assert!(o.stdout.contains(want), "{want:?} in:\n{}", o.stdout);
+    }
+    // Nothing was written: the live server then does what explain said.
+    assert_eq!(s.records(ALICE), ["A 10.0.5.6", "AAAA fd08::1"]);
+    assert_good(&tget(&s, "/?myipv4=10.1.0.0/16&myipv6=", &tok));
+    assert_eq!(s.records(ALICE), ["A 10.1.5.6"]);
+}
+
+// ---- small things (SPEC 13) ----
+
+/// `dedyn-update --help | head -1`: a closed stdout ends the output quietly,
+/// without a panic or a backtrace.
+#[test]
+fn help_into_a_closed_pipe_exits_quietly() {
+    for args in [&["--help"][..], &["--version"], &["import", "--help"]] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader); // closed before the first write: every write gets EPIPE
+        let out = std::process::Command::new(common::server::BIN)
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run dedyn-update");
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).as_ref()
+            ),
+            (Some(0), ""),
+            "{args:?}"
+        );
+    }
+}
+
+/// A backup that fails part-way (here: the file size limit, as a full disk would)
+/// leaves no file behind — neither the copy nor SQLite's `-journal` beside it.
+#[test]
+fn a_failed_backup_leaves_no_file_behind() {
+    let s = Server::start();
+    // Past SQLite's default page cache (2 MB), so that VACUUM INTO spills pages
+    // to the copy and keeps a rollback journal for it.
+    let mut input = String::new();
+    for i in 0..40_000 {
+        input.push_str(&format!(
+            "user add user-with-a-longish-address-{i}@example.org\n"
+        ));
+    }
+    let mut child = std::process::Command::new(common::server::BIN)
+        .args(["--config", s.config.to_str().unwrap(), "import"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("import");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let out_dir = TempDir::new("backup-out");
+    let dest = out_dir.path().join("copy.sqlite3");
+    // SIGXFSZ ignored: a write past the limit fails with EFBIG instead of killing.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 1024; exec '{}' --config '{}' backup '{}'",
+        common::server::BIN,
+        s.config.display(),
+        dest.display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("run bash");
+    assert_ne!(out.status.code(), Some(0), "the backup should fail");
+    let left: Vec<_> = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // Without the limit the same backup succeeds.
+    assert!(s
+        .cli_ok(&["backup", dest.to_str().unwrap()])
+        .contains("written to"));
+}
+
+/// A token policy in the database that does not parse fails closed: the token
+/// refuses to authenticate (read permissively, an unparsable subnet was dropped —
+/// all dropped, the token worked from anywhere — and an unknown family became
+/// both), and the log names the token and the bad value.
+#[test]
+fn an_unparsable_stored_token_policy_fails_closed_and_is_logged() {
+    let s = Server::start();
+    let tok = s.cli_ok(&["user", "add", EMAIL]);
+    assert_eq!(tok, "");
+    s.cli_ok(&["domain", "add", ALICE, "--owner", EMAIL]);
+    let tok = s
+        .cli_ok(&[
+            "token",
+            "add",
+            "--owner",
+            EMAIL,
+            "--allowed-subnet",
+            "127.0.0.0/8",
+        ])
+        .trim()
+        .to_string();
+    assert_good(&tget(&s, "/?myipv4=192.0.2.1", &tok));
+    let db = rusqlite::Connection::open(s.db_path()).expect("open the database");
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    for (column, bad, logged) in [
+        (
+            "allowed_subnets",
+            "127.0.0.0/8x",
+            "stored allowed_subnets entry \"127.0.0.0/8x\"",
+        ),
+        ("family", "v5", "stored family \"v5\""),
+    ] {
+        db.execute(
+            &format!("UPDATE tokens SET {column} = ?1 WHERE id = 1"),
+            [bad],
+        )
+        .unwrap();
+        let r = tget(&s, "/?myipv4=192.0.2.2", &tok);
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (401, "badauth"),
+            "{column}: {r:?}"
+        );
+        s.wait_until("the warning", Duration::from_secs(5), || {
+            s.log()
+                .lines()
+                .any(|l| l.contains(" WARN ") && l.contains("token 1: ") && l.contains(logged))
+        });
+        db.execute(
+            "UPDATE tokens SET allowed_subnets = '127.0.0.0/8', family = 'both' WHERE id = 1",
+            [],
+        )
+        .unwrap();
+    }
+    assert_eq!(s.records(ALICE), ["A 192.0.2.1"], "nothing written");
+    assert_good(&tget(&s, "/?myipv4=192.0.2.3", &tok));
+}

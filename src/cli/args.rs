@@ -35,20 +35,35 @@ pub fn usage(message: impl Into<String>) -> Failure {
 
 pub type Out = Result<(), Failure>;
 
-/// Parsed `--flag value` options and positional arguments of one command.
+/// Parsed `--flag value` options, `--switch`es and positional arguments of one command.
 pub struct Args {
     pub positional: Vec<String>,
     pub options: Vec<(String, String)>,
+    pub switches: Vec<String>,
 }
 
 impl Args {
     /// `with_value`: flags that take a value. Anything else starting with `--` is an error.
     pub fn parse(raw: &[String], with_value: &[&str]) -> Result<Args, Failure> {
+        Args::parse_with_switches(raw, with_value, &[])
+    }
+
+    /// Like `parse`, and `switches` are flags without a value (`--force`).
+    pub fn parse_with_switches(
+        raw: &[String],
+        with_value: &[&str],
+        switches: &[&str],
+    ) -> Result<Args, Failure> {
         let mut positional = Vec::new();
         let mut options = Vec::new();
+        let mut on = Vec::new();
         let mut it = raw.iter();
         while let Some(a) = it.next() {
             if let Some(flag) = a.strip_prefix("--") {
+                if switches.contains(&flag) {
+                    on.push(flag.to_string());
+                    continue;
+                }
                 let (name, inline) = match flag.split_once('=') {
                     Some((n, v)) => (n, Some(v.to_string())),
                     None => (flag, None),
@@ -71,7 +86,13 @@ impl Args {
         Ok(Args {
             positional,
             options,
+            switches: on,
         })
+    }
+
+    /// Whether the switch `--name` was given.
+    pub fn has(&self, name: &str) -> bool {
+        self.switches.iter().any(|s| s == name)
     }
 
     pub fn one(&self, name: &str) -> Option<&str> {
@@ -145,6 +166,8 @@ fn open_store(config: &Config) -> Result<Store, Failure> {
     Ok(s)
 }
 
+/// Write `lines` to stdout; a closed stdout (`| head -1`) ends the output quietly
+/// (SPEC 13) instead of panicking as `println!` does.
 pub fn print_lines(lines: impl IntoIterator<Item = String>) {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -8,7 +8,7 @@
 //! The copy goes to a temporary name beside FILE and is renamed over it once synced,
 //! so FILE is always either the previous backup or a complete new one.
 
-use super::args::{Args, Failure, Out};
+use super::args::{print_lines, Args, Failure, Out};
 use crate::config::Config;
 use crate::store::{self, Store};
 use std::fs::{self, File};
@@ -36,6 +36,18 @@ fn sync_dir_of(path: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Remove `path` and the journals SQLite may leave beside it: `VACUUM INTO` writes
+/// the copy with a rollback journal once it outgrows the page cache, and a write
+/// that fails (disk full) leaves that `-journal` behind (SPEC 13: a failed backup
+/// leaves no file).
+fn remove_with_journals(path: &Path) {
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = fs::remove_file(PathBuf::from(p));
+    }
+}
+
 fn io_failure(what: &str, path: &Path, e: std::io::Error) -> Failure {
     Failure::from(format!("{what} {}: {e}", path.display()))
 }
@@ -53,7 +65,7 @@ pub fn backup(config: &Config, args: &[String]) -> Out {
     }
     let store = Store::open(db, &config.database.synchronous)?;
     let tmp = sibling(&dest, "backup");
-    let _ = fs::remove_file(&tmp); // a leftover of an interrupted run with our PID
+    remove_with_journals(&tmp); // a leftover of an interrupted run with our PID
     let result = store
         .backup_into(&tmp)
         .map_err(Failure::from)
@@ -63,15 +75,15 @@ pub fn backup(config: &Config, args: &[String]) -> Out {
             sync_dir_of(&dest).map_err(|e| io_failure("syncing the directory of", &dest, e))
         });
     if let Err(f) = result {
-        let _ = fs::remove_file(&tmp);
+        remove_with_journals(&tmp);
         return Err(f);
     }
     let size = fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
-    println!(
+    print_lines([format!(
         "backup of {} written to {} ({size} bytes)",
         db.display(),
         dest.display()
-    );
+    )]);
     Ok(())
 }
 
@@ -124,7 +136,7 @@ pub fn restore(config: &Config, args: &[String]) -> Out {
         io_failure("renaming into", db, e)
     })?;
     sync_dir_of(db).map_err(|e| io_failure("syncing the directory of", db, e))?;
-    println!(
+    print_lines([format!(
         "restored {} into {} (schema {}, {} users, {} domains, {} records); start the service again",
         src.display(),
         db.display(),
@@ -132,7 +144,7 @@ pub fn restore(config: &Config, args: &[String]) -> Out {
         info.users,
         info.domains,
         info.records
-    );
+    )]);
     Ok(())
 }
 

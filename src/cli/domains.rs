@@ -8,9 +8,11 @@ use crate::config::Config;
 use crate::net::name;
 
 pub(crate) const DOMAIN_FLAGS: &[&str] = &["owner"];
+/// `--force`: add past `[limits] domains_per_user`.
+pub(crate) const DOMAIN_SWITCHES: &[&str] = &["force"];
 
 pub(crate) fn domain_add(config: &Config, a: &Args) -> Result<Add, Failure> {
-    let p = a.exactly(2, "domain add NAME --owner EMAIL")?;
+    let p = a.exactly(2, "domain add NAME --owner EMAIL [--force]")?;
     let owner = a
         .one("owner")
         .ok_or_else(|| usage("domain add needs --owner EMAIL"))?;
@@ -20,6 +22,7 @@ pub(crate) fn domain_add(config: &Config, a: &Args) -> Result<Add, Failure> {
         name,
         zone: zone.to_string(),
         owner: normalize_email(owner),
+        force: a.has("force"),
     })
 }
 
@@ -38,7 +41,7 @@ fn domain_in_zone<'c>(config: &'c Config, raw: &str) -> Result<(String, &'c str)
 }
 
 pub fn domain(config: &Config, args: &[String]) -> Out {
-    let a = Args::parse(args, DOMAIN_FLAGS)?;
+    let a = Args::parse_with_switches(args, DOMAIN_FLAGS, DOMAIN_SWITCHES)?;
     match a.positional.first().map(String::as_str) {
         Some("add") => add_one(config, domain_add(config, &a)?)?,
         Some("list") => {

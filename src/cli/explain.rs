@@ -1,9 +1,12 @@
 //! `explain 'URL' [--header ...] [--peer ADDR]`: the update pipeline run without
-//! writing, printing which rule decided what and the answer it would give.
+//! writing, printing which rule decided what, the records before and after per
+//! name, and the answer it would give.
 
 use super::args::{open_existing, print_lines, usage, Args, Failure, Out};
 use crate::config::Config;
-use crate::update;
+use crate::http::service::store_refusal;
+use crate::store::{FamilyRecords, StoreError};
+use crate::update::{self, Family, Refusal};
 use std::net::IpAddr;
 
 /// `explain URL [--header 'Name: value']... [--peer ADDR]`: the whole pipeline
@@ -78,35 +81,105 @@ fn run_pipeline(
     lines: &mut Vec<String>,
 ) -> Result<bool, Failure> {
     let store = &mut open_existing(config)?;
-    match update::plan(req, store, config, crate::os::clock::now_unix()) {
-        Ok(plan) => {
-            lines.extend(plan.trace.iter().map(|t| format!("  {t}")));
-            let applied = store.dry_run(&plan.names, &crate::update::outcome::decide)?;
-            for (name, out) in &applied.outcomes {
-                lines.push(format!(
-                    "  result {name}: A {}, AAAA {}",
-                    out[0].as_str(),
-                    out[1].as_str()
-                ));
-            }
-            lines.push(format!(
-                "would answer: 200 good{}",
-                if applied.changed() {
-                    " (and publish)"
-                } else {
-                    " (nothing changes)"
-                }
-            ));
-            Ok(true)
+    let refused = |r: Refusal, lines: &mut Vec<String>| {
+        lines.push(format!("  refused: {r}"));
+        lines.push(format!(
+            "would answer: {} {}",
+            r.status(),
+            r.body().trim_end()
+        ));
+        Ok(false)
+    };
+    let plan = match update::plan(req, store, config, crate::os::clock::now_unix()) {
+        Ok(plan) => plan,
+        Err(r) => return refused(r, lines),
+    };
+    lines.extend(plan.trace.iter().map(|t| format!("  {t}")));
+    let decide = &crate::update::outcome::decide;
+    let applied = match store.dry_run(&plan.names, decide, &config.limits) {
+        Ok(a) => a,
+        // A bound is a refusal, as the live server gives it (SPEC 13).
+        Err(e @ StoreError::OverLimit(_)) => {
+            let names: Vec<&str> = plan.names.iter().map(|n| n.name.as_str()).collect();
+            return refused(store_refusal(e, &names.join(",")), lines);
         }
-        Err(r) => {
-            lines.push(format!("  refused: {r}"));
+        Err(e) => return Err(e.into()),
+    };
+    for ((name, out), sets) in applied.outcomes.iter().zip(&applied.records) {
+        lines.push(format!(
+            "  result {name}: A {}, AAAA {}",
+            out[0].as_str(),
+            out[1].as_str()
+        ));
+        for f in Family::BOTH {
             lines.push(format!(
-                "would answer: {} {}",
-                r.status(),
-                r.body().trim_end()
+                "    {name} {}: {}",
+                f.rtype(),
+                written(&sets[f as usize])
             ));
-            Ok(false)
         }
+    }
+    lines.push(format!(
+        "would answer: 200 good{}",
+        if applied.changed() {
+            " (and publish)"
+        } else {
+            " (nothing changes)"
+        }
+    ));
+    Ok(true)
+}
+
+/// SPEC 8 "what would be written", for one family of one name: the records it
+/// keeps, or the records before and after (naming what a delete removes).
+fn written(r: &FamilyRecords) -> String {
+    let list = |a: &[IpAddr]| {
+        if a.is_empty() {
+            "none".to_string()
+        } else {
+            a.iter()
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    if r.before == r.after {
+        format!("keeps {}", list(&r.after))
+    } else if r.after.is_empty() {
+        format!(
+            "before {}; after none (removes {})",
+            list(&r.before),
+            list(&r.before)
+        )
+    } else {
+        format!("before {}; after {}", list(&r.before), list(&r.after))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn written_names_the_records_kept_replaced_and_removed() {
+        let r = |b: &[&str], a: &[&str]| FamilyRecords {
+            before: ips(b),
+            after: ips(a),
+        };
+        assert_eq!(
+            written(&r(&["10.0.5.6"], &["10.1.5.6"])),
+            "before 10.0.5.6; after 10.1.5.6"
+        );
+        assert_eq!(written(&r(&[], &["1.2.3.4"])), "before none; after 1.2.3.4");
+        assert_eq!(
+            written(&r(&["1.2.3.4", "1.2.3.5"], &[])),
+            "before 1.2.3.4, 1.2.3.5; after none (removes 1.2.3.4, 1.2.3.5)"
+        );
+        assert_eq!(written(&r(&["fd08::1"], &["fd08::1"])), "keeps fd08::1");
+        assert_eq!(written(&r(&[], &[])), "keeps none");
     }
 }

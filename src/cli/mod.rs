@@ -52,13 +52,15 @@ usage: dedyn-update [--config FILE] COMMAND [ARGS]
 commands:
   serve                                  run the service until SIGTERM/SIGINT
   user add EMAIL | list | remove EMAIL   manage users
-  domain add NAME --owner EMAIL          register NAME (strictly below a configured zone)
+  domain add NAME --owner EMAIL [--force]
+                                         register NAME (strictly below a configured zone);
+                                         --force: past [limits] domains_per_user
   domain list [--owner EMAIL] | remove NAME
   token add --owner EMAIL [--name TEXT] [--allowed-subnet CIDR]... [--expires-in SECONDS]
             [--domain NAME]... [--family v4|v6|both] [--scope update|acme|both]
                                          create a token; prints the secret once
   token list [--owner EMAIL] | revoke ID
-  import                                 many 'user add' / 'domain add' / 'token add' lines from
+  import [--force]                       many 'user add' / 'domain add' / 'token add' lines from
                                          stdin in one transaction; prints each token's secret
   records NAME                           show the A/AAAA records stored for NAME
   acme set NAME VALUE | clear NAME       put/remove _acme-challenge.NAME TXT values (ACME DNS-01)
@@ -66,7 +68,8 @@ commands:
   check [--reload]                       validate config and database; try what the service will do
   status NAME                            stored records, their serial, what the nameserver serves
   explain 'URL' [--header 'Name: value']... [--peer ADDR]
-                                         run an update request without writing, step by step
+                                         run an update request without writing, step by step,
+                                         with each name's records before and after
   nameserver nsd|knot|bind [--dnssec]    print the nameserver's side for the configured zones
   backup FILE                            consistent copy of the database, also while serving
   restore FILE                           replace the database with a backup (service stopped)
@@ -78,9 +81,9 @@ pub fn command_help(cmd: &str) -> Option<&'static str> {
     Some(match cmd {
         "serve" => "usage: dedyn-update serve\nServe the update API until SIGTERM/SIGINT (graceful); SIGHUP reloads the TLS certificate.",
         "user" => "usage: dedyn-update user add EMAIL | user list | user remove EMAIL\nremove deletes the user's domains, tokens and records.",
-        "domain" => "usage: dedyn-update domain add NAME --owner EMAIL | domain list [--owner EMAIL] | domain remove NAME\nNAME must lie strictly below a configured zone; remove deletes its records.",
+        "domain" => "usage: dedyn-update domain add NAME --owner EMAIL [--force] | domain list [--owner EMAIL] | domain remove NAME\nNAME must lie strictly below a configured zone; remove deletes its records.\nadd refuses a domain past [limits] domains_per_user unless --force.",
         "token" => "usage: dedyn-update token add --owner EMAIL [--name TEXT] [--allowed-subnet CIDR]... [--expires-in SECONDS] [--domain NAME]... [--family v4|v6|both] [--scope update|acme|both]\n       dedyn-update token list [--owner EMAIL] | token revoke ID\nadd prints the secret once; only its hash is stored. --scope: what the token may do:\naddress updates (update, the default), acme-dns calls for certificates (acme), or both.",
-        "import" => "usage: dedyn-update import < FILE\n\
+        "import" => "usage: dedyn-update import [--force] < FILE\n\
 Reads lines from stdin, each an add command as on the command line without the program name:\n\
 \x20 user add EMAIL\n\
 \x20 domain add NAME --owner EMAIL\n\
@@ -88,13 +91,16 @@ Reads lines from stdin, each an add command as on the command line without the p
 Words are separated by whitespace (no quoting); empty lines and lines starting with '#' are skipped.\n\
 Each line is checked exactly like the command. All lines run in one transaction: on a bad line\n\
 the command exits non-zero naming the line number, and nothing is imported. After the commit,\n\
-prints the secret of each new token, one a line, in the order of the token lines.",
+prints the secret of each new token, one a line, in the order of the token lines.\n\
+Every line is checked and every secret made before the write lock is taken; an import that\n\
+would hold the lock over 30 s gives up (nothing imported): split it. --force: every\n\
+'domain add' line may go past [limits] domains_per_user.",
         "records" => "usage: dedyn-update records NAME\nPrints 'A addr' / 'AAAA addr' lines, A first, in numeric order, then\n'TXT _acme-challenge.NAME \"VALUE\"' lines, oldest first.",
         "acme" => "usage: dedyn-update acme set NAME VALUE | acme clear NAME\nset: write _acme-challenge.NAME TXT \"VALUE\" (VALUE: 1-255 of A-Z a-z 0-9 - _); the two most\nrecent values per name are kept and each is removed an hour after it was written.\nclear: remove every value of NAME now.",
         "zone" => "usage: dedyn-update zone render ZONE\nPrints the zone file with the serial it would carry.",
         "check" => "usage: dedyn-update check [--reload]\nValidates the config file and the database, and tries as the user running it what the\nservice will do: open the database, write in each zone file's directory, load the TLS\ncertificate and key (with https_listen). Each problem is a line on stderr naming the key\nand the file; exit 1 if any. --reload also runs each zone's reload command once and, with\n[dns] verify_server, waits until the nameserver serves the published serial.",
         "status" => "usage: dedyn-update status NAME\nPrints the stored records, the serial that contains them, and (with [dns] verify_server)\nwhat the nameserver answers now, ending with 'served' or 'not yet served'.",
-        "explain" => "usage: dedyn-update explain 'URL' [--header 'Name: value']... [--peer ADDR]\nRuns the update pipeline without writing and prints which rule decided what.\nExit 0: the request would succeed; 1: it would be refused. --peer defaults to 127.0.0.1.",
+        "explain" => "usage: dedyn-update explain 'URL' [--header 'Name: value']... [--peer ADDR]\nRuns the update pipeline without writing and prints which rule decided what, and per\nname and family the records before and after (what would be written).\nExit 0: the request would succeed; 1: it would be refused. --peer defaults to 127.0.0.1.",
         "nameserver" => nameserver::USAGE,
         _ => return backup::help(cmd),
     })

@@ -57,6 +57,17 @@ pub fn check_domain_free(name: &str, overlap: &Overlap) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `domain add` (SPEC 13 `[limits] domains_per_user`, `0` = none): `owner`
+/// (normalized email) holds `held` domains; one more may not go over `limit`.
+pub fn check_domains_per_user(owner: &str, held: u64, limit: u64) -> Result<(), Failure> {
+    if limit != 0 && held >= limit {
+        return Err(Failure::from(format!(
+            "limits.domains_per_user: {owner} already has {held} domains (at most {limit}; --force adds past it)"
+        )));
+    }
+    Ok(())
+}
+
 /// `token add --domain NAME`: a token may only be limited to names at or below a
 /// domain its owner holds (`held`); `owner` is the normalized email.
 pub fn check_token_domains(
@@ -144,6 +155,16 @@ mod tests {
             message(check_domain_free(name, &below)),
             "b.a.dedyn.example would contain the registered domain c.b.a.dedyn.example"
         );
+    }
+
+    #[test]
+    fn domains_per_user_refuses_the_one_past_the_limit_and_zero_is_none() {
+        assert!(check_domains_per_user("a@x.org", 99, 100).is_ok());
+        assert_eq!(
+            message(check_domains_per_user("a@x.org", 100, 100)),
+            "limits.domains_per_user: a@x.org already has 100 domains (at most 100; --force adds past it)"
+        );
+        assert!(check_domains_per_user("a@x.org", 5000, 0).is_ok());
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub(crate) fn token_add(a: &Args) -> Result<Add, Failure> {
         .unwrap_or_default();
     let name = a.one("name").unwrap_or("").to_string();
     let token = NewToken {
-        hash: [0; 32], // made with the secret, when the token is added
+        hash: [0; 32], // made with the secret, by Add::token
         name,
         allowed_subnets,
         expires_in,
@@ -77,10 +77,7 @@ pub(crate) fn token_add(a: &Args) -> Result<Add, Failure> {
         family,
         scope,
     };
-    Ok(Add::Token {
-        owner: normalize_email(owner),
-        token,
-    })
+    Add::token(normalize_email(owner), token)
 }
 
 pub fn token(config: &Config, args: &[String]) -> Out {

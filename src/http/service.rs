@@ -66,14 +66,17 @@ impl Reply {
 }
 
 /// A store failure during the write as the refusal the client gets: the token
-/// or a domain vanished between plan and write, or the database failed (`911`).
-fn store_refusal(e: StoreError, names: &str) -> Refusal {
+/// or a domain vanished between plan and write, a `[limits]` bound would be
+/// exceeded (`400` naming it), or the database failed (`911`). `explain` uses it
+/// too, so that it predicts the same answer.
+pub(crate) fn store_refusal(e: StoreError, names: &str) -> Refusal {
     match e {
         StoreError::Revoked => Refusal::BadAuth {
             counted: false,
             reason: "token revoked during the update".into(),
         },
         StoreError::Gone(d) => Refusal::NoHost(format!("{d} was removed during the update")),
+        StoreError::OverLimit(m) => Refusal::BadRequest(m),
         e => {
             error!("update of {names} failed: {e}");
             Refusal::Database(e.to_string())
@@ -221,6 +224,7 @@ impl Service {
                 plan.token_id,
                 plan.owner,
                 &update::outcome::decide,
+                &self.config.limits,
             )
             .map_err(|e| refused(store_refusal(e, &names.join(","))))?;
         self.last_used.note(plan.token_id);

@@ -35,6 +35,9 @@ pub struct NewToken {
     pub scope: Scope,
 }
 
+/// `PRAGMA cache_size` of a batch, in KiB when negative: 256 MiB at most.
+const BATCH_CACHE_KIB: i64 = -262_144;
+
 impl Store {
     // ---- users ----
 
@@ -172,6 +175,11 @@ impl Store {
 
     /// Start a batch of additions: one write transaction for all of them (`import`).
     pub fn batch(&mut self) -> Result<Batch<'_>> {
+        // A large import touches more pages than SQLite's default 2 MB cache: a
+        // cache that spills writes pages to the WAL mid-transaction, while the
+        // service waits for the lock. The cache grows only as far as it is used.
+        self.conn
+            .pragma_update(None, "cache_size", BATCH_CACHE_KIB)?;
         Ok(Batch {
             tx: self
                 .conn
@@ -320,6 +328,15 @@ impl Batch<'_> {
             )?
             .execute(params![name, reverse_labels(name), zone, owner_id, now_unix()])?;
         Ok(())
+    }
+
+    /// How many domains `owner_id` holds (`[limits] domains_per_user`).
+    pub fn domain_count_of(&self, owner_id: i64) -> Result<u64> {
+        let n: i64 = self
+            .tx
+            .prepare_cached("SELECT count(*) FROM domains WHERE owner = ?1")?
+            .query_row([owner_id], |r| r.get(0))?;
+        Ok(n as u64)
     }
 
     /// The names of the domains `owner_id` holds.

@@ -21,6 +21,9 @@ pub enum StoreError {
     /// Between planning and writing an update, this domain was removed or
     /// changed hands: nothing was written.
     Gone(String),
+    /// The update would take a name or a domain over a `[limits]` bound (SPEC 13);
+    /// the message names the bound: nothing was written.
+    OverLimit(String),
 }
 
 impl fmt::Display for StoreError {
@@ -30,6 +33,7 @@ impl fmt::Display for StoreError {
             StoreError::Db(m) => write!(f, "database error: {m}"),
             StoreError::Revoked => f.write_str("the token was revoked during the update"),
             StoreError::Gone(d) => write!(f, "domain {d} was removed during the update"),
+            StoreError::OverLimit(m) => f.write_str(m),
         }
     }
 }
@@ -148,6 +152,16 @@ pub(super) fn blob_addr(b: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// How long a connection waits for another's write lock before it fails with
+/// `database is locked` (SPEC 13: no CLI command may make an update fail). It is
+/// twice the longest any writer holds the lock: the CLI's largest transaction,
+/// `import`, gives up at `MAX_CLI_HOLD`; every other writer takes milliseconds.
+pub const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// The longest a CLI command may hold the write lock: `import` stops (and writes
+/// nothing) past it, so that the service's `LOCK_WAIT` is never exceeded.
+pub const MAX_CLI_HOLD: Duration = Duration::from_secs(30);
+
 /// Writers of this process take turns here before `BEGIN IMMEDIATE`: SQLite's own
 /// busy handler sleeps 1, 2, 5, 10 … ms between tries, which under a steady write
 /// load turns lock contention into milliseconds of latency. Other processes (the
@@ -173,7 +187,7 @@ impl Store {
         }
         let conn = Connection::open(path)
             .map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.busy_timeout(LOCK_WAIT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // NORMAL in WAL: a commit survives a crash of the process (the OS has the
         // data); FULL also survives power loss, at one fsync per commit.

@@ -1,19 +1,34 @@
 //! The update write transaction (all names or none, re-checked under the write
-//! lock), its dry run for `explain`, and the `Directory` the pipeline reads.
+//! lock, held to the `[limits]` bounds), its dry run for `explain`, and the
+//! `Directory` the pipeline reads.
 
 use super::db::{addr_blob, blob_addr, writer_turn, Result, Store, StoreError};
+use crate::config::Bounds;
+use crate::net::cidr::Cidr;
 use crate::update::acme::Scope;
 use crate::update::address::Family;
 use crate::update::{Directory, DirectoryError, Domain, FamilyPolicy, NamePlan, Outcome, Token};
+use log::warn;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::net::IpAddr;
 
-/// What `apply` did: per name, the outcome of each family; per changed zone, the
-/// serial of the publication that will contain the change.
+/// What `apply` did: per name, the outcome of each family and its records before
+/// and after; per changed zone, the serial of the publication that will contain
+/// the change.
 #[derive(Clone, Debug, Default)]
 pub struct Applied {
     pub outcomes: Vec<(String, [Outcome; 2])>,
+    /// Per name, in the order of `outcomes`: A, then AAAA.
+    pub records: Vec<[FamilyRecords; 2]>,
     pub serials: Vec<(String, u32)>,
+}
+
+/// One family of one name: the records stored before the update and after it
+/// (equal when nothing changes), each in numeric order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FamilyRecords {
+    pub before: Vec<IpAddr>,
+    pub after: Vec<IpAddr>,
 }
 
 impl Applied {
@@ -54,6 +69,7 @@ impl Store {
         token: i64,
         owner: i64,
         decide: &Decide,
+        limits: &Bounds,
     ) -> Result<Applied> {
         {
             let tx = self
@@ -70,6 +86,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         Self::check_still_held(&tx, names, token, owner)?;
         let (mut applied, changes) = Self::compute(&tx, names, decide)?;
+        Self::check_limits(&tx, names, &applied, limits)?;
         Self::write_records(&tx, &changes)?;
         let mut zones: Vec<&str> = changes.iter().map(|(n, _, _)| n.zone.as_str()).collect();
         zones.sort_unstable();
@@ -139,12 +156,21 @@ impl Store {
         Ok(())
     }
 
-    /// What `apply_with` would do with the same `decide`, without writing (`explain`).
-    pub fn dry_run(&mut self, names: &[NamePlan], decide: &Decide) -> Result<Applied> {
+    /// What `apply_with` would do with the same `decide` and `limits`, without
+    /// writing (`explain`).
+    pub fn dry_run(
+        &mut self,
+        names: &[NamePlan],
+        decide: &Decide,
+        limits: &Bounds,
+    ) -> Result<Applied> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Deferred)?;
         let (mut applied, changes) = Self::compute(&tx, names, decide)?;
+        if !changes.is_empty() {
+            Self::check_limits(&tx, names, &applied, limits)?;
+        }
         let mut zones: Vec<String> = changes.iter().map(|(n, _, _)| n.zone.clone()).collect();
         drop(tx);
         zones.sort_unstable();
@@ -167,17 +193,77 @@ impl Store {
         let mut changes = Vec::new();
         for n in names {
             let mut out = [Outcome::Unchanged; 2];
+            let mut sets: [FamilyRecords; 2] = Default::default();
             for f in Family::BOTH {
                 let before = Self::current(conn, &n.zone, &n.name, f)?;
                 let (after, outcome) = decide(n, f, &before);
                 out[f as usize] = outcome;
                 if before != after {
-                    changes.push((n, f, after));
+                    changes.push((n, f, after.clone()));
                 }
+                sets[f as usize] = FamilyRecords { before, after };
             }
             applied.outcomes.push((n.name.clone(), out));
+            applied.records.push(sets);
         }
         Ok((applied, changes))
+    }
+
+    /// SPEC 13's bounds on what `applied` would leave (checked under the write
+    /// lock, so concurrent updates cannot both squeeze under a bound). Only growth
+    /// is refused: a name or domain already over a lowered bound may still be
+    /// updated as long as it does not grow.
+    fn check_limits(
+        conn: &Connection,
+        names: &[NamePlan],
+        applied: &Applied,
+        limits: &Bounds,
+    ) -> Result<()> {
+        let over = |m: String| Err(StoreError::OverLimit(m));
+        let max = limits.records_per_name;
+        for (n, sets) in names.iter().zip(&applied.records) {
+            for f in Family::BOTH {
+                let s = &sets[f as usize];
+                let (was, will) = (s.before.len() as u64, s.after.len() as u64);
+                if will > was && Bounds::over(max, will) {
+                    return over(format!(
+                        "limits.records_per_name: {} would hold {will} {} records (at most {max})",
+                        n.name,
+                        f.rtype()
+                    ));
+                }
+            }
+        }
+        let max = limits.names_per_domain;
+        if max == 0 {
+            return Ok(());
+        }
+        // Per domain: names that come to hold records, less names whose records
+        // are all deleted (they free their place).
+        let mut delta: Vec<(&NamePlan, i64)> = Vec::new();
+        for (n, [a, aaaa]) in names.iter().zip(&applied.records) {
+            let held = !a.before.is_empty() || !aaaa.before.is_empty();
+            let holds = !a.after.is_empty() || !aaaa.after.is_empty();
+            let d = i64::from(holds) - i64::from(held);
+            match delta.iter_mut().find(|(p, _)| p.domain_id == n.domain_id) {
+                Some((_, sum)) => *sum += d,
+                None => delta.push((n, d)),
+            }
+        }
+        let mut count = conn.prepare_cached(
+            "SELECT count(*) FROM (SELECT DISTINCT name FROM records WHERE domain = ?1)",
+        )?;
+        for (n, d) in delta.into_iter().filter(|(_, d)| *d > 0) {
+            let has: i64 = count.query_row([n.domain_id], |r| r.get(0))?;
+            let will = has.saturating_add(d).max(0) as u64;
+            if Bounds::over(max, will) {
+                return over(format!(
+                    "limits.names_per_domain: {} already has {has} names with records; this update would make it {will} (at most {max})",
+                    n.domain
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -226,23 +312,41 @@ impl Directory for Store {
             })
             .optional()
             .map_err(dir_err)?;
-        Ok(row.map(
-            |(id, owner, owner_email, expires, subnets, scoped, family, scope)| Token {
-                id,
-                owner,
-                owner_email,
-                expires,
-                allowed_subnets: subnets
-                    .split_whitespace()
-                    .filter_map(|s| s.parse().ok())
-                    .collect(),
-                scoped,
-                family: FamilyPolicy::parse(&family).unwrap_or(FamilyPolicy::Both),
-                // The schema's CHECK admits only known words; anything else
-                // grants nothing beyond the default.
-                scope: Scope::parse(&scope).unwrap_or_default(),
-            },
-        ))
+        let Some((id, owner, owner_email, expires, subnets, scoped, family, scope)) = row else {
+            return Ok(None);
+        };
+        // A stored policy that does not parse fails closed: read permissively, a
+        // dropped subnet could leave the token usable from anywhere, an unknown
+        // family would become both.
+        let refuse = |what: &str, value: &str| {
+            warn!(
+                "token {id}: stored {what} {value:?} does not parse: the token is refused until it is replaced (token revoke {id}, token add)"
+            );
+            Ok(None)
+        };
+        let mut allowed_subnets = Vec::new();
+        for s in subnets.split_whitespace() {
+            match s.parse::<Cidr>() {
+                Ok(c) => allowed_subnets.push(c),
+                Err(_) => return refuse("allowed_subnets entry", s),
+            }
+        }
+        let Some(family) = FamilyPolicy::parse(&family) else {
+            return refuse("family", &family);
+        };
+        let Some(scope) = Scope::parse(&scope) else {
+            return refuse("scope", &scope);
+        };
+        Ok(Some(Token {
+            id,
+            owner,
+            owner_email,
+            expires,
+            allowed_subnets,
+            scoped,
+            family,
+            scope,
+        }))
     }
 
     fn domain_holding(
@@ -342,7 +446,13 @@ mod tests {
         let plan = plan_for(&s, "a.dedyn.example", "1.2.3.4");
         s.revoke_token(tok).unwrap();
         assert!(matches!(
-            s.apply_with(&[plan], tok, owner, &crate::update::outcome::decide),
+            s.apply_with(
+                &[plan],
+                tok,
+                owner,
+                &crate::update::outcome::decide,
+                &Bounds::NONE
+            ),
             Err(StoreError::Revoked)
         ));
         assert!(s
@@ -364,7 +474,7 @@ mod tests {
         s.remove_domain("a.dedyn.example").unwrap();
         add_domain(&mut s, "a.dedyn.example", "b@x.org");
         assert!(matches!(
-            s.apply_with(&[plan], tok, owner_a, &crate::update::outcome::decide),
+            s.apply_with(&[plan], tok, owner_a, &crate::update::outcome::decide, &Bounds::NONE),
             Err(StoreError::Gone(d)) if d == "a.dedyn.example"
         ));
         assert!(s

@@ -20,6 +20,8 @@ pub struct Setup {
     pub dns: Vec<String>,
     /// Extra lines for `[rate_limit]` (default: both limits disabled).
     pub rate_limit: Vec<String>,
+    /// Lines for `[limits]` (default: none, so the built-in bounds apply).
+    pub limits: Vec<String>,
     /// Whole `[[zone]]` tables; default: one dynamic zone `dedyn.example` with glue.
     pub zones: Option<String>,
     /// Do not listen on [::1].
@@ -117,7 +119,7 @@ impl Server {
         {
             dns.push("publish_delay_ms = 50".to_string());
         }
-        let text = format!(
+        let mut text = format!(
             "[server]\nhttp_listen = [{}]\nworkers = 4\n{}\n\n[database]\npath = \"{}\"\n\n[dns]\n{}\n\n{}\n[rate_limit]\n{}\n",
             listen.join(", "),
             server_lines.join("\n"),
@@ -126,6 +128,9 @@ impl Server {
             zones,
             rate_limit.join("\n")
         );
+        if !setup.limits.is_empty() {
+            text.push_str(&format!("\n[limits]\n{}\n", setup.limits.join("\n")));
+        }
         let config = d.join("config.toml");
         std::fs::write(&config, text).unwrap();
         Server {
