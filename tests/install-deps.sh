@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the external programs the integration tests drive (nameservers,
-# zone checkers, DNS clients, ddclient, load tools) on Debian 12 (bookworm).
+# zone checkers, DNS clients, ddclient, load tools, cross compilers and qemu-user
+# for the packages) on Debian 12 (bookworm).
 #
 # Idempotent: when every command is already on PATH it does nothing (no apt).
 # As root it installs what is missing; otherwise it fails naming the commands
@@ -39,6 +40,21 @@ declare -A PKG=(
   [systemd-analyze]=systemd
   [nginx]=nginx-light   # bench/run.sh: the reference HTTP server
   [strip]=binutils      # bench/run.sh: size of the stripped binary
+  # tests/packages.sh: cross toolchains, qemu-user for the foreign binaries, the
+  # .deb tools (cargo-deb runs dpkg-shlibdeps) and what the package's postinst uses.
+  [aarch64-linux-gnu-gcc]=gcc-aarch64-linux-gnu
+  [arm-linux-gnueabihf-gcc]=gcc-arm-linux-gnueabihf
+  [qemu-aarch64-static]=qemu-user-static
+  [qemu-arm-static]=qemu-user-static
+  [dpkg-shlibdeps]=dpkg-dev
+  [adduser]=adduser
+  [setpriv]=util-linux
+)
+# Files no command stands for -> Debian package (the cross C libraries: the
+# cross gcc packages only recommend them, and we install without recommends).
+declare -A FILE_PKG=(
+  [/usr/aarch64-linux-gnu/include/stdio.h]=libc6-dev-arm64-cross
+  [/usr/arm-linux-gnueabihf/include/stdio.h]=libc6-dev-armhf-cross
 )
 # Packages that come with a system daemon -> its service unit.
 declare -A DAEMON_UNIT=(
@@ -56,6 +72,9 @@ missing_cmds=()
 for cmd in "${!PKG[@]}"; do
   have "$cmd" || missing_cmds+=("$cmd")
 done
+for file in "${!FILE_PKG[@]}"; do
+  [ -e "$file" ] || missing_cmds+=("$file")
+done
 
 if [ ${#missing_cmds[@]} -eq 0 ]; then
   echo "install-deps: all test dependencies present"
@@ -63,7 +82,7 @@ if [ ${#missing_cmds[@]} -eq 0 ]; then
 fi
 
 # Unique, sorted package list for the missing commands.
-mapfile -t pkgs < <(for c in "${missing_cmds[@]}"; do echo "${PKG[$c]}"; done | sort -u)
+mapfile -t pkgs < <(for c in "${missing_cmds[@]}"; do echo "${PKG[$c]:-${FILE_PKG[$c]:-}}"; done | sort -u)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps: missing commands: ${missing_cmds[*]}" >&2
@@ -110,7 +129,10 @@ fi
 
 still_missing=()
 for cmd in "${missing_cmds[@]}"; do
-  have "$cmd" || still_missing+=("$cmd")
+  case $cmd in
+    /*) [ -e "$cmd" ] || still_missing+=("$cmd") ;;
+    *) have "$cmd" || still_missing+=("$cmd") ;;
+  esac
 done
 if [ ${#still_missing[@]} -ne 0 ]; then
   echo "install-deps: still missing after install: ${still_missing[*]}" >&2
