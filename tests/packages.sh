@@ -98,13 +98,21 @@ build_packages() {
     echo "packages: missing Debian packages: ${missing[*]} (run tests/install-deps.sh as root)" >&2
     exit 1
   fi
+  command -v rustup >/dev/null || {
+    echo "packages: rustup is needed to add the arm64 and armhf Rust targets" >&2
+    exit 1
+  }
   local installed
   installed=$(rustup target list --installed)
   for a in arm64 armhf; do
     grep -qx "${TRIPLE[$a]}" <<<"$installed" || rustup target add "${TRIPLE[$a]}"
   done
-  # cargo-deb is a crates.io program, not a Debian package: built once per machine.
-  cargo deb --version >/dev/null 2>&1 || cargo install --locked cargo-deb
+  # cargo-deb is a crates.io program, not a Debian package: built once per machine
+  # (a few minutes), in a temporary directory rather than our target dir. The
+  # version this script was written against.
+  if ! cargo deb --version >/dev/null 2>&1; then
+    env -u CARGO_TARGET_DIR cargo install --locked cargo-deb@3.8.0
+  fi
 
   # The cross linkers and C compilers (ring, bundled SQLite), for this script only.
   export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
@@ -180,8 +188,9 @@ inspect_packages() {
     check "$a: Version: $DEB_VERSION" test "$(dpkg-deb -f "$deb" Version)" = "$DEB_VERSION"
     check "$a: depends on adduser and libc6" grep -q 'adduser.*libc6\|libc6.*adduser' <<<"$(dpkg-deb -f "$deb" Depends)"
     contents=$(dpkg-deb -c "$deb" | awk '{ print $1, $NF }')
+    # The README is what the unit's Documentation= names.
     for f in "-rwxr-xr-x ./usr/bin/dedyn-update" "-rw-r--r-- ./lib/systemd/system/dedyn-update.service" \
-      "-rw-r--r-- ./etc/dedyn-update/config.toml"; do
+      "-rw-r--r-- ./etc/dedyn-update/config.toml" "-rw-r--r-- ./usr/share/doc/dedyn-update/README.md"; do
       check "$a: contains $f" grep -qxF -- "$f" <<<"$contents"
     done
     check "$a: /etc/dedyn-update/config.toml is a conffile" \
@@ -331,6 +340,8 @@ check "/usr/bin/dedyn-update is the amd64 build" cmp /usr/bin/dedyn-update "$(bi
 check "$UNIT is the repository's unit" cmp "$UNIT" dedyn-update.service
 check "the unit's ExecStart is /usr/bin/dedyn-update with $CONF" \
   test "$(unit_value ExecStart)" = "/usr/bin/dedyn-update --config $CONF serve"
+doc=$(unit_value Documentation)
+check "the unit's Documentation= ($doc) is installed" test -f "${doc#file://}"
 check "$CONF is the packaged config" cmp "$CONF" data/deb/config.toml
 check "$CONF is a registered conffile" grep -q "^ $CONF " <<<"$(dpkg-query -W -f '${Conffiles}\n' dedyn-update)"
 pw=$(getent passwd dedyn-update || true)
