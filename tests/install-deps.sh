@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the external programs the integration tests drive (nameservers,
 # zone checkers, DNS clients, ddclient, load tools, the ACME test CA pebble and
-# the ACME client lego, and python3-venv) on Debian 12 (bookworm). certbot and
-# its dns-acmedns plugin come from PyPI, into a venv tests/acme_clients.rs makes.
+# the ACME client lego, python3-venv, cross compilers and qemu-user for the
+# packages) on Debian 12 (bookworm). certbot and its dns-acmedns plugin come
+# from PyPI, into a venv tests/acme_clients.rs makes.
 #
 # Idempotent: when every command is already on PATH it does nothing (no apt).
 # As root it installs what is missing; otherwise it fails naming the commands
@@ -44,6 +45,21 @@ declare -A PKG=(
   [strip]=binutils      # bench/run.sh: size of the stripped binary
   [pebble]=pebble       # tests/acme_clients.rs: the ACME test CA
   [lego]=lego           # tests/acme_clients.rs: ACME client (exec provider + our hook)
+  # tests/packages.sh: cross toolchains, qemu-user for the foreign binaries, the
+  # .deb tools (cargo-deb runs dpkg-shlibdeps) and what the package's postinst uses.
+  [aarch64-linux-gnu-gcc]=gcc-aarch64-linux-gnu
+  [arm-linux-gnueabihf-gcc]=gcc-arm-linux-gnueabihf
+  [qemu-aarch64-static]=qemu-user-static
+  [qemu-arm-static]=qemu-user-static
+  [dpkg-shlibdeps]=dpkg-dev
+  [adduser]=adduser
+  [setpriv]=util-linux
+)
+# Files no command stands for -> Debian package (the cross C libraries: the
+# cross gcc packages only recommend them, and we install without recommends).
+declare -A FILE_PKG=(
+  [/usr/aarch64-linux-gnu/include/stdio.h]=libc6-dev-arm64-cross
+  [/usr/arm-linux-gnueabihf/include/stdio.h]=libc6-dev-armhf-cross
 )
 # Packages that come with a system daemon -> its service unit.
 declare -A DAEMON_UNIT=(
@@ -68,6 +84,9 @@ if ! perl -MIO::Socket::SSL -e 1 >/dev/null 2>&1; then
   PKG[perl:IO::Socket::SSL]=libio-socket-ssl-perl
   missing_cmds+=("perl:IO::Socket::SSL")
 fi
+for file in "${!FILE_PKG[@]}"; do
+  [ -e "$file" ] || missing_cmds+=("$file")
+done
 
 # Not a command: Debian's python3 needs python3-venv (venv + ensurepip) for the
 # venv tests/acme_clients.rs makes to pip-install certbot and its dns-acmedns plugin.
@@ -82,7 +101,7 @@ fi
 
 # Unique, sorted package list for the missing commands.
 mapfile -t pkgs < <({
-  for c in "${missing_cmds[@]}"; do echo "${PKG[$c]}"; done
+  for c in "${missing_cmds[@]}"; do echo "${PKG[$c]:-${FILE_PKG[$c]:-}}"; done
   for p in "${extra_pkgs[@]}"; do echo "$p"; done
 } | sort -u)
 
@@ -133,6 +152,7 @@ still_missing=()
 for cmd in "${missing_cmds[@]}"; do
   case $cmd in
     perl:*) perl -M"${cmd#perl:}" -e 1 >/dev/null 2>&1 || still_missing+=("$cmd") ;;
+    /*) [ -e "$cmd" ] || still_missing+=("$cmd") ;;
     *) have "$cmd" || still_missing+=("$cmd") ;;
   esac
 done

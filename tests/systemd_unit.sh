@@ -48,8 +48,8 @@ TARGET=${CARGO_TARGET_DIR:-target}
 cargo build -q || { bad "cargo build"; finish; } # quick when up to date; never a stale binary
 BIN=$(realpath "$TARGET/debug/dedyn-update")
 mkdir -p "$TMP/unit"
-sed "s#^ExecStart=/usr/local/bin/dedyn-update#ExecStart=$BIN#" "$UNIT" >"$TMP/unit/$UNIT"
-grep -q "^ExecStart=$BIN " "$TMP/unit/$UNIT" || bad "ExecStart is not /usr/local/bin/dedyn-update ..." "$(grep ExecStart "$UNIT")"
+sed "s#^ExecStart=/usr/bin/dedyn-update#ExecStart=$BIN#" "$UNIT" >"$TMP/unit/$UNIT"
+grep -q "^ExecStart=$BIN " "$TMP/unit/$UNIT" || bad "ExecStart is not /usr/bin/dedyn-update ..." "$(grep ExecStart "$UNIT")"
 
 # 1. verify: exit 0 and no complaint about our unit.
 out=$(systemd-analyze verify "$TMP/unit/$UNIT" 2>&1)

@@ -1,0 +1,434 @@
+#!/usr/bin/env bash
+# The .deb packages (SPEC 11): builds them for amd64, arm64 and armhf and tests the
+# amd64 one with dpkg on this machine.
+#
+#   tests/packages.sh --build-only   build the three packages into $TARGET/debian/
+#                                    (any user; what the README tells you to run)
+#   tests/packages.sh                the above, then install / upgrade / remove /
+#                                    purge the amd64 package here (root, or sudo -n)
+#
+# Build: release binaries, the foreign ones cross-compiled with Debian's cross
+# toolchains (linkers and C compilers for ring and the bundled SQLite set here, in
+# the environment of this script only). Before packing, every binary answers the
+# seed's examples (tests/seed_examples.sh) as a real server; arm64 and armhf run
+# under qemu-user-static, through a wrapper passed as DEDYN_BIN. Packing: cargo-deb,
+# settings in Cargo.toml [package.metadata.deb], maintainer scripts and the
+# packaged config in data/deb/.
+#
+# dpkg test: apt installs the package (the README's command), then: files, conffile,
+# system user, state directory, nothing started; `check` and a `serve` as the service
+# user answer an update with curl on 127.0.0.1; an upgrade to a newer build keeps the
+# database and an edited config; remove keeps both; purge removes the config and
+# keeps the non-empty state directory; a purge right after an install leaves nothing.
+#
+# Leaves the machine as it found it: refuses to start when dedyn-update is installed
+# or /etc/dedyn-update or /var/lib/dedyn-update exist (an operator's, not ours to
+# touch), and at the end purges the package, deletes /var/lib/dedyn-update and
+# deletes the user dedyn-update if this run created it (a user that existed before
+# is kept).
+#
+# Needs (tests/install-deps.sh installs them): gcc-aarch64-linux-gnu,
+# gcc-arm-linux-gnueabihf, qemu-user-static, dpkg-dev, curl; rustup targets and
+# cargo-deb are added here when missing (as the user whose toolchain builds).
+# Prints the time of each phase and ends with "N passed, M failed".
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=$TARGET/debian
+
+build_only=no
+for arg in "$@"; do
+  case $arg in
+    --build-only) build_only=yes ;;
+    *) echo "usage: tests/packages.sh [--build-only]" >&2; exit 2 ;;
+  esac
+done
+
+# Debian architecture, Rust target (empty: the host's), qemu, sysroot, GNU prefix.
+ARCHES=(amd64 arm64 armhf)
+declare -A TRIPLE=([amd64]="" [arm64]=aarch64-unknown-linux-gnu [armhf]=armv7-unknown-linux-gnueabihf)
+declare -A QEMU=([arm64]=qemu-aarch64-static [armhf]=qemu-arm-static)
+declare -A SYSROOT=([arm64]=/usr/aarch64-linux-gnu [armhf]=/usr/arm-linux-gnueabihf)
+declare -A GNU=([arm64]=aarch64-linux-gnu [armhf]=arm-linux-gnueabihf)
+# ELF e_machine of each architecture's binaries (x86-64, AArch64, ARM).
+declare -A EMACHINE=([amd64]=62 [arm64]=183 [armhf]=40)
+
+started=$SECONDS
+phase() { echo "=== packages: $1 ($((SECONDS - started)) s so far)"; }
+
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok   - $1"; }
+bad() {
+  fail=$((fail + 1))
+  echo "FAIL - $1"
+  if [ -n "${2:-}" ]; then printf '%s\n' "$2" | sed 's/^/       /'; fi
+}
+check() { # check NAME COMMAND...: ok when the command succeeds
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then ok "$name"; else bad "$name" "$out"; fi
+}
+finish() {
+  echo "packages: $((SECONDS - started)) s in all"
+  echo "$pass passed, $fail failed"
+  [ "$fail" -eq 0 ]
+}
+
+VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
+DEB_VERSION=$VERSION-1 # cargo-deb's default revision
+deb_of() { echo "$OUT/dedyn-update_${DEB_VERSION}_$1.deb"; }
+bin_of() { # the release binary of a Debian architecture
+  local t=${TRIPLE[$1]}
+  echo "$TARGET/${t:+$t/}release/dedyn-update"
+}
+
+build_packages() {
+  # ---- tools
+  phase "tools"
+  local a missing=()
+  for a in arm64 armhf; do
+    command -v "${GNU[$a]}-gcc" >/dev/null || missing+=("gcc-${GNU[$a]}")
+    command -v "${QEMU[$a]}" >/dev/null || missing+=(qemu-user-static)
+  done
+  command -v dpkg-shlibdeps >/dev/null || missing+=(dpkg-dev)
+  command -v curl >/dev/null || missing+=(curl)
+  if [ ${#missing[@]} -ne 0 ]; then
+    echo "packages: missing Debian packages: ${missing[*]} (run tests/install-deps.sh as root)" >&2
+    exit 1
+  fi
+  command -v rustup >/dev/null || {
+    echo "packages: rustup is needed to add the arm64 and armhf Rust targets" >&2
+    exit 1
+  }
+  local installed
+  installed=$(rustup target list --installed)
+  for a in arm64 armhf; do
+    grep -qx "${TRIPLE[$a]}" <<<"$installed" || rustup target add "${TRIPLE[$a]}"
+  done
+  # cargo-deb is a crates.io program, not a Debian package: built once per machine
+  # (a few minutes), in a temporary directory rather than our target dir. The
+  # version this script was written against.
+  if ! cargo deb --version >/dev/null 2>&1; then
+    env -u CARGO_TARGET_DIR cargo install --locked cargo-deb@3.8.0
+  fi
+
+  # The cross linkers and C compilers (ring, bundled SQLite), for this script only.
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+  export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+  export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+  export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc
+  export CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc
+  export AR_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-ar
+
+  # ---- build: the release profile of Cargo.toml (the binary as benchmarked). The
+  # host's in target/release, shared with bench/run.sh; both foreign ones in one
+  # cargo run, so that their long C builds (SQLite, ring) share the cores.
+  local t0=$SECONDS
+  phase "cargo build --release (amd64)"
+  cargo build --release --locked --quiet
+  echo "packages: amd64 built in $((SECONDS - t0)) s"
+  t0=$SECONDS
+  phase "cargo build --release (arm64, armhf)"
+  cargo build --release --locked --quiet --target "${TRIPLE[arm64]}" --target "${TRIPLE[armhf]}"
+  echo "packages: arm64 and armhf built in $((SECONDS - t0)) s"
+
+  # ---- each binary serves the seed's examples before it is packed
+  local work=$BUILD_TMP wrapper bin log
+  for a in "${ARCHES[@]}"; do
+    phase "seed examples against the $a binary"
+    bin=$(bin_of "$a")
+    check "$a binary is ELF machine ${EMACHINE[$a]}" \
+      test "$(od -An -t u2 -j 18 -N 2 "$bin" | tr -d ' ')" = "${EMACHINE[$a]}"
+    if [ "$a" != amd64 ]; then
+      wrapper=$work/dedyn-update-$a
+      printf '#!/bin/sh\nexec %s -L %s %s "$@"\n' "${QEMU[$a]}" "${SYSROOT[$a]}" "$bin" >"$wrapper"
+      chmod 755 "$wrapper"
+      bin=$wrapper
+    fi
+    log=$work/seed-$a.log
+    t0=$SECONDS
+    if DEDYN_BIN=$bin bash tests/seed_examples.sh >"$log" 2>&1; then
+      ok "$a: seed examples against a real $a server ($(tail -n1 "$log"), $((SECONDS - t0)) s)"
+    else
+      bad "$a: seed examples against a real $a server" "$(tail -n 30 "$log")"
+    fi
+  done
+  if [ "$fail" -ne 0 ]; then
+    echo "packages: not packing binaries that failed their examples" >&2
+    finish
+    exit 1
+  fi
+
+  # ---- pack
+  mkdir -p "$OUT"
+  for a in "${ARCHES[@]}"; do
+    phase "cargo deb ($a)"
+    # Already stripped by the release profile; no second build.
+    cargo deb --no-build --no-strip --quiet -o "$OUT/" ${TRIPLE[$a]:+--target "${TRIPLE[$a]}"} >/dev/null
+    local deb
+    deb=$(deb_of "$a")
+    if [ -f "$deb" ]; then
+      ok "packed $deb ($(stat -c %s "$deb") bytes)"
+    else
+      bad "cargo deb did not write $deb" "$(ls -l "$OUT")"
+    fi
+  done
+}
+
+# ---- the packages as files: architecture, contents, conffile, scripts
+inspect_packages() {
+  phase "package contents"
+  local a deb contents
+  for a in "${ARCHES[@]}"; do
+    deb=$(deb_of "$a")
+    [ -f "$deb" ] || continue
+    check "$a: Architecture: $a" test "$(dpkg-deb -f "$deb" Architecture)" = "$a"
+    check "$a: Version: $DEB_VERSION" test "$(dpkg-deb -f "$deb" Version)" = "$DEB_VERSION"
+    check "$a: depends on adduser and libc6" grep -q 'adduser.*libc6\|libc6.*adduser' <<<"$(dpkg-deb -f "$deb" Depends)"
+    contents=$(dpkg-deb -c "$deb" | awk '{ print $1, $NF }')
+    # The README is what the unit's Documentation= names.
+    for f in "-rwxr-xr-x ./usr/bin/dedyn-update" "-rw-r--r-- ./lib/systemd/system/dedyn-update.service" \
+      "-rw-r--r-- ./etc/dedyn-update/config.toml" "-rw-r--r-- ./usr/share/doc/dedyn-update/README.md"; do
+      check "$a: contains $f" grep -qxF -- "$f" <<<"$contents"
+    done
+    check "$a: /etc/dedyn-update/config.toml is a conffile" \
+      grep -qx /etc/dedyn-update/config.toml <<<"$(dpkg-deb -I "$deb" conffiles)"
+    check "$a: has postinst, prerm, postrm" dpkg-deb -I "$deb" postinst prerm postrm
+  done
+}
+
+if [ $build_only = yes ]; then
+  BUILD_TMP=$(mktemp -d "${TMPDIR:-/tmp}/dedyn-pkgbuild.XXXXXX")
+  trap 'rm -rf "$BUILD_TMP"' EXIT
+  build_packages
+  inspect_packages
+  echo "packages: written to $OUT/"
+  finish
+  exit
+fi
+
+# ---------------------------------------------------------------- dpkg test
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    SUDO=(sudo -n)
+  else
+    echo "packages: installing packages needs root: run as root (or with sudo)," >&2
+    echo "packages: or only build them: tests/packages.sh --build-only" >&2
+    exit 1
+  fi
+fi
+root() { "${SUDO[@]}" "$@"; }
+
+STATE=/var/lib/dedyn-update
+CONF=/etc/dedyn-update/config.toml
+UNIT=/lib/systemd/system/dedyn-update.service
+if dpkg-query -W -f '${Status}' dedyn-update 2>/dev/null | grep -qv 'not-installed'; then
+  echo "packages: dedyn-update is installed on this machine; this test installs and purges it:" >&2
+  echo "packages: purge it first (dpkg -P dedyn-update) if it is not needed" >&2
+  exit 1
+fi
+for p in "$STATE" /etc/dedyn-update; do
+  if [ -e "$p" ]; then
+    echo "packages: $p exists; this test would install over it and delete it: move it away first" >&2
+    exit 1
+  fi
+done
+user_existed=no
+getent passwd dedyn-update >/dev/null && user_existed=yes
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/dedyn-pkgtest.XXXXXX")
+chmod 755 "$TMP"
+SERVE_PID=
+cleanup() {
+  if [ -n "$SERVE_PID" ]; then kill -KILL "$SERVE_PID" 2>/dev/null || true; fi
+  root dpkg -P dedyn-update >/dev/null 2>&1 || true
+  root rm -rf "$STATE" /etc/dedyn-update
+  if [ $user_existed = no ] && getent passwd dedyn-update >/dev/null; then
+    root userdel dedyn-update || true
+    if getent group dedyn-update >/dev/null; then root groupdel dedyn-update || true; fi
+  fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# The README's build command, as written; its own checks print above.
+if bash tests/packages.sh --build-only; then
+  ok "tests/packages.sh --build-only"
+else
+  bad "tests/packages.sh --build-only"
+  finish
+  exit 1
+fi
+
+# As the unit runs it: its User=, ExecStart= and WorkingDirectory=, from the installed unit.
+unit_value() { sed -n "s/^$1=//p" "$UNIT" | head -n1; }
+as_service() { # run as the unit's user, from / (relative paths would fail there)
+  (cd / && root setpriv --reuid="$(unit_value User)" --regid="$(unit_value Group)" --init-groups "$@")
+}
+cli() { as_service /usr/bin/dedyn-update --config "$CONF" "$@"; }
+dedyn_processes() { # pids running the installed binary (other tests' servers are elsewhere)
+  local p
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/exe" 2>/dev/null)" = /usr/bin/dedyn-update ] && echo "${p#/proc/}"
+  done
+  true
+}
+
+# serve_start / serve_stop: the unit's ExecStart, as its User=, from its
+# WorkingDirectory= (no systemd needed); PORT is the HTTP port it logged.
+serve_start() {
+  local cmd
+  PORT=
+  read -r -a cmd <<<"$(unit_value ExecStart)"
+  (cd "$(unit_value WorkingDirectory)" &&
+    exec "${SUDO[@]}" env RUST_LOG=info setpriv --reuid="$(unit_value User)" \
+      --regid="$(unit_value Group)" --init-groups "${cmd[@]}") 2>"$TMP/serve.log" &
+  SERVE_PID=$!
+  for _ in $(seq 200); do # up to 10 s
+    PORT=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/serve.log" | head -n1)
+    [ -n "$PORT" ] && return 0
+    kill -0 "$SERVE_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  bad "serve did not start listening" "$(tail -n 5 "$TMP/serve.log")"
+  return 1
+}
+serve_stop() {
+  root kill -TERM "$SERVE_PID" 2>/dev/null || true
+  for _ in $(seq 200); do kill -0 "$SERVE_PID" 2>/dev/null || break; sleep 0.05; done
+  SERVE_PID=
+}
+# serve_update ADDRESS: start, send one update with $TOKEN, stop; prints the answer.
+serve_update() {
+  local answer
+  if serve_start; then
+    answer=$(curl -sS --max-time 10 -H "Authorization: Token $TOKEN" \
+      "http://127.0.0.1:$PORT/?hostname=alice.dedyn.example&myipv4=$1&myipv6=") || answer="curl failed"
+    serve_stop
+  else
+    answer="no server"
+  fi
+  echo "$answer"
+}
+
+# The README's block of first admin commands (section "Install from a package").
+readme_block() {
+  awk '/<!-- tests\/packages.sh runs the next block/ { m = 1; next }
+       m && /^```sh$/ { inb = 1; next }
+       inb && /^```$/ { exit }
+       inb { print }' README.md
+}
+
+wait_for_zone() { # wait_for_zone ADDRESS: the published zone carries it (bounded)
+  for _ in $(seq 100); do
+    grep -q "$1" "$STATE/zones/dedyn.example.zone" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# ---- install with the README's command
+phase "install (amd64)"
+(cd "$OUT" && root apt install "./dedyn-update_${DEB_VERSION}_amd64.deb" </dev/null) >"$TMP/apt.log" 2>&1 ||
+  bad "apt install ./dedyn-update_${DEB_VERSION}_amd64.deb" "$(tail -n 20 "$TMP/apt.log")"
+check "installed: dpkg says install ok installed" \
+  test "$(dpkg-query -W -f '${Status} ${Version}' dedyn-update)" = "install ok installed $DEB_VERSION"
+check "/usr/bin/dedyn-update is the amd64 build" cmp /usr/bin/dedyn-update "$(bin_of amd64)"
+check "$UNIT is the repository's unit" cmp "$UNIT" dedyn-update.service
+check "the unit's ExecStart is /usr/bin/dedyn-update with $CONF" \
+  test "$(unit_value ExecStart)" = "/usr/bin/dedyn-update --config $CONF serve"
+doc=$(unit_value Documentation)
+check "the unit's Documentation= ($doc) is installed" test -f "${doc#file://}"
+check "$CONF is the packaged config" cmp "$CONF" data/deb/config.toml
+check "$CONF is a registered conffile" grep -q "^ $CONF " <<<"$(dpkg-query -W -f '${Conffiles}\n' dedyn-update)"
+pw=$(getent passwd dedyn-update || true)
+check "system user dedyn-update (uid < 1000, nologin, home $STATE)" \
+  awk -F: -v h="$STATE" '$3 < 1000 && $6 == h && $7 ~ /nologin$/ { found = 1 } END { exit !found }' <<<"$pw"
+check "$STATE is dedyn-update:dedyn-update 750" test "$(stat -c '%U:%G %a' "$STATE")" = "dedyn-update:dedyn-update 750"
+check "nothing started on install" test -z "$(dedyn_processes)"
+check "not enabled on install" test ! -e /etc/systemd/system/multi-user.target.wants/dedyn-update.service
+check "the packaged config listens on 127.0.0.1 only" \
+  grep -qx 'http_listen = \["127.0.0.1:8080"\] .*' "$CONF"
+
+# ---- first use: the README's admin commands, as root from elsewhere, against a
+# serve started as the unit would start it
+phase "first use as the service user"
+# The edit an operator makes (an address of their choice; here any free port).
+root sed -i 's|^http_listen = .*|http_listen = ["127.0.0.1:0"]   # edited|' "$CONF"
+TOKEN=none
+if serve_start; then
+  block=$(readme_block)
+  check "README: the admin block is there and uses runuser" grep -q 'runuser -u dedyn-update' <<<"$block"
+  block=${block//127.0.0.1:8080/127.0.0.1:$PORT}
+  # From a directory the service user cannot even read: only absolute paths work.
+  mkdir -m 700 "$TMP/private"
+  if (cd "$TMP/private" && root bash -e -c "$block"$'\n''printf %s "$TOKEN" >'"$TMP/token") >"$TMP/readme.out" 2>&1; then
+    ok "README: the admin block ran as written (user, domain, token, curl, check)"
+  else
+    bad "README: the admin block failed" "$(cat "$TMP/readme.out")"
+  fi
+  check "README: its curl got good" grep -q '^good' "$TMP/readme.out"
+  TOKEN=$(cat "$TMP/token" 2>/dev/null || echo none)
+  serve_stop
+fi
+check "the update is stored" test "$(cli records alice.dedyn.example 2>&1)" = $'A 192.0.2.1\nAAAA fd08::1'
+check "the database is $STATE/dedyn-update.sqlite3, owned by dedyn-update" \
+  test "$(stat -c %U "$STATE/dedyn-update.sqlite3" 2>&1)" = dedyn-update
+check "the zone is published under $STATE/zones/, owned by dedyn-update" \
+  sh -c "grep -q 192.0.2.1 $STATE/zones/dedyn.example.zone && test \"\$(stat -c %U $STATE/zones/dedyn.example.zone)\" = dedyn-update"
+check "dedyn-update --config $CONF check, as dedyn-update from /" cli check
+check "a second server run answers an update: good" test "$(serve_update 192.0.2.2)" = good
+check "... and publishes it" wait_for_zone 192.0.2.2
+
+# ---- upgrade to a newer build: database and edited config survive
+phase "upgrade"
+# The same package with a higher version: repacked here, since cargo-deb would
+# delete the $DEB_VERSION package from $OUT when writing another version.
+NEW_VERSION=$DEB_VERSION+upgradetest1
+root rm -rf "$TMP/repack"
+dpkg-deb -R "$(deb_of amd64)" "$TMP/repack"
+sed -i "s/^Version: .*/Version: $NEW_VERSION/" "$TMP/repack/DEBIAN/control"
+dpkg-deb --root-owner-group -Zgzip -b "$TMP/repack" "$TMP/dedyn-update_${NEW_VERSION}_amd64.deb" >/dev/null
+root dpkg -i "$TMP/dedyn-update_${NEW_VERSION}_amd64.deb" >"$TMP/dpkg.log" 2>&1 ||
+  bad "dpkg -i (upgrade to $NEW_VERSION)" "$(tail -n 20 "$TMP/dpkg.log")"
+check "upgraded to $NEW_VERSION" \
+  test "$(dpkg-query -W -f '${Status} ${Version}' dedyn-update)" = "install ok installed $NEW_VERSION"
+check "the edited config survived the upgrade" grep -qxF 'http_listen = ["127.0.0.1:0"]   # edited' "$CONF"
+check "the database survived the upgrade" test "$(cli records alice.dedyn.example 2>&1)" = "A 192.0.2.2"
+check "nothing started on upgrade" test -z "$(dedyn_processes)"
+check "after the upgrade, serve answers an update with the old token: good" test "$(serve_update 192.0.2.3)" = good
+check "... and publishes it" wait_for_zone 192.0.2.3
+
+# ---- remove: config and data stay
+phase "remove"
+root dpkg -r dedyn-update >"$TMP/dpkg.log" 2>&1 || bad "dpkg -r dedyn-update" "$(tail -n 20 "$TMP/dpkg.log")"
+check "removed: binary and unit gone" test ! -e /usr/bin/dedyn-update -a ! -e "$UNIT"
+check "removed: dpkg keeps only config-files" \
+  test "$(dpkg-query -W -f '${Status}' dedyn-update)" = "deinstall ok config-files"
+check "removed: the edited config is kept" grep -qxF 'http_listen = ["127.0.0.1:0"]   # edited' "$CONF"
+check "removed: the database is kept" test -s "$STATE/dedyn-update.sqlite3"
+
+# ---- purge: config goes, non-empty data stays
+phase "purge"
+root dpkg -P dedyn-update >"$TMP/dpkg.log" 2>&1 || bad "dpkg -P dedyn-update" "$(tail -n 20 "$TMP/dpkg.log")"
+check "purged: dpkg no longer knows the package" sh -c '! dpkg-query -W -f "\${Status}" dedyn-update 2>/dev/null | grep -q ok'
+check "purged: /etc/dedyn-update is gone" test ! -e /etc/dedyn-update
+check "purged: the database and zone in $STATE are kept" \
+  test -s "$STATE/dedyn-update.sqlite3" -a -s "$STATE/zones/dedyn.example.zone"
+check "purged: the user dedyn-update that owns them is kept" getent passwd dedyn-update
+
+# ---- install then purge with no data: nothing is left
+phase "install and purge, no data"
+root rm -rf "$STATE"
+if root dpkg -i "$(deb_of amd64)" >"$TMP/dpkg.log" 2>&1 && test -d "$STATE" -a -f "$CONF" &&
+  root dpkg -P dedyn-update >>"$TMP/dpkg.log" 2>&1; then
+  check "an install purged before first use leaves no $STATE and no /etc/dedyn-update" \
+    test ! -e "$STATE" -a ! -e /etc/dedyn-update
+else
+  bad "dpkg -i, then dpkg -P" "$(tail -n 20 "$TMP/dpkg.log")"
+fi
+
+finish
