@@ -2,12 +2,14 @@
 //! edge, metrics — runs until SIGTERM/SIGINT and shuts down in order.
 
 use crate::config::Config;
-use crate::edge::{ConnTable, EdgeSettings};
+use crate::edge::{EdgeSettings, InternalHop};
 use crate::http::{metrics, Service, WorkerPool};
+use crate::os::private_dir::PrivateDir;
 use crate::os::signals;
 use crate::publish::{self, LastUsed, PublishStats};
 use crate::store::Store;
 use log::{error, info, warn};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,33 +43,38 @@ pub fn serve(config: Config) -> Result<(), String> {
     let zone_names: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
     store.ensure_zones(&zone_names).map_err(|e| e.to_string())?;
 
-    // tiny_http only ever listens on loopback; the edge owns the public sockets.
-    let internal = tiny_http::Server::http("127.0.0.1:0")
-        .map_err(|e| format!("cannot start the internal HTTP server: {e}"))?;
-    let internal_addr = internal
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| "internal HTTP server has no IP address".to_string())?;
+    // tiny_http listens only on a Unix socket in a directory only our user can
+    // open; the edge owns the public sockets and pools its connections to it.
+    let socket_dir = PrivateDir::create(&runtime_base(), "dedyn-update")
+        .map_err(|e| format!("cannot create the internal socket's directory: {e}"))?;
+    let socket = socket_dir.path().join("http.sock");
+    let internal = tiny_http::Server::http_unix(&socket).map_err(|e| {
+        format!(
+            "cannot start the internal HTTP server on {}: {e}",
+            socket.display()
+        )
+    })?;
     let internal = Arc::new(internal);
+    let hop = Arc::new(
+        InternalHop::new(socket, internal_connections(config.server.workers))
+            .map_err(|e| format!("cannot start the internal HTTP server: {e}"))?,
+    );
 
     let last_used = Arc::new(LastUsed::default());
     let stats = Arc::new(PublishStats::default());
     let (publisher, publisher_thread) =
         publish::spawn(config.clone(), store, last_used.clone(), stats.clone())
             .map_err(|e| format!("cannot start publisher: {e}"))?;
-    let table = ConnTable::default();
     let service = Arc::new(Service::new(
         config.clone(),
-        table.clone(),
+        hop.clone(),
         publisher.clone(),
         last_used,
     ));
     let pool = WorkerPool::start(config.server.workers, internal, service.clone(), open)?;
 
-    let edge = Arc::new(
-        crate::edge::start(edge_settings(&config), internal_addr, table)
-            .map_err(|e| e.to_string())?,
-    );
+    let edge =
+        Arc::new(crate::edge::start(edge_settings(&config), hop).map_err(|e| e.to_string())?);
     if let Some(addr) = config.server.metrics_listen {
         let e = edge.clone();
         metrics::spawn(
@@ -101,6 +108,30 @@ pub fn serve(config: Config) -> Result<(), String> {
     pool.stop();
     publisher.shutdown();
     let _ = publisher_thread.join();
+    drop(socket_dir);
     info!("stopped");
     Ok(())
+}
+
+/// Pooled connections from the edge to tiny_http: two per worker, so that while
+/// a worker runs a request the next one is already read and queued for it.
+/// More would only add tiny_http threads; fewer would leave workers idle.
+fn internal_connections(workers: usize) -> usize {
+    2 * workers.max(1)
+}
+
+/// Where the internal socket's private directory goes: systemd's
+/// `RuntimeDirectory` when the unit has one, else the temporary directory
+/// (private to the service under the unit's `PrivateTmp=yes`). Both have short
+/// paths, as a Unix socket's path must (at most 107 bytes).
+fn runtime_base() -> PathBuf {
+    std::env::var_os("RUNTIME_DIRECTORY")
+        .and_then(|dirs| {
+            // systemd lists several directories separated by ':'.
+            dirs.to_str()
+                .and_then(|d| d.split(':').next())
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(std::env::temp_dir)
 }

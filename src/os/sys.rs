@@ -142,6 +142,12 @@ pub(crate) fn wake_acceptor(listener: &TcpListener) {
     }
 }
 
+/// The effective user id of this process: the owner a private directory must have.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Readiness bits we ask `poll` for and get back.
 pub(crate) const POLLIN: i16 = libc::POLLIN;
 

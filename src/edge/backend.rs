@@ -1,0 +1,210 @@
+//! The edge's pool of long-lived connections to tiny_http: at most a fixed number, reused
+//! across clients one request at a time, so tiny_http's threads are bounded by the pool.
+//!
+//! tiny_http runs one thread per connection. With a connection per client it
+//! ran as many threads as there were clients; with this pool it runs at most
+//! `InternalHop::connections`, whatever the number of clients, and each
+//! request's client travels in its own header (`hop`). A connection is taken
+//! for one request and its whole response, then given back; one that broke,
+//! or whose response was cut short, is dropped and a new one is made on demand.
+
+use crate::os::sys;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::hop::InternalHop;
+
+/// Writes to tiny_http that block this long mean it is stuck.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct BackendPool {
+    hop: Arc<InternalHop>,
+    state: Mutex<PoolState>,
+    /// Signalled when a connection is given back or dropped.
+    freed: Condvar,
+}
+
+struct PoolState {
+    /// Connections waiting for a request, most recently used last.
+    idle: Vec<UnixStream>,
+    /// Connections that exist: idle plus lent out.
+    open: usize,
+    closed: bool,
+}
+
+/// Why no connection could be had.
+#[derive(Debug)]
+pub(crate) enum CheckoutError {
+    /// Every connection stayed busy until the deadline.
+    Busy,
+    /// Connecting to tiny_http failed.
+    Connect(io::Error),
+    /// The edge is shutting down.
+    Closed,
+}
+
+impl std::fmt::Display for CheckoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckoutError::Busy => f.write_str("every internal connection stayed busy"),
+            CheckoutError::Connect(e) => write!(f, "cannot connect: {e}"),
+            CheckoutError::Closed => f.write_str("shutting down"),
+        }
+    }
+}
+
+impl BackendPool {
+    pub(crate) fn new(hop: Arc<InternalHop>) -> Arc<BackendPool> {
+        Arc::new(BackendPool {
+            hop,
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                open: 0,
+                closed: false,
+            }),
+            freed: Condvar::new(),
+        })
+    }
+
+    pub(crate) fn hop(&self) -> &InternalHop {
+        &self.hop
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A connection for one request: an idle one if there is one, else a new
+    /// one while fewer than the maximum exist, else the next one given back,
+    /// waiting at most until `deadline`.
+    pub(crate) fn checkout(self: &Arc<Self>, deadline: Instant) -> Result<Lease, CheckoutError> {
+        let mut state = self.lock();
+        loop {
+            if state.closed {
+                return Err(CheckoutError::Closed);
+            }
+            if let Some(stream) = state.idle.pop() {
+                drop(state);
+                // Between requests tiny_http has nothing to say: readable means
+                // it closed (or misbehaved), so do not send a request into it.
+                if sys::wait_readable(stream.as_raw_fd(), Duration::ZERO).unwrap_or(true) {
+                    drop(stream);
+                    state = self.lock();
+                    state.open -= 1;
+                    continue;
+                }
+                return Ok(self.lease(stream, true));
+            }
+            if state.open < self.hop.connections() {
+                state.open += 1;
+                drop(state);
+                return match self.connect() {
+                    Ok(stream) => Ok(self.lease(stream, false)),
+                    Err(e) => {
+                        self.forget();
+                        Err(CheckoutError::Connect(e))
+                    }
+                };
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(CheckoutError::Busy);
+            }
+            state = self
+                .freed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn connect(&self) -> io::Result<UnixStream> {
+        let stream = UnixStream::connect(self.hop.socket())?;
+        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        Ok(stream)
+    }
+
+    fn lease(self: &Arc<Self>, stream: UnixStream, reused: bool) -> Lease {
+        Lease {
+            pool: Arc::clone(self),
+            stream: Some(stream),
+            reused,
+        }
+    }
+
+    /// A lent connection is gone: make room for a new one.
+    fn forget(&self) {
+        let mut state = self.lock();
+        state.open -= 1;
+        drop(state);
+        self.freed.notify_one();
+    }
+
+    /// Connections that exist now (idle and lent out), for tests and monitoring.
+    pub(crate) fn open(&self) -> usize {
+        self.lock().open
+    }
+
+    /// Shutdown: close idle connections now, lent ones when given back.
+    pub(crate) fn close(&self) {
+        let idle = {
+            let mut state = self.lock();
+            state.closed = true;
+            let idle = std::mem::take(&mut state.idle);
+            state.open -= idle.len();
+            idle
+        };
+        drop(idle);
+        self.freed.notify_all();
+    }
+}
+
+/// One connection lent for one request. Dropped without `give_back` (an error,
+/// a response cut short), the connection is closed: it may hold a half-read
+/// response that must not reach the next client.
+pub(crate) struct Lease {
+    pool: Arc<BackendPool>,
+    stream: Option<UnixStream>,
+    /// It served an earlier request: tiny_http may have closed it meanwhile.
+    pub reused: bool,
+}
+
+impl Lease {
+    pub(crate) fn stream(&mut self) -> &mut UnixStream {
+        match self.stream.as_mut() {
+            Some(s) => s,
+            // `stream` is only taken by `give_back` and `drop`, which consume the lease.
+            None => unreachable!("a lease always holds its stream until it ends"),
+        }
+    }
+
+    /// The response was read to its end and tiny_http keeps the connection:
+    /// back to the pool for the next request.
+    pub(crate) fn give_back(mut self) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        let mut state = self.pool.lock();
+        if state.closed {
+            state.open -= 1;
+            drop(state);
+            drop(stream);
+        } else {
+            state.idle.push(stream);
+            drop(state);
+        }
+        self.pool.freed.notify_one();
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            drop(stream);
+            self.pool.forget();
+        }
+    }
+}
