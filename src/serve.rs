@@ -54,6 +54,7 @@ pub fn serve(config: Config) -> Result<(), String> {
             socket.display()
         )
     })?;
+    info!("internal HTTP server on {}", socket.display());
     let internal = Arc::new(internal);
     let hop = Arc::new(
         InternalHop::new(socket, internal_connections(config.server.workers))

@@ -28,6 +28,7 @@ declare -A PKG=(
   [openssl]=openssl
   [wrk]=wrk
   [strace]=strace
+  [setpriv]=util-linux   # tests/hop.rs: a request from another user
   [systemd-analyze]=systemd
   [nginx]=nginx-light   # bench/run.sh: the reference HTTP server
   [strip]=binutils      # bench/run.sh: size of the stripped binary
