@@ -268,6 +268,34 @@ fn start_fails_naming_the_bad_file_or_address() {
     }
 }
 
+/// Clients share a few pooled connections to tiny_http. A burst on a fresh
+/// edge makes the pool grow to its bound at once: every client is answered
+/// with its own address (tiny_http 0.12's thread pool can lose a connection
+/// that arrives together with another, see `edge::backend`; then some client
+/// here would wait for its read timeout).
+#[test]
+fn a_burst_of_clients_shares_a_bounded_pool_and_every_one_is_answered() {
+    let _g = serial();
+    for _ in 0..5 {
+        let f = Fixture::start(settings(HTTP, &[], None));
+        let mut clients: Vec<TcpStream> = (0..64).map(|_| connect(f.http())).collect();
+        for c in &mut clients {
+            c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("send");
+        }
+        for c in &mut clients {
+            let me = c.local_addr().expect("local addr");
+            let r = read_response(c).expect("every client is answered");
+            assert_eq!(r.body, format!("peer={me} tls=false body=0"));
+        }
+        let open = f.edge.internal_connections();
+        assert!(
+            (1..=BACKEND_CONNECTIONS).contains(&open),
+            "{open} internal connections for 64 clients"
+        );
+    }
+}
+
 // ---- limits and timeouts ----------------------------------------------------
 
 /// 2,000 connections that send half a request line and stop; a real request

@@ -7,6 +7,14 @@
 //! request's client travels in its own header (`hop`). A connection is taken
 //! for one request and its whole response, then given back; one that broke,
 //! or whose response was cut short, is dropped and a new one is made on demand.
+//!
+//! New connections are made one at a time: the next only after the previous
+//! one's first exchange has ended. tiny_http 0.12 hands each accepted
+//! connection to a thread pool that can lose a task when two arrive before a
+//! woken thread has run (it counts that thread as idle twice); the lost
+//! connection then waits until another connection closes, which with
+//! long-lived pooled connections may be never. Serialising the creations, each
+//! proven served by its first response, leaves no second arrival to lose.
 
 use crate::os::sys;
 use std::io;
@@ -32,6 +40,8 @@ struct PoolState {
     idle: Vec<UnixStream>,
     /// Connections that exist: idle plus lent out.
     open: usize,
+    /// A new connection is on its first exchange: no other may be made now.
+    creating: bool,
     closed: bool,
 }
 
@@ -63,6 +73,7 @@ impl BackendPool {
             state: Mutex::new(PoolState {
                 idle: Vec::new(),
                 open: 0,
+                creating: false,
                 closed: false,
             }),
             freed: Condvar::new(),
@@ -98,13 +109,14 @@ impl BackendPool {
                 }
                 return Ok(self.lease(stream, true));
             }
-            if state.open < self.hop.connections() {
+            if state.open < self.hop.connections() && !state.creating {
                 state.open += 1;
+                state.creating = true;
                 drop(state);
                 return match self.connect() {
                     Ok(stream) => Ok(self.lease(stream, false)),
                     Err(e) => {
-                        self.forget();
+                        self.forget(true);
                         Err(CheckoutError::Connect(e))
                     }
                 };
@@ -135,12 +147,16 @@ impl BackendPool {
         }
     }
 
-    /// A lent connection is gone: make room for a new one.
-    fn forget(&self) {
+    /// A lent connection is gone: make room for a new one. `first`: it was on
+    /// its first exchange, so another may be made now.
+    fn forget(&self, first: bool) {
         let mut state = self.lock();
         state.open -= 1;
+        if first {
+            state.creating = false;
+        }
         drop(state);
-        self.freed.notify_one();
+        self.freed.notify_all();
     }
 
     /// Connections that exist now (idle and lent out), for tests and monitoring.
@@ -188,6 +204,9 @@ impl Lease {
             return;
         };
         let mut state = self.pool.lock();
+        if !self.reused {
+            state.creating = false;
+        }
         if state.closed {
             state.open -= 1;
             drop(state);
@@ -196,7 +215,8 @@ impl Lease {
             state.idle.push(stream);
             drop(state);
         }
-        self.pool.freed.notify_one();
+        // Waiters want either this connection or the right to make one.
+        self.pool.freed.notify_all();
     }
 }
 
@@ -204,7 +224,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(stream) = self.stream.take() {
             drop(stream);
-            self.pool.forget();
+            self.pool.forget(!self.reused);
         }
     }
 }
