@@ -305,7 +305,7 @@ run_wrk() {
   if [ -n "$vcs0" ]; then
     local vcs=$(($(server_switches voluntary_ctxt_switches) - vcs0)) reqs
     reqs=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$line")
-    line="$line vcs_per_req=$(awk -v v="$vcs" -v r="$reqs" 'BEGIN { printf "%.2f", r > 0 ? v / r : 0 }')"
+    line="$line vcs_per_req=$(awk -v v="$vcs" -v r="$reqs" 'BEGIN { printf "%.2f", (r > 0 ? v / r : 0) }')"
   fi
   record "$key ${line#RESULT }"
   say "$key ${line#RESULT }"

@@ -15,12 +15,19 @@
 //! connection then waits until another connection closes, which with
 //! long-lived pooled connections may be never. Serialising the creations, each
 //! proven served by its first response, leaves no second arrival to lose.
+//!
+//! Clients that find every connection busy queue up and are served in arrival
+//! order: a connection given back goes straight to the longest waiting client
+//! (through that client's own one-shot channel), so no client is overtaken
+//! again and again (tail latency) and only the one served is woken.
 
 use crate::os::sys;
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::hop::InternalHop;
@@ -31,8 +38,14 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct BackendPool {
     hop: Arc<InternalHop>,
     state: Mutex<PoolState>,
-    /// Signalled when a connection is given back or dropped.
-    freed: Condvar,
+}
+
+/// What a waiting client is handed.
+enum Grant {
+    /// A connection that was given back.
+    Idle(UnixStream),
+    /// Room for a new connection (already counted in `open` and `creating`).
+    Create,
 }
 
 struct PoolState {
@@ -42,6 +55,9 @@ struct PoolState {
     open: usize,
     /// A new connection is on its first exchange: no other may be made now.
     creating: bool,
+    /// Clients waiting for a connection, longest waiting first. A sender whose
+    /// client gave up is skipped (its receiver is gone).
+    waiters: VecDeque<SyncSender<Grant>>,
     closed: bool,
 }
 
@@ -74,9 +90,9 @@ impl BackendPool {
                 idle: Vec::new(),
                 open: 0,
                 creating: false,
+                waiters: VecDeque::new(),
                 closed: false,
             }),
-            freed: Condvar::new(),
         })
     }
 
@@ -89,47 +105,106 @@ impl BackendPool {
     }
 
     /// A connection for one request: an idle one if there is one, else a new
-    /// one while fewer than the maximum exist, else the next one given back,
-    /// waiting at most until `deadline`.
+    /// one while fewer than the maximum exist, else the next one given back
+    /// (in arrival order), waiting at most until `deadline`.
     pub(crate) fn checkout(self: &Arc<Self>, deadline: Instant) -> Result<Lease, CheckoutError> {
-        let mut state = self.lock();
-        loop {
+        let rx = {
+            let mut state = self.lock();
             if state.closed {
                 return Err(CheckoutError::Closed);
             }
+            // `dispatch` hands out whatever frees up while anyone waits, so an
+            // idle connection or room to make one means nobody is waiting.
             if let Some(stream) = state.idle.pop() {
                 drop(state);
-                // Between requests tiny_http has nothing to say: readable means
-                // it closed (or misbehaved), so do not send a request into it.
-                if sys::wait_readable(stream.as_raw_fd(), Duration::ZERO).unwrap_or(true) {
-                    drop(stream);
-                    state = self.lock();
-                    state.open -= 1;
-                    continue;
-                }
-                return Ok(self.lease(stream, true));
+                return self.take(Grant::Idle(stream), deadline);
             }
             if state.open < self.hop.connections() && !state.creating {
                 state.open += 1;
                 state.creating = true;
                 drop(state);
-                return match self.connect() {
-                    Ok(stream) => Ok(self.lease(stream, false)),
-                    Err(e) => {
-                        self.forget(true);
-                        Err(CheckoutError::Connect(e))
+                return self.take(Grant::Create, deadline);
+            }
+            let (tx, rx) = mpsc::sync_channel(1);
+            state.waiters.push_back(tx);
+            rx
+        };
+        self.wait(rx, deadline)
+    }
+
+    /// Waits for this client's turn.
+    fn wait(
+        self: &Arc<Self>,
+        rx: Receiver<Grant>,
+        deadline: Instant,
+    ) -> Result<Lease, CheckoutError> {
+        let now = Instant::now();
+        if let Ok(grant) = rx.recv_timeout(deadline.saturating_duration_since(now)) {
+            return self.take(grant, deadline);
+        }
+        // Timed out, or the pool closed. A grant may have been sent just now:
+        // grants are only sent under the lock, so look once more and give up
+        // the receiver while holding it; nothing can be lost in between.
+        let state = self.lock();
+        match rx.try_recv() {
+            Ok(grant) => {
+                drop(state);
+                self.take(grant, deadline)
+            }
+            Err(_) if state.closed => Err(CheckoutError::Closed),
+            Err(_) => Err(CheckoutError::Busy),
+        }
+    }
+
+    /// Turns a grant into a lease: checks an idle connection, makes a new one.
+    fn take(self: &Arc<Self>, grant: Grant, deadline: Instant) -> Result<Lease, CheckoutError> {
+        match grant {
+            Grant::Idle(stream) => {
+                // Between requests tiny_http has nothing to say: readable means
+                // it closed (or misbehaved), so do not send a request into it.
+                if sys::wait_readable(stream.as_raw_fd(), Duration::ZERO).unwrap_or(true) {
+                    drop(stream);
+                    self.forget(false);
+                    return self.checkout(deadline);
+                }
+                Ok(self.lease(stream, true))
+            }
+            Grant::Create => match self.connect() {
+                Ok(stream) => Ok(self.lease(stream, false)),
+                Err(e) => {
+                    self.forget(true);
+                    Err(CheckoutError::Connect(e))
+                }
+            },
+        }
+    }
+
+    /// Hands idle connections, and room for a new one, to waiting clients in
+    /// arrival order. Called with the lock held whenever something frees up.
+    fn dispatch(&self, state: &mut PoolState) {
+        while let Some(waiter) = state.waiters.pop_front() {
+            let grant = if let Some(stream) = state.idle.pop() {
+                Grant::Idle(stream)
+            } else if state.open < self.hop.connections() && !state.creating {
+                state.open += 1;
+                state.creating = true;
+                Grant::Create
+            } else {
+                state.waiters.push_front(waiter);
+                return;
+            };
+            match waiter.try_send(grant) {
+                Ok(()) => {}
+                // That client gave up (or, impossibly, already has a grant):
+                // take the grant back and try the next one.
+                Err(TrySendError::Disconnected(g) | TrySendError::Full(g)) => match g {
+                    Grant::Idle(stream) => state.idle.push(stream),
+                    Grant::Create => {
+                        state.open -= 1;
+                        state.creating = false;
                     }
-                };
+                },
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(CheckoutError::Busy);
-            }
-            state = self
-                .freed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
         }
     }
 
@@ -155,8 +230,7 @@ impl BackendPool {
         if first {
             state.creating = false;
         }
-        drop(state);
-        self.freed.notify_all();
+        self.dispatch(&mut state);
     }
 
     /// Connections that exist now (idle and lent out), for tests and monitoring.
@@ -164,17 +238,18 @@ impl BackendPool {
         self.lock().open
     }
 
-    /// Shutdown: close idle connections now, lent ones when given back.
+    /// Shutdown: close idle connections now, lent ones when given back; clients
+    /// still waiting get `Closed`.
     pub(crate) fn close(&self) {
-        let idle = {
+        let (idle, waiters) = {
             let mut state = self.lock();
             state.closed = true;
             let idle = std::mem::take(&mut state.idle);
             state.open -= idle.len();
-            idle
+            (idle, std::mem::take(&mut state.waiters))
         };
         drop(idle);
-        self.freed.notify_all();
+        drop(waiters);
     }
 }
 
@@ -209,14 +284,10 @@ impl Lease {
         }
         if state.closed {
             state.open -= 1;
-            drop(state);
-            drop(stream);
         } else {
             state.idle.push(stream);
-            drop(state);
+            self.pool.dispatch(&mut state);
         }
-        // Waiters want either this connection or the right to make one.
-        self.pool.freed.notify_all();
     }
 }
 
