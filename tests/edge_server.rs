@@ -477,8 +477,8 @@ fn descriptor_limit_lowers_max_connections_and_a_flood_cannot_exhaust_it() {
         ..Setup::default()
     });
     // One descriptor per client, after 64 reserved and 3 for each of the
-    // 2 × workers (4) pooled connections to tiny_http.
-    let fits = 256 - 64 - 3 * 2 * 4;
+    // 8 × workers (4) pooled connections to tiny_http.
+    let fits = 256 - 64 - 3 * 8 * 4;
     assert!(
         s.log()
             .contains(&format!("max_connections lowered from 1024 to {fits}")),

@@ -277,8 +277,8 @@ fn threads(pid: u32) -> Vec<String> {
 #[test]
 fn tiny_http_threads_stay_bounded_by_the_pool_under_200_keep_alive_clients() {
     const CLIENTS: usize = 200;
-    // workers = 4 in the harness's config: 2 × 4 pooled internal connections.
-    const POOL: usize = 8;
+    // workers = 4 in the harness's config: 8 × 4 pooled internal connections.
+    const POOL: usize = 32;
     let s = server();
     let pid = s.pid();
     let ask = format!("GET / HTTP/1.1\r\nHost: {CHECKIP}\r\n\r\n");

@@ -16,7 +16,7 @@ const POLL: Duration = Duration::from_millis(200);
 /// connection, taking requests from the internal tiny_http server's queue.
 ///
 /// Threading model: tiny_http reads each of the edge's pooled connections (at
-/// most 2 × `workers`) on a thread of its own and queues complete requests; a
+/// most 8 × `workers`) on a thread of its own and queues complete requests; a
 /// worker takes one, runs the whole request (auth → hostname → addresses →
 /// SQLite write → reply) and takes the next. So at most `workers` requests touch
 /// the database at once and tiny_http runs a bounded number of threads, whatever
