@@ -29,9 +29,14 @@ impl PrivateDir {
     /// and closed to others (a umask can only narrow 0700, but the check is cheap
     /// and names the problem if the base directory is unusual).
     pub fn create(base: &Path, prefix: &str) -> io::Result<PrivateDir> {
+        remove_stale(base, prefix);
         let mut last = None;
         for _ in 0..ATTEMPTS {
-            let path = base.join(format!("{prefix}-{}", random_hex(8)?));
+            let path = base.join(format!(
+                "{prefix}-{}-{}",
+                std::process::id(),
+                random_hex(8)?
+            ));
             match DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => {
                     let dir = PrivateDir { path };
@@ -82,6 +87,34 @@ impl Drop for PrivateDir {
     }
 }
 
+/// Removes `BASE/PREFIX-<pid>-*` directories of ours whose process is gone: a
+/// process killed with SIGKILL cannot remove its own. A pid that is alive (the
+/// owner, or a process that reused its number) keeps its directory.
+fn remove_stale(base: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let me = sys::effective_uid();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest
+            .strip_prefix('-')
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let ours =
+            std::fs::symlink_metadata(entry.path()).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if ours && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// `bytes` random bytes from the system's generator, as lowercase hex.
 pub fn random_hex(bytes: usize) -> io::Result<String> {
     use ring::rand::SecureRandom;
@@ -108,6 +141,22 @@ mod tests {
         assert_ne!(other.path(), path, "every directory is new");
         drop(dir);
         assert!(!path.exists(), "removed with its contents");
+    }
+
+    #[test]
+    fn directories_of_dead_processes_are_removed_others_kept() {
+        let base = PrivateDir::create(&std::env::temp_dir(), "stale-test-base").expect("base");
+        let b = base.path();
+        // 999999999 is above any pid_max, so never a live process; ours is alive.
+        let dead = b.join("x-999999999-aa");
+        let alive = b.join(format!("x-{}-bb", std::process::id()));
+        let other = b.join("y-999999999-cc");
+        for d in [&dead, &alive, &other] {
+            std::fs::create_dir(d).expect("mkdir");
+        }
+        let fresh = PrivateDir::create(b, "x").expect("create");
+        assert!(!dead.exists(), "a dead process's directory is removed");
+        assert!(alive.exists() && other.exists() && fresh.path().exists());
     }
 
     #[test]
