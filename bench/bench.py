@@ -312,6 +312,11 @@ def report(args):
         ref = median(res, key + "_ref", "p99_ms")
         limit_row(label, median(res, key + "_ours", "p99_ms"), "ms", 10, 2,
                   ref=None if ref is None else f"nginx {ref:.2f} ms")
+    for key, label in (("s1", "S1"), ("s2", "S2")):
+        v = median(res, key + "_ours", "vcs_per_req")
+        if v is not None:
+            rows.append((f"{label} thread wake-ups per request (voluntary context switches, "
+                         "all server threads)", f"{v:.2f}", "–", "–", "–", "info"))
     prop_n = one(res, "prop", "samples", "0")
     prop_lost = one(res, "prop", "lost", "0")
     limit_row(f"Propagation p50, good → NSD answers ({prop_n} samples, {prop_lost} lost)",

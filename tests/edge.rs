@@ -48,9 +48,8 @@ fn plain_http_is_relayed_with_the_client_address_and_keeps_alive() {
 
     drop(c);
     assert!(
-        eventually(Duration::from_secs(3), || f.backend.table.is_empty()
-            && f.edge.open_connections() == 0),
-        "table entry and slot are released when the client leaves"
+        eventually(Duration::from_secs(3), || f.edge.open_connections() == 0),
+        "the slot is released when the client leaves"
     );
 }
 
@@ -254,7 +253,7 @@ fn start_fails_naming_the_bad_file_or_address() {
     let backend = Backend::start();
     let missing = std::path::Path::new("/nonexistent/cert.pem");
     let s = settings(&[], &["127.0.0.1:0"], Some((missing, missing)));
-    match edge::start(s, backend.addr, backend.table.clone()) {
+    match edge::start(s, std::sync::Arc::clone(&backend.hop)) {
         Ok(_) => panic!("started without a certificate"),
         Err(e) => assert!(e.to_string().contains("/nonexistent/cert.pem"), "{e}"),
     }
@@ -262,11 +261,38 @@ fn start_fails_naming_the_bad_file_or_address() {
     let addr = taken.local_addr().expect("addr").to_string();
     match edge::start(
         settings(&[&addr], &[], None),
-        backend.addr,
-        backend.table.clone(),
+        std::sync::Arc::clone(&backend.hop),
     ) {
         Ok(_) => panic!("bound a port that is in use"),
         Err(e) => assert!(e.to_string().contains(&addr), "{e}"),
+    }
+}
+
+/// Clients share a few pooled connections to tiny_http. A burst on a fresh
+/// edge makes the pool grow to its bound at once: every client is answered
+/// with its own address (tiny_http 0.12's thread pool can lose a connection
+/// that arrives together with another, see `edge::backend`; then some client
+/// here would wait for its read timeout).
+#[test]
+fn a_burst_of_clients_shares_a_bounded_pool_and_every_one_is_answered() {
+    let _g = serial();
+    for _ in 0..5 {
+        let f = Fixture::start(settings(HTTP, &[], None));
+        let mut clients: Vec<TcpStream> = (0..64).map(|_| connect(f.http())).collect();
+        for c in &mut clients {
+            c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("send");
+        }
+        for c in &mut clients {
+            let me = c.local_addr().expect("local addr");
+            let r = read_response(c).expect("every client is answered");
+            assert_eq!(r.body, format!("peer={me} tls=false body=0"));
+        }
+        let open = f.edge.internal_connections();
+        assert!(
+            (1..=BACKEND_CONNECTIONS).contains(&open),
+            "{open} internal connections for 64 clients"
+        );
     }
 }
 
@@ -400,7 +426,11 @@ fn busy_connections_are_not_evicted_new_clients_wait() {
     busy.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("send");
     assert!(
-        eventually(Duration::from_secs(2), || f.backend.table.len() == 1),
+        eventually(Duration::from_secs(2), || f
+            .backend
+            .in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 1),
         "request in flight"
     );
     let http = f.http();

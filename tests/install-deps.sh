@@ -40,6 +40,7 @@ declare -A PKG=(
   [wrk]=wrk
   [fail2ban-regex]=fail2ban  # tests/logs.rs: the README filter, as fail2ban reads it
   [strace]=strace
+  [setpriv]=util-linux   # tests/hop.rs: a request from another user
   [systemd-analyze]=systemd
   [nginx]=nginx-light   # bench/run.sh: the reference HTTP server
   [strip]=binutils      # bench/run.sh: size of the stripped binary

@@ -1,5 +1,6 @@
 //! One client connection from accept to close, on its own small thread: TLS handshake,
-//! reading each request head under its deadline, relaying it to tiny_http and the answer back.
+//! reading each request head under its deadline, relaying it to tiny_http over a pooled
+//! connection and the answer back.
 //!
 //! Requests are relayed one at a time: the edge reads a whole request (head and
 //! body) from the client, forwards it, streams the response back until the
@@ -17,17 +18,18 @@ use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection};
 
+use super::backend::{CheckoutError, Lease};
 use super::http::{self, EdgeAnswer, HeadError, RequestHead, ResponseFramer};
 use super::limits::Slot;
-use super::{ConnInfo, ConnTable, Shared};
+use super::{ConnInfo, Shared};
 
 /// Request bodies the edge buffers at most; update requests have none.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// A client that does not take its response (or a handshake flight) this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// tiny_http's handler must answer within this; after it the client gets 504.
+/// (The wait for a free pooled connection counts towards it.)
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
-const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// After answering and before closing, unread input is drained this long, so
 /// the kernel does not answer it with a RST that destroys our response.
 const LINGER: Duration = Duration::from_millis(500);
@@ -92,12 +94,10 @@ pub(crate) fn run(
         return;
     }
     let mut conn = Conn {
-        table: shared.table.clone(),
         shared,
         slot,
         client: ClientIo { stream, tls },
         info,
-        backend: None,
         scratch: vec![0; READ_CHUNK],
     };
     let end = conn.serve(accepted);
@@ -106,15 +106,21 @@ pub(crate) fn run(
 
 struct Conn {
     shared: Arc<Shared>,
-    table: ConnTable,
     client: ClientIo,
     info: ConnInfo,
-    backend: Option<Backend>,
     scratch: Vec<u8>,
-    /// Last: fields drop in order, so the relay socket is closed before the
-    /// slot is freed (and with it the registry's handle on the client socket),
-    /// keeping descriptors within the budget.
+    /// Last: fields drop in order, so the slot is freed (and with it the
+    /// registry's handle on the client socket) once everything else is gone.
     slot: Slot,
+}
+
+/// How one attempt at relaying a request over a pooled connection ended.
+enum Attempt {
+    /// The response was relayed; whether the client connection may go on.
+    Done(bool),
+    /// A reused connection turned out closed before tiny_http read the request
+    /// (it closed it while idle): nothing reached the client, try a fresh one.
+    Stale,
 }
 
 impl Conn {
@@ -263,36 +269,64 @@ impl Conn {
         End::Refused(answer.status().0)
     }
 
-    /// Forwards one complete request to tiny_http and relays the response.
-    /// Returns whether the client connection may carry another request.
+    /// Forwards one complete request to tiny_http over a pooled connection, with
+    /// the client's identity, and relays the response. Returns whether the
+    /// client connection may carry another request.
+    fn relay(&mut self, request: &[u8], req: &RequestHead) -> Result<bool, End> {
+        let pool = Arc::clone(&self.shared.backends);
+        let identity = pool.hop().header_line(&self.info);
+        let head = http::forward_head(&request[..req.head_len], req.expect_continue, &identity);
+        let body = &request[req.head_len..];
+        let deadline = Instant::now() + RESPONSE_TIMEOUT;
+        // A pooled connection that tiny_http closed while it was idle is only
+        // found out by using it: then the request is sent again on a new one.
+        // It never reached tiny_http, so this cannot apply an update twice.
+        loop {
+            let lease = match pool.checkout(deadline) {
+                Ok(lease) => lease,
+                Err(e) => {
+                    let answer = match e {
+                        CheckoutError::Busy => EdgeAnswer::GatewayTimeout,
+                        CheckoutError::Connect(_) | CheckoutError::Closed => EdgeAnswer::BadGateway,
+                    };
+                    if let CheckoutError::Connect(err) = &e {
+                        log::error!(
+                            "cannot reach the internal HTTP server at {}: {err}",
+                            pool.hop().socket().display()
+                        );
+                    }
+                    let _ = self.client.write_all(&http::edge_response(answer));
+                    return Err(End::Backend(e.to_string()));
+                }
+            };
+            match self.exchange(lease, &head, body, req, deadline)? {
+                Attempt::Done(keep_alive) => return Ok(keep_alive),
+                Attempt::Stale => continue,
+            }
+        }
+    }
+
+    /// One request over one pooled connection, and its response relayed.
     ///
     /// Long on purpose: one loop that owns both sockets, the response framer and
-    /// the deadline, so that every way the internal hop can fail (refused,
-    /// reset, silent, malformed) is answered (502/504) in sight of the others.
-    fn relay(&mut self, request: &[u8], req: &RequestHead) -> Result<bool, End> {
-        let head = &request[..req.head_len];
-        let body = &request[req.head_len..];
-        let backend = match self.backend() {
-            Ok(b) => b,
-            Err(e) => {
-                log::error!(
-                    "cannot reach the internal HTTP server at {}: {e}",
-                    self.shared.internal
-                );
-                let _ = self
-                    .client
-                    .write_all(&http::edge_response(EdgeAnswer::BadGateway));
-                return Err(End::Backend(e.to_string()));
-            }
-        };
-        let sent = if req.expect_continue {
-            backend.stream.write_all(&http::head_without_expect(head))
-        } else {
-            backend.stream.write_all(head)
-        }
-        .and_then(|()| backend.stream.write_all(body));
+    /// the deadline, so that every way the internal hop can fail (reset, silent,
+    /// malformed, closed early) is answered (502/504) in sight of the others.
+    fn exchange(
+        &mut self,
+        mut lease: Lease,
+        head: &[u8],
+        body: &[u8],
+        req: &RequestHead,
+        deadline: Instant,
+    ) -> Result<Attempt, End> {
+        let sent = lease
+            .stream()
+            .write_all(head)
+            .and_then(|()| lease.stream().write_all(body));
         if let Err(e) = sent {
-            self.backend = None;
+            if lease.reused {
+                return Ok(Attempt::Stale);
+            }
             let _ = self
                 .client
                 .write_all(&http::edge_response(EdgeAnswer::BadGateway));
@@ -300,13 +334,9 @@ impl Conn {
         }
 
         let mut framer = ResponseFramer::new(req.is_head);
-        let deadline = Instant::now() + RESPONSE_TIMEOUT;
         let mut relayed = false;
         loop {
-            let Some(backend) = self.backend.as_mut() else {
-                return Err(End::Backend("connection lost".into()));
-            };
-            let fd = backend.stream.as_raw_fd();
+            let fd = lease.stream().as_raw_fd();
             let now = Instant::now();
             let ready =
                 now < deadline && sys::wait_readable(fd, deadline - now).map_err(End::Io)?;
@@ -314,7 +344,6 @@ impl Conn {
                 if Instant::now() < deadline {
                     continue;
                 }
-                self.backend = None;
                 if !relayed {
                     let _ = self
                         .client
@@ -322,18 +351,28 @@ impl Conn {
                 }
                 return Err(End::Backend("no response in time".into()));
             }
-            let n = match backend.stream.read(&mut self.scratch) {
+            let n = match lease.stream().read(&mut self.scratch) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if lease.reused && !relayed && framer.is_fresh() => {
+                    log::debug!("pooled internal connection was reset: {e}; retrying");
+                    return Ok(Attempt::Stale);
+                }
                 Err(e) => {
-                    self.backend = None;
+                    if !relayed {
+                        let _ = self
+                            .client
+                            .write_all(&http::edge_response(EdgeAnswer::BadGateway));
+                    }
                     return Err(End::Backend(format!("reading the response: {e}")));
                 }
             };
             if n == 0 {
-                self.backend = None;
                 if framer.until_close() {
-                    return Ok(false);
+                    return Ok(Attempt::Done(false));
+                }
+                if lease.reused && !relayed && framer.is_fresh() {
+                    return Ok(Attempt::Stale);
                 }
                 if !relayed {
                     let _ = self
@@ -348,7 +387,11 @@ impl Conn {
                 Ok(used) => used,
                 Err(e) => {
                     log::error!("the internal HTTP server sent an invalid response: {}", e.0);
-                    self.backend = None;
+                    if !relayed {
+                        let _ = self
+                            .client
+                            .write_all(&http::edge_response(EdgeAnswer::BadGateway));
+                    }
                     return Err(End::Backend(e.0.into()));
                 }
             };
@@ -357,56 +400,14 @@ impl Conn {
                 .map_err(End::Io)?;
             relayed = true;
             if framer.is_done() {
-                if used < n || !framer.keep_alive() {
-                    // Bytes past the response, or tiny_http will close: start afresh next time.
-                    self.backend = None;
+                // Bytes past the response would belong to no request: then the
+                // connection is dropped (with the lease), not given back.
+                if used == n && framer.backend_reusable() {
+                    lease.give_back();
                 }
-                return Ok(framer.keep_alive() && !req.close);
+                return Ok(Attempt::Done(framer.keep_alive() && !req.close));
             }
         }
-    }
-
-    /// The relay connection to tiny_http, registered in the table before any
-    /// byte is written to it; reused across the client's requests.
-    fn backend(&mut self) -> io::Result<&mut Backend> {
-        if let Some(b) = &self.backend {
-            // Between requests tiny_http has nothing to say; readable means it
-            // closed (or misbehaved), so do not send a request into it.
-            if sys::wait_readable(b.stream.as_raw_fd(), Duration::ZERO)? {
-                self.backend = None;
-            }
-        }
-        if self.backend.is_none() {
-            let stream =
-                TcpStream::connect_timeout(&self.shared.internal, BACKEND_CONNECT_TIMEOUT)?;
-            let _ = stream.set_nodelay(true);
-            stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-            let port = stream.local_addr()?.port();
-            self.table.insert(port, self.info);
-            self.backend = Some(Backend {
-                stream,
-                port,
-                table: self.table.clone(),
-            });
-        }
-        self.backend
-            .as_mut()
-            .ok_or_else(|| io::Error::other("no relay connection"))
-    }
-}
-
-/// A relay connection to tiny_http and its table entry, removed when it closes.
-struct Backend {
-    stream: TcpStream,
-    port: u16,
-    table: ConnTable,
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        // Runs before `stream` closes, so the port cannot be reused by another
-        // relay while this entry still names our client.
-        self.table.remove(self.port);
     }
 }
 

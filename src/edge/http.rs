@@ -239,19 +239,33 @@ fn content_length(value: &[u8]) -> Result<usize, HeadError> {
     text.parse().map_err(|_| HeadError::BodyTooLarge)
 }
 
-/// The head as forwarded to tiny_http: without `Expect: 100-continue`, because
-/// the edge has already answered it and buffered the body (tiny_http would
-/// otherwise send a second `100 Continue`).
-pub(crate) fn head_without_expect(head: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(head.len());
-    for line in head.split_inclusive(|&b| b == b'\n') {
-        let is_expect = line
-            .get(..7)
-            .is_some_and(|start| start.eq_ignore_ascii_case(b"expect:"));
-        if !is_expect {
+/// The head as forwarded to tiny_http over a pooled connection (`head` passed
+/// `parse_request_head`, so every line is `name: value` with a token name).
+///
+/// Removed: every `X-Dedyn-Client` line, whatever its case (only the edge may
+/// say who the client is: `identity`, added last, is the one copy tiny_http
+/// sees); `Connection`, which is hop-by-hop and would make tiny_http close the
+/// pooled connection (the edge keeps or closes the client's connection itself,
+/// `RequestHead::close`); and `Expect: 100-continue` when `expect_continue`,
+/// because the edge has already answered it and buffered the body (tiny_http
+/// would send a second `100 Continue`). Added: `Connection: keep-alive`, so an
+/// HTTP/1.0 request does not end the pooled connection either.
+pub(crate) fn forward_head(head: &[u8], expect_continue: bool, identity: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len() + identity.len() + 32);
+    let body = head.strip_suffix(b"\r\n").unwrap_or(head);
+    for (index, line) in body.split_inclusive(|&b| b == b'\n').enumerate() {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        let drop = index > 0
+            && (name.eq_ignore_ascii_case(super::CLIENT_HEADER.as_bytes())
+                || name.eq_ignore_ascii_case(b"connection")
+                || (expect_continue && name.eq_ignore_ascii_case(b"expect")));
+        if !drop {
             out.extend_from_slice(line);
         }
     }
+    out.extend_from_slice(b"Connection: keep-alive\r\n");
+    out.extend_from_slice(identity.as_bytes());
+    out.extend_from_slice(b"\r\n");
     out
 }
 
@@ -284,7 +298,12 @@ const MAX_CHUNK_LINE: usize = 4096;
 pub(crate) struct ResponseFramer {
     state: RespState,
     head_request: bool,
+    /// The client connection ends after this response.
     close: bool,
+    /// tiny_http ends the connection after this response (`Connection: close`,
+    /// or a body delimited by the close). An HTTP/1.0 status line alone does not:
+    /// the edge asked tiny_http to keep the connection (`forward_head`).
+    backend_close: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -309,7 +328,13 @@ impl ResponseFramer {
             state: RespState::Head(Vec::new()),
             head_request,
             close: false,
+            backend_close: false,
         }
+    }
+
+    /// Not a byte of the response has arrived yet.
+    pub(crate) fn is_fresh(&self) -> bool {
+        matches!(&self.state, RespState::Head(acc) if acc.is_empty())
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -324,6 +349,12 @@ impl ResponseFramer {
     /// The client connection may carry another request after this response.
     pub(crate) fn keep_alive(&self) -> bool {
         !self.close
+    }
+
+    /// The response is complete and tiny_http keeps the connection open for the
+    /// next request.
+    pub(crate) fn backend_reusable(&self) -> bool {
+        self.is_done() && !self.backend_close
     }
 
     /// Consumes the prefix of `data` that belongs to this response and returns
@@ -470,6 +501,7 @@ impl ResponseFramer {
                     .any(|t| t.trim().eq_ignore_ascii_case("close"))
             {
                 self.close = true;
+                self.backend_close = true;
             }
         }
 
@@ -477,6 +509,7 @@ impl ResponseFramer {
             // Switching protocols: whatever follows is not HTTP any more.
             101 => {
                 self.close = true;
+                self.backend_close = true;
                 RespState::UntilClose
             }
             // Interim response (100 Continue, 103 Early Hints): relay it and
@@ -487,6 +520,7 @@ impl ResponseFramer {
             _ if has_te && chunked => RespState::ChunkSize(Vec::new()),
             _ if has_te => {
                 self.close = true;
+                self.backend_close = true;
                 RespState::UntilClose
             }
             _ => match length {
@@ -494,6 +528,7 @@ impl ResponseFramer {
                 Some(n) => RespState::Fixed(n),
                 None => {
                     self.close = true;
+                    self.backend_close = true;
                     RespState::UntilClose
                 }
             },
@@ -618,11 +653,44 @@ mod tests {
     }
 
     #[test]
-    fn expect_header_is_dropped_when_forwarding() {
-        let out = head_without_expect(
-            b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+    fn forwarded_head_drops_expect_connection_and_every_client_identity() {
+        let head =
+            b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nx-dedyn-client: k 203.0.113.7:1 https\r\n\
+            Content-Length: 1\r\nConnection: close\r\nX-DEDYN-CLIENT: k 203.0.113.8:1 http\r\n\
+            X-Dedyn-Clients: kept\r\n\r\n";
+        parse_request_head(head, MAX_BODY).expect("valid");
+        let out = forward_head(head, true, "X-Dedyn-Client: ours\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nX-Dedyn-Clients: kept\r\n\
+             Connection: keep-alive\r\nX-Dedyn-Client: ours\r\n\r\n"
         );
-        assert_eq!(out, b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\n");
+        // Without Expect: 100-continue from the edge, an Expect header is the handler's business.
+        let out = forward_head(b"GET / HTTP/1.0\r\nExpect: x\r\n\r\n", false, "I: d\r\n");
+        assert_eq!(
+            out,
+            b"GET / HTTP/1.0\r\nExpect: x\r\nConnection: keep-alive\r\nI: d\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_smuggled_identity_cannot_survive_forwarding() {
+        // Every way to hide a second copy that tiny_http could still read as the
+        // header is refused by the head parser, or removed by forward_head.
+        for head in [
+            &b"GET / HTTP/1.1\r\nA: b\r\n X-Dedyn-Client: k 1.2.3.4:1 http\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nX-Dedyn-Client : k 1.2.3.4:1 http\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX-Dedyn-Client\t: k 1.2.3.4:1 http\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\nX-Dedyn-Client: k 1.2.3.4:1 http\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\rX-Dedyn-Client: k 1.2.3.4:1 http\r\n\r\n",
+        ] {
+            if parse_request_head(head, MAX_BODY).is_err() {
+                continue;
+            }
+            let out = forward_head(head, false, "");
+            let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+            assert!(!text.contains("x-dedyn-client"), "{text:?}");
+        }
     }
 
     #[test]
@@ -689,11 +757,16 @@ mod tests {
     fn close_delimited_response_and_connection_close() {
         let mut f = ResponseFramer::new(false);
         f.feed(b"HTTP/1.1 200 OK\r\n\r\nbody").expect("valid");
-        assert!(f.until_close() && !f.keep_alive());
+        assert!(f.until_close() && !f.keep_alive() && !f.backend_reusable());
         let mut f = ResponseFramer::new(false);
         f.feed(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
             .expect("valid");
-        assert!(f.is_done() && !f.keep_alive());
+        assert!(f.is_done() && !f.keep_alive() && !f.backend_reusable());
+        // HTTP/1.0 client: its connection ends, tiny_http's stays (forward_head).
+        let mut f = ResponseFramer::new(false);
+        f.feed(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .expect("valid");
+        assert!(f.is_done() && !f.keep_alive() && f.backend_reusable());
     }
 
     #[test]

@@ -13,10 +13,13 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// File descriptors one client connection costs: the client socket, the relay
-/// socket to tiny_http, and tiny_http's end of that relay, which tiny_http
-/// duplicates (`try_clone`) into a read and a write half.
-pub const FDS_PER_CONNECTION: u64 = 4;
+/// File descriptors one client connection costs: its socket. (The connections
+/// to tiny_http are pooled and counted apart, `FDS_PER_INTERNAL_CONNECTION`.)
+pub const FDS_PER_CONNECTION: u64 = 1;
+/// File descriptors one pooled connection to tiny_http costs: the edge's end,
+/// and tiny_http's end, which tiny_http duplicates (`try_clone`) into a read and
+/// a write half.
+pub const FDS_PER_INTERNAL_CONNECTION: u64 = 3;
 /// File descriptors kept for everything else: listeners, the database, zone
 /// files, the reload command, logging.
 pub const RESERVED_FDS: u64 = 64;
@@ -274,8 +277,8 @@ impl Drop for Slot {
 /// Raises the soft RLIMIT_NOFILE to the hard limit and returns the soft limit
 /// now in force.
 ///
-/// Each client connection costs four descriptors, and the usual soft limit of
-/// 1024 would cap the service near 240 connections although the hard limit
+/// Each client connection costs a descriptor, and the usual soft limit of
+/// 1024 would cap the service below 1000 connections although the hard limit
 /// (often 524288 under systemd) allows far more. Raising soft up to hard needs
 /// no privilege. If it cannot be raised the current limit is returned and a
 /// warning logged.
@@ -309,20 +312,23 @@ pub fn raise_nofile_limit() -> u64 {
 }
 
 /// The largest `max_connections` not above `requested` whose descriptors fit
-/// under `nofile` (see `FDS_PER_CONNECTION`, `RESERVED_FDS`); logs when it is
-/// lower than asked for, so the operator knows which limit to raise.
+/// under `nofile` next to `internal` pooled connections to tiny_http (see
+/// `FDS_PER_CONNECTION`, `FDS_PER_INTERNAL_CONNECTION`, `RESERVED_FDS`); logs
+/// when it is lower than asked for, so the operator knows which limit to raise.
 ///
 /// This matters beyond the edge: tiny_http, in the same process, ends its
 /// accept loop on an accept error and panics it when `try_clone` fails, so the
 /// process must never reach its descriptor limit. Clients beyond the budget
 /// wait in the kernel's listen backlog, which costs no descriptor.
-pub fn fit_max_connections(requested: usize, nofile: u64) -> usize {
-    let fits = (nofile.saturating_sub(RESERVED_FDS) / FDS_PER_CONNECTION).max(1);
+pub fn fit_max_connections(requested: usize, nofile: u64, internal: usize) -> usize {
+    let reserved = RESERVED_FDS + internal as u64 * FDS_PER_INTERNAL_CONNECTION;
+    let fits = (nofile.saturating_sub(reserved) / FDS_PER_CONNECTION).max(1);
     let fits = usize::try_from(fits).unwrap_or(usize::MAX);
     if fits < requested {
         log::warn!(
-            "max_connections lowered from {requested} to {fits}: the open-file limit is {nofile} \
-             and each connection needs {FDS_PER_CONNECTION} (raise LimitNOFILE= in the systemd unit)"
+            "max_connections lowered from {requested} to {fits}: the open-file limit is {nofile}, \
+             {reserved} are reserved (internal connections, files) and each client connection \
+             needs {FDS_PER_CONNECTION} (raise LimitNOFILE= in the systemd unit)"
         );
         return fits;
     }
@@ -396,8 +402,9 @@ mod tests {
 
     #[test]
     fn max_connections_fit_the_descriptor_limit() {
-        assert_eq!(fit_max_connections(1024, 20_000), 1024);
-        assert_eq!(fit_max_connections(1024, 1024), (1024 - 64) / 4);
-        assert_eq!(fit_max_connections(1024, 10), 1);
+        assert_eq!(fit_max_connections(1024, 20_000, 8), 1024);
+        assert_eq!(fit_max_connections(1024, 1024, 0), 1024 - 64);
+        assert_eq!(fit_max_connections(1024, 256, 8), 256 - 64 - 8 * 3);
+        assert_eq!(fit_max_connections(1024, 10, 8), 1);
     }
 }

@@ -2,19 +2,21 @@
 //! connections and time, terminates TLS, and relays admitted requests to tiny_http.
 //!
 //! tiny_http 0.12 spawns a timeout-less thread per connection and stops accepting
-//! for good on the first accept error, so it only ever listens on an internal
-//! loopback socket. The edge connects to that socket once per client connection and
-//! records, keyed by the relay's local port, who the client really is.
+//! for good on the first accept error, so it only ever listens on a Unix socket in
+//! a directory only the service user can open (`hop`). The edge relays requests
+//! to it over a small pool of long-lived connections (`backend`) and attaches to
+//! each request who the client really is, in a header no client can set.
 
+mod backend;
 mod conn;
 mod forwarded;
+mod hop;
 mod http;
 mod limits;
 mod listen;
 mod tls;
 
 use crate::os::sys;
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,51 +26,21 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 pub use forwarded::forwarded_client;
-pub use limits::{fit_max_connections, raise_nofile_limit, FDS_PER_CONNECTION, RESERVED_FDS};
+pub use hop::{InternalHop, CLIENT_HEADER};
+pub use limits::{
+    fit_max_connections, raise_nofile_limit, FDS_PER_CONNECTION, FDS_PER_INTERNAL_CONNECTION,
+    RESERVED_FDS,
+};
 pub use tls::{load_server_config, TlsError};
 
-/// What the handler needs to know about the client behind a relayed connection.
+/// Who a request came from, as the edge saw it (carried to the service in the
+/// `X-Dedyn-Client` header, see `InternalHop`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnInfo {
     /// The client's address as seen by the public listener.
     pub peer: SocketAddr,
     /// Whether the client connected over TLS.
     pub tls: bool,
-}
-
-/// Relay local port → client. Filled by the edge before it forwards any byte,
-/// emptied when the relay closes. A connection to the internal socket that is not
-/// in this table did not come through the edge and is refused by the handler.
-#[derive(Clone, Default)]
-pub struct ConnTable(Arc<Mutex<HashMap<u16, ConnInfo>>>);
-
-impl ConnTable {
-    pub fn insert(&self, relay_port: u16, info: ConnInfo) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(relay_port, info);
-    }
-    pub fn remove(&self, relay_port: u16) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&relay_port);
-    }
-    pub fn lookup(&self, relay_port: u16) -> Option<ConnInfo> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&relay_port)
-            .copied()
-    }
-    /// Relays open now (for monitoring and tests).
-    pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Every bound of the edge, in one place (from `[server]` in the config).
@@ -88,8 +60,7 @@ pub struct EdgeSettings {
 /// What the accept loops and connection threads share.
 pub(crate) struct Shared {
     pub settings: EdgeSettings,
-    pub internal: SocketAddr,
-    pub table: ConnTable,
+    pub backends: Arc<backend::BackendPool>,
     pub limits: Arc<limits::Limits>,
     /// Present when there are HTTPS listeners.
     pub tls: Option<tls::TlsStore>,
@@ -100,23 +71,20 @@ pub(crate) struct Shared {
 /// Starts the edge: binds every address of `http_listen` and `https_listen`,
 /// loads the TLS certificate if there are HTTPS listeners, and starts one
 /// accept thread per listener. Each admitted client gets a thread of its own
-/// (at most `max_connections`) that relays its requests to `internal`, the
-/// loopback address tiny_http listens on, after recording the client in `table`.
+/// (at most `max_connections`) that relays its requests to tiny_http over the
+/// pooled connections of `hop`, each request with the client's identity.
 ///
 /// `max_connections` is lowered (with a warning) to what the current soft
-/// RLIMIT_NOFILE can carry, see `fit_max_connections`; call
+/// RLIMIT_NOFILE can carry besides the pool, see `fit_max_connections`; call
 /// `raise_nofile_limit` first.
 ///
 /// Fails, with the address or file named, if a bind or the certificate fails;
 /// nothing is left listening then.
-pub fn start(
-    mut settings: EdgeSettings,
-    internal: SocketAddr,
-    table: ConnTable,
-) -> io::Result<EdgeHandle> {
+pub fn start(mut settings: EdgeSettings, hop: Arc<InternalHop>) -> io::Result<EdgeHandle> {
     match sys::nofile_limits() {
         Ok((soft, _)) => {
-            settings.max_connections = fit_max_connections(settings.max_connections, soft)
+            settings.max_connections =
+                fit_max_connections(settings.max_connections, soft, hop.connections())
         }
         Err(e) => {
             log::warn!("cannot read the open-file limit, max_connections left as configured: {e}")
@@ -144,8 +112,7 @@ pub fn start(
     let shared = Arc::new(Shared {
         limits: limits::Limits::new(settings.max_connections),
         settings,
-        internal,
-        table,
+        backends: backend::BackendPool::new(hop),
         tls,
         stopping: AtomicBool::new(false),
         accept_errors: AtomicU64::new(0),
@@ -250,6 +217,11 @@ impl EdgeHandle {
             .collect()
     }
 
+    /// Connections to tiny_http open now (idle in the pool or carrying a request).
+    pub fn internal_connections(&self) -> usize {
+        self.shared.backends.open()
+    }
+
     /// Accept errors seen so far (EMFILE and friends), for monitoring and tests.
     pub fn accept_errors(&self) -> u64 {
         self.shared.accept_errors.load(Ordering::Relaxed)
@@ -283,7 +255,10 @@ impl EdgeHandle {
     /// After `shutdown`: waits until every connection has closed, at most
     /// `timeout`. Returns whether they all did.
     pub fn wait_closed(&self, timeout: Duration) -> bool {
-        self.shared.limits.wait_empty(timeout)
+        let closed = self.shared.limits.wait_empty(timeout);
+        // No client is left to use the pooled connections to tiny_http.
+        self.shared.backends.close();
+        closed
     }
 }
 

@@ -1,9 +1,9 @@
-//! The tiny_http side of a request: who sent it (the edge's relay table, trusted
-//! proxies), the `Incoming` the service works on, and the reply written back with
-//! the headers every response carries (SPEC 4.4).
+//! The tiny_http side of a request: who sent it (the edge's `X-Dedyn-Client` header,
+//! trusted proxies), the `Incoming` the service works on, and the reply written back
+//! with the headers every response carries (SPEC 4.4).
 
 use super::service::{Incoming, Reply, Service};
-use crate::edge::forwarded_client;
+use crate::edge::{forwarded_client, CLIENT_HEADER};
 use crate::store::Store;
 use crate::update::{forwarded_lines, Refusal};
 use log::info;
@@ -13,9 +13,14 @@ use std::time::Instant;
 /// Answer one tiny_http request (the pool catches a panic in here).
 pub fn handle(service: &Service, store: &mut Store, mut rq: tiny_http::Request) {
     let started = Instant::now();
-    let relay_port = rq.remote_addr().map(|a| a.port());
-    let Some(conn) = relay_port.and_then(|p| service.table.lookup(p)) else {
-        // Not relayed by the edge: someone on this host talking to the internal socket.
+    let identity = rq
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv(CLIENT_HEADER))
+        .map(|h| h.value.as_str());
+    let Some(conn) = service.hop.client_of(identity) else {
+        // Not relayed by the edge: only this process can reach the internal
+        // socket, so this is a bug or someone who got past the directory's mode.
         let reply = Reply::refusal(&Refusal::NotRelayed);
         write_reply(rq, reply, false, service.config.server.hsts_max_age);
         return;

@@ -85,7 +85,7 @@ impl RequestStats {
 }
 
 /// What the metrics page is made of. `open_connections` is a closure so that the
-/// edge can report its own count (today: the relay table's length).
+/// edge can report its own count (its connection budget's open slots).
 pub struct Sources {
     pub counters: Arc<Counters>,
     pub publish: Arc<PublishStats>,

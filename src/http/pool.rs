@@ -15,11 +15,12 @@ const POLL: Duration = Duration::from_millis(200);
 /// A fixed number of worker threads (`[server] workers`), each with its own SQLite
 /// connection, taking requests from the internal tiny_http server's queue.
 ///
-/// Threading model: tiny_http reads each relayed connection on a thread of its
-/// own and queues complete requests; a worker takes one, runs the whole request
-/// (auth → hostname → addresses → SQLite write → reply) and takes the next. So at
-/// most `workers` requests touch the database at once, whatever the number of
-/// clients; the edge in front bounds the clients. A panic in one request is caught
+/// Threading model: tiny_http reads each of the edge's pooled connections (at
+/// most 8 × `workers`) on a thread of its own and queues complete requests; a
+/// worker takes one, runs the whole request (auth → hostname → addresses →
+/// SQLite write → reply) and takes the next. So at most `workers` requests touch
+/// the database at once and tiny_http runs a bounded number of threads, whatever
+/// the number of clients; the edge in front bounds the clients. A panic in one request is caught
 /// and logged: the worker, its connection and the other workers go on. `stop`
 /// lets every worker finish its request and return.
 pub struct WorkerPool {

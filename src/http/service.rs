@@ -4,7 +4,7 @@
 
 use super::metrics::Counters;
 use crate::config::Config;
-use crate::edge::{ConnInfo, ConnTable};
+use crate::edge::{ConnInfo, InternalHop};
 use crate::net::cidr::mask;
 use crate::publish::{LastUsed, Publisher};
 use crate::ratelimit::Limiter;
@@ -22,7 +22,8 @@ const LIMITER_CAPACITY: usize = 100_000;
 /// Everything the workers share.
 pub struct Service {
     pub config: Arc<Config>,
-    pub table: ConnTable,
+    /// Tells which client each request comes from (the edge's header).
+    pub hop: Arc<InternalHop>,
     pub publisher: Publisher,
     pub last_used: Arc<LastUsed>,
     pub dyndns_limiter: Limiter<i64>,
@@ -134,7 +135,7 @@ pub struct Incoming<'a> {
 impl Service {
     pub fn new(
         config: Arc<Config>,
-        table: ConnTable,
+        hop: Arc<InternalHop>,
         publisher: Publisher,
         last_used: Arc<LastUsed>,
     ) -> Service {
@@ -145,7 +146,7 @@ impl Service {
             checkip_limiter: Limiter::new(rl.checkip_per_ip.clone(), LIMITER_CAPACITY),
             acme_limiter: Limiter::new(rl.acme_per_domain.clone(), LIMITER_CAPACITY),
             config,
-            table,
+            hop,
             publisher,
             last_used,
             counters: Arc::default(),

@@ -142,6 +142,13 @@ pub(crate) fn wake_acceptor(listener: &TcpListener) {
     }
 }
 
+/// The effective user id of this process: the owner a private directory must
+/// have, and whom messages name as the one something was tried as.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Readiness bits we ask `poll` for and get back.
 pub(crate) const POLLIN: i16 = libc::POLLIN;
 
@@ -214,12 +221,6 @@ pub(crate) fn set_nofile_soft(soft: u64, hard: u64) -> io::Result<()> {
 /// RLIMIT_NOFILE (Linux refuses it; the real ceiling is fs.nr_open).
 #[allow(clippy::unnecessary_cast)]
 pub(crate) const RLIM_INFINITY: u64 = libc::RLIM_INFINITY as u64;
-
-/// The effective user id, for messages that say as whom something was tried.
-pub(crate) fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
 
 #[cfg(test)]
 mod tests {

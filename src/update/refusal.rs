@@ -22,8 +22,8 @@ pub enum Refusal {
     NotYours(String),
     RateLimited(Duration),
     Database(String),
-    /// A request that did not come through the edge (someone on this host
-    /// talking to the internal hop).
+    /// A request without the edge's client identity: it did not come through
+    /// the edge (only the service's user can reach the internal socket).
     NotRelayed,
 }
 

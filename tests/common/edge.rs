@@ -1,5 +1,5 @@
-//! Test fixtures for the edge: a tiny_http backend that answers with the `ConnInfo`
-//! it finds for each relayed connection, raw HTTP clients, and TLS material made by `openssl`.
+//! Test fixtures for the edge: a tiny_http backend on a private Unix socket that answers
+//! with the client identity the edge attached, raw HTTP clients, and TLS material made by `openssl`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use dedyn_update::edge::{self, ConnTable, EdgeHandle, EdgeSettings};
+use dedyn_update::edge::{self, EdgeHandle, EdgeSettings, InternalHop, CLIENT_HEADER};
 
 /// Tests in one binary run one at a time: several open thousands of sockets or
 /// measure the process's CPU time, which the others would disturb.
@@ -19,39 +19,56 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Pooled connections the fixture's edge keeps to its backend.
+pub const BACKEND_CONNECTIONS: usize = 8;
+
 /// The stand-in for the real handler: answers every request with
-/// `peer=ADDR tls=BOOL body=LEN` (403 `unknown` for a connection not in the
-/// table). `/slow` takes a second, to keep a request in flight.
+/// `peer=ADDR tls=BOOL body=LEN` from the edge's identity header (403 `unknown`
+/// without a valid one). `/slow` takes a second, to keep a request in flight.
 pub struct Backend {
-    pub addr: SocketAddr,
-    pub table: ConnTable,
+    pub hop: Arc<InternalHop>,
+    /// Requests being handled now.
+    pub in_flight: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
+    _dir: TempDir,
 }
 
 impl Backend {
     pub fn start() -> Backend {
+        let dir = TempDir::new("hop");
+        let socket = dir.path("http.sock");
         let server =
-            Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("tiny_http on loopback"));
-        let addr = server.server_addr().to_ip().expect("an IP listener");
-        let table = ConnTable::default();
+            Arc::new(tiny_http::Server::http_unix(&socket).expect("tiny_http on a unix socket"));
+        let hop = Arc::new(InternalHop::new(socket, BACKEND_CONNECTIONS).expect("hop"));
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let workers = (0..4)
             .map(|_| {
-                let (server, table, stop) = (Arc::clone(&server), table.clone(), Arc::clone(&stop));
+                let (server, hop, stop, in_flight) = (
+                    Arc::clone(&server),
+                    Arc::clone(&hop),
+                    Arc::clone(&stop),
+                    Arc::clone(&in_flight),
+                );
                 thread::spawn(move || {
                     while !stop.load(Ordering::SeqCst) {
                         let Ok(Some(mut request)) = server.recv_timeout(Duration::from_millis(50))
                         else {
                             continue;
                         };
+                        in_flight.fetch_add(1, Ordering::SeqCst);
                         if request.url().starts_with("/slow") {
                             thread::sleep(Duration::from_secs(1));
                         }
                         let mut body = Vec::new();
                         let _ = request.as_reader().read_to_end(&mut body);
-                        let port = request.remote_addr().map(|a| a.port()).unwrap_or(0);
-                        let response = match table.lookup(port) {
+                        let identity = request
+                            .headers()
+                            .iter()
+                            .filter(|h| h.field.equiv(CLIENT_HEADER))
+                            .map(|h| h.value.as_str());
+                        let response = match hop.client_of(identity) {
                             Some(info) => tiny_http::Response::from_string(format!(
                                 "peer={} tls={} body={}",
                                 info.peer,
@@ -63,15 +80,17 @@ impl Backend {
                             }
                         };
                         let _ = request.respond(response);
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
                     }
                 })
             })
             .collect();
         Backend {
-            addr,
-            table,
+            hop,
+            in_flight,
             stop,
             workers,
+            _dir: dir,
         }
     }
 }
@@ -115,7 +134,7 @@ pub struct Fixture {
 impl Fixture {
     pub fn start(settings: EdgeSettings) -> Fixture {
         let backend = Backend::start();
-        let edge = edge::start(settings, backend.addr, backend.table.clone()).expect("edge starts");
+        let edge = edge::start(settings, Arc::clone(&backend.hop)).expect("edge starts");
         Fixture { edge, backend }
     }
 
