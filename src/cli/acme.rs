@@ -1,8 +1,8 @@
 //! `acme set NAME VALUE` / `acme clear NAME` (SPEC 10: for hooks on the server
 //! itself), and the `TXT` lines `records` and `status` show for a name.
 
+use super::args::held;
 use super::args::{open, usage, Args, Failure, Out};
-use super::records::held;
 use crate::config::Config;
 use crate::store::{AcmeWriter, Store};
 use crate::update::acme::{challenge_name, check_subdomain, check_value};

@@ -177,3 +177,12 @@ pub fn print_lines(lines: impl IntoIterator<Item = String>) {
         }
     }
 }
+/// The domain that holds `name`, or an error saying nobody does.
+pub(crate) fn held(store: &Store, raw: &str) -> Result<(String, crate::update::Domain), Failure> {
+    let name = crate::net::name::normalize(raw);
+    crate::net::name::check_syntax(&name).map_err(Failure::from)?;
+    let d = store
+        .domain_holding(&name)?
+        .ok_or_else(|| Failure::from(format!("{name} is not a registered name")))?;
+    Ok((name, d))
+}

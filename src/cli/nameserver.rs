@@ -300,6 +300,9 @@ fn nsd(zones: &[Wired], out: &mut String) {
 
 pub const KNOT_INCLUDE: &str = "/etc/knot/dedyn-update.conf";
 
+/// Knot's script. Long on purpose: it is the script's text, step by step in the
+/// order the operator reads and runs it; split up, the steps' numbering and the
+/// config file's sections would be spread over several functions.
 fn knot(zones: &[Wired], dnssec: bool, out: &mut String) {
     header(
         out,

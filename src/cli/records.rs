@@ -1,23 +1,11 @@
 //! `records NAME` and `zone render ZONE`: what is stored for one name, and the zone
 //! file as it would be published now.
 
-use super::args::{open_existing, print_lines, usage, Args, Failure, Out};
+use super::args::{held, open_existing, print_lines, usage, Args, Failure, Out};
 use crate::config::Config;
 use crate::net::name;
-use crate::store::Store;
-use crate::update;
 use std::io::Write;
 use std::net::IpAddr;
-
-/// The domain that holds `name`, or an error saying nobody does.
-pub(crate) fn held(store: &Store, raw: &str) -> Result<(String, update::Domain), Failure> {
-    let name = name::normalize(raw);
-    name::check_syntax(&name).map_err(Failure::from)?;
-    let d = store
-        .domain_holding(&name)?
-        .ok_or_else(|| Failure::from(format!("{name} is not a registered name")))?;
-    Ok((name, d))
-}
 
 pub fn records(config: &Config, args: &[String]) -> Out {
     let a = Args::parse(args, &[])?;

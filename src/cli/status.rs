@@ -1,8 +1,8 @@
 //! `status NAME`: the stored records, the serial that contains them, the zone's
 //! publication state (SPEC 13) and whether the nameserver (`[dns] verify_server`) serves them.
 
+use super::args::held;
 use super::args::{open_existing, print_lines, Args, Out};
-use super::records::held;
 use crate::config::Config;
 use crate::net::dnsquery::{self, Answer};
 use crate::os::clock::rfc3339;

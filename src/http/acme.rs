@@ -10,13 +10,6 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-/// The acme-dns paths, answered only to `POST`; any other request is the
-/// address update API's (SPEC 4: any path).
-pub fn is_acme_call(method: &str, target: &str) -> bool {
-    let path = target.split('?').next().unwrap_or_default();
-    method == "POST" && matches!(path, "/update" | "/register")
-}
-
 impl Reply {
     /// A JSON answer (SPEC 10): status, body and headers all from the refusal table.
     fn acme_refusal(r: &AcmeRefusal) -> Reply {
@@ -121,21 +114,5 @@ impl Service {
             self.note_failed_auth(client, reason, now);
         }
         r
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_post_to_the_two_paths_is_an_acme_call() {
-        assert!(is_acme_call("POST", "/update"));
-        assert!(is_acme_call("POST", "/register"));
-        assert!(is_acme_call("POST", "/update?x=1"));
-        assert!(!is_acme_call("GET", "/update"));
-        assert!(!is_acme_call("POST", "/"));
-        assert!(!is_acme_call("POST", "/update/"));
-        assert!(!is_acme_call("HEAD", "/register"));
     }
 }

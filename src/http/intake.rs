@@ -29,7 +29,7 @@ pub fn handle(service: &Service, store: &mut Store, mut rq: tiny_http::Request) 
     // that a larger one is refused, not cut). The edge has buffered the whole
     // request before relaying it, so this read cannot wait on a slow client.
     let mut body = Vec::new();
-    if super::acme::is_acme_call(rq.method().as_str(), rq.url()) {
+    if crate::update::acme::is_acme_call(rq.method().as_str(), rq.url()) {
         let limit = crate::update::acme::MAX_BODY as u64 + 1;
         if let Err(e) = rq.as_reader().take(limit).read_to_end(&mut body) {
             log::debug!("reading an acme-dns body failed: {e}");

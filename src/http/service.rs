@@ -161,7 +161,7 @@ impl Service {
         if rq.host.is_some_and(|h| self.is_checkip_host(h)) {
             return self.checkip(rq.client, now);
         }
-        if super::acme::is_acme_call(rq.method, rq.target) {
+        if crate::update::acme::is_acme_call(rq.method, rq.target) {
             return self.acme(store, rq, now);
         }
         match self.update(store, rq, now) {

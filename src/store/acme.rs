@@ -10,23 +10,6 @@ use crate::update::acme::{expiry_cutoff as cutoff, VALUES_PER_NAME};
 use crate::update::Domain;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
-/// Schema migration: the values, and each token's scope (default `update`: a
-/// token made before the migration keeps doing exactly what it did).
-pub const MIGRATION: &str = "CREATE TABLE acme_txt (
-        id INTEGER PRIMARY KEY,          -- insertion order: 'most recent' even within a second
-        zone TEXT NOT NULL,
-        name TEXT NOT NULL,              -- the held name; the record is _acme-challenge.NAME
-        value TEXT NOT NULL CHECK (length(value) BETWEEN 1 AND 255
-                                   AND value NOT GLOB '*[^A-Za-z0-9_-]*'),
-        written INTEGER NOT NULL,        -- unix seconds; removed at written + 3600
-        domain INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
-        UNIQUE (zone, name, value)
-    );
-    CREATE INDEX acme_txt_domain ON acme_txt(domain);
-    CREATE INDEX acme_txt_written ON acme_txt(written);
-    ALTER TABLE tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'update'
-        CHECK (scope IN ('update', 'acme', 'both'));";
-
 /// Who asks for a write: a token (re-checked under the write lock, as for address
 /// updates) or the operator on the command line.
 #[derive(Clone, Copy, Debug)]

@@ -102,7 +102,22 @@ pub(super) const MIGRATIONS: &[&str] = &[
         published_at INTEGER
     );",
     // 2: _acme-challenge TXT values and token scope (SPEC 10)
-    super::acme::MIGRATION,
+    // (the values' table; each token's scope, default `update`: a token made
+    // before the migration keeps doing exactly what it did)
+    "CREATE TABLE acme_txt (
+        id INTEGER PRIMARY KEY,          -- insertion order: 'most recent' even within a second
+        zone TEXT NOT NULL,
+        name TEXT NOT NULL,              -- the held name; the record is _acme-challenge.NAME
+        value TEXT NOT NULL CHECK (length(value) BETWEEN 1 AND 255
+                                   AND value NOT GLOB '*[^A-Za-z0-9_-]*'),
+        written INTEGER NOT NULL,        -- unix seconds; removed at written + 3600
+        domain INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+        UNIQUE (zone, name, value)
+    );
+    CREATE INDEX acme_txt_domain ON acme_txt(domain);
+    CREATE INDEX acme_txt_written ON acme_txt(written);
+    ALTER TABLE tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'update'
+        CHECK (scope IN ('update', 'acme', 'both'));",
     // 3: what a publication proved, for `status` (another process than the
     // publisher): the latest attempt (what it contains, its serial, when, its
     // error) and the newest file written.

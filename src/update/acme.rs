@@ -19,8 +19,8 @@ pub use super::refusal::AcmeRefusal;
 use super::{hostname, Directory, Domain, Refusal, ZonePolicy};
 use crate::net::name::{quoted, Hostname};
 
-/// The largest body read (SPEC 10: at most 1 KiB).
-pub const MAX_BODY: usize = 1024;
+pub use super::directory::Scope;
+pub use super::refusal::MAX_BODY;
 /// Values kept per name: a wildcard and its base name are validated at the same
 /// TXT name within one order (SPEC 10).
 pub const VALUES_PER_NAME: usize = 2;
@@ -30,45 +30,6 @@ pub const LIFETIME: Duration = Duration::from_secs(3600);
 pub const CHALLENGE_LABEL: &str = "_acme-challenge";
 /// The longest TXT value: one character-string of a TXT record.
 pub const MAX_VALUE_LEN: usize = 255;
-
-/// What a token may be used for (`token add --scope`); the default is `Update`, so
-/// that a token made for a router cannot obtain certificates unless its owner says so.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Scope {
-    #[default]
-    Update,
-    Acme,
-    Both,
-}
-
-impl Scope {
-    pub fn parse(s: &str) -> Option<Scope> {
-        match s {
-            "update" => Some(Scope::Update),
-            "acme" => Some(Scope::Acme),
-            "both" => Some(Scope::Both),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Update => "update",
-            Scope::Acme => "acme",
-            Scope::Both => "both",
-        }
-    }
-
-    /// May the token use the address update API (SPEC 4)?
-    pub fn allows_update(self) -> bool {
-        matches!(self, Scope::Update | Scope::Both)
-    }
-
-    /// May the token write `_acme-challenge` values (SPEC 10)?
-    pub fn allows_acme(self) -> bool {
-        matches!(self, Scope::Acme | Scope::Both)
-    }
-}
 
 /// The `200` body: the value written, as acme-dns answers it.
 pub fn ok_body(value: &str) -> String {
@@ -477,6 +438,13 @@ impl Reader<'_> {
     }
 }
 
+/// The acme-dns paths, answered only to `POST`; any other request is the
+/// address update API's (SPEC 4: any path).
+pub fn is_acme_call(method: &str, target: &str) -> bool {
+    let path = target.split('?').next().unwrap_or_default();
+    method == "POST" && matches!(path, "/update" | "/register")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -834,5 +802,16 @@ mod tests {
             run(Scope::Acme, Some("a.example"), Some("key"), &elsewhere),
             Err(AcmeRefusal::BadSubdomain(_))
         ));
+    }
+
+    #[test]
+    fn only_post_to_the_two_paths_is_an_acme_call() {
+        assert!(is_acme_call("POST", "/update"));
+        assert!(is_acme_call("POST", "/register"));
+        assert!(is_acme_call("POST", "/update?x=1"));
+        assert!(!is_acme_call("GET", "/update"));
+        assert!(!is_acme_call("POST", "/"));
+        assert!(!is_acme_call("POST", "/update/"));
+        assert!(!is_acme_call("HEAD", "/register"));
     }
 }

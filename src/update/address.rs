@@ -7,46 +7,7 @@ use crate::net::name;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub const BOTH: [Family; 2] = [Family::V4, Family::V6];
-
-    /// The DNS record type that holds this family.
-    pub fn rtype(self) -> &'static str {
-        match self {
-            Family::V4 => "A",
-            Family::V6 => "AAAA",
-        }
-    }
-
-    pub fn of(ip: IpAddr) -> Family {
-        if ip.is_ipv4() {
-            Family::V4
-        } else {
-            Family::V6
-        }
-    }
-
-    /// seed: IPv4 from myip, myipv4, ip; IPv6 from myipv6, ipv6, myip, ip — in this order.
-    pub fn parameters(self) -> &'static [&'static str] {
-        match self {
-            Family::V4 => &["myip", "myipv4", "ip"],
-            Family::V6 => &["myipv6", "ipv6", "myip", "ip"],
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Family::V4 => "IPv4",
-            Family::V6 => "IPv6",
-        }
-    }
-}
+pub use super::family::Family;
 
 /// What one family of one name should become: the closed set of outcomes of an
 /// address parameter (after deSEC's dyndns view).

@@ -1,45 +1,8 @@
 //! What the rules read from outside the request: tokens, registered domains and
 //! the zone configuration, as interfaces the store and the config implement.
 
-use super::acme::Scope;
-use super::address::Family;
+pub use super::family::FamilyPolicy;
 use crate::net::cidr::Cidr;
-
-/// Which families a token may write (`token add --family`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FamilyPolicy {
-    Both,
-    V4,
-    V6,
-}
-
-impl FamilyPolicy {
-    pub fn allows(self, f: Family) -> bool {
-        matches!(
-            (self, f),
-            (FamilyPolicy::Both, _)
-                | (FamilyPolicy::V4, Family::V4)
-                | (FamilyPolicy::V6, Family::V6)
-        )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FamilyPolicy::Both => "both",
-            FamilyPolicy::V4 => "v4",
-            FamilyPolicy::V6 => "v6",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<FamilyPolicy> {
-        match s {
-            "both" => Some(FamilyPolicy::Both),
-            "v4" => Some(FamilyPolicy::V4),
-            "v6" => Some(FamilyPolicy::V6),
-            _ => None,
-        }
-    }
-}
 
 /// A token as the pipeline needs it (never the secret).
 #[derive(Clone, Debug)]
@@ -127,5 +90,44 @@ pub trait ZonePolicy {
     /// Addresses that may never be published (`[server] blocked_subnets`).
     fn blocked_subnets(&self) -> &[Cidr] {
         &[]
+    }
+}
+
+/// What a token may be used for (`token add --scope`); the default is `Update`, so
+/// that a token made for a router cannot obtain certificates unless its owner says so.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    #[default]
+    Update,
+    Acme,
+    Both,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Scope> {
+        match s {
+            "update" => Some(Scope::Update),
+            "acme" => Some(Scope::Acme),
+            "both" => Some(Scope::Both),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Update => "update",
+            Scope::Acme => "acme",
+            Scope::Both => "both",
+        }
+    }
+
+    /// May the token use the address update API (SPEC 4)?
+    pub fn allows_update(self) -> bool {
+        matches!(self, Scope::Update | Scope::Both)
+    }
+
+    /// May the token write `_acme-challenge` values (SPEC 10)?
+    pub fn allows_acme(self) -> bool {
+        matches!(self, Scope::Acme | Scope::Both)
     }
 }

@@ -8,6 +8,7 @@ pub mod acme;
 pub mod address;
 pub mod auth;
 pub mod directory;
+pub mod family;
 pub mod hostname;
 pub mod outcome;
 pub mod refusal;

@@ -72,6 +72,9 @@ impl Refusal {
     }
 }
 
+/// The largest body read (SPEC 10: at most 1 KiB).
+pub const MAX_BODY: usize = 1024;
+
 /// Every way an acme-dns call (SPEC 10) is refused; `status`, `body` and
 /// `headers` are the one place where these become HTTP (JSON answers).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,7 +140,7 @@ impl fmt::Display for AcmeRefusal {
             AcmeRefusal::Forbidden(m) => write!(f, "forbidden: {m}"),
             AcmeRefusal::BadSubdomain(m) => write!(f, "bad subdomain: {m}"),
             AcmeRefusal::BadTxt(m) => write!(f, "bad txt: {m}"),
-            AcmeRefusal::TooLarge => write!(f, "body larger than {} bytes", super::acme::MAX_BODY),
+            AcmeRefusal::TooLarge => write!(f, "body larger than {} bytes", MAX_BODY),
             AcmeRefusal::RateLimited(d) => {
                 write!(f, "rate limited for {}s", retry_after_secs(*d))
             }
