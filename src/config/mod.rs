@@ -5,7 +5,6 @@ use crate::net::cidr::Cidr;
 use crate::net::name;
 use crate::ratelimit::Limits;
 use crate::update::ZonePolicy;
-use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -120,162 +119,8 @@ impl Bounds {
     }
 }
 
-// ---- the file as written (every key optional, unknown keys refused) ----
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-struct RawConfig {
-    server: RawServer,
-    database: RawDatabase,
-    dns: RawDns,
-    zone: Option<Vec<RawZone>>,
-    rate_limit: RawRateLimit,
-    limits: RawLimits,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawServer {
-    http_listen: Vec<String>,
-    https_listen: Vec<String>,
-    tls_cert: String,
-    tls_key: String,
-    workers: i64,
-    max_connections: i64,
-    trusted_proxies: Vec<String>,
-    hsts_max_age: i64,
-    handshake_timeout_secs: f64,
-    request_head_timeout_secs: f64,
-    keepalive_timeout_secs: f64,
-    max_request_head_bytes: i64,
-    checkip_hosts: Vec<String>,
-    blocked_subnets: Vec<String>,
-    metrics_listen: String,
-}
-
-impl Default for RawServer {
-    fn default() -> Self {
-        RawServer {
-            http_listen: vec!["127.0.0.1:8080".into()],
-            https_listen: vec![],
-            tls_cert: "/etc/dedyn-update/fullchain.pem".into(),
-            tls_key: "/etc/dedyn-update/privkey.pem".into(),
-            workers: 4,
-            max_connections: 1024,
-            trusted_proxies: vec![],
-            hsts_max_age: 31_536_000,
-            handshake_timeout_secs: 10.0,
-            request_head_timeout_secs: 10.0,
-            keepalive_timeout_secs: 30.0,
-            max_request_head_bytes: 8192,
-            checkip_hosts: vec![],
-            blocked_subnets: vec![],
-            metrics_listen: String::new(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawDatabase {
-    path: String,
-    synchronous: String,
-}
-
-impl Default for RawDatabase {
-    fn default() -> Self {
-        RawDatabase {
-            path: "data/dedyn-update.sqlite3".into(),
-            synchronous: "normal".into(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawDns {
-    ttl: i64,
-    reload_command: String,
-    publish_delay_ms: i64,
-    reload_timeout_secs: f64,
-    guard_fallback: Vec<String>,
-    verify_server: String,
-}
-
-impl Default for RawDns {
-    fn default() -> Self {
-        RawDns {
-            ttl: 60,
-            reload_command: String::new(),
-            publish_delay_ms: 100,
-            reload_timeout_secs: 10.0,
-            guard_fallback: vec![
-                "100.64.0.0/10".into(),
-                "169.254.0.0/16".into(),
-                "fe80::/10".into(),
-            ],
-            verify_server: String::new(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawZone {
-    name: String,
-    #[serde(default)]
-    file: Option<String>,
-    #[serde(default = "yes")]
-    dynamic: bool,
-    #[serde(default)]
-    nameservers: Option<Vec<String>>,
-    #[serde(default)]
-    hostmaster: Option<String>,
-    #[serde(default)]
-    include: String,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawRateLimit {
-    dyndns_per_domain: String,
-    failed_auth_per_ip: String,
-    checkip_per_ip: String,
-    acme_per_domain: String,
-}
-
-impl Default for RawRateLimit {
-    fn default() -> Self {
-        RawRateLimit {
-            dyndns_per_domain: "2/120s".into(),
-            failed_auth_per_ip: "10/60s".into(),
-            checkip_per_ip: "60/60s".into(),
-            acme_per_domain: "10/60s".into(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawLimits {
-    names_per_domain: i64,
-    records_per_name: i64,
-    domains_per_user: i64,
-}
-
-impl Default for RawLimits {
-    fn default() -> Self {
-        RawLimits {
-            names_per_domain: 100,
-            records_per_name: 32,
-            domains_per_user: 100,
-        }
-    }
-}
+mod raw;
+use raw::{RawConfig, RawDatabase, RawDns, RawLimits, RawRateLimit, RawServer, RawZone};
 
 pub const DEFAULT_ZONE: &str = "dedyn.example";
 
@@ -661,7 +506,7 @@ mod tests {
     /// changed default or a key missing from `Config` fails here).
     #[test]
     fn example_config_shows_the_built_in_defaults() {
-        let text = include_str!("../data/dedyn-update.example.toml");
+        let text = include_str!("../../data/dedyn-update.example.toml");
         let mut example = Config::parse(text, None).expect("the example config parses");
         let defaults = Config::defaults();
         assert_eq!(
