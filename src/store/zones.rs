@@ -5,6 +5,9 @@ use super::db::{blob_addr, now_unix, writer_turn, Result, Store, StoreError};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::net::IpAddr;
 
+/// How long recording a failed publication waits for another writer.
+const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Store {
     /// Make sure every configured zone has its row (serials start at the clock).
     pub fn ensure_zones(&mut self, zones: &[&str]) -> Result<()> {
@@ -144,7 +147,10 @@ impl Store {
         written: Option<Attempt>,
     ) -> Result<()> {
         let _turn = writer_turn();
-        self.conn.execute(
+        // Bookkeeping only: it must not make the lane wait out a long CLI writer
+        // (LOCK_WAIT) before its next attempt; failing here changes nothing.
+        self.conn.busy_timeout(RECORD_WAIT)?;
+        let recorded = self.conn.execute(
             "UPDATE zones SET last_error = ?2, last_error_at = ?3,
                 written_generation = coalesce(?4, written_generation),
                 written_serial = coalesce(?5, written_serial)
@@ -156,7 +162,9 @@ impl Store {
                 written.map(|a| a.generation),
                 written.map(|a| a.serial)
             ],
-        )?;
+        );
+        self.conn.busy_timeout(super::db::LOCK_WAIT)?;
+        recorded?;
         Ok(())
     }
 
