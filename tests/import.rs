@@ -1,27 +1,13 @@
 //! `dedyn-update import`: many add lines from stdin in one transaction, secrets out
 //! in order; a bad line names its number and nothing is imported. Real binary.
 mod common;
-use common::server::{basic, Server, BIN};
+use common::server::{basic, Server};
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 fn import(s: &Server, input: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&s.config)
-        .arg("import")
-        .current_dir(s.dir.path())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run dedyn-update import");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).expect("write stdin");
-    drop(stdin);
-    child.wait_with_output().expect("import output")
+    s.import(&[], input)
 }
 
 /// 1,000 lines: users, their domains and tokens, then one update with an imported token.
@@ -136,17 +122,7 @@ fn import_of_200000_lines_under_update_load_fails_no_update() {
     }
     assert_eq!(input.lines().count(), 200_000);
 
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&s.config)
-        .arg("import")
-        .current_dir(s.dir.path())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run dedyn-update import");
+    let mut child = s.spawn_import(&[], "info");
     let mut stdin = child.stdin.take().expect("stdin");
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     // Drain stdout and stderr while the updates run, so that the import never

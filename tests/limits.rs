@@ -2,9 +2,7 @@
 //! domains_per_user, through the real binary: over a bound the update gets `400`
 //! naming it and nothing is written; the CLI refuses likewise unless `--force`.
 mod common;
-use common::server::{token, Server, Setup, BIN};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use common::server::{token, Server, Setup};
 
 const EMAIL: &str = "alice@example.org";
 const ALICE: &str = "alice.dedyn.example";
@@ -145,22 +143,7 @@ fn the_101st_name_is_refused_naming_the_bound_and_a_deleted_name_frees_its_place
 }
 
 fn import(s: &Server, args: &[&str], input: &str) -> (i32, String) {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&s.config)
-        .arg("import")
-        .args(args)
-        .current_dir(s.dir.path())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run dedyn-update import");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).expect("write stdin");
-    drop(stdin);
-    let out = child.wait_with_output().expect("import output");
+    let out = s.import(args, input);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -5,7 +5,7 @@
 //! Every write bumps the zone's generation in the same transaction, like `apply`,
 //! so the publisher sees it and the writer gets the receipt serial.
 
-use super::db::{invalid, now_unix, writer_turn, Result, Store, StoreError};
+use super::db::{invalid, now_unix, text_at, writer_turn, Result, Store, StoreError};
 use crate::update::acme::{expiry_cutoff as cutoff, VALUES_PER_NAME};
 use crate::update::Domain;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
@@ -126,14 +126,7 @@ impl Store {
         let mut rows = st.query(params![zone, cutoff(now)])?;
         let mut n = 0;
         while let Some(r) = rows.next()? {
-            let name = r
-                .get_ref(0)?
-                .as_str()
-                .map_err(|e| StoreError::Db(e.to_string()))?;
-            let value = r
-                .get_ref(1)?
-                .as_str()
-                .map_err(|e| StoreError::Db(e.to_string()))?;
+            let (name, value) = (text_at(r, 0)?, text_at(r, 1)?);
             f(name, value);
             n += 1;
         }

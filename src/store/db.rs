@@ -148,6 +148,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     SELECT token, name FROM split WHERE name <> '';",
 ];
 
+/// Column `i` of a row as text, without a copy (a wrong type is a database error).
+pub(super) fn text_at<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str> {
+    r.get_ref(i)?
+        .as_str()
+        .map_err(|e| StoreError::Db(e.to_string()))
+}
+
 pub(super) fn reverse_labels(name: &str) -> String {
     name.rsplit('.').collect::<Vec<_>>().join(".")
 }

@@ -1,7 +1,7 @@
 //! Zones: their rows and serials, publication bookkeeping for the publisher, and
 //! the reads of a whole zone (`for_each_record`) and of the database (`counts`).
 
-use super::db::{blob_addr, now_unix, writer_turn, Result, Store, StoreError};
+use super::db::{blob_addr, now_unix, text_at, writer_turn, Result, Store, StoreError};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::net::IpAddr;
 
@@ -56,10 +56,7 @@ impl Store {
         let mut rows = st.query([zone])?;
         let mut n = 0;
         while let Some(r) = rows.next()? {
-            let name = r
-                .get_ref(0)?
-                .as_str()
-                .map_err(|e| StoreError::Db(e.to_string()))?;
+            let name = text_at(r, 0)?;
             let b = r
                 .get_ref(1)?
                 .as_blob()

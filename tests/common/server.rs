@@ -276,6 +276,32 @@ impl Server {
         o.stdout
     }
 
+    /// `dedyn-update import ARGS` started with every pipe open, `RUST_LOG` at
+    /// `log_level`: the caller writes stdin and collects the output.
+    pub fn spawn_import(&self, args: &[&str], log_level: &str) -> Child {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("import")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", log_level)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run dedyn-update import")
+    }
+
+    /// `dedyn-update import ARGS < input`, to the end.
+    pub fn import(&self, args: &[&str], input: &str) -> std::process::Output {
+        let mut child = self.spawn_import(args, "warn");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+        drop(stdin);
+        child.wait_with_output().expect("import output")
+    }
+
     /// A user owning `domain`, and a token for it (returned).
     pub fn provision(&self, email: &str, domain: &str) -> String {
         if !self.cli_ok(&["user", "list"]).lines().any(|l| l == email) {
