@@ -116,28 +116,12 @@ pub fn plan(
     for (name, domain) in held {
         let in_general = general.contains(&name);
         let general_here = general_actions.as_ref().filter(|_| in_general);
-        let [v4, v6] = address::actions_for(&name, general_here, &per_name, &token);
-        address::check_blocked(&[&v4.action, &v6.action], zones)?;
-        trace.push(format!(
-            "{name} {}: {} ({})",
-            Family::V4.rtype(),
-            v4.action,
-            v4.source
-        ));
-        trace.push(format!(
-            "{name} {}: {} ({})",
-            Family::V6.rtype(),
-            v6.action,
-            v6.source
-        ));
-        plans.push(NamePlan {
-            name,
-            domain_id: domain.id,
-            domain: domain.name,
-            zone: domain.zone,
-            v4,
-            v6,
-        });
+        let p = NameRules {
+            per_name: &per_name,
+            token: &token,
+            zones,
+        };
+        plans.push(p.name_plan(name, domain, general_here, &mut trace)?);
     }
     Ok(Plan {
         token_id: token.id,
@@ -146,6 +130,39 @@ pub fn plan(
         names: plans,
         trace,
     })
+}
+
+/// What the address rules of one name read besides the name itself.
+struct NameRules<'a> {
+    per_name: &'a [address::PerName],
+    token: &'a Token,
+    zones: &'a dyn ZonePolicy,
+}
+
+impl NameRules<'_> {
+    /// seed "Determine IP addresses" for one held name: each family's action
+    /// (general, per-name, the token's family policy), then the blocked subnets.
+    fn name_plan(
+        &self,
+        name: String,
+        domain: Domain,
+        general: Option<&[FamilyPlan; 2]>,
+        trace: &mut Vec<String>,
+    ) -> Result<NamePlan, Refusal> {
+        let [v4, v6] = address::actions_for(&name, general, self.per_name, self.token);
+        address::check_blocked(&[&v4.action, &v6.action], self.zones)?;
+        for (f, p) in [(Family::V4, &v4), (Family::V6, &v6)] {
+            trace.push(format!("{name} {}: {} ({})", f.rtype(), p.action, p.source));
+        }
+        Ok(NamePlan {
+            name,
+            domain_id: domain.id,
+            domain: domain.name,
+            zone: domain.zone,
+            v4,
+            v6,
+        })
+    }
 }
 
 #[cfg(test)]
