@@ -177,6 +177,10 @@ file = "$T/zones/dedyn.example.zone"
 [rate_limit]
 dyndns_per_domain = ""
 failed_auth_per_ip = ""
+
+# S4 is one account with many names: no bound on an account's domains here.
+[limits]
+domains_per_user = 0
 EOF
 }
 write_config "$WORKERS"
