@@ -5,22 +5,10 @@
 //! the working directory, so the paths are the built-in defaults' `data/…`).
 mod common;
 use common::proc::{run_with_timeout, TempDir};
+use common::readme::recipe as block;
 use common::server::{free_tcp, BIN};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The fenced block right after `<!-- recipe: NAME -->` in README.md.
-fn block(name: &str) -> String {
-    let readme = include_str!("../README.md");
-    let marker = format!("<!-- recipe: {name} -->");
-    let start = readme
-        .find(&marker)
-        .unwrap_or_else(|| panic!("README.md has no {marker}"));
-    let mut lines = readme[start + marker.len()..].lines().skip(1);
-    assert!(lines.next().unwrap_or_default().starts_with("```"));
-    let body: Vec<&str> = lines.take_while(|l| !l.starts_with("```")).collect();
-    body.join("\n") + "\n"
-}
 
 #[test]
 fn quick_tour_works_pasted_as_one_block() {

@@ -7,6 +7,7 @@
 mod common;
 use common::edge::Pki;
 use common::proc::{run_with_timeout, tool, TempDir};
+use common::readme::recipe;
 use common::server::{token, Server, Setup};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -16,23 +17,6 @@ use std::time::Duration;
 const EMAIL: &str = "alice@example.org";
 const ALICE: &str = "alice.dedyn.example";
 const RUN: Duration = Duration::from_secs(60);
-
-/// The fenced block right after `<!-- recipe: NAME -->` in README.md.
-fn recipe(name: &str) -> String {
-    let readme = include_str!("../README.md");
-    let marker = format!("<!-- recipe: {name} -->");
-    let start = readme
-        .find(&marker)
-        .unwrap_or_else(|| panic!("README.md has no {marker}"));
-    let mut lines = readme[start + marker.len()..].lines().skip(1);
-    let fence = lines.next().unwrap_or_default();
-    assert!(
-        fence.starts_with("```"),
-        "{marker} is not followed by a code block"
-    );
-    let body: Vec<&str> = lines.take_while(|l| !l.starts_with("```")).collect();
-    body.join("\n") + "\n"
-}
 
 /// A server over HTTPS (test CA) whose checkip name is `localhost`, with
 /// alice's domain; its token is returned with it.

@@ -11,5 +11,6 @@ pub mod dns;
 pub mod edge;
 pub mod ns;
 pub mod proc;
+pub mod readme;
 pub mod server;
 pub mod stock;

@@ -470,3 +470,24 @@ pub fn soa_serial(zone_text: &str) -> Option<u32> {
         f.get(i + 3)?.parse().ok()
     })
 }
+
+/// SPEC 13: no request put a raw line or direction control into `log`, every
+/// line starts with the logger's timestamp, and every failed-authentication
+/// line names `client` where fail2ban's anchored filter looks (what it bans).
+pub fn assert_log_not_forged(log: &str, client: &str) {
+    for raw in ['\u{2028}', '\u{202e}', '\r'] {
+        assert!(!log.contains(raw), "{raw:?} reached the log raw:\n{log}");
+    }
+    for line in log.lines() {
+        assert!(
+            line.starts_with("20") && line.as_bytes().get(10) == Some(&b'T'),
+            "a line that does not start with the logger's timestamp: {line:?}"
+        );
+        // As the README's anchored fail2ban filter reads it: right after the
+        // timestamp (a quoted username later in a line is not a match).
+        let message = line.split_once(' ').map_or("", |(_, m)| m);
+        if let Some(rest) = message.strip_prefix("WARN failed authentication from ") {
+            assert!(rest.starts_with(&format!("{client}:")), "forged: {line}");
+        }
+    }
+}
