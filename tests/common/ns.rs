@@ -300,28 +300,7 @@ impl Nameserver {
 
 impl Drop for Nameserver {
     fn drop(&mut self) {
-        // NSD forks server and xfrd processes; note their PIDs before stopping the
-        // main one, so that we can make sure they are gone too.
-        let children = proc::child_pids(self.child.id());
-        // SIGTERM first: NSD's main process then tells its children to quit, which
-        // a SIGKILL would not (they would keep holding the port).
-        let deadline = Instant::now() + STOP_DEADLINE;
-        if let Ok(None) = self.child.try_wait() {
-            proc::signal(self.child.id(), libc::SIGTERM);
-            if proc::wait_with_deadline(&mut self.child, deadline).is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-        // The children are reparented once the main process is gone; give them
-        // the rest of the deadline, then SIGKILL by PID whatever is still there.
-        while children.iter().any(|&pid| proc::is_alive(pid)) && Instant::now() < deadline {
-            thread::sleep(proc::POLL);
-        }
-        for &pid in children.iter().filter(|&&pid| proc::is_alive(pid)) {
-            proc::signal(pid, libc::SIGKILL);
-        }
-        // `dir` is removed when the fields drop, after the daemon is gone.
+        proc::stop_tree(&mut self.child, STOP_DEADLINE);
     }
 }
 

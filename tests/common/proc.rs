@@ -179,3 +179,26 @@ fn proc_stat(pid: u32) -> Option<(char, u32)> {
     let ppid = fields.next()?.parse().ok()?;
     Some((state, ppid))
 }
+
+/// Stops a daemon and the processes it forked (NSD's server and xfrd, Knot's,
+/// BIND's): SIGTERM to the main one first — it then tells its children to quit,
+/// which a SIGKILL would not (they would keep holding the port) — then, within
+/// `within`, SIGKILL by PID whatever is still there (the children are
+/// reparented once the main process is gone).
+pub fn stop_tree(child: &mut Child, within: Duration) {
+    let children = child_pids(child.id());
+    let deadline = Instant::now() + within;
+    if let Ok(None) = child.try_wait() {
+        signal(child.id(), libc::SIGTERM);
+        if wait_with_deadline(child, deadline).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    while children.iter().any(|&p| is_alive(p)) && Instant::now() < deadline {
+        thread::sleep(POLL);
+    }
+    for &p in children.iter().filter(|&&p| is_alive(p)) {
+        signal(p, libc::SIGKILL);
+    }
+}

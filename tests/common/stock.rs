@@ -513,21 +513,7 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let children = proc::child_pids(self.child.id());
-        let deadline = Instant::now() + STOP_DEADLINE;
-        if let Ok(None) = self.child.try_wait() {
-            proc::signal(self.child.id(), libc::SIGTERM);
-            if proc::wait_with_deadline(&mut self.child, deadline).is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-        while children.iter().any(|&p| proc::is_alive(p)) && Instant::now() < deadline {
-            thread::sleep(proc::POLL);
-        }
-        for &p in children.iter().filter(|&&p| proc::is_alive(p)) {
-            proc::signal(p, libc::SIGKILL);
-        }
+        proc::stop_tree(&mut self.child, STOP_DEADLINE);
     }
 }
 
