@@ -660,14 +660,7 @@ fn request_text_reaches_the_log_escaped() {
 
 #[test]
 fn a_name_in_a_static_zone_is_403() {
-    let s = Server::start_with(Setup {
-        zones: Some(
-            "[[zone]]\nname = \"dedyn.example\"\nfile = \"zones/dedyn.example.zone\"\n\n\
-             [[zone]]\nname = \"static.example\"\nfile = \"zones/static.example.zone\"\ndynamic = false\n"
-                .into(),
-        ),
-        ..Setup::default()
-    });
+    let s = Server::start_with(Setup::with_static_zone());
     s.cli_ok(&["user", "add", EMAIL]);
     s.cli_ok(&["domain", "add", "alice.static.example", "--owner", EMAIL]);
     let key = new_token(&s, "acme", &[]);

@@ -235,14 +235,7 @@ fn name_not_held_is_404_nohost() {
 
 #[test]
 fn non_dynamic_zone_is_403_not_yours() {
-    let s = Server::start_with(Setup {
-        zones: Some(
-            "[[zone]]\nname = \"dedyn.example\"\nfile = \"zones/dedyn.example.zone\"\n\n\
-             [[zone]]\nname = \"static.example\"\nfile = \"zones/static.example.zone\"\ndynamic = false\n"
-                .into(),
-        ),
-        ..Setup::default()
-    });
+    let s = Server::start_with(Setup::with_static_zone());
     let tok = s.provision(EMAIL, "alice.static.example");
     let r = tget(&s, "/?hostname=alice.static.example&myipv4=1.2.3.4", &tok);
     assert_refused(&r, 403, "!yours");

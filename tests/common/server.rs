@@ -34,6 +34,21 @@ pub struct Setup {
     pub wrapper: Vec<String>,
 }
 
+impl Setup {
+    /// The dynamic zone `dedyn.example` and a zone `static.example` with
+    /// `dynamic = false` (names below it are refused with 403).
+    pub fn with_static_zone() -> Setup {
+        Setup {
+            zones: Some(
+                "[[zone]]\nname = \"dedyn.example\"\nfile = \"zones/dedyn.example.zone\"\n\n\
+                 [[zone]]\nname = \"static.example\"\nfile = \"zones/static.example.zone\"\ndynamic = false\n"
+                    .into(),
+            ),
+            ..Setup::default()
+        }
+    }
+}
+
 pub struct Server {
     pub dir: TempDir,
     pub config: PathBuf,
