@@ -68,6 +68,10 @@ fn run(mut args: Vec<String>) -> Result<(), Failure> {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     });
+    if cmd == "config" {
+        // Edits the file itself: it need not load as it is.
+        return cli::config_file::run(config_path.as_deref(), rest);
+    }
     let config = match &config_path {
         Some(p) => Config::load(p).map_err(|e| Failure::from(e.to_string()))?,
         None => Config::defaults_here().map_err(|e| Failure::from(e.to_string()))?,

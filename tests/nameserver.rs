@@ -69,7 +69,7 @@ fn try_wire(kind: Kind, dnssec: bool) -> Result<Wired, String> {
     let script = nameserver_output(&config, &args);
     root.run_script(&script);
     let daemon = root.start(kind)?;
-    let dns = root.dns_keys(&script, kind);
+    let dns = root.dns_keys(&config, kind);
     let server = Server::start_with(Setup {
         zones: Some(zones),
         dns,
@@ -121,6 +121,10 @@ fn assert_system_steps(w: &Wired, kind: Kind) {
     assert!(
         calls.contains(&format!("systemctl restart {unit}\n")),
         "{calls}"
+    );
+    assert!(
+        calls.ends_with("systemctl try-restart dedyn-update\n"),
+        "the last step restarts a running dedyn-update: {calls}"
     );
     assert!(
         Path::new(&format!("/lib/systemd/system/{unit}.service")).exists(),
@@ -495,11 +499,10 @@ fn readme_shows_the_commands_output() {
         );
         let block = readme_block(&readme, &marker)
             .unwrap_or_else(|| panic!("README has no block after {marker}"));
-        assert_eq!(
-            block,
-            nameserver_output(&config, args),
-            "README block {marker}"
-        );
+        // The README shows the packaged config's path.
+        let output = nameserver_output(&config, args)
+            .replace(&*config.to_string_lossy(), "/etc/dedyn-update/config.toml");
+        assert_eq!(block, output, "README block {marker}");
     }
     // The DS hand-off the README shows is the command's own step (run above).
     let signed = nameserver_output(&config, &["knot", "--dnssec"]);

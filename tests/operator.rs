@@ -393,3 +393,92 @@ fn check_reload_runs_the_reload_command_and_waits_for_the_serial() {
     );
     assert_check_names(&o, &["dns.reload_command", "dedyn.example", "exit 3"]);
 }
+
+/// `config set` (the nameserver scripts' last step): the key's line changes, every
+/// other line and the file's mode stay; a link is followed, not replaced; a result
+/// that would not load writes nothing and names the key.
+#[test]
+fn config_set_changes_only_the_keys_and_refuses_what_would_not_load() {
+    let d = TempDir::new("config-set");
+    let packaged =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/deb/config.toml"))
+            .unwrap();
+    let real = d.path().join("etc/config.toml");
+    write(&real, &packaged);
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let link = d.path().join("config.toml");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let set = |args: &[&str]| {
+        let mut all = vec!["--config", link.to_str().unwrap(), "config", "set"];
+        all.extend_from_slice(args);
+        cli_in(d.path(), &all, &[])
+    };
+
+    let o = set(&[
+        "dns.reload_command",
+        "nsd-control reload {zone}",
+        "dns.verify_server",
+        "127.0.0.1:53",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let real_abs = std::fs::canonicalize(&real).unwrap();
+    assert_eq!(
+        o.stdout,
+        format!(
+            "{r}: dns.reload_command = \"nsd-control reload {{zone}}\"\n\
+             {r}: dns.verify_server = \"127.0.0.1:53\"\n",
+            r = real_abs.display()
+        )
+    );
+    let edited = std::fs::read_to_string(&real).unwrap();
+    let want = packaged.replacen(
+        &packaged[packaged.find("reload_command = ").unwrap()..]
+            .lines()
+            .next()
+            .unwrap()
+            .to_string(),
+        "reload_command = \"nsd-control reload {zone}\"\nverify_server = \"127.0.0.1:53\"",
+        1,
+    );
+    assert_eq!(edited, want);
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    // The edited file loads, with the keys set.
+    let o = cli_in(
+        d.path(),
+        &["--config", link.to_str().unwrap(), "nameserver", "nsd"],
+        &[],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+
+    // A value of the wrong type, an unknown key, a value `validate` refuses:
+    // exit 1, the key named, the file untouched and no temporary file left.
+    for (args, names) in [
+        (
+            &["server.workers", "many"][..],
+            "server.workers: invalid type",
+        ),
+        (&["dns.no_such_key", "1"], "unknown field `no_such_key`"),
+        (&["server.workers", "0"], "workers"),
+    ] {
+        let o = set(args);
+        assert_eq!(o.code, 1, "{args:?}: {}", o.stdout);
+        assert!(
+            o.stderr.contains("nothing written") && o.stderr.contains(names),
+            "{args:?}: {}",
+            o.stderr
+        );
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), edited, "{args:?}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(real.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, ["config.toml"]);
+
+    // No file to edit: a usage error.
+    let o = cli_in(d.path(), &["config", "set", "dns.ttl", "60"], &[]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("--config"), "{}", o.stderr);
+}

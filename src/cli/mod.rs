@@ -8,6 +8,7 @@ pub mod add;
 pub mod args;
 pub mod backup;
 pub mod check;
+pub mod config_file;
 pub mod domains;
 pub mod explain;
 pub mod import;
@@ -71,6 +72,7 @@ commands:
                                          run an update request without writing, step by step,
                                          with each name's records before and after
   nameserver nsd|knot|bind [--dnssec]    print the nameserver's side for the configured zones
+  config set SECTION.KEY VALUE...        change keys of the config file, keeping the rest of it
   backup FILE                            consistent copy of the database, also while serving
   restore FILE                           replace the database with a backup (service stopped)
 
@@ -102,6 +104,7 @@ would hold the lock over 30 s gives up (nothing imported): split it. --force: ev
         "status" => "usage: dedyn-update status NAME\nPrints the stored records, the serial that contains them, and (with [dns] verify_server)\nwhat the nameserver answers now, ending with 'served' or 'not yet served'.",
         "explain" => "usage: dedyn-update explain 'URL' [--header 'Name: value']... [--peer ADDR]\nRuns the update pipeline without writing and prints which rule decided what, and per\nname and family the records before and after (what would be written).\nExit 0: the request would succeed; 1: it would be refused. --peer defaults to 127.0.0.1.",
         "nameserver" => nameserver::USAGE,
+        "config" => config_file::USAGE,
         _ => return backup::help(cmd),
     })
 }

@@ -125,11 +125,12 @@ struct Wired<'a> {
 /// The script for `request` and the zones of `config`.
 pub fn render(config: &Config, request: Request) -> Result<String, NameserverError> {
     let zones = wired_zones(config)?;
+    let conf = config.source.as_deref();
     let mut out = String::new();
     match request.nameserver {
-        Nameserver::Nsd => nsd(&zones, &mut out),
-        Nameserver::Knot => knot(&zones, request.dnssec, &mut out),
-        Nameserver::Bind => bind(&zones, &mut out),
+        Nameserver::Nsd => nsd(&zones, conf, &mut out),
+        Nameserver::Knot => knot(&zones, conf, request.dnssec, &mut out),
+        Nameserver::Bind => bind(&zones, conf, &mut out),
     }
     Ok(out)
 }
@@ -177,15 +178,25 @@ fn sh(s: &str) -> String {
     }
 }
 
-fn header(out: &mut String, title: &str, command: &str, zones: &[Wired]) {
+fn header(out: &mut String, title: &str, command: &str, zones: &[Wired], conf: Option<&Path>) {
     let _ = writeln!(out, "# {title}, for dedyn-update's zones:");
     for w in zones {
         let _ = writeln!(out, "#   {}  {}", w.zone.name, w.file.display());
     }
+    let (option, last) = match conf {
+        Some(c) => (
+            format!("--config {} ", sh(&c.to_string_lossy())),
+            "sets the two [dns] keys in dedyn-update's own config",
+        ),
+        None => (
+            String::new(),
+            "names the two [dns] keys for dedyn-update's config: put them there",
+        ),
+    };
     let _ = writeln!(
         out,
-        "# Read it, then run it as root: dedyn-update nameserver {command} | sh -e\n\
-         # (the last step, dedyn-update's own config, is yours to edit)."
+        "# Read it, then run it as root: dedyn-update {option}nameserver {command} | sh -e\n\
+         # (the last step {last})."
     );
 }
 
@@ -207,16 +218,38 @@ fn permissions(out: &mut String, step: u32, user: &str, group: &str, what: &str)
     );
 }
 
-fn dns_keys(out: &mut String, step: u32, reload: &str, extra: &str) {
+/// dedyn-update's side: `[dns] reload_command` and `verify_server`, set in the
+/// config file with `config set` (the rest of the file is kept); with the built-in
+/// defaults there is no file to set them in, so they are named for the operator.
+fn dns_keys(out: &mut String, step: u32, conf: Option<&Path>, reload: &str, extra: &str) {
+    let why = "#    reload_command runs after each zone file is written; verify_server: after\n\
+               #    each reload dedyn-update waits until the nameserver serves the new SOA\n\
+               #    serial (or a later one) and retries the publication if not.\n";
+    let Some(conf) = conf else {
+        let _ = writeln!(
+            out,
+            "#\n# {step}. dedyn-update's config, section [dns] (no config file was given: put\n\
+             #    these into yours, or rerun with --config FILE to have this step set them):\n\
+             #      reload_command = \"{reload}\"\n\
+             #      verify_server = \"127.0.0.1:53\"\n\
+             {why}{extra}\
+             #    then: systemctl restart dedyn-update"
+        );
+        return;
+    };
+    let conf = sh(&conf.to_string_lossy());
     let _ = writeln!(
         out,
-        "#\n# {step}. dedyn-update's config (/etc/dedyn-update/config.toml), section [dns]:\n\
-         #      reload_command = \"{reload}\"\n\
-         #      verify_server = \"127.0.0.1:53\"\n\
-         #    verify_server: after each reload dedyn-update waits until the nameserver\n\
-         #    serves the new SOA serial (or a later one) and retries the publication if not.\n\
-         {extra}\
-         #    then: systemctl restart dedyn-update"
+        "#\n# {step}. dedyn-update's side, in its config {conf}, section [dns]\n\
+         #    (`config set` changes these two keys and keeps the rest of the file):\n\
+         {why}{extra}\
+         dedyn-update --config {conf} config set \\\n\
+         \x20   dns.reload_command {} \\\n\
+         \x20   dns.verify_server 127.0.0.1:53\n\
+         # A running dedyn-update restarts with them (and with step {}'s group):\n\
+         systemctl try-restart dedyn-update",
+        sh(reload),
+        step - 1
     );
 }
 
@@ -230,8 +263,8 @@ fn hidden_from_nsd(file: &Path) -> bool {
 
 pub const NSD_SPOOL: &str = "/var/lib/nsd/dedyn-update";
 
-fn nsd(zones: &[Wired], out: &mut String) {
-    header(out, "NSD 4.6 as Debian 12 packages it", "nsd", zones);
+fn nsd(zones: &[Wired], conf: Option<&Path>, out: &mut String) {
+    header(out, "NSD 4.6 as Debian 12 packages it", "nsd", zones, conf);
     out.push_str(
         "#\n\
          # 1. Zones and a control socket, in a file that Debian's stock /etc/nsd/nsd.conf\n\
@@ -293,6 +326,7 @@ fn nsd(zones: &[Wired], out: &mut String) {
     dns_keys(
         out,
         4,
+        conf,
         "nsd-control -c /etc/nsd/nsd.conf reload {zone}",
         "#    (NSD drops a reload that arrives while it is still loading: keep verify_server.)\n",
     );
@@ -303,7 +337,7 @@ pub const KNOT_INCLUDE: &str = "/etc/knot/dedyn-update.conf";
 /// Knot's script. Long on purpose: it is the script's text, step by step in the
 /// order the operator reads and runs it; split up, the steps' numbering and the
 /// config file's sections would be spread over several functions.
-fn knot(zones: &[Wired], dnssec: bool, out: &mut String) {
+fn knot(zones: &[Wired], conf: Option<&Path>, dnssec: bool, out: &mut String) {
     header(
         out,
         if dnssec {
@@ -313,6 +347,7 @@ fn knot(zones: &[Wired], dnssec: bool, out: &mut String) {
         },
         if dnssec { "knot --dnssec" } else { "knot" },
         zones,
+        conf,
     );
     let _ = write!(
         out,
@@ -387,6 +422,7 @@ fn knot(zones: &[Wired], dnssec: bool, out: &mut String) {
     dns_keys(
         out,
         3,
+        conf,
         "knotc -s /run/knot/knot.sock -b zone-reload {zone}",
         "#    (-b: knotc returns once the zone is loaded, and fails on a bad zone file.)\n",
     );
@@ -426,8 +462,14 @@ fn knot(zones: &[Wired], dnssec: bool, out: &mut String) {
 pub const BIND_ZONES: &str = "/etc/bind/named.conf.dedyn-update";
 pub const APPARMOR_LOCAL: &str = "/etc/apparmor.d/local/usr.sbin.named";
 
-fn bind(zones: &[Wired], out: &mut String) {
-    header(out, "BIND 9.18 as Debian 12 packages it", "bind", zones);
+fn bind(zones: &[Wired], conf: Option<&Path>, out: &mut String) {
+    header(
+        out,
+        "BIND 9.18 as Debian 12 packages it",
+        "bind",
+        zones,
+        conf,
+    );
     let _ = write!(
         out,
         "#\n\
@@ -490,6 +532,7 @@ fn bind(zones: &[Wired], out: &mut String) {
     dns_keys(
         out,
         4,
+        conf,
         "rndc reload {zone}",
         "#    (rndc reaches named's default control channel, 127.0.0.1:953, with rndc.key.)\n",
     );

@@ -119,6 +119,7 @@ impl Bounds {
     }
 }
 
+pub mod edit;
 mod raw;
 use raw::{RawConfig, RawDatabase, RawDns, RawLimits, RawRateLimit, RawServer, RawZone};
 

@@ -21,6 +21,8 @@
 //!   base directories get the owners Debian gives the real ones;
 //! - `usermod`, `systemctl` and `apparmor_parser` are stubs that record their
 //!   arguments (they would change this machine); the test checks what was asked.
+//!   `dedyn-update` is the binary under test: the script's `config set` edits the
+//!   test's config file, and the test serves with the `[dns]` keys it wrote.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -133,6 +135,7 @@ impl Root {
             &format!("[ 127.0.0.1@{} ]", self.port),
         )
         .replace("\"127.0.0.1:53\"", &format!("\"127.0.0.1:{}\"", self.port))
+        .replace(" 127.0.0.1:53\n", &format!(" 127.0.0.1:{}\n", self.port))
     }
 
     /// Copies `/etc/...` file `abs` into the root, rewritten, then `edit`ed.
@@ -260,9 +263,14 @@ impl Root {
     }
 
     /// Stub `usermod`, `systemctl`, `apparmor_parser`: they log their arguments.
+    /// `dedyn-update` is the real binary under test.
     fn stubs(&self) -> PathBuf {
         let bin = self.at("/stub-bin");
         fs::create_dir_all(&bin).expect("stub dir");
+        let ours = bin.join("dedyn-update");
+        if !ours.exists() {
+            std::os::unix::fs::symlink(BIN, &ours).expect("link dedyn-update");
+        }
         for name in ["usermod", "systemctl", "apparmor_parser"] {
             let p = bin.join(name);
             fs::write(
@@ -376,19 +384,22 @@ impl Root {
         Ok(d)
     }
 
-    /// The `[dns]` keys the script's last step names, as TOML lines, rewritten; for
-    /// BIND, `rndc` is pointed at the moved control channel.
-    pub fn dns_keys(&self, script: &str, kind: Kind) -> Vec<String> {
-        let keys: Vec<String> = script
+    /// The `[dns]` keys the script's `config set` wrote into `config`, as TOML lines
+    /// (rewritten with the script); for BIND, `rndc` is pointed at the moved control
+    /// channel.
+    pub fn dns_keys(&self, config: &Path, kind: Kind) -> Vec<String> {
+        let text = read_lossy(config);
+        let keys: Vec<String> = text
             .lines()
-            .filter_map(|l| l.strip_prefix("#      "))
+            .skip_while(|l| l.trim() != "[dns]")
             .filter(|l| l.starts_with("reload_command = ") || l.starts_with("verify_server = "))
-            .map(|l| self.rewrite(l))
+            .map(str::to_string)
             .collect();
         assert_eq!(
             keys.len(),
             2,
-            "reload_command and verify_server in:\n{script}"
+            "reload_command and verify_server in [dns] of {}:\n{text}",
+            config.display()
         );
         keys.into_iter()
             .map(|l| match kind {
