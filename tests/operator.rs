@@ -482,3 +482,69 @@ fn config_set_changes_only_the_keys_and_refuses_what_would_not_load() {
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("--config"), "{}", o.stderr);
 }
+
+/// `check` on a zone directory that is a read-only mount: root passes every mode
+/// check, only the write try finds it (SPEC 12). The mount lives in a private mount
+/// namespace (`unshare -m`), so the machine never sees it.
+#[test]
+fn check_finds_a_read_only_mount() {
+    let uid = Command::new("id").arg("-u").output().expect("id");
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("skipped: needs root to mount (CI runs as root)");
+        return;
+    }
+    let dir = TempDir::new("ops-ro");
+    let d = dir.path();
+    let zones = d.join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    let cfg = d.join("config.toml");
+    write(
+        &cfg,
+        "[database]\npath = \"db.sqlite3\"\n\
+         [[zone]]\nname = \"dedyn.example\"\nfile = \"zones/dedyn.example.zone\"\n",
+    );
+    let o = cli_in(
+        d,
+        &["--config", cfg.to_str().unwrap(), "user", "add", EMAIL],
+        &[],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let check_in_namespace = |read_only: bool| {
+        let z = zones.display().to_string();
+        let mount = if read_only {
+            format!("mount --bind '{z}' '{z}' && mount -o remount,bind,ro '{z}' && ")
+        } else {
+            String::new()
+        };
+        let out = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!("{mount}exec \"$0\" --config \"$1\" check"))
+            .arg(BIN)
+            .arg(&cfg)
+            .current_dir(d)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("unshare");
+        CliOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let o = check_in_namespace(false);
+    assert_eq!(
+        o.code, 0,
+        "the same check without the mount passes: {}",
+        o.stderr
+    );
+    let o = check_in_namespace(true);
+    assert_check_names(
+        &o,
+        &[
+            "zone[0].file",
+            &zones.display().to_string(),
+            "not writable",
+            "Read-only file system",
+        ],
+    );
+}
