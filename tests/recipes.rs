@@ -182,20 +182,19 @@ fn ddclient_with_the_update_url_as_ip_check_sends_an_empty_myip_and_wipes() {
     assert_eq!(f.server.records(ALICE), ["AAAA 2001:db8::99"]);
 }
 
-/// SPEC 12: the inadyn recipe sets the A record from the served IP check and
-/// keeps the AAAA records.
-#[test]
-fn inadyn_recipe_sets_a_and_keeps_aaaa() {
-    let f = Fixture::start();
-    f.set_both();
-    let dir = TempDir::new("inadyn");
-    let conf = dir.path().join("inadyn.conf");
+/// Run the real inadyn once on `recipe` (filled in), with the two global lines of
+/// the test's loopback set-up (see the README) and its cache in `dir`: its output.
+fn inadyn_once(f: &Fixture, recipe: &str, dir: &Path) -> common::proc::Output {
+    let conf = dir.join("inadyn.conf");
     // Test set-up only (see the README): trust the test CA, accept 127.0.0.1.
     let globals = format!(
         "ca-trust-file = {}\nverify-address = false\n",
         f.ca().display()
     );
-    std::fs::write(&conf, globals + &f.fill(&recipe("inadyn"), &f.token)).unwrap();
+    std::fs::write(&conf, globals + recipe).unwrap();
+    // inadyn writes no cache into a directory that does not exist (Debian's
+    // package ships /var/cache/inadyn).
+    std::fs::create_dir_all(dir.join("cache")).unwrap();
     let mut cmd = Command::new(tool("inadyn"));
     cmd.args([
         "--once",
@@ -205,16 +204,78 @@ fn inadyn_recipe_sets_a_and_keeps_aaaa() {
         "-f",
     ])
     .arg(&conf)
-    .arg(format!(
-        "--cache-dir={}",
-        dir.path().join("cache").display()
-    ));
-    let out = run_with_timeout(cmd, dir.path(), RUN);
+    .arg(format!("--cache-dir={}", dir.join("cache").display()));
+    run_with_timeout(cmd, dir, RUN)
+}
+
+/// SPEC 12: the inadyn recipe sets the A record from the served IP check and
+/// keeps the AAAA records.
+#[test]
+fn inadyn_recipe_sets_a_and_keeps_aaaa() {
+    let f = Fixture::start();
+    f.set_both();
+    let dir = TempDir::new("inadyn");
+    let out = inadyn_once(&f, &f.fill(&recipe("inadyn"), &f.token), dir.path());
     assert!(out.success(), "{}\n{}", out.text, f.server.log());
     assert!(out.text.contains("new IP# 127.0.0.1"), "{}", out.text);
     assert_eq!(
         f.server.records(ALICE),
         ["A 127.0.0.1", "AAAA 2001:db8::99"]
+    );
+}
+
+/// What the README says of inadyn 2.10 when its IP check fails: a run that has
+/// never found an address (no cache) still sends its forced first update, with
+/// `%i` empty, and the seed deletes the A record (`myipv6=preserve` keeps AAAA);
+/// the next run whose check works puts it back. A run that found an address
+/// before (its cache) sends nothing when the check fails.
+#[test]
+fn inadyn_recipe_with_its_ip_check_unreachable_sends_an_empty_ipv4() {
+    let f = Fixture::start();
+    f.set_both();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }; // nothing listens there once `l` is dropped
+    let working = f.fill(&recipe("inadyn"), &f.token);
+    let broken = working.replace(
+        &format!("localhost:{}", f.port()),
+        &format!("localhost:{closed}"),
+    );
+    assert_ne!(broken, working);
+
+    let dir = TempDir::new("inadyn-nocheck");
+    let out = inadyn_once(&f, &broken, dir.path());
+    assert!(
+        out.text.contains("Failed to get IP address") && out.text.contains("new IP# \n"),
+        "{}",
+        out.text
+    );
+    assert_eq!(
+        f.server.records(ALICE),
+        ["AAAA 2001:db8::99"],
+        "{}",
+        out.text
+    );
+
+    let out = inadyn_once(&f, &working, dir.path());
+    assert!(out.text.contains("new IP# 127.0.0.1"), "{}", out.text);
+    assert_eq!(
+        f.server.records(ALICE),
+        ["A 127.0.0.1", "AAAA 2001:db8::99"]
+    );
+
+    // With an address found before (in its cache), a failed check sends nothing.
+    f.set_both();
+    let out = inadyn_once(&f, &broken, dir.path());
+    assert!(
+        out.text.contains("Failed to get IP address") && !out.text.contains("new IP#"),
+        "{}",
+        out.text
+    );
+    assert_eq!(
+        f.server.records(ALICE),
+        ["A 192.0.2.99", "AAAA 2001:db8::99"]
     );
 }
 
