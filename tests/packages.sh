@@ -16,16 +16,28 @@
 # packaged config in data/deb/.
 #
 # dpkg test: apt installs the package (the README's command), then: files, conffile,
-# system user, state directory, nothing started; `check` and a `serve` as the service
-# user answer an update with curl on 127.0.0.1; an upgrade to a newer build keeps the
-# database and an edited config; remove keeps both; purge removes the config and
-# keeps the non-empty state directory; a purge right after an install leaves nothing.
+# system user, state directory, nothing started. Then the README's three steps as
+# written: its [[zone]] in place of the packaged one, its `nameserver nsd | sh -e`
+# and `systemctl enable --now` (real NSD on port 53 from Debian's stock config), its
+# admin block (user, domain, token, curl, check, status until NSD serves the update),
+# and `dig` asking NSD; the time from `apt install` to that answer is printed. Then
+# an upgrade to a newer build keeps the database and an edited config; remove keeps
+# both; purge removes the config and keeps the non-empty state directory; a purge
+# right after an install leaves nothing.
 #
-# Leaves the machine as it found it: refuses to start when dedyn-update is installed
-# or /etc/dedyn-update or /var/lib/dedyn-update exist (an operator's, not ours to
-# touch), and at the end purges the package, deletes /var/lib/dedyn-update and
-# deletes the user dedyn-update if this run created it (a user that existed before
-# is kept).
+# The README's systemctl commands run tests/no-systemd/systemctl (CI is a container
+# without systemd, and a test must not restart a machine's own services): it starts
+# the units' ExecStart= as their User=, groups (drop-ins included), UMask= and
+# WorkingDirectory= say. The only other
+# change to the README's blocks: the HTTP port (127.0.0.1:0 instead of :8080, which
+# may be taken), the package's version and architecture.
+#
+# Leaves the machine as it found it: refuses to start when dedyn-update is installed,
+# when /etc/dedyn-update, /var/lib/dedyn-update or what the NSD script writes exist
+# (an operator's, not ours to touch), or when NSD runs or port 53 is taken; at the
+# end stops what it started, deletes what the NSD script wrote (group membership
+# included), purges the package, deletes /var/lib/dedyn-update and deletes the user
+# dedyn-update if this run created it (a user that existed before is kept).
 #
 # Needs (tests/install-deps.sh installs them): gcc-aarch64-linux-gnu,
 # gcc-arm-linux-gnueabihf, qemu-user-static, dpkg-dev, curl; rustup targets and
@@ -230,20 +242,41 @@ if dpkg-query -W -f '${Status}' dedyn-update 2>/dev/null | grep -qv 'not-install
   echo "packages: purge it first (dpkg -P dedyn-update) if it is not needed" >&2
   exit 1
 fi
-for p in "$STATE" /etc/dedyn-update; do
+# What the NSD script of the README writes (it names these paths).
+NSD_CONF=/etc/nsd/nsd.conf.d/dedyn-update.conf
+NSD_SPOOL=/var/lib/nsd/dedyn-update
+DROPIN=/etc/systemd/system/dedyn-update.service.d
+for p in "$STATE" /etc/dedyn-update "$NSD_CONF" "$NSD_SPOOL" "$DROPIN"; do
   if [ -e "$p" ]; then
     echo "packages: $p exists; this test would install over it and delete it: move it away first" >&2
     exit 1
   fi
 done
+if pgrep -x nsd >/dev/null; then
+  echo "packages: nsd is running; this test starts Debian's NSD on port 53: stop it first" >&2
+  exit 1
+fi
+if [ -n "$(ss -Hlnut 'sport = :53')" ]; then
+  echo "packages: port 53 is taken; the README's NSD listens there:" >&2
+  ss -Hlnutp 'sport = :53' >&2
+  exit 1
+fi
 user_existed=no
 getent passwd dedyn-update >/dev/null && user_existed=yes
+# NSD's own state files, made when it first runs: removed at the end if this run made them.
+nsd_state=()
+for f in /var/lib/nsd/nsd.db /var/lib/nsd/xfrd.state; do [ -e "$f" ] || nsd_state+=("$f"); done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/dedyn-pkgtest.XXXXXX")
 chmod 755 "$TMP"
-SERVE_PID=
+# The README's systemctl commands (see the top): never the machine's own services.
+export SYSTEMCTL_STATE=$TMP/systemd
+README_PATH=$ROOT/tests/no-systemd:$PATH
+readme_systemctl() { root env PATH="$README_PATH" SYSTEMCTL_STATE="$SYSTEMCTL_STATE" systemctl "$@"; }
 cleanup() {
-  if [ -n "$SERVE_PID" ]; then kill -KILL "$SERVE_PID" 2>/dev/null || true; fi
+  readme_systemctl stop dedyn-update nsd >/dev/null 2>&1 || true
+  root rm -rf "$NSD_CONF" "$NSD_SPOOL" "$DROPIN" "${nsd_state[@]}"
+  if id -nG nsd 2>/dev/null | grep -qw dedyn-update; then root gpasswd -d nsd dedyn-update >/dev/null || true; fi
   root dpkg -P dedyn-update >/dev/null 2>&1 || true
   root rm -rf "$STATE" /etc/dedyn-update
   if [ $user_existed = no ] && getent passwd dedyn-update >/dev/null; then
@@ -277,36 +310,28 @@ dedyn_processes() { # pids running the installed binary (other tests' servers ar
   true
 }
 
-# serve_start / serve_stop: the unit's ExecStart, as its User=, from its
-# WorkingDirectory= (no systemd needed); PORT is the HTTP port it logged.
+# serve_start / serve_stop: the unit as tests/no-systemd/systemctl starts it (its
+# ExecStart=, User=, groups, UMask=, WorkingDirectory=); PORT is the HTTP port it logged.
 serve_start() {
-  local cmd
   PORT=
-  read -r -a cmd <<<"$(unit_value ExecStart)"
-  (cd "$(unit_value WorkingDirectory)" &&
-    exec "${SUDO[@]}" env RUST_LOG=info setpriv --reuid="$(unit_value User)" \
-      --regid="$(unit_value Group)" --init-groups "${cmd[@]}") 2>"$TMP/serve.log" &
-  SERVE_PID=$!
+  : >"$SYSTEMCTL_STATE/dedyn-update.log"
+  readme_systemctl start dedyn-update
   for _ in $(seq 200); do # up to 10 s
-    PORT=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/serve.log" | head -n1)
+    PORT=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$SYSTEMCTL_STATE/dedyn-update.log" | head -n1)
     [ -n "$PORT" ] && return 0
-    kill -0 "$SERVE_PID" 2>/dev/null || break
+    readme_systemctl is-active dedyn-update || break
     sleep 0.05
   done
-  bad "serve did not start listening" "$(tail -n 5 "$TMP/serve.log")"
+  bad "serve did not start listening" "$(tail -n 5 "$SYSTEMCTL_STATE/dedyn-update.log")"
   return 1
 }
-serve_stop() {
-  root kill -TERM "$SERVE_PID" 2>/dev/null || true
-  for _ in $(seq 200); do kill -0 "$SERVE_PID" 2>/dev/null || break; sleep 0.05; done
-  SERVE_PID=
-}
+serve_stop() { readme_systemctl stop dedyn-update; }
 # serve_update ADDRESS: start, send one update with $TOKEN, stop; prints the answer.
 serve_update() {
   local answer
   if serve_start; then
     answer=$(curl -sS --max-time 10 -H "Authorization: Token $TOKEN" \
-      "http://127.0.0.1:$PORT/?hostname=alice.dedyn.example&myipv4=$1&myipv6=") || answer="curl failed"
+      "http://127.0.0.1:$PORT/?hostname=$NAME&myipv4=$1&myipv6=") || answer="curl failed"
     serve_stop
   else
     answer="no server"
@@ -314,17 +339,17 @@ serve_update() {
   echo "$answer"
 }
 
-# The README's block of first admin commands (section "Install from a package").
+# readme_block MARKER: the fenced block right after the README line `<!-- MARKER -->`.
 readme_block() {
-  awk '/<!-- tests\/packages.sh runs the next block/ { m = 1; next }
-       m && /^```sh$/ { inb = 1; next }
+  awk -v m="<!-- $1 -->" '$0 == m { f = 1; next }
        inb && /^```$/ { exit }
+       f && !inb && /^```[a-z]*$/ { inb = 1; next }
        inb { print }' README.md
 }
 
 wait_for_zone() { # wait_for_zone ADDRESS: the published zone carries it (bounded)
   for _ in $(seq 100); do
-    grep -q "$1" "$STATE/zones/dedyn.example.zone" 2>/dev/null && return 0
+    grep -q "$1" "$ZONE_FILE" 2>/dev/null && return 0
     sleep 0.05
   done
   return 1
@@ -332,8 +357,14 @@ wait_for_zone() { # wait_for_zone ADDRESS: the published zone carries it (bounde
 
 # ---- install with the README's command
 phase "install (amd64)"
-(cd "$OUT" && root apt install "./dedyn-update_${DEB_VERSION}_amd64.deb" </dev/null) >"$TMP/apt.log" 2>&1 ||
-  bad "apt install ./dedyn-update_${DEB_VERSION}_amd64.deb" "$(tail -n 20 "$TMP/apt.log")"
+apt_line=$(readme_block "tests/packages.sh runs the next block (version and architecture substituted)")
+check "README: the install block is one apt install of the arm64 package" \
+  grep -qx 'apt install ./dedyn-update_<version>_arm64.deb .*' <<<"$apt_line"
+apt_line=${apt_line//<version>_arm64/${DEB_VERSION}_amd64}
+installed_at=$(date +%s.%N)
+# apt asks "Do you want to continue? [Y/n]": answered as the reader would.
+(cd "$OUT" && printf 'Y\n' | root env DEBIAN_FRONTEND=noninteractive sh -e -c "$apt_line") >"$TMP/apt.log" 2>&1 ||
+  bad "README: $apt_line" "$(tail -n 20 "$TMP/apt.log")"
 check "installed: dpkg says install ok installed" \
   test "$(dpkg-query -W -f '${Status} ${Version}' dedyn-update)" = "install ok installed $DEB_VERSION"
 check "/usr/bin/dedyn-update is the amd64 build" cmp /usr/bin/dedyn-update "$(bin_of amd64)"
@@ -353,32 +384,77 @@ check "not enabled on install" test ! -e /etc/systemd/system/multi-user.target.w
 check "the packaged config listens on 127.0.0.1 only" \
   grep -qx 'http_listen = \["127.0.0.1:8080"\] .*' "$CONF"
 
-# ---- first use: the README's admin commands, as root from elsewhere, against a
-# serve started as the unit would start it
-phase "first use as the service user"
-# The edit an operator makes (an address of their choice; here any free port).
+# ---- first use: the README's three steps, as written
+phase "first use: the README's zone, nameserver nsd | sh -e, enable --now, admin block"
+# 1. The one edit: the README's [[zone]] in place of the packaged one (the last
+# section of the packaged file), and the HTTP port (any free one).
+zone_block=$(readme_block "tests/packages.sh puts the next block in place of the packaged [[zone]]")
+ZONE=$(sed -n 's/^name = "\(.*\)"$/\1/p' <<<"$zone_block")
+ZONE_FILE=$(sed -n 's/^file = "\(.*\)"$/\1/p' <<<"$zone_block")
+NAME=alice.$ZONE
+check "README: the zone block names a zone and a file under $STATE/zones/" \
+  test -n "$ZONE" -a "${ZONE_FILE#"$STATE"/zones/}" != "$ZONE_FILE"
+check "the packaged config ends with its one [[zone]]" \
+  test "$(sed -n '/^\[\[zone\]\]/,$p' "$CONF" | grep -c '^\[')" = 1
+{ sed '/^\[\[zone\]\]/,$d' "$CONF" && printf '%s\n' "$zone_block"; } >"$TMP/config.toml"
+root cp "$TMP/config.toml" "$CONF"
 root sed -i 's|^http_listen = .*|http_listen = ["127.0.0.1:0"]   # edited|' "$CONF"
-TOKEN=none
-if serve_start; then
-  block=$(readme_block)
-  check "README: the admin block is there and uses runuser" grep -q 'runuser -u dedyn-update' <<<"$block"
-  block=${block//127.0.0.1:8080/127.0.0.1:$PORT}
-  # From a directory the service user cannot even read: only absolute paths work.
-  mkdir -m 700 "$TMP/private"
-  if (cd "$TMP/private" && root bash -e -c "$block"$'\n''printf %s "$TOKEN" >'"$TMP/token") >"$TMP/readme.out" 2>&1; then
-    ok "README: the admin block ran as written (user, domain, token, curl, check)"
-  else
-    bad "README: the admin block failed" "$(cat "$TMP/readme.out")"
-  fi
-  check "README: its curl got good" grep -q '^good' "$TMP/readme.out"
-  TOKEN=$(cat "$TMP/token" 2>/dev/null || echo none)
-  serve_stop
+check "the edited config loads" root /usr/bin/dedyn-update --config "$CONF" nameserver nsd
+
+# 2. The README's nameserver block, as written, from a directory the service user
+# cannot read (only absolute paths work).
+mkdir -m 700 "$TMP/private"
+ns_block=$(readme_block "tests/packages.sh runs the next block")
+check "README: the nameserver block pipes nameserver nsd to sh -e and starts the unit" \
+  grep -qz 'nameserver nsd | sh -e.*systemctl enable --now dedyn-update' <<<"$ns_block"
+if (cd "$TMP/private" && root env PATH="$README_PATH" SYSTEMCTL_STATE="$SYSTEMCTL_STATE" \
+  bash -e -c "$ns_block") >"$TMP/nameserver.out" 2>&1; then
+  ok "README: the nameserver block ran as written"
+else
+  bad "README: the nameserver block failed" "$(cat "$TMP/nameserver.out")"
 fi
-check "the update is stored" test "$(cli records alice.dedyn.example 2>&1)" = $'A 192.0.2.1\nAAAA fd08::1'
+check "it set [dns] in $CONF" grep -qx 'reload_command = "nsd-control -c /etc/nsd/nsd.conf reload {zone}"' "$CONF"
+check "nsd runs" readme_systemctl is-active nsd
+PORT=
+for _ in $(seq 200); do # up to 10 s
+  PORT=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$SYSTEMCTL_STATE/dedyn-update.log" 2>/dev/null | head -n1)
+  [ -n "$PORT" ] && break
+  sleep 0.05
+done
+check "dedyn-update runs and listens (port ${PORT:-none})" test -n "$PORT"
+check "... with the drop-in's group nsd" \
+  grep -qw "$(getent group nsd | cut -d: -f3)" <<<"$(grep ^Groups: /proc/"$(cat "$SYSTEMCTL_STATE/dedyn-update.pid")"/status)"
+
+# 3. The README's admin block, port substituted.
+TOKEN=none
+block=$(readme_block "tests/packages.sh runs the next block (address and port substituted)")
+check "README: the admin block is there and uses runuser" grep -q 'runuser -u dedyn-update' <<<"$block"
+block=${block//127.0.0.1:8080/127.0.0.1:${PORT:-8080}}
+if (cd "$TMP/private" && root bash -e -c "$block"$'\n''printf %s "$TOKEN" >'"$TMP/token") >"$TMP/readme.out" 2>&1; then
+  ok "README: the admin block ran as written (user, domain, token, curl, check, status)"
+else
+  bad "README: the admin block failed" "$(cat "$TMP/readme.out")"
+fi
+served_at=$(date +%s.%N)
+check "README: its curl got good" grep -q '^good' "$TMP/readme.out"
+check "README: its status ends with served (NSD on 127.0.0.1:53 answers)" \
+  test "$(tail -n1 "$TMP/readme.out")" = served
+check "README: ... after NSD's answer as the README shows it" \
+  grep -qx 'nameserver 127.0.0.1:53: serial [0-9]*, answers \[192.0.2.1, fd08::1\]' <<<"$(tail -n2 "$TMP/readme.out" | head -n1)"
+TOKEN=$(cat "$TMP/token" 2>/dev/null || echo none)
+check "dig @127.0.0.1 (port 53) $NAME A: NSD answers 192.0.2.1" \
+  test "$(dig +short +time=2 +tries=1 @127.0.0.1 "$NAME" A)" = 192.0.2.1
+check "dig @127.0.0.1 (port 53) $NAME AAAA: NSD answers fd08::1" \
+  test "$(dig +short +time=2 +tries=1 @127.0.0.1 "$NAME" AAAA)" = fd08::1
+echo "packages: apt install → served by NSD: $(awk -v a="$installed_at" -v b="$served_at" 'BEGIN { printf "%.1f", b - a }') s"
+check "NSD's IXFR spool is in $NSD_SPOOL, not in $STATE/zones" \
+  sh -c "ls $NSD_SPOOL | grep -q ixfr && ! ls $STATE/zones | grep -q ixfr"
+readme_systemctl stop dedyn-update
+check "the update is stored" test "$(cli records "$NAME" 2>&1)" = $'A 192.0.2.1\nAAAA fd08::1'
 check "the database is $STATE/dedyn-update.sqlite3, owned by dedyn-update" \
   test "$(stat -c %U "$STATE/dedyn-update.sqlite3" 2>&1)" = dedyn-update
-check "the zone is published under $STATE/zones/, owned by dedyn-update" \
-  sh -c "grep -q 192.0.2.1 $STATE/zones/dedyn.example.zone && test \"\$(stat -c %U $STATE/zones/dedyn.example.zone)\" = dedyn-update"
+check "the zone is published as $ZONE_FILE, owned by dedyn-update" \
+  sh -c "grep -q 192.0.2.1 $ZONE_FILE && test \"\$(stat -c %U $ZONE_FILE)\" = dedyn-update"
 check "dedyn-update --config $CONF check, as dedyn-update from /" cli check
 check "a second server run answers an update: good" test "$(serve_update 192.0.2.2)" = good
 check "... and publishes it" wait_for_zone 192.0.2.2
@@ -397,7 +473,7 @@ root dpkg -i "$TMP/dedyn-update_${NEW_VERSION}_amd64.deb" >"$TMP/dpkg.log" 2>&1 
 check "upgraded to $NEW_VERSION" \
   test "$(dpkg-query -W -f '${Status} ${Version}' dedyn-update)" = "install ok installed $NEW_VERSION"
 check "the edited config survived the upgrade" grep -qxF 'http_listen = ["127.0.0.1:0"]   # edited' "$CONF"
-check "the database survived the upgrade" test "$(cli records alice.dedyn.example 2>&1)" = "A 192.0.2.2"
+check "the database survived the upgrade" test "$(cli records "$NAME" 2>&1)" = "A 192.0.2.2"
 check "nothing started on upgrade" test -z "$(dedyn_processes)"
 check "after the upgrade, serve answers an update with the old token: good" test "$(serve_update 192.0.2.3)" = good
 check "... and publishes it" wait_for_zone 192.0.2.3
@@ -417,7 +493,7 @@ root dpkg -P dedyn-update >"$TMP/dpkg.log" 2>&1 || bad "dpkg -P dedyn-update" "$
 check "purged: dpkg no longer knows the package" sh -c '! dpkg-query -W -f "\${Status}" dedyn-update 2>/dev/null | grep -q ok'
 check "purged: /etc/dedyn-update is gone" test ! -e /etc/dedyn-update
 check "purged: the database and zone in $STATE are kept" \
-  test -s "$STATE/dedyn-update.sqlite3" -a -s "$STATE/zones/dedyn.example.zone"
+  test -s "$STATE/dedyn-update.sqlite3" -a -s "$ZONE_FILE"
 check "purged: the user dedyn-update that owns them is kept" getent passwd dedyn-update
 
 # ---- install then purge with no data: nothing is left
