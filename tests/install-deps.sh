@@ -55,6 +55,9 @@ declare -A PKG=(
   [dpkg-shlibdeps]=dpkg-dev
   [adduser]=adduser
   [setpriv]=util-linux
+  [ss]=iproute2          # tests/packages.sh: is port 53 free for the README's NSD?
+  [unshare]=util-linux   # tests/operator.rs: a read-only mount in a private namespace
+  [gpasswd]=passwd       # tests/packages.sh: takes nsd out of group dedyn-update again
 )
 # Files no command stands for -> Debian package (the cross C libraries: the
 # cross gcc packages only recommend them, and we install without recommends).
