@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::proc::is_root;
 use common::server::{parse_response, token, Server, Setup};
 
 const ALICE: &str = "alice.dedyn.example";
@@ -71,11 +72,6 @@ fn curl_internal(socket: &PathBuf, user: Option<&str>, headers: &[&str]) -> (i32
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid takes no arguments and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// TCP ports process `pid` listens on (its listening sockets' inodes, found in

@@ -5,7 +5,7 @@ mod common;
 use common::dns::Rig;
 use common::edge::Pki;
 use common::ns::Kind;
-use common::proc::TempDir;
+use common::proc::{is_root, TempDir};
 use common::server::{cli_in, CliOutput, Server, Setup, BIN};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -260,8 +260,7 @@ fn check_refuses_a_zone_file_that_is_not_a_file() {
 /// own line naming the key and the file.
 #[test]
 fn check_tries_writing_the_zone_directory_as_the_user_running_it() {
-    let uid = Command::new("id").arg("-u").output().expect("id");
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+    if !is_root() {
         eprintln!("skipped: needs root to act as another user (CI runs as root)");
         return;
     }
@@ -308,11 +307,7 @@ fn check_tries_writing_the_zone_directory_as_the_user_running_it() {
             .env("RUST_LOG", "warn")
             .output()
             .expect("setpriv");
-        CliOutput {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        CliOutput::from(out)
     };
     let o = as_nobody(&["user", "add", EMAIL]);
     assert_eq!(o.code, 0, "{}", o.stderr);
@@ -488,8 +483,7 @@ fn config_set_changes_only_the_keys_and_refuses_what_would_not_load() {
 /// namespace (`unshare -m`), so the machine never sees it.
 #[test]
 fn check_finds_a_read_only_mount() {
-    let uid = Command::new("id").arg("-u").output().expect("id");
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+    if !is_root() {
         eprintln!("skipped: needs root to mount (CI runs as root)");
         return;
     }
@@ -525,11 +519,7 @@ fn check_finds_a_read_only_mount() {
             .env("RUST_LOG", "warn")
             .output()
             .expect("unshare");
-        CliOutput {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        CliOutput::from(out)
     };
     let o = check_in_namespace(false);
     assert_eq!(

@@ -202,3 +202,9 @@ pub fn stop_tree(child: &mut Child, within: Duration) {
         signal(p, libc::SIGKILL);
     }
 }
+
+/// Whether the tests run as root (some need to act as another user, or mount).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}

@@ -31,6 +31,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::ns::{dig, free_port};
+pub use super::proc::is_root;
 use super::proc::{self, find_tool, read_lossy, run_with_timeout, tool, TempDir};
 use super::server::BIN;
 
@@ -82,11 +83,6 @@ impl Kind {
             Kind::Bind => "bind",
         }
     }
-}
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid(2) takes no arguments and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// The temp root with its ports.
