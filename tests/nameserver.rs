@@ -161,6 +161,53 @@ fn assert_socket_reachable_through_group(w: &Wired, socket: &str, group: &str) {
 }
 
 /// Polls for `path` to exist.
+/// Every file under `dir` with its contents (links as their targets), sorted.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                todo.push(p);
+            } else if t.is_symlink() {
+                let target = fs::read_link(&p).unwrap();
+                out.push((
+                    p.display().to_string(),
+                    target.into_os_string().into_encoded_bytes(),
+                ));
+            } else {
+                out.push((p.display().to_string(), fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The README: "Run it again after adding or renaming a zone". Run as it is once
+/// more, the script changes nothing it wrote (no second include line, no second
+/// `[dns]` key) and still succeeds.
+fn assert_rerun_changes_nothing(w: &Wired) {
+    let etc = w.root.at("/etc");
+    let before = snapshot(&etc);
+    w.root.run_script(&w.script);
+    let after = snapshot(&etc);
+    let changed: Vec<&String> = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b != a)
+        .map(|(b, _)| &b.0)
+        .collect();
+    assert!(
+        before.len() == after.len() && changed.is_empty(),
+        "a second run changed {changed:?} ({} files before, {} after)",
+        before.len(),
+        after.len()
+    );
+}
+
 fn wait_file(path: &Path, deadline: Duration) -> bool {
     let end = Instant::now() + deadline;
     while Instant::now() < end {
@@ -192,6 +239,7 @@ fn update_is_answered(w: &Wired) {
 fn nsd_from_debians_stock_config_and_the_printed_steps_answers_an_update() {
     let w = wire(Kind::Nsd, false);
     assert_system_steps(&w, Kind::Nsd);
+    assert_rerun_changes_nothing(&w);
     assert_socket_reachable_through_group(&w, "/run/nsd/nsd.ctl", "nsd");
     // The zone statement reads our file through the link in NSD's own directory.
     let link = w.root.at("/var/lib/nsd/dedyn-update/dedyn.example.zone");
@@ -225,6 +273,7 @@ fn nsd_from_debians_stock_config_and_the_printed_steps_answers_an_update() {
 fn knot_from_debians_stock_config_and_the_printed_steps_answers_an_update() {
     let w = wire(Kind::Knot, false);
     assert_system_steps(&w, Kind::Knot);
+    assert_rerun_changes_nothing(&w);
     assert_socket_reachable_through_group(&w, "/run/knot/knot.sock", "knot");
     // Merged, not appended: the stock file keeps its one `template: default`.
     let knot_conf = fs::read_to_string(w.root.at("/etc/knot/knot.conf")).unwrap();
@@ -240,6 +289,7 @@ fn knot_from_debians_stock_config_and_the_printed_steps_answers_an_update() {
 fn bind_from_debians_stock_config_and_the_printed_steps_answers_an_update() {
     let w = wire(Kind::Bind, false);
     assert_system_steps(&w, Kind::Bind);
+    assert_rerun_changes_nothing(&w);
     update_is_answered(&w);
     // The IXFR journal is in /var/lib/bind, not next to our zone file.
     assert!(
