@@ -60,18 +60,21 @@ pub fn run(path: Option<&Path>, args: &[String]) -> Out {
 }
 
 /// Replace `file` by `data` atomically (temporary file, fsync, rename), with the
-/// old file's mode, owner and group.
+/// old file's mode, owner and group. `Err` means the file is as it was.
 fn replace(file: &Path, data: &[u8]) -> std::io::Result<()> {
     let old = fs::metadata(file)?;
     let dir = file.parent().unwrap_or(Path::new("/"));
     let name = file.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.set{}", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(".{name}.set{}.{nanos}", std::process::id()));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
     let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
         let now = f.metadata()?;
         if (now.uid(), now.gid()) != (old.uid(), old.gid()) {
             std::os::unix::fs::fchown(&f, Some(old.uid()), Some(old.gid())).map_err(|e| {
@@ -88,11 +91,19 @@ fn replace(file: &Path, data: &[u8]) -> std::io::Result<()> {
         f.set_permissions(fs::Permissions::from_mode(old.mode() & 0o7777))?;
         f.write_all(data)?;
         f.sync_all()?;
-        fs::rename(&tmp, file)?;
-        fs::File::open(dir)?.sync_all()
+        fs::rename(&tmp, file)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
+        return result;
     }
-    result
+    // Written: a failed sync of the directory only means the rename may not yet
+    // be on disk, which is no reason to say "nothing written".
+    if let Err(e) = fs::File::open(dir).and_then(|d| d.sync_all()) {
+        eprintln!(
+            "dedyn-update: warning: {} written, but syncing its directory failed: {e}",
+            file.display()
+        );
+    }
+    Ok(())
 }

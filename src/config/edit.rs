@@ -2,10 +2,11 @@
 //! changed in its text, every other line (comments included) kept as it was. Pure:
 //! text in, text out; the caller validates the result and writes it.
 //!
-//! The edit is line-based: the key's line in its section is replaced, a missing key
-//! goes right under the section's header, a missing section at the end. A key
-//! whose value spans lines (a multi-line array or string) leaves its other lines
-//! behind; the type check below then refuses the result, so nothing is written.
+//! The edit is line-based: the key's line in its section is replaced (with its own
+//! comment), a missing key goes after the section's last line of content, a missing
+//! section at the end; CRLF files stay CRLF. Lines inside multi-line strings are
+//! never read as keys or headers, and a key whose value spans lines (a multi-line
+//! array or string) is refused: nothing is written.
 
 use super::raw::RawConfig;
 use super::ConfigError;
@@ -95,15 +96,63 @@ fn assigns(line: &str, key: &str) -> bool {
         .is_some_and(|rest| rest.trim_start().starts_with('='))
 }
 
-/// `text` with `section.key = value` (TOML text): the key's line replaced, or the
-/// line added after the section's last line that is not blank or a comment, or the
-/// section added at the end.
-fn set_line(text: &str, section: &str, key: &str, value: &str) -> String {
+/// The multi-line string delimiter (`"""` or `\'\'\'`) that `line` leaves open, if any.
+fn opens_string(line: &str) -> Option<&'static str> {
+    ["\"\"\"", "\'\'\'"]
+        .into_iter()
+        .find(|d| line.matches(d).count() % 2 == 1)
+}
+
+/// Whether the value on `line` (after `=`) opens more brackets than it closes: an
+/// array that goes on over the next lines. Brackets inside strings do not count.
+fn opens_array(line: &str) -> bool {
+    let value = line.split_once('=').map_or("", |(_, v)| v);
+    let (mut depth, mut quote, mut escaped) = (0i32, None, false);
+    for c in value.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q == '"' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                '#' => break,
+                _ => {}
+            },
+        }
+    }
+    depth > 0
+}
+
+/// `text` with `section.key = value` (TOML text): the key's line replaced (its
+/// own comment with it), or the line added after the section's last line of
+/// content, or the section added at the end. Lines inside multi-line strings are
+/// not read as keys or headers; a key whose value spans lines is refused.
+fn set_line(text: &str, section: &str, key: &str, value: &str) -> Result<String, ConfigError> {
     let assignment = format!("{key} = {value}");
+    let nl = if text.contains("\r\n") { "\r\n" } else { "\n" };
     let mut lines: Vec<String> = text.split_inclusive('\n').map(str::to_string).collect();
     let mut current: Option<String> = None; // the table the line is in (None: top level or [[…]])
     let mut insert_at = None; // after the section's last line of content
+    let mut in_string: Option<&str> = None; // inside a multi-line string opened by this
     for (i, line) in lines.iter_mut().enumerate() {
+        let in_section = current.as_deref() == Some(section);
+        if let Some(d) = in_string {
+            if line.matches(d).count() % 2 == 1 {
+                in_string = None;
+                if in_section {
+                    insert_at = Some(i);
+                }
+            }
+            continue;
+        }
         if let Some(h) = header(line) {
             current = h.map(str::to_string);
             if current.as_deref() == Some(section) && insert_at.is_none() {
@@ -111,40 +160,41 @@ fn set_line(text: &str, section: &str, key: &str, value: &str) -> String {
             }
             continue;
         }
-        if current.as_deref() != Some(section) {
-            continue;
-        }
-        if assigns(line, key) {
+        if in_section && assigns(line, key) {
+            if opens_string(line).is_some() || opens_array(line) {
+                return Err(ConfigError(format!(
+                    "{section}.{key}: its value spans several lines; edit it by hand"
+                )));
+            }
             let indent = &line[..line.len() - line.trim_start().len()];
-            let eol = if line.ends_with('\n') { "\n" } else { "" };
+            let eol = &line[line.trim_end_matches(['\r', '\n']).len()..];
             *line = format!("{indent}{assignment}{eol}");
-            return lines.concat();
+            return Ok(lines.concat());
         }
         let t = line.trim_start();
-        if !t.is_empty() && !t.starts_with('#') {
+        if in_section && !t.is_empty() && !t.starts_with('#') {
             insert_at = Some(i);
         }
+        in_string = opens_string(line);
     }
-    match insert_at {
+    let mut out = match insert_at {
         Some(i) => {
             if !lines[i].ends_with('\n') {
-                lines[i].push('\n');
+                lines[i].push_str(nl);
             }
-            lines.insert(i + 1, format!("{assignment}\n"));
-            lines.concat()
+            lines.insert(i + 1, format!("{assignment}{nl}"));
+            return Ok(lines.concat());
         }
-        None => {
-            let mut out = lines.concat();
-            if !out.is_empty() && !out.ends_with('\n') {
-                out.push('\n');
-            }
-            if !out.is_empty() {
-                out.push('\n');
-            }
-            out.push_str(&format!("[{section}]\n{assignment}\n"));
-            out
-        }
+        None => lines.concat(),
+    };
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push_str(nl);
     }
+    if !out.is_empty() {
+        out.push_str(nl);
+    }
+    out.push_str(&format!("[{section}]{nl}{assignment}{nl}"));
+    Ok(out)
 }
 
 /// `text` with each `(SECTION.KEY, value)` set, in order. A value that is a TOML
@@ -163,7 +213,7 @@ pub fn set(
         let mut last_error = None;
         let mut chosen = None;
         for spelling in spellings(value) {
-            let candidate = set_line(&text, section, key, &spelling);
+            let candidate = set_line(&text, section, key, &spelling)?;
             match basic_toml::from_str::<RawConfig>(&candidate) {
                 Ok(_) => {
                     written.push(format!("{name} = {spelling}"));
@@ -175,7 +225,15 @@ pub fn set(
         }
         text = match (chosen, last_error) {
             (Some(t), _) => t,
-            (None, Some(e)) => return Err(ConfigError(format!("{name}: {e}"))),
+            (None, Some(e)) => {
+                // A file that does not load as it is: say so, not blame the value.
+                return Err(match basic_toml::from_str::<RawConfig>(&text) {
+                    Err(before) => ConfigError(format!(
+                        "the file does not load as it is, so {name} cannot be set: {before}"
+                    )),
+                    Ok(_) => ConfigError(format!("{name}: {e}")),
+                });
+            }
             (None, None) => unreachable!("spellings() gives at least one"),
         };
     }
@@ -281,6 +339,45 @@ mod tests {
         let text = "[server]\nhttp_listen = [\n  \"127.0.0.1:8080\",\n]\n";
         let e = set1(text, "server.http_listen", "[\"0.0.0.0:80\"]").unwrap_err();
         assert!(e.starts_with("server.http_listen: "), "{e}");
+    }
+
+    #[test]
+    fn lines_inside_multi_line_strings_are_not_keys_and_multi_line_values_are_refused() {
+        let text = "[dns]\nreload_command = \"\"\"\nttl = 1\n[server]\n\"\"\"\n";
+        let out = set1(text, "dns.ttl", "7").unwrap();
+        assert_eq!(out, format!("{text}ttl = 7\n"));
+        let e = set1(text, "dns.reload_command", "x").unwrap_err();
+        assert!(e.contains("spans several lines"), "{e}");
+        let text = "[server]\nhttp_listen = [ # the addresses\n  \"127.0.0.1:8080\",\n]\n";
+        let e = set1(text, "server.http_listen", "[\"0.0.0.0:80\"]").unwrap_err();
+        assert!(e.contains("spans several lines"), "{e}");
+        // brackets inside a string are not an open array
+        let text = "[server]\nhttp_listen = [\"[::]:80\"]\n";
+        let out = set1(text, "server.http_listen", "[\"0.0.0.0:80\"]").unwrap();
+        assert_eq!(out, "[server]\nhttp_listen = [\"0.0.0.0:80\"]\n");
+    }
+
+    #[test]
+    fn crlf_files_stay_crlf() {
+        let text = "[dns]\r\nttl = 60\r\n";
+        let out = set1(text, "dns.ttl", "30").unwrap();
+        assert_eq!(out, "[dns]\r\nttl = 30\r\n");
+        let out = set1(text, "dns.verify_server", "127.0.0.1:53").unwrap();
+        assert_eq!(
+            out,
+            "[dns]\r\nttl = 60\r\nverify_server = \"127.0.0.1:53\"\r\n"
+        );
+    }
+
+    #[test]
+    fn a_file_that_does_not_load_is_named_as_the_problem() {
+        let text = "[[zone]]\nname = \"a.example\"\nnameservers = \"ns1.example.\"\n";
+        let e = set1(text, "server.http_listen", "[\"0.0.0.0:80\"]").unwrap_err();
+        assert!(
+            e.starts_with("the file does not load as it is, so server.http_listen cannot be set")
+                && e.contains("nameservers"),
+            "{e}"
+        );
     }
 
     #[test]
