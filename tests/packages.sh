@@ -264,9 +264,13 @@ if [ -n "$(ss -Hlnut 'sport = :53')" ]; then
 fi
 user_existed=no
 getent passwd dedyn-update >/dev/null && user_existed=yes
-# NSD's own state files, made when it first runs: removed at the end if this run made them.
+# NSD's own state files and run directory, made when it first runs, and nsd's
+# membership in group dedyn-update (the NSD script adds it): undone at the end
+# only if this run made them.
 nsd_state=()
-for f in /var/lib/nsd/nsd.db /var/lib/nsd/xfrd.state; do [ -e "$f" ] || nsd_state+=("$f"); done
+for f in /var/lib/nsd/nsd.db /var/lib/nsd/xfrd.state /run/nsd; do [ -e "$f" ] || nsd_state+=("$f"); done
+nsd_in_group=no
+id -nG nsd 2>/dev/null | grep -qw dedyn-update && nsd_in_group=yes
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/dedyn-pkgtest.XXXXXX")
 chmod 755 "$TMP"
@@ -275,9 +279,12 @@ export SYSTEMCTL_STATE=$TMP/systemd
 README_PATH=$ROOT/tests/no-systemd:$PATH
 readme_systemctl() { root env PATH="$README_PATH" SYSTEMCTL_STATE="$SYSTEMCTL_STATE" systemctl "$@"; }
 cleanup() {
-  readme_systemctl stop dedyn-update nsd >/dev/null 2>&1 || true
+  readme_systemctl stop nsd >/dev/null 2>&1 || true
+  readme_systemctl stop dedyn-update >/dev/null 2>&1 || true
   root rm -rf "$NSD_CONF" "$NSD_SPOOL" "$DROPIN" "${nsd_state[@]}"
-  if id -nG nsd 2>/dev/null | grep -qw dedyn-update; then root gpasswd -d nsd dedyn-update >/dev/null || true; fi
+  if [ $nsd_in_group = no ] && id -nG nsd 2>/dev/null | grep -qw dedyn-update; then
+    root gpasswd -d nsd dedyn-update >/dev/null || true
+  fi
   root dpkg -P dedyn-update >/dev/null 2>&1 || true
   root rm -rf "$STATE" /etc/dedyn-update
   if [ $user_existed = no ] && getent passwd dedyn-update >/dev/null; then
@@ -507,5 +514,10 @@ if root dpkg -i "$(deb_of amd64)" >"$TMP/dpkg.log" 2>&1 && test -d "$STATE" -a -
 else
   bad "dpkg -i, then dpkg -P" "$(tail -n 20 "$TMP/dpkg.log")"
 fi
+
+# ---- what the README started, stopped (the cleanup does it again, in any case)
+phase "stop NSD"
+readme_systemctl stop nsd
+check "NSD stopped: port 53 is free again" test -z "$(ss -Hlnut 'sport = :53')"
 
 finish
