@@ -200,21 +200,33 @@ fn header(out: &mut String, title: &str, command: &str, zones: &[Wired], conf: O
     );
 }
 
-/// The nameserver reads the zone files through group dedyn-update (the unit's
-/// UMask=0027 makes them 0640 in 0750 directories); the reload command reaches the
-/// nameserver's control socket or key through the nameserver's group.
-fn permissions(out: &mut String, step: u32, user: &str, group: &str, what: &str) {
+/// The nameserver's user reads the zone files through group dedyn-update (the
+/// unit's UMask=0027 makes them 0640 in 0750 directories); the reload command
+/// reaches the nameserver's control socket or key (`what`) through the
+/// nameserver's group, named like its user. Then the nameserver's own config
+/// check, and its restart under `unit`.
+fn permissions_and_restart(
+    out: &mut String,
+    step: u32,
+    user: &str,
+    what: &str,
+    check: &str,
+    unit: &str,
+) {
     let _ = writeln!(
         out,
         "#\n# {step}. Permissions. {user} reads the zone files through group dedyn-update\n\
          #    (dedyn-update.service's UMask=0027: files 0640, directories 0750), and\n\
-         #    dedyn-update's reload command reaches {what} through group {group}.\n\
+         #    dedyn-update's reload command reaches {what} through group {user}.\n\
          usermod -aG dedyn-update {user}\n\
          mkdir -p /etc/systemd/system/dedyn-update.service.d\n\
          cat > /etc/systemd/system/dedyn-update.service.d/nameserver.conf <<'EOF'\n\
          [Service]\n\
-         SupplementaryGroups={group}\n\
-         EOF"
+         SupplementaryGroups={user}\n\
+         EOF\n\
+         {check}\n\
+         systemctl daemon-reload\n\
+         systemctl restart {unit}"
     );
 }
 
@@ -317,11 +329,13 @@ fn nsd(zones: &[Wired], conf: Option<&Path>, out: &mut String) {
             w.file.display()
         );
     }
-    permissions(out, 3, "nsd", "nsd", "/run/nsd/nsd.ctl");
-    out.push_str(
-        "nsd-checkconf /etc/nsd/nsd.conf\n\
-         systemctl daemon-reload\n\
-         systemctl restart nsd\n",
+    permissions_and_restart(
+        out,
+        3,
+        "nsd",
+        "/run/nsd/nsd.ctl",
+        "nsd-checkconf /etc/nsd/nsd.conf",
+        "nsd",
     );
     dns_keys(
         out,
@@ -413,11 +427,13 @@ fn knot(zones: &[Wired], conf: Option<&Path>, dnssec: bool, out: &mut String) {
         out,
         "grep -qxF 'include: {KNOT_INCLUDE}' /etc/knot/knot.conf || echo 'include: {KNOT_INCLUDE}' >> /etc/knot/knot.conf"
     );
-    permissions(out, 2, "knot", "knot", "/run/knot/knot.sock (mode 0220)");
-    out.push_str(
-        "knotc -c /etc/knot/knot.conf conf-check\n\
-         systemctl daemon-reload\n\
-         systemctl restart knot\n",
+    permissions_and_restart(
+        out,
+        2,
+        "knot",
+        "/run/knot/knot.sock (mode 0220)",
+        "knotc -c /etc/knot/knot.conf conf-check",
+        "knot",
     );
     dns_keys(
         out,
@@ -523,11 +539,13 @@ fn bind(zones: &[Wired], conf: Option<&Path>, out: &mut String) {
     out.push_str(
         "if [ -d /sys/kernel/security/apparmor ]; then apparmor_parser -r /etc/apparmor.d/usr.sbin.named; fi\n",
     );
-    permissions(out, 3, "bind", "bind", "/etc/bind/rndc.key (mode 0640)");
-    out.push_str(
-        "named-checkconf /etc/bind/named.conf\n\
-         systemctl daemon-reload\n\
-         systemctl restart named\n",
+    permissions_and_restart(
+        out,
+        3,
+        "bind",
+        "/etc/bind/rndc.key (mode 0640)",
+        "named-checkconf /etc/bind/named.conf",
+        "named",
     );
     dns_keys(
         out,
