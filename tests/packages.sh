@@ -458,6 +458,22 @@ echo "packages: apt install → served by NSD: $(awk -v a="$installed_at" -v b="
 check "NSD's IXFR spool is in $NSD_SPOOL, not in $STATE/zones" \
   sh -c "ls $NSD_SPOOL | grep -q ixfr && ! ls $STATE/zones | grep -q ixfr"
 readme_systemctl stop dedyn-update
+
+# The README's line that opens the service to clients, as written (nothing is
+# started with it: port 80 may be taken); then the config as the test had it.
+root cp -p "$CONF" "$TMP/config.before"
+open_block=$(readme_block "tests/packages.sh runs the next block (and then puts the config back)")
+if root bash -e -c "$open_block" >"$TMP/open.out" 2>&1; then
+  ok "README: config set server.http_listen ran as written"
+else
+  bad "README: config set server.http_listen failed" "$(cat "$TMP/open.out")"
+fi
+check "... and $CONF listens on port 80 of every address" \
+  grep -qxF 'http_listen = ["0.0.0.0:80", "[::]:80"]' "$CONF"
+check "... and still loads" root /usr/bin/dedyn-update --config "$CONF" nameserver nsd
+check "... with its owner and mode" test "$(stat -c '%U:%G %a' "$CONF")" = "$(stat -c '%U:%G %a' "$TMP/config.before")"
+root cp -p "$TMP/config.before" "$CONF"
+
 check "the update is stored" test "$(cli records "$NAME" 2>&1)" = $'A 192.0.2.1\nAAAA fd08::1'
 check "the database is $STATE/dedyn-update.sqlite3, owned by dedyn-update" \
   test "$(stat -c %U "$STATE/dedyn-update.sqlite3" 2>&1)" = dedyn-update
