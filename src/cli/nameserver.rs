@@ -174,7 +174,7 @@ fn sh(s: &str) -> String {
     if plain {
         s.to_string()
     } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
+        crate::publish::reload::shell_quote(s)
     }
 }
 

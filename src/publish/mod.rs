@@ -9,7 +9,7 @@
 
 mod error;
 mod lane;
-mod reload;
+pub(crate) mod reload;
 pub mod zone;
 
 pub use error::PublishError;

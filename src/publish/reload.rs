@@ -66,7 +66,7 @@ pub fn wait_until_served(
 }
 
 /// Quote for `sh`: the value stays one word whatever it contains.
-fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
