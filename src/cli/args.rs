@@ -179,8 +179,9 @@ pub fn print_lines(lines: impl IntoIterator<Item = String>) {
 }
 /// The domain that holds `name`, or an error saying nobody does.
 pub(crate) fn held(store: &Store, raw: &str) -> Result<(String, crate::update::Domain), Failure> {
-    let name = crate::net::name::normalize(raw);
-    crate::net::name::check_syntax(&name).map_err(Failure::from)?;
+    let name = crate::net::name::Hostname::parse(raw)
+        .map_err(Failure::from)?
+        .into_string();
     let d = store
         .domain_holding(&name)?
         .ok_or_else(|| Failure::from(format!("{name} is not a registered name")))?;
