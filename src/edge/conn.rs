@@ -93,11 +93,14 @@ pub(crate) fn run(
         log::warn!("cannot set a write timeout for {peer}: {e}");
         return;
     }
+    // The same for every request of this connection: made once.
+    let identity = shared.backends.hop().header_line(&info);
     let mut conn = Conn {
         shared,
         slot,
         client: ClientIo { stream, tls },
         info,
+        identity,
         scratch: vec![0; READ_CHUNK],
     };
     let end = conn.serve(accepted);
@@ -108,6 +111,8 @@ struct Conn {
     shared: Arc<Shared>,
     client: ClientIo,
     info: ConnInfo,
+    /// The `X-Dedyn-Client` line the hop adds to each forwarded request.
+    identity: String,
     scratch: Vec<u8>,
     /// Last: fields drop in order, so the slot is freed (and with it the
     /// registry's handle on the client socket) once everything else is gone.
@@ -274,8 +279,11 @@ impl Conn {
     /// client connection may carry another request.
     fn relay(&mut self, request: &[u8], req: &RequestHead) -> Result<bool, End> {
         let pool = Arc::clone(&self.shared.backends);
-        let identity = pool.hop().header_line(&self.info);
-        let head = http::forward_head(&request[..req.head_len], req.expect_continue, &identity);
+        let head = http::forward_head(
+            &request[..req.head_len],
+            req.expect_continue,
+            &self.identity,
+        );
         let body = &request[req.head_len..];
         let deadline = Instant::now() + RESPONSE_TIMEOUT;
         // A pooled connection that tiny_http closed while it was idle is only
