@@ -224,6 +224,7 @@ fn coordinate(
     last_used: &LastUsed,
 ) {
     let mut last_flush = Instant::now();
+    let mut last_expire = Instant::now();
     loop {
         match rx.recv_timeout(POLL) {
             Ok(Msg::Changed(at)) => {
@@ -237,9 +238,13 @@ fn coordinate(
             Err(RecvTimeoutError::Timeout) => {}
         }
         supervise(&mut lanes, respawn, stats);
-        if expire_acme(store) {
-            for l in &lanes {
-                let _ = l.tx.send(Msg::Changed(Instant::now()));
+        // Every POLL, not on every change signal: values live an hour.
+        if last_expire.elapsed() >= POLL {
+            last_expire = Instant::now();
+            if expire_acme(store) {
+                for l in &lanes {
+                    let _ = l.tx.send(Msg::Changed(Instant::now()));
+                }
             }
         }
         if last_flush.elapsed() >= LAST_USED_FLUSH {
@@ -265,7 +270,7 @@ fn coordinate(
 
 /// SPEC 10: `_acme-challenge` values are removed an hour after they were
 /// written, with no call; their zones are then dirty like any other change.
-/// One indexed EXISTS per wake-up (at least every POLL) when nothing expired.
+/// One indexed EXISTS every POLL when nothing expired.
 /// Returns whether anything was removed.
 fn expire_acme(store: &mut Store) -> bool {
     match store.expire_acme(now_unix()) {
