@@ -101,7 +101,10 @@ fn run_pipeline(
         // A bound is a refusal, as the live server gives it (SPEC 13).
         Err(e @ StoreError::OverLimit(_)) => {
             let names: Vec<&str> = plan.names.iter().map(|n| n.name.as_str()).collect();
-            return refused(store_refusal(e, &names.join(",")), lines);
+            return refused(
+                store_refusal(e, "update", "update", &names.join(",")),
+                lines,
+            );
         }
         Err(e) => return Err(e.into()),
     };

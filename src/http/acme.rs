@@ -2,10 +2,9 @@
 //! to JSON reply — the same lock-out, workers, store transaction and receipt as an
 //! address update, its own per-domain rate limit — and `POST /register`, refused.
 
-use super::service::{auth_key, Incoming, Reply, Service};
-use crate::store::{AcmeWriter, Store, StoreError};
-use crate::update::acme::{self, AcmeRefusal, Call};
-use log::error;
+use super::service::{auth_key, store_refusal, Incoming, Reply, Service};
+use crate::store::{AcmeWriter, Store};
+use crate::update::acme::{self, from_update, AcmeRefusal, Call};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -75,19 +74,7 @@ impl Service {
         };
         let serial = store
             .acme_set(&write.domain, &write.name, &write.value, who)
-            .map_err(|e| match e {
-                StoreError::Revoked => AcmeRefusal::Unauthorized {
-                    counted: false,
-                    reason: "token revoked during the call".into(),
-                },
-                StoreError::Gone(d) => {
-                    AcmeRefusal::BadSubdomain(format!("{d} was removed during the call"))
-                }
-                e => {
-                    error!("acme-dns update of {} failed: {e}", write.name);
-                    AcmeRefusal::Database(e.to_string())
-                }
-            })?;
+            .map_err(|e| from_update(store_refusal(e, "call", "acme-dns update", &write.name)))?;
         self.last_used.note(write.token_id);
         self.counters.acme_updates.fetch_add(1, Ordering::Relaxed);
         self.publisher.changed();

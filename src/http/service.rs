@@ -69,17 +69,18 @@ impl Reply {
 /// A store failure during the write as the refusal the client gets: the token
 /// or a domain vanished between plan and write, a `[limits]` bound would be
 /// exceeded (`400` naming it), or the database failed (`911`). `explain` uses it
-/// too, so that it predicts the same answer.
-pub(crate) fn store_refusal(e: StoreError, names: &str) -> Refusal {
+/// too, so that it predicts the same answer, and the acme-dns call (`during` "call",
+/// `action` "acme-dns update"); an address update is `during` "update", `action` "update".
+pub(crate) fn store_refusal(e: StoreError, during: &str, action: &str, names: &str) -> Refusal {
     match e {
         StoreError::Revoked => Refusal::BadAuth {
             counted: false,
-            reason: "token revoked during the update".into(),
+            reason: format!("token revoked during the {during}"),
         },
-        StoreError::Gone(d) => Refusal::NoHost(format!("{d} was removed during the update")),
+        StoreError::Gone(d) => Refusal::NoHost(format!("{d} was removed during the {during}")),
         StoreError::OverLimit(m) => Refusal::BadRequest(m),
         e => {
-            error!("update of {names} failed: {e}");
+            error!("{action} of {names} failed: {e}");
             Refusal::Database(e.to_string())
         }
     }
@@ -227,7 +228,7 @@ impl Service {
                 &update::outcome::decide,
                 &self.config.limits,
             )
-            .map_err(|e| refused(store_refusal(e, &names.join(","))))?;
+            .map_err(|e| refused(store_refusal(e, "update", "update", &names.join(","))))?;
         self.last_used.note(plan.token_id);
         Ok(self.good(&applied))
     }

@@ -179,7 +179,7 @@ pub struct Write {
 }
 
 /// An update pipeline refusal in this API's words (the checks are shared with SPEC 4).
-fn from_update(r: Refusal) -> AcmeRefusal {
+pub(crate) fn from_update(r: Refusal) -> AcmeRefusal {
     match r {
         Refusal::BadAuth { counted, reason } => AcmeRefusal::Unauthorized { counted, reason },
         Refusal::NotYours(m) => AcmeRefusal::Forbidden(m),
