@@ -5,10 +5,13 @@
 //! Every write bumps the zone's generation in the same transaction, like `apply`,
 //! so the publisher sees it and the writer gets the receipt serial.
 
-use super::db::{invalid, now_unix, text_at, writer_turn, Result, Store, StoreError};
+use super::db::{
+    bump_generation, check_domain_held, check_token_held, invalid, now_unix, text_at, writer_turn,
+    Result, Store,
+};
 use crate::update::acme::{expiry_cutoff as cutoff, VALUES_PER_NAME};
 use crate::update::Domain;
-use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, TransactionBehavior};
 
 /// Who asks for a write: a token (re-checked under the write lock, as for address
 /// updates) or the operator on the command line.
@@ -16,17 +19,6 @@ use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 pub enum Writer {
     Token { id: i64, owner: i64 },
     Operator,
-}
-
-/// Bump `zone`'s generation; the serial its next publication carries.
-fn bump(tx: &Transaction, zone: &str) -> Result<u32> {
-    let serial: Option<i64> = tx
-        .prepare_cached(
-            "UPDATE zones SET generation = generation + 1 WHERE name = ?1 RETURNING pending_serial",
-        )?
-        .query_row([zone], |r| r.get(0))
-        .optional()?;
-    Ok(serial.unwrap_or(0) as u32)
 }
 
 impl Store {
@@ -44,28 +36,14 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let held: bool = match who {
+        let owner = match who {
             Writer::Token { id, owner } => {
-                let token_ok: bool = tx
-                    .prepare_cached(
-                        "SELECT EXISTS(SELECT 1 FROM tokens WHERE id = ?1 AND owner = ?2)",
-                    )?
-                    .query_row(params![id, owner], |r| r.get(0))?;
-                if !token_ok {
-                    return Err(StoreError::Revoked);
-                }
-                tx.prepare_cached(
-                    "SELECT EXISTS(SELECT 1 FROM domains WHERE id = ?1 AND name = ?2 AND owner = ?3)",
-                )?
-                .query_row(params![domain.id, domain.name, owner], |r| r.get(0))?
+                check_token_held(&tx, id, owner)?;
+                Some(owner)
             }
-            Writer::Operator => tx
-                .prepare_cached("SELECT EXISTS(SELECT 1 FROM domains WHERE id = ?1 AND name = ?2)")?
-                .query_row(params![domain.id, domain.name], |r| r.get(0))?,
+            Writer::Operator => None,
         };
-        if !held {
-            return Err(StoreError::Gone(domain.name.clone()));
-        }
+        check_domain_held(&tx, domain.id, &domain.name, owner)?;
         tx.prepare_cached("DELETE FROM acme_txt WHERE zone = ?1 AND name = ?2 AND value = ?3")?
             .execute(params![domain.zone, name, value])?;
         tx.prepare_cached(
@@ -77,7 +55,7 @@ impl Store {
                 (SELECT id FROM acme_txt WHERE zone = ?1 AND name = ?2 ORDER BY id DESC LIMIT ?3)",
         )?
         .execute(params![domain.zone, name, VALUES_PER_NAME as i64])?;
-        let serial = bump(&tx, &domain.zone)?;
+        let serial = bump_generation(&tx, &domain.zone)?;
         tx.commit()?;
         Ok(serial)
     }
@@ -94,7 +72,7 @@ impl Store {
         if n == 0 {
             return invalid(format!("{name} has no _acme-challenge values"));
         }
-        let serial = bump(&tx, zone)?;
+        let serial = bump_generation(&tx, zone)?;
         tx.commit()?;
         Ok(serial)
     }
@@ -154,7 +132,7 @@ impl Store {
             .collect::<rusqlite::Result<_>>()?;
         tx.execute("DELETE FROM acme_txt WHERE written <= ?1", [cutoff(now)])?;
         for z in &zones {
-            bump(&tx, z)?;
+            bump_generation(&tx, z)?;
         }
         tx.commit()?;
         Ok(zones)
@@ -164,6 +142,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
 
     fn store(tag: &str) -> (Store, std::path::PathBuf, Domain) {
         let path =

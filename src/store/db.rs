@@ -149,6 +149,57 @@ pub(super) const MIGRATIONS: &[&str] = &[
 ];
 
 /// Column `i` of a row as text, without a copy (a wrong type is a database error).
+/// Under the write lock: token `token` still exists and is `owner`'s, else
+/// `Revoked` (an admin may have revoked it since the request was planned).
+pub(super) fn check_token_held(conn: &Connection, token: i64, owner: i64) -> Result<()> {
+    let held: bool = conn
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM tokens WHERE id = ?1 AND owner = ?2)")?
+        .query_row(rusqlite::params![token, owner], |r| r.get(0))?;
+    if held {
+        Ok(())
+    } else {
+        Err(StoreError::Revoked)
+    }
+}
+
+/// Under the write lock: domain `id` is still registered as `name` (and, with an
+/// owner, still theirs), else `Gone(name)` — a removed domain's id may be reused.
+pub(super) fn check_domain_held(
+    conn: &Connection,
+    id: i64,
+    name: &str,
+    owner: Option<i64>,
+) -> Result<()> {
+    let held: bool = match owner {
+        Some(owner) => conn
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM domains WHERE id = ?1 AND name = ?2 AND owner = ?3)",
+            )?
+            .query_row(rusqlite::params![id, name, owner], |r| r.get(0))?,
+        None => conn
+            .prepare_cached("SELECT EXISTS(SELECT 1 FROM domains WHERE id = ?1 AND name = ?2)")?
+            .query_row(rusqlite::params![id, name], |r| r.get(0))?,
+    };
+    if held {
+        Ok(())
+    } else {
+        Err(StoreError::Gone(name.to_string()))
+    }
+}
+
+/// Bump `zone`'s generation (a change its publisher will see); the serial its
+/// next publication carries.
+pub(super) fn bump_generation(conn: &Connection, zone: &str) -> Result<u32> {
+    use rusqlite::OptionalExtension;
+    let serial: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE zones SET generation = generation + 1 WHERE name = ?1 RETURNING pending_serial",
+        )?
+        .query_row([zone], |r| r.get(0))
+        .optional()?;
+    Ok(serial.unwrap_or(0) as u32)
+}
+
 pub(super) fn text_at<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str> {
     r.get_ref(i)?
         .as_str()

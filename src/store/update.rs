@@ -2,7 +2,10 @@
 //! lock, held to the `[limits]` bounds), its dry run for `explain`, and the
 //! `Directory` the pipeline reads.
 
-use super::db::{addr_blob, blob_addr, writer_turn, Result, Store, StoreError};
+use super::db::{
+    addr_blob, blob_addr, bump_generation, check_domain_held, check_token_held, writer_turn,
+    Result, Store, StoreError,
+};
 use crate::config::Bounds;
 use crate::net::cidr::Cidr;
 use crate::update::acme::Scope;
@@ -91,16 +94,10 @@ impl Store {
         let mut zones: Vec<&str> = changes.iter().map(|(n, _, _)| n.zone.as_str()).collect();
         zones.sort_unstable();
         zones.dedup();
-        let mut bump = tx.prepare_cached(
-            "UPDATE zones SET generation = generation + 1 WHERE name = ?1 RETURNING pending_serial",
-        )?;
         for z in zones {
-            let serial: Option<i64> = bump.query_row([z], |r| r.get(0)).optional()?;
-            applied
-                .serials
-                .push((z.to_string(), serial.unwrap_or(0) as u32));
+            let serial = bump_generation(&tx, z)?;
+            applied.serials.push((z.to_string(), serial));
         }
-        drop(bump);
         tx.commit()?;
         Ok(applied)
     }
@@ -115,21 +112,9 @@ impl Store {
         token: i64,
         owner: i64,
     ) -> Result<()> {
-        let token_ok: bool = conn
-            .prepare_cached("SELECT EXISTS(SELECT 1 FROM tokens WHERE id = ?1 AND owner = ?2)")?
-            .query_row(params![token, owner], |r| r.get(0))?;
-        if !token_ok {
-            return Err(StoreError::Revoked);
-        }
+        check_token_held(conn, token, owner)?;
         for n in names {
-            let held: bool = conn
-                .prepare_cached(
-                    "SELECT EXISTS(SELECT 1 FROM domains WHERE id = ?1 AND name = ?2 AND owner = ?3)",
-                )?
-                .query_row(params![n.domain_id, n.domain, owner], |r| r.get(0))?;
-            if !held {
-                return Err(StoreError::Gone(n.domain.clone()));
-            }
+            check_domain_held(conn, n.domain_id, &n.domain, Some(owner))?;
         }
         Ok(())
     }
