@@ -258,7 +258,12 @@ fn a_failure_that_cannot_be_recorded_leaves_the_change_retried_and_served() {
     let rig = Rig::start_reloading(Kind::Nsd, Setup::default(), |ns, dir| {
         let d = dir.display();
         format!(
-            "if test -e {d}/reload-ok; then {ns}; else echo x >> {d}/attempts; sleep 1; exit 1; fi"
+            // With `hold`, a failing attempt ends only once the test holds the
+            // write lock (`locked`), so its failure meets a locked database; the
+            // wait is bounded (30 s) like every poll here.
+            "if test -e {d}/reload-ok; then {ns}; else echo x >> {d}/attempts; \
+             if test -e {d}/hold; then for i in $(seq 600); do test -e {d}/locked && break; \
+             sleep 0.05; done; fi; exit 1; fi"
         )
     });
     let dir = rig.dir.path().to_path_buf();
@@ -272,19 +277,22 @@ fn a_failure_that_cannot_be_recorded_leaves_the_change_retried_and_served() {
     let tok = rig
         .server
         .provision("alice@example.org", "alice.dedyn.example");
+    fs::write(dir.join("hold"), "").unwrap();
     let before = attempts();
     let r = rig.server.get(
         "/?myipv4=1.2.3.4",
         &[("Authorization", &format!("Token {tok}"))],
     );
     receipt(&r);
-    // The attempt with our change is in its reload: take the write lock (as a
-    // long `import` would) so that recording its failure meets a locked database.
+    // The attempt with our change is in its reload, waiting for `locked`: take
+    // the write lock (as a long `import` would), then let the reload fail, so
+    // that recording its failure meets a locked database.
     rig.server
         .wait_until("the attempt with the change", SLOW, || attempts() > before);
     let db = rusqlite::Connection::open(rig.server.db_path()).unwrap();
     db.busy_timeout(Duration::from_secs(10)).unwrap();
     db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    fs::write(dir.join("locked"), "").unwrap();
     rig.server
         .wait_until("recording the failure to fail", SLOW, || {
             let log = rig.server.log();
