@@ -1,11 +1,12 @@
 //! SPEC 13 under faults: what a failed start leaves behind, and the CLI's small
 //! failure paths.
 mod common;
-use common::proc::TempDir;
+use common::proc::{run_with_timeout, TempDir};
 use common::server::{free_tcp, BIN};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 /// A config whose zone file and reload marker live in `dir`, plus `server` lines.
 fn config(dir: &Path, server: &str) -> std::path::PathBuf {
@@ -24,12 +25,16 @@ fn config(dir: &Path, server: &str) -> std::path::PathBuf {
 /// zone file and no trace of the reload command.
 fn start_fails_and_touches_nothing(dir: &Path, server: &str, says: &str) {
     let cfg = config(dir, server);
-    let out = Command::new(BIN)
-        .args(["--config", cfg.to_str().expect("utf8"), "serve"])
-        .output()
-        .expect("run dedyn-update serve");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "serve started: {stderr}");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--config", cfg.to_str().expect("utf8"), "serve"]);
+    // Bounded: a regression that lets `serve` start must fail, not hang.
+    let scratch = TempDir::new("faults-out");
+    let out = run_with_timeout(cmd, scratch.path(), Duration::from_secs(10));
+    let stderr = out.text;
+    let status = out
+        .status
+        .expect("serve did not exit within 10 s: it started");
+    assert_ne!(status.code(), Some(0), "serve started: {stderr}");
     assert!(
         stderr.contains(says),
         "stderr does not say {says:?}: {stderr}"
