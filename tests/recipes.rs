@@ -30,9 +30,15 @@ impl Fixture {
     fn start() -> Fixture {
         let pki = Pki::new();
         pki.install("rsa.pem", "rsa.key");
+        // The README's checkip block, its name replaced (Setup writes [server]).
+        let checkip = recipe("checkip");
+        let mut lines = checkip.lines();
+        assert_eq!(lines.next(), Some("[server]"), "{checkip}");
         let server = Server::start_with(Setup {
             tls: Some(pki.live()),
-            server: vec!["checkip_hosts = [\"localhost\"]".into()],
+            server: lines
+                .map(|l| l.replace("checkip.example.net", "localhost"))
+                .collect(),
             ..Setup::default()
         });
         let token = server.provision(EMAIL, ALICE);
