@@ -21,6 +21,7 @@ use common::acme::{
 use common::dns::Rig;
 use common::ns::Kind;
 use common::proc::{run_with_timeout, TempDir};
+use common::readme::{cli_args, recipe};
 use common::server::Setup;
 
 const NAME: &str = "alice.dedyn.example";
@@ -37,14 +38,19 @@ fn rig(test: &str) -> Option<(Rig, Pebble, String)> {
     rig.server.cli_ok(&["user", "add", EMAIL]);
     rig.server
         .cli_ok(&["domain", "add", NAME, "--owner", EMAIL]);
-    let token = rig
-        .server
-        .cli_ok(&[
-            "token", "add", "--owner", EMAIL, "--name", "certs", "--scope", "acme", "--domain",
-            NAME,
-        ])
-        .trim()
-        .to_string();
+    // The README's command for a certificates token, as written.
+    let args = cli_args(&recipe("acme-token"));
+    assert!(
+        args.join(" ").contains(&format!("--owner {EMAIL} ")),
+        "{args:?}"
+    );
+    assert!(
+        args.join(" ")
+            .ends_with(&format!("--scope acme --domain {NAME}")),
+        "{args:?}"
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let token = rig.server.cli_ok(&args).trim().to_string();
     Some((rig, pebble, token))
 }
 

@@ -7,7 +7,7 @@
 mod common;
 use common::edge::Pki;
 use common::proc::{run_with_timeout, tool, TempDir};
-use common::readme::recipe;
+use common::readme::{cli_args, recipe};
 use common::server::{token, Server, Setup};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -140,13 +140,9 @@ fn curl_recipe_never_wipes_a_family() {
 /// The token the README's ddclient block makes: its arguments, run as written
 /// after `dedyn-update --config FILE`.
 fn ddclient_token(f: &Fixture) -> String {
-    let block = recipe("ddclient-token");
-    let args = block
-        .split_once("--config /etc/dedyn-update/config.toml ")
-        .expect("the ddclient token command")
-        .1;
-    let args: Vec<&str> = args.split_whitespace().collect();
-    assert!(args.contains(&"v4"), "{args:?}");
+    let args = cli_args(&recipe("ddclient-token"));
+    assert!(args.iter().any(|a| a == "v4"), "{args:?}");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     f.server.cli_ok(&args).trim().to_string()
 }
 
