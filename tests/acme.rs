@@ -554,7 +554,7 @@ fn acme_sh_settings_make_the_call_acme_sh_makes() {
 /// The README's acme.sh block.
 fn acme_sh_block() -> String {
     readme_block(
-        "Certificates for your name",
+        "acme-sh",
         "export ACMEDNS_UPDATE_URL=https://dyn.example.org/update",
     )
 }

@@ -15,8 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::acme::{
-    certbot_venv, dns_sans, lego, readme_block, readme_blocks, skip, substitute, verify_chain,
-    Pebble,
+    certbot_venv, dns_sans, lego, readme_block, skip, substitute, verify_chain, Pebble,
 };
 use common::dns::Rig;
 use common::ns::Kind;
@@ -26,7 +25,6 @@ use common::server::Setup;
 
 const NAME: &str = "alice.dedyn.example";
 const EMAIL: &str = "alice@example.org";
-const SECTION: &str = "Certificates for your name";
 /// Bound on one client run (issuance normally takes seconds).
 const CLIENT: Duration = Duration::from_secs(240);
 
@@ -98,7 +96,7 @@ fn certbot_with_the_dns_acmedns_plugin_gets_name_and_wildcard() {
     let reg_path = d.join("acmedns-registration.json");
     // The README's files, as written, with its placeholders replaced.
     let ini = substitute(
-        &readme_block(SECTION, "# /etc/letsencrypt/acmedns.ini"),
+        &readme_block("certbot-ini", "# /etc/letsencrypt/acmedns.ini"),
         &[
             ("https://dyn.example.org", api.as_str()),
             (
@@ -107,21 +105,14 @@ fn certbot_with_the_dns_acmedns_plugin_gets_name_and_wildcard() {
             ),
         ],
     );
-    let registration = readme_blocks(SECTION)
-        .into_iter()
-        .find(|(info, _)| info == "json")
-        .map(|(_, b)| b)
-        .expect("README has the registration JSON");
+    let registration = readme_block("certbot-registration", "{");
     let registration = substitute(&registration, &[("\"TOKEN\"", &format!("\"{token}\""))]);
     for (path, text) in [(&ini_path, ini), (&reg_path, registration)] {
         fs::write(path, text).expect("write certbot file");
         chmod_600(path);
     }
-    let command = readme_blocks(SECTION)
-        .into_iter()
-        .map(|(_, b)| b)
-        .find(|b| b.starts_with("certbot certonly"))
-        .expect("README has the certbot command");
+    let command = recipe("certbot");
+    assert!(command.starts_with("certbot certonly"), "{command}");
     let command = substitute(
         &command,
         &[
@@ -180,7 +171,7 @@ fn lego_with_the_readme_exec_hook_gets_name_and_wildcard() {
     let d = dir.path();
     let hook = concat!(env!("CARGO_MANIFEST_DIR"), "/data/acme-dns-hook.sh");
     let url = format!("http://{}", rig.server.http);
-    let block = readme_block(SECTION, "export EXEC_PATH=/usr/local/bin/acme-dns-hook.sh");
+    let block = readme_block("lego", "export EXEC_PATH=/usr/local/bin/acme-dns-hook.sh");
     // In production lego checks the new value through the system's resolvers and
     // the zone's nameservers on port 53; here both are the test NSD.
     let script = substitute(

@@ -3,23 +3,15 @@
 //! address other than the real client's. Checked with fail2ban's own
 //! `fail2ban-regex` against the filter exactly as the README prints it.
 mod common;
+use common::readme::recipe;
 use common::server::{basic, Server};
 use std::process::Command;
 
 /// The fail2ban filter from the README's Logging section, verbatim.
 fn readme_filter() -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let section = readme
-        .split("\n## Logging")
-        .nth(1)
-        .expect("README has a Logging section");
-    let block = section
-        .split("```")
-        .nth(1)
-        .expect("the Logging section shows the fail2ban filter in a code block");
+    let block = recipe("fail2ban-filter");
     assert!(block.contains("failregex"), "not the filter: {block}");
-    block.trim_start_matches(|c| c != '\n').trim().to_string() + "\n"
+    block
 }
 
 /// The failure ids (addresses) fail2ban-regex finds in `log` with the README's filter.

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::dns::{receipt, toml_str};
+use common::readme::block_after;
 use common::server::{cli_in, Server, Setup};
 use common::stock::{
     nameserver_output, real_apparmor_parser, run_line, sbin_path, Daemon, Kind, Root, ZONE,
@@ -543,12 +544,8 @@ fn readme_shows_the_commands_output() {
     )
     .unwrap();
     for args in [&["nsd"][..], &["knot"], &["bind"], &["knot", "--dnssec"]] {
-        let marker = format!(
-            "<!-- output of: dedyn-update nameserver {} -->",
-            args.join(" ")
-        );
-        let block = readme_block(&readme, &marker)
-            .unwrap_or_else(|| panic!("README has no block after {marker}"));
+        let marker = format!("output of: dedyn-update nameserver {}", args.join(" "));
+        let block = block_after(&marker);
         // The README shows the packaged config's path.
         let output = nameserver_output(&config, args)
             .replace(&*config.to_string_lossy(), "/etc/dedyn-update/config.toml");
@@ -562,13 +559,4 @@ fn readme_shows_the_commands_output() {
     ] {
         assert!(readme.contains(line) && signed.contains(line), "{line}");
     }
-}
-
-/// The fenced code block right after `marker`.
-fn readme_block(readme: &str, marker: &str) -> Option<String> {
-    let after = &readme[readme.find(marker)? + marker.len()..];
-    let start = after.find("```")?;
-    let body = &after[start..];
-    let body = &body[body.find('\n')? + 1..];
-    Some(body[..body.find("\n```")? + 1].to_string())
 }

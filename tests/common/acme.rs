@@ -288,52 +288,16 @@ pub fn verify_chain(pebble: &Pebble, cert: &Path, scratch: &Path) {
     );
 }
 
-/// The fenced code blocks of the README section titled `heading`, each as
-/// (info string, text).
-pub fn readme_blocks(heading: &str) -> Vec<(String, String)> {
-    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-    let text = fs::read_to_string(readme).expect("read README.md");
-    let start = text
-        .lines()
-        .position(|l| l.starts_with('#') && l.trim_start_matches('#').trim() == heading)
-        .unwrap_or_else(|| panic!("README has no section '{heading}'"));
-    let level = text
-        .lines()
-        .nth(start)
-        .map_or(0, |l| l.len() - l.trim_start_matches('#').len());
-    let mut blocks = Vec::new();
-    let mut current: Option<(String, String)> = None;
-    for line in text.lines().skip(start + 1) {
-        let hashes = line.len() - line.trim_start_matches('#').len();
-        if current.is_none() && hashes > 0 && hashes <= level && line[hashes..].starts_with(' ') {
-            break;
-        }
-        match (&mut current, line.strip_prefix("```")) {
-            (None, Some(info)) => current = Some((info.trim().to_string(), String::new())),
-            (Some(_), Some(_)) => blocks.extend(current.take()),
-            (Some((_, body)), None) => {
-                body.push_str(line);
-                body.push('\n');
-            }
-            (None, None) => {}
-        }
-    }
-    blocks
-}
-
-/// The one README block of section `heading` whose first line is `first_line`.
-pub fn readme_block(heading: &str, first_line: &str) -> String {
-    let found: Vec<String> = readme_blocks(heading)
-        .into_iter()
-        .filter(|(_, body)| body.lines().next() == Some(first_line))
-        .map(|(_, body)| body)
-        .collect();
+/// The README block of recipe `name` (see `readme::recipe`), insisting that its
+/// first line is `first_line` (so that a marker moved to another block fails).
+pub fn readme_block(name: &str, first_line: &str) -> String {
+    let block = super::readme::recipe(name);
     assert_eq!(
-        found.len(),
-        1,
-        "README section '{heading}' must have exactly one block starting with {first_line:?}"
+        block.lines().next(),
+        Some(first_line),
+        "README recipe {name} must start with {first_line:?}"
     );
-    found.into_iter().next().unwrap_or_default()
+    block
 }
 
 /// `text` with each `(from, to)` replaced, insisting that every `from` occurs

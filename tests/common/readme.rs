@@ -1,10 +1,16 @@
-//! The README as the tests read it: the fenced block a recipe marker names, so
-//! that what a user copies is what a test runs.
+//! The README as the tests read it: the fenced block an HTML comment marker names,
+//! so that what a user copies is what a test runs.
 
 /// The fenced block right after `<!-- recipe: NAME -->` in README.md.
 pub fn recipe(name: &str) -> String {
+    block_after(&format!("recipe: {name}"))
+}
+
+/// The fenced block right after the line `<!-- MARKER -->` in README.md (e.g.
+/// `output of: dedyn-update nameserver nsd`), each line ending in a newline.
+pub fn block_after(marker: &str) -> String {
     let readme = include_str!("../../README.md");
-    let marker = format!("<!-- recipe: {name} -->");
+    let marker = format!("<!-- {marker} -->");
     let start = readme
         .find(&marker)
         .unwrap_or_else(|| panic!("README.md has no {marker}"));
