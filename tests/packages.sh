@@ -246,7 +246,9 @@ fi
 NSD_CONF=/etc/nsd/nsd.conf.d/dedyn-update.conf
 NSD_SPOOL=/var/lib/nsd/dedyn-update
 DROPIN=/etc/systemd/system/dedyn-update.service.d
-for p in "$STATE" /etc/dedyn-update "$NSD_CONF" "$NSD_SPOOL" "$DROPIN"; do
+# ... and what the README's install from source writes.
+SOURCE_FILES=(/usr/bin/dedyn-update /etc/systemd/system/dedyn-update.service /usr/share/doc/dedyn-update)
+for p in "$STATE" /etc/dedyn-update "$NSD_CONF" "$NSD_SPOOL" "$DROPIN" "${SOURCE_FILES[@]}"; do
   if [ -e "$p" ]; then
     echo "packages: $p exists; this test would install over it and delete it: move it away first" >&2
     exit 1
@@ -286,7 +288,7 @@ cleanup() {
     root gpasswd -d nsd dedyn-update >/dev/null || true
   fi
   root dpkg -P dedyn-update >/dev/null 2>&1 || true
-  root rm -rf "$STATE" /etc/dedyn-update
+  root rm -rf "$STATE" /etc/dedyn-update "${SOURCE_FILES[@]}"
   if [ $user_existed = no ] && getent passwd dedyn-update >/dev/null; then
     root userdel dedyn-update || true
     if getent group dedyn-update >/dev/null; then root groupdel dedyn-update || true; fi
@@ -529,6 +531,59 @@ if root dpkg -i "$(deb_of amd64)" >"$TMP/dpkg.log" 2>&1 && test -d "$STATE" -a -
     test ! -e "$STATE" -a ! -e /etc/dedyn-update
 else
   bad "dpkg -i, then dpkg -P" "$(tail -n 20 "$TMP/dpkg.log")"
+fi
+
+# ---- the README's install from source ("Running it with systemd"), as written
+# but as root: `sudo CMD` runs CMD, `sudo -u dedyn-update` is runuser; its
+# `cargo build --release` is the build this script made (its binary in $TARGET).
+phase "install from source (README: Running it with systemd)"
+from_source() { # from_source MARKER: the README's block, run as root from the repository
+  local block
+  block=$(readme_block "tests/packages.sh runs the next block ($1)")
+  block=$(sed -e '/^cargo build --release$/d' -e "s#target/release/#$TARGET/release/#" \
+    -e 's/^sudo -u dedyn-update /runuser -u dedyn-update -- /' -e 's/sudo //g' <<<"$block")
+  (cd "$ROOT" && root env PATH="$README_PATH" SYSTEMCTL_STATE="$SYSTEMCTL_STATE" bash -e -c "$block") \
+    >"$TMP/source.out" 2>&1
+}
+if [ $user_existed = yes ]; then
+  bad "install from source: the user dedyn-update existed before this run; its useradd would fail"
+else
+  # The state of a fresh machine: no user (the purge above kept it), no state directory.
+  root userdel dedyn-update
+  if getent group dedyn-update >/dev/null; then root groupdel dedyn-update; fi
+  if from_source "from source; as root, so without sudo"; then
+    ok "README: the install commands ran as written"
+  else
+    bad "README: the install commands failed" "$(cat "$TMP/source.out")"
+  fi
+  check "/usr/bin/dedyn-update is the build" cmp /usr/bin/dedyn-update "$(bin_of amd64)"
+  check "$CONF is the example, group dedyn-update, 0640" \
+    sh -c "cmp $CONF data/dedyn-update.example.toml && test \"\$(stat -c '%G %a' $CONF)\" = 'dedyn-update 640'"
+  # The edit the README asks for before the start: here only the HTTP port.
+  root sed -i 's|^http_listen = .*|http_listen = ["127.0.0.1:0"]   # edited|' "$CONF"
+  : >"$SYSTEMCTL_STATE/dedyn-update.log"
+  if from_source "from source, started"; then
+    ok "README: daemon-reload, enable --now, check and reload ran as written"
+  else
+    bad "README: daemon-reload, enable --now, check and reload failed" "$(cat "$TMP/source.out")"
+  fi
+  check "... check said the config and database are ok" \
+    grep -qx "database: $STATE/dedyn-update.sqlite3 (schema [0-9]*): ok" "$TMP/source.out"
+  for _ in $(seq 200); do # up to 10 s for the signal to be logged
+    grep -q 'SIGHUP: reloading TLS' "$SYSTEMCTL_STATE/dedyn-update.log" && break
+    sleep 0.05
+  done
+  check "... the service took the reload (SIGHUP)" grep -q 'SIGHUP: reloading TLS' "$SYSTEMCTL_STATE/dedyn-update.log"
+  check "... and runs" readme_systemctl is-active dedyn-update
+  check "... from the state directory systemd would make: $STATE, dedyn-update 750" \
+    test "$(stat -c '%U %a' "$STATE")" = "dedyn-update 750"
+  if from_source "from source, admin command"; then
+    ok "README: user list as the service user ran as written"
+  else
+    bad "README: user list as the service user failed" "$(cat "$TMP/source.out")"
+  fi
+  readme_systemctl stop dedyn-update
+  root rm -rf "${SOURCE_FILES[@]}" /etc/dedyn-update "$STATE"
 fi
 
 # ---- what the README started, stopped (the cleanup does it again, in any case)
