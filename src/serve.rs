@@ -129,6 +129,11 @@ pub fn serve(config: Config) -> Result<(), String> {
         config.server.workers,
         edge.max_connections()
     );
+    // Type=notify: `systemctl start` returns now, so that a command run right
+    // after it finds the database and the listeners.
+    if let Err(e) = crate::os::notify::ready() {
+        warn!("could not tell systemd the service is ready (NOTIFY_SOCKET): {e}");
+    }
 
     while signals::wait() == signals::Signal::Reload {
         info!("SIGHUP: reloading TLS certificate and key");
