@@ -8,6 +8,7 @@
 #   tests/install-deps.sh · cargo build --all-targets · cargo fmt --check ·
 #   cargo clippy --all-targets -D warnings · cargo test (every unit and
 #   integration test) · every other tests/*.sh · bench/run.sh --quick (if present)
+#   · bench/import-lock.sh
 #
 # Environment: CARGO_TARGET_DIR is honoured; --skip-deps skips the apt step.
 set -euo pipefail
@@ -74,5 +75,8 @@ done
 if [ -f bench/run.sh ]; then
   step "bench/run.sh --quick" bash bench/run.sh --quick
 fi
+# The README's import-lock measurement, as written (a few seconds; fails when the
+# import's log line is missing).
+step "bench/import-lock.sh" bash bench/import-lock.sh
 
 echo "=== all tests passed in $((SECONDS - started)) s"
