@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::proc::is_root;
+use common::proc::require_root;
 use common::server::{parse_response, token, Server, Setup};
 
 const ALICE: &str = "alice.dedyn.example";
@@ -153,11 +153,10 @@ fn tiny_http_listens_on_no_tcp_port_only_on_a_private_socket() {
 
 #[test]
 fn another_user_cannot_reach_the_internal_socket() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED another_user_cannot_reach_the_internal_socket: needs root to run \
-             a process as nobody (the CI test command runs as root)"
-        );
+    if !require_root(
+        "another_user_cannot_reach_the_internal_socket",
+        "to run a process as nobody",
+    ) {
         return;
     }
     let s = server();

@@ -145,8 +145,10 @@ fn assert_system_steps(w: &Wired, kind: Kind) {
 /// otherwise the daemon does not drop privileges and owns the socket itself).
 fn assert_socket_reachable_through_group(w: &Wired, socket: &str, group: &str) {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    if !common::stock::is_root() {
-        eprintln!("NOTE: not root: the control socket's group is not checked");
+    if !common::proc::require_root(
+        "the control socket's group check",
+        "for the daemon to drop privileges",
+    ) {
         return;
     }
     let meta = fs::metadata(w.root.at(socket)).unwrap();

@@ -5,7 +5,7 @@ mod common;
 use common::dns::Rig;
 use common::edge::Pki;
 use common::ns::Kind;
-use common::proc::{is_root, TempDir};
+use common::proc::{require_root, TempDir};
 use common::server::{cli_in, CliOutput, Server, Setup, BIN};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -260,8 +260,10 @@ fn check_refuses_a_zone_file_that_is_not_a_file() {
 /// own line naming the key and the file.
 #[test]
 fn check_tries_writing_the_zone_directory_as_the_user_running_it() {
-    if !is_root() {
-        eprintln!("skipped: needs root to act as another user (CI runs as root)");
+    if !require_root(
+        "check_tries_writing_the_zone_directory_as_the_user_running_it",
+        "to act as another user",
+    ) {
         return;
     }
     let dir = TempDir::new("ops");
@@ -483,8 +485,7 @@ fn config_set_changes_only_the_keys_and_refuses_what_would_not_load() {
 /// namespace (`unshare -m`), so the machine never sees it.
 #[test]
 fn check_finds_a_read_only_mount() {
-    if !is_root() {
-        eprintln!("skipped: needs root to mount (CI runs as root)");
+    if !require_root("check_finds_a_read_only_mount", "to mount") {
         return;
     }
     let dir = TempDir::new("ops-ro");

@@ -19,7 +19,6 @@
 //! straight to the test's stderr (past libtest's capture).
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -36,13 +35,7 @@ const VENV_INSTALL: Duration = Duration::from_secs(600);
 /// The versions checked to work together (certbot 5.8 loads dns-acmedns 0.1.0).
 pub const CERTBOT_PACKAGES: &[&str] = &["certbot==5.8.0", "certbot-dns-acmedns==0.1.0"];
 
-/// Say loudly, past libtest's output capture, that a test did not run.
-pub fn skip(test: &str, why: &str) {
-    let line = format!("\nSKIPPED: {test}: {why}\n");
-    // Written to the stderr handle directly: `eprintln!` would be captured and
-    // shown only for failing tests.
-    let _ = std::io::stderr().write_all(line.as_bytes());
-}
+pub use super::proc::skip;
 
 /// A running pebble. Dropping it stops it (by PID) and removes its directory.
 pub struct Pebble {

@@ -208,3 +208,24 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid(2) takes no arguments and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Say loudly, past libtest's output capture, that a test did not run.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("\nSKIPPED: {test}: {why}\n");
+    // Written to the stderr handle directly: `eprintln!` would be captured and
+    // shown only for failing tests.
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// For a test (or a check) that needs root: true as root, else says SKIPPED (see
+/// `skip`) with `why` and returns false. CI's test command runs as root.
+pub fn require_root(test: &str, why: &str) -> bool {
+    if !is_root() {
+        skip(
+            test,
+            &format!("needs root {why} (the CI test command runs as root)"),
+        );
+    }
+    is_root()
+}

@@ -31,8 +31,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::ns::{dig, free_port};
-pub use super::proc::is_root;
-use super::proc::{self, find_tool, read_lossy, run_with_timeout, tool, TempDir};
+use super::proc::{self, find_tool, is_root, read_lossy, run_with_timeout, tool, TempDir};
 use super::server::BIN;
 
 pub const ZONE: &str = "dedyn.example";
