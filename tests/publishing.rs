@@ -7,12 +7,12 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::dns::{receipt, toml_str, Rig, ZONE};
+use common::dns::{placeholder_zone, receipt, toml_str, Rig, ZONE};
 use common::ns::{write_zone_atomic, Kind, Nameserver};
-use common::proc::{is_alive, TempDir};
+use common::proc::{is_alive, read_lossy, TempDir};
 use common::server::{free_tcp, read, request, Response, Server, Setup};
 
 const A: &str = "a.example";
@@ -45,7 +45,7 @@ impl TwoZones {
         let d = dir.path();
         let files: Vec<PathBuf> = [A, B].iter().map(|z| d.join(format!("{z}.zone"))).collect();
         for (z, f) in [A, B].iter().zip(&files) {
-            write_zone_atomic(f, &placeholder(z));
+            write_zone_atomic(f, &placeholder_zone(z));
             fs::write(
                 d.join(format!("{z}.static")),
                 format!("ns1.{z}. 60 IN A 127.0.0.1\n"),
@@ -150,16 +150,6 @@ impl TwoZones {
         }
         t.elapsed()
     }
-}
-
-fn read_lossy(p: &Path) -> String {
-    fs::read(p)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
-fn placeholder(zone: &str) -> String {
-    format!("$ORIGIN {zone}.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 600 604800 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n")
 }
 
 /// One fault scenario; returns the recovery time (fault fixed → new update served).

@@ -69,7 +69,7 @@ impl Rig {
         let zone_file = dir.path().join(format!("{ZONE}.zone"));
         let include = dir.path().join("static.zone");
         std::fs::write(&include, INCLUDE).expect("write include file");
-        write_zone_atomic(&zone_file, &placeholder_zone());
+        write_zone_atomic(&zone_file, &placeholder_zone(ZONE));
         let ns = match kind {
             Kind::Nsd => Nameserver::start_nsd(ZONE, &zone_file),
             Kind::Knot => Nameserver::start_knot(ZONE, &zone_file),
@@ -150,9 +150,10 @@ pub fn toml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// What the nameserver loads before the server has published anything.
-fn placeholder_zone() -> String {
+/// A minimal valid zone `zone` (serial 1): what a nameserver loads before the
+/// server has published anything.
+pub fn placeholder_zone(zone: &str) -> String {
     format!(
-        "$ORIGIN {ZONE}.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 600 604800 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n"
+        "$ORIGIN {zone}.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 600 604800 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n"
     )
 }

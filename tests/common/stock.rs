@@ -314,11 +314,7 @@ impl Root {
         let file = self.at(ZONE_FILE);
         fs::create_dir_all(file.parent().expect("a parent")).expect("zone dir");
         chmod(file.parent().expect("a parent"), 0o755);
-        fs::write(
-            &file,
-            format!("$ORIGIN {ZONE}.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 600 604800 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n"),
-        )
-        .expect("write placeholder zone");
+        fs::write(&file, super::dns::placeholder_zone(ZONE)).expect("write placeholder zone");
         file
     }
 
