@@ -44,9 +44,9 @@ fn setup(scope: &str, extra: &[&str]) -> (Server, String) {
 
 fn setup_with(setup: Setup, scope: &str, extra: &[&str]) -> (Server, String) {
     let s = Server::start_with(setup);
-    s.cli_ok(&["user", "add", EMAIL]);
-    s.cli_ok(&["domain", "add", NAME, "--owner", EMAIL]);
-    let key = new_token(&s, scope, extra);
+    let mut args = vec!["--scope", scope];
+    args.extend_from_slice(extra);
+    let key = s.provision_with(EMAIL, NAME, &args);
     (s, key)
 }
 

@@ -216,14 +216,7 @@ fn lego_with_the_readme_exec_hook_gets_name_and_wildcard() {
 fn the_hook_says_what_failed() {
     // A refused call makes the hook (and so lego) fail with the server's answer.
     let rig = Rig::start(Kind::Nsd, Setup::default());
-    rig.server.cli_ok(&["user", "add", EMAIL]);
-    rig.server
-        .cli_ok(&["domain", "add", NAME, "--owner", EMAIL]);
-    let update_only = rig
-        .server
-        .cli_ok(&["token", "add", "--owner", EMAIL])
-        .trim()
-        .to_string();
+    let update_only = rig.server.provision(EMAIL, NAME);
     let hook = concat!(env!("CARGO_MANIFEST_DIR"), "/data/acme-dns-hook.sh");
     let dir = TempDir::new("hook");
     let run = |key: &str, args: &[&str]| {
@@ -277,14 +270,7 @@ fn each_value_is_answered_by_knot_after_the_update_call() {
 /// (not asserted: timing goals are the benchmarks' business).
 fn each_value_is_answered_after_the_update_call(kind: Kind) {
     let rig = Rig::start(kind, Setup::default());
-    rig.server.cli_ok(&["user", "add", EMAIL]);
-    rig.server
-        .cli_ok(&["domain", "add", NAME, "--owner", EMAIL]);
-    let key = rig
-        .server
-        .cli_ok(&["token", "add", "--owner", EMAIL, "--scope", "acme"])
-        .trim()
-        .to_string();
+    let key = rig.server.provision_with(EMAIL, NAME, &["--scope", "acme"]);
     let owner = format!("_acme-challenge.{NAME}");
     let mut took = Vec::new();
     let mut previous: Option<String> = None;

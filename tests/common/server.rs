@@ -319,13 +319,18 @@ impl Server {
 
     /// A user owning `domain`, and a token for it (returned).
     pub fn provision(&self, email: &str, domain: &str) -> String {
+        self.provision_with(email, domain, &[])
+    }
+
+    /// `provision` with more `token add` options (`--scope acme`, `--domain …`).
+    pub fn provision_with(&self, email: &str, domain: &str, token_args: &[&str]) -> String {
         if !self.cli_ok(&["user", "list"]).lines().any(|l| l == email) {
             self.cli_ok(&["user", "add", email]);
         }
         self.cli_ok(&["domain", "add", domain, "--owner", email]);
-        self.cli_ok(&["token", "add", "--owner", email])
-            .trim()
-            .to_string()
+        let mut args = vec!["token", "add", "--owner", email];
+        args.extend_from_slice(token_args);
+        self.cli_ok(&args).trim().to_string()
     }
 
     /// `records NAME` as lines.
