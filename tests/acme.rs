@@ -568,13 +568,8 @@ fn metrics_count_acme_calls() {
     };
     let (s, key) = setup_with(setup, "acme", &[]);
     let sample = |name: &str| -> f64 {
-        let r = send(m, "GET", "/metrics", &[], None);
-        assert_eq!(r.status, 200, "{r:?}");
-        r.body
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in:\n{}", r.body))
+        let text = common::server::scrape(m);
+        common::server::metric(&text, name).unwrap_or_else(|| panic!("no {name} in:\n{text}"))
     };
     assert_eq!(update(&s, &key, NAME, V1).status, 200);
     assert_eq!(update(&s, &key, NAME, V2).status, 200);

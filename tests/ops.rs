@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::server::{free_tcp, request, Server, Setup};
+use common::server::{free_tcp, metric as value, request, scrape, Server, Setup};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,25 +20,6 @@ fn with_metrics() -> (Server, SocketAddr) {
         ..Setup::default()
     });
     (s, m)
-}
-
-fn scrape(addr: SocketAddr) -> String {
-    let r = request(addr, "GET", "/metrics", &[]);
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert!(
-        r.header("Content-Type")
-            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
-        "{:?}",
-        r.headers
-    );
-    r.body
-}
-
-/// The value of one sample (`name` includes any labels), or `None` when absent.
-fn value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 fn token(tok: &str) -> String {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::dns::{placeholder_zone, receipt, toml_str, Rig, ZONE};
 use common::ns::{write_zone_atomic, Kind, Nameserver};
 use common::proc::{is_alive, read_lossy, TempDir};
-use common::server::{free_tcp, read, request, Response, Server, Setup};
+use common::server::{free_tcp, read, Server, Setup};
 
 const A: &str = "a.example";
 const B: &str = "b.example";
@@ -137,9 +137,7 @@ impl TwoZones {
     }
 
     fn metrics(&self) -> String {
-        let r: Response = request(self.metrics, "GET", "/metrics", &[]);
-        assert_eq!(r.status, 200, "{r:?}");
-        r.body
+        common::server::scrape(self.metrics)
     }
 
     /// Wait until NSD answers `name` A with `addr`; how long that took.

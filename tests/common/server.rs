@@ -517,3 +517,24 @@ pub fn assert_log_not_forged(log: &str, client: &str) {
         }
     }
 }
+
+/// `GET /metrics` from the metrics listener at `addr`: the exposition text, after
+/// checking the status and Prometheus' content type.
+pub fn scrape(addr: SocketAddr) -> String {
+    let r = request(addr, "GET", "/metrics", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.header("Content-Type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+        "{:?}",
+        r.headers
+    );
+    r.body
+}
+
+/// The value of one sample in a scrape (`name` includes any labels), or `None`.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
