@@ -67,6 +67,20 @@ fn user_add_bad_input_fails_and_changes_nothing() {
     s.cli_ok(&["user", "add", EMAIL]);
     assert_fails_cleanly(&s.cli(&["user", "add", "ALICE@example.org"]), "exists");
     assert_fails_cleanly(&s.cli(&["user", "add", "not-an-email"]), "not-an-email");
+    // SPEC 17: an '@' alone, or with nothing on one side, is no address.
+    assert_fails_cleanly(&s.cli(&["user", "add", "@"]), "'@' is not an email address");
+    assert_fails_cleanly(
+        &s.cli(&["user", "add", "a@"]),
+        "'a@' is not an email address",
+    );
+    assert_fails_cleanly(
+        &s.cli(&["user", "add", "@example.org"]),
+        "nothing before the '@'",
+    );
+    assert_fails_cleanly(
+        &s.cli(&["user", "add", "a\u{1}b@example.org"]),
+        "control character",
+    );
     assert_fails_cleanly(&s.cli(&["user", "remove", "nobody@example.org"]), "nobody");
     assert_eq!(s.cli_ok(&["user", "list"]), "alice@example.org\n");
 }
@@ -328,6 +342,15 @@ fn token_add_bad_input_fails_with_one_line_and_changes_nothing() {
         ),
         (&["--owner", EMAIL, "--domain", "bad name"], "bad name"),
         (&["--owner", EMAIL, "--colour", "red"], "colour"),
+        // SPEC 17: a name with a line break and tabs forged a line in `token list`.
+        (
+            &["--owner", EMAIL, "--name", "x\n1\towner=evil@x.org"],
+            "control character",
+        ),
+        (
+            &["--owner", EMAIL, "--name", "x\u{202e}y"],
+            "control character",
+        ),
     ];
     for (args, mentions) in cases {
         let mut a = vec!["token", "add"];

@@ -108,3 +108,35 @@ fn forged_log_lines_are_escaped_and_fail2ban_sees_only_the_real_client() {
         "fail2ban must find exactly the real client once per failed authentication"
     );
 }
+
+#[test]
+fn every_format_character_of_a_request_is_escaped_in_the_log() {
+    // SPEC 17: tag characters (U+E0041…), musical and Arabic format controls
+    // (U+1D173, U+0600, U+06DD) are invisible in a terminal: raw, they let a
+    // request hide text in a log line.
+    let s = Server::start();
+    let token = s.provision("alice@example.org", "alice.dedyn.example");
+    let hidden = "x\u{e0041}\u{e0042}\u{1d173}\u{0600}\u{06dd}y";
+    let target = format!(
+        "/?hostname=alice.dedyn.example&username={}&password={token}",
+        form_encode(hidden)
+    );
+    assert_eq!(s.get(&target, &[]).status, 401);
+    s.wait_until(
+        "the failure logged",
+        std::time::Duration::from_secs(5),
+        || s.log().contains(" WARN failed authentication from "),
+    );
+    let log = s.log();
+    assert!(
+        log.contains("'x\\u{e0041}\\u{e0042}\\u{1d173}\\u{600}\\u{6dd}y'"),
+        "each format character is written as an escape:\n{log}"
+    );
+    for c in hidden.chars().filter(|c| !c.is_ascii()) {
+        assert!(
+            !log.contains(c),
+            "{:x} reached the log raw:\n{log}",
+            c as u32
+        );
+    }
+}

@@ -10,18 +10,53 @@ pub fn normalize_email(raw: &str) -> String {
     raw.trim().to_ascii_lowercase()
 }
 
-/// `user add`: an address with an `@`, no whitespace, at most 254 characters
-/// (RFC 5321's path limit). Returns the normalized form.
+/// `user add`: `LOCAL@DOMAIN` with both parts non-empty, the domain a host name,
+/// no whitespace or control characters, at most 254 characters (RFC 5321's path
+/// limit). Returns the normalized form. (SPEC 17: `@` and `a@` were accepted.)
 pub fn check_email(raw: &str) -> Result<String, Failure> {
     let email = normalize_email(raw);
-    if email.is_empty()
-        || !email.contains('@')
-        || email.contains(char::is_whitespace)
-        || email.len() > 254
+    let refuse = |why: &str| {
+        Failure::from(format!(
+            "{} is not an email address: {why}",
+            name::quoted(&email)
+        ))
+    };
+    if email.len() > 254 {
+        return Err(refuse("longer than 254 characters"));
+    }
+    if email
+        .chars()
+        .any(|c| c.is_whitespace() || name::needs_escape(c))
     {
-        return Err(Failure::from(format!("'{email}' is not an email address")));
+        return Err(refuse("it contains white space or a control character"));
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return Err(refuse("no '@'"));
+    };
+    if local.is_empty() {
+        return Err(refuse("nothing before the '@'"));
+    }
+    if domain.is_empty() || name::check_syntax(domain).is_err() {
+        return Err(refuse("what follows the '@' is not a domain name"));
     }
     Ok(email)
+}
+
+/// `token add --name`: a label for people, shown in `token list`'s tab-separated
+/// lines, so no control or format character may forge a line or a column (SPEC 17).
+pub fn check_token_name(raw: &str) -> Result<String, Failure> {
+    if raw.chars().any(name::needs_escape) {
+        return Err(Failure::from(format!(
+            "--name {} contains a control character (tabs, line breaks and format characters are refused)",
+            name::quoted(raw)
+        )));
+    }
+    if raw.chars().count() > 100 {
+        return Err(Failure::from(
+            "--name is longer than 100 characters".to_string(),
+        ));
+    }
+    Ok(raw.to_string())
 }
 
 /// `domain add`: a domain is a host name (normalized already), never a wildcard:

@@ -3,7 +3,7 @@
 
 use super::add::{add_one, Add};
 use super::args::{open, open_existing, print_lines, usage, Args, Failure, Out};
-use super::rules::normalize_email;
+use super::rules::{check_token_name, normalize_email};
 use crate::config::Config;
 use crate::net::cidr::Cidr;
 use crate::net::name;
@@ -67,7 +67,7 @@ pub(crate) fn token_add(a: &Args) -> Result<Add, Failure> {
         })
         .transpose()?
         .unwrap_or_default();
-    let name = a.one("name").unwrap_or("").to_string();
+    let name = check_token_name(a.one("name").unwrap_or(""))?;
     let token = NewToken {
         hash: [0; 32], // made with the secret, by Add::token
         name,

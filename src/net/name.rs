@@ -62,19 +62,34 @@ pub fn quoted(s: &str) -> String {
     format!("'{}'", printable(s))
 }
 
-/// Characters that must not reach a log line raw: C0/C1 controls and the
-/// Unicode line separators, format and bidirectional controls.
-fn needs_escape(c: char) -> bool {
+/// Characters that must not reach a log line raw: C0/C1 controls, the Unicode
+/// line and paragraph separators, and every format character (general category
+/// Cf as of Unicode 15: direction controls, invisible joiners, tag characters,
+/// Arabic number signs, musical format controls…; SPEC 17). `std` has no
+/// category table, so the Cf ranges are listed here.
+pub fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(c,
             '\u{00ad}'
+            | '\u{0600}'..='\u{0605}'
             | '\u{061c}'
+            | '\u{06dd}'
+            | '\u{070f}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08e2}'
             | '\u{180e}'
             | '\u{200b}'..='\u{200f}'
             | '\u{2028}'..='\u{202e}'
             | '\u{2060}'..='\u{206f}'
             | '\u{feff}'
-            | '\u{fff9}'..='\u{fffb}')
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}')
 }
 
 /// `name` equals `domain` or lies below it.
@@ -165,6 +180,14 @@ mod tests {
         assert_eq!(quoted("a'b\\c"), "'a\\'b\\\\c'");
         assert_eq!(quoted("x\ny"), "'x\\u{a}y'");
         assert_eq!(quoted("x\u{2028}y\u{202e}z"), "'x\\u{2028}y\\u{202e}z'");
+        // Every format character (Cf), not only line and direction controls:
+        // tag characters, a musical format control, Arabic number signs.
+        assert_eq!(
+            quoted("a\u{e0041}\u{1d173}\u{0600}\u{06dd}\u{e007f}b"),
+            "'a\\u{e0041}\\u{1d173}\\u{600}\\u{6dd}\\u{e007f}b'"
+        );
+        // Letters of other scripts stay as they are.
+        assert_eq!(quoted("bücher-ä"), "'bücher-ä'");
         assert_eq!(printable(&"a".repeat(100)).len(), 80);
     }
 
