@@ -651,6 +651,11 @@ mod tests {
                 r#"{"error": "bad_txt"}"#,
             ),
             (
+                AcmeRefusal::NamesPerDomain("x".into()),
+                400,
+                r#"{"error": "names_per_domain"}"#,
+            ),
+            (
                 AcmeRefusal::RateLimited(Duration::from_secs(3)),
                 429,
                 r#"{"error": "rate_limited"}"#,
