@@ -284,6 +284,138 @@ fn names_not_held_malformed_or_wildcard_and_bad_json_are_400_bad_subdomain() {
     assert_eq!(snapshot(&s), before);
 }
 
+/// Issue 18 E1's name: 253 characters below alice's domain, a valid host name
+/// whose `_acme-challenge` name would be 269 (DNS allows 253).
+fn longest_name() -> String {
+    let labels = format!("{}.", "a".repeat(63)).repeat(3);
+    let n = format!("{}.{labels}{NAME}", "b".repeat(41));
+    assert_eq!(n.len(), 253);
+    n
+}
+
+/// SPEC 17 (issue 18 E1): one acme call with a 253-character subdomain used to
+/// answer 200 and write `_acme-challenge.NAME` of 269 characters; nsd-checkzone
+/// refused the file and the zone went SERVFAIL for everyone. Now the call is
+/// `400 bad_subdomain` and writes nothing, as is `acme set` (exit 1); a name
+/// whose challenge name fits (253 exactly) is accepted.
+#[test]
+fn a_name_whose_challenge_name_would_be_too_long_is_bad_subdomain_and_writes_nothing() {
+    let (s, key) = setup("both", &[]);
+    let before = published_with_one_value(&s, &key);
+    let long = longest_name();
+    // The issue's request: user alice's domain, the digest-length value.
+    let value = "x".repeat(43);
+    let r = call(
+        &s,
+        NAME,
+        &key,
+        &body(&long, &value),
+        Some("application/json"),
+    );
+    assert_json(&r, 400, r#"{"error": "bad_subdomain"}"#);
+    let o = s.cli(&["acme", "set", &long, V2]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("would be 269 characters, longer than DNS allows (253)")
+            && o.stderr.lines().count() == 1,
+        "{}",
+        o.stderr
+    );
+    assert_eq!(snapshot(&s), before);
+    // The longest name that fits: 16 characters shorter.
+    let fits = &long[16..];
+    assert_eq!(update(&s, &key, fits, V2).status, 200);
+    wait_zone(&s, fits, &[V2]);
+    // The address API still takes the 253-character name itself.
+    let r = s.get(
+        &format!("/?hostname={long}&myipv4=192.0.2.9"),
+        &[("Authorization", &token(&key))],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    s.wait_until("the address published", PUBLISH, || {
+        s.zone_text().contains("192.0.2.9")
+    });
+    // The checker the issue quotes ("domain name exceeds 255 character limit").
+    let scratch = common::proc::TempDir::new("checkzone");
+    let mut nsd = std::process::Command::new(common::proc::tool("nsd-checkzone"));
+    nsd.arg("dedyn.example").arg(s.zone_file());
+    let out = common::proc::run_with_timeout(nsd, scratch.path(), Duration::from_secs(30));
+    assert!(out.success(), "{}\n{}", out.text, s.zone_text());
+}
+
+/// SPEC 17 (issue 18 E5): `_acme-challenge` names count against `[limits]
+/// names_per_domain` like address names (both ways); over it the call is `400
+/// {"error": "names_per_domain"}` and writes nothing; a name whose values all
+/// expired frees its place. `acme set` is bound likewise unless `--force`.
+#[test]
+fn acme_names_count_against_names_per_domain_and_an_expired_name_frees_its_place() {
+    let setup = Setup {
+        limits: vec!["names_per_domain = 3".into()],
+        ..Setup::default()
+    };
+    let (s, key) = setup_with(setup, "both", &[]);
+    let www = format!("www.{NAME}");
+    // Three names: alice (addresses), _acme-challenge.alice, _acme-challenge.www.alice.
+    let r = s.get("/?myipv4=192.0.2.1", &[("Authorization", &token(&key))]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(update(&s, &key, NAME, V1).status, 200);
+    assert_eq!(update(&s, &key, &www, V1).status, 200);
+    wait_zone(&s, &www, &[V1]);
+    let before = snapshot(&s);
+    // A fourth: refused, whichever API asks.
+    let x = format!("x.{NAME}");
+    let r = update(&s, &key, &x, V2);
+    assert_json(&r, 400, r#"{"error": "names_per_domain"}"#);
+    let r = s.get(
+        &format!("/?hostname={x}&myipv4=192.0.2.1"),
+        &[("Authorization", &token(&key))],
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.body.starts_with(
+            "limits.names_per_domain: alice.dedyn.example already has 3 names with records"
+        ),
+        "{r:?}"
+    );
+    let o = s.cli(&["acme", "set", &x, V2]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(
+        o.stderr.trim_end().ends_with(&format!(
+            "limits.names_per_domain: {NAME} already has 3 names with records; _acme-challenge.{x} would make it 4 (at most 3)"
+        )) && o.stderr.lines().count() == 1,
+        "{}",
+        o.stderr
+    );
+    assert_eq!(snapshot(&s), before);
+    // Names that have their place keep it: more values, and the address name.
+    assert_eq!(update(&s, &key, &www, V2).status, 200);
+    let r = s.get("/?myipv4=192.0.2.2", &[("Authorization", &token(&key))]);
+    assert_eq!(r.status, 200, "{r:?}");
+    // www's values expire (aged in the database): its place is free again.
+    let db = rusqlite::Connection::open(s.db_path()).expect("open db");
+    db.execute(
+        "UPDATE acme_txt SET written = written - 3600 WHERE name = ?1",
+        [&www],
+    )
+    .expect("age www's values");
+    drop(db);
+    assert_json(
+        &update(&s, &key, &x, V2),
+        200,
+        &format!(r#"{{"txt": "{V2}"}}"#),
+    );
+    wait_zone(&s, &x, &[V2]);
+    // The operator may go past the bound on purpose.
+    assert_json(
+        &update(&s, &key, &www, V3),
+        400,
+        r#"{"error": "names_per_domain"}"#,
+    );
+    s.cli_ok(&["acme", "set", &www, V3, "--force"]);
+    wait_zone(&s, &www, &[V3]);
+}
+
 #[test]
 fn bad_credentials_are_401_forbidden_and_count_as_failed_authentication() {
     let setup = Setup {

@@ -203,6 +203,36 @@ fn domain_add_bad_input_fails_with_one_line_and_changes_nothing() {
     assert_eq!(s.cli_ok(&["domain", "list"]), before);
 }
 
+/// SPEC 17 (issue 18): the zone's own nameserver (`nameservers`, by default
+/// `ns1.<zone>.`) is held: whoever registered it could replace the address the
+/// whole zone is served from. Refused with exit 1 naming why, by `domain add`
+/// and by `import`, and nothing is registered.
+#[test]
+fn the_zones_own_nameserver_cannot_be_registered_as_a_domain() {
+    let s = Server::start();
+    s.cli_ok(&["user", "add", EMAIL]);
+    for name in ["ns1.dedyn.example", "NS1.Dedyn.Example."] {
+        let o = s.cli(&["domain", "add", name, "--owner", EMAIL]);
+        assert_eq!(o.code, 1, "{}", o.stderr);
+        assert_fails_cleanly(
+            &o,
+            "ns1.dedyn.example is a nameserver of zone dedyn.example",
+        );
+    }
+    let o = s.import(
+        &[],
+        &format!("domain add ns1.dedyn.example --owner {EMAIL}\n"),
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nameserver"),
+        "{o:?}"
+    );
+    assert_eq!(s.cli_ok(&["domain", "list"]), "");
+    // Other names of the zone stay free.
+    s.cli_ok(&["domain", "add", "ns2.dedyn.example", "--owner", EMAIL]);
+}
+
 #[test]
 fn domain_remove_deletes_its_records() {
     let s = Server::start();

@@ -354,3 +354,88 @@ fn status_names_pending_written_and_published() {
     assert!(!out.contains("last error"), "{out}");
     assert_eq!(rig.ns.soa_serial(ZONE).map(|s| s >= serial), Some(true));
 }
+
+/// SPEC 17 (issue 18 E1): a row that would make the nameserver refuse the zone
+/// (written by an older version, or by hand) used to take the whole zone off
+/// NSD: every other user's update stayed "written, not yet loaded". Now the
+/// publisher leaves the row out, logs an ERROR naming it, counts it, and NSD
+/// serves the rest — here a good update made after the bad rows went in.
+#[test]
+fn a_row_that_would_break_the_zone_is_left_out_logged_and_counted_and_the_rest_is_served() {
+    let metrics = free_tcp("127.0.0.1").expect("a free port");
+    let rig = Rig::start(
+        Kind::Nsd,
+        Setup {
+            server: vec![format!("metrics_listen = \"{metrics}\"")],
+            ..Setup::default()
+        },
+    );
+    let alice = "alice.dedyn.example";
+    let tok = rig.server.provision("alice@example.org", alice);
+    // 253 characters below alice: fine for an address, but `_acme-challenge.`
+    // in front makes 269 ("domain name exceeds 255 character limit").
+    let labels = format!("{}.", "a".repeat(63)).repeat(3);
+    let long = format!("{}.{labels}{alice}", "b".repeat(41));
+    let label64 = format!("{}.{alice}", "c".repeat(64));
+    let db = rusqlite::Connection::open(rig.server.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let domain: i64 = db
+        .query_row("SELECT id FROM domains WHERE name = ?1", [alice], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    db.execute(
+        "INSERT INTO acme_txt(zone, name, value, written, domain) \
+         VALUES (?1, ?2, 'x', strftime('%s', 'now'), ?3)",
+        rusqlite::params![ZONE, long, domain],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO records(zone, name, type, addr, domain) VALUES (?1, ?2, 'A', ?3, ?4)",
+        rusqlite::params![ZONE, label64, vec![192u8, 0, 2, 66], domain],
+    )
+    .unwrap();
+    drop(db);
+    let r = rig.server.get(
+        "/?myipv4=192.0.2.7",
+        &[("Authorization", &format!("Token {tok}"))],
+    );
+    let serial = receipt(&r);
+    rig.served(alice, "A", &["192.0.2.7"], SLOW);
+    assert!(rig.soa_serial() >= serial);
+    let zone = rig.server.zone_text();
+    assert!(
+        !zone.contains("bbbb") && !zone.contains("192.0.2.66"),
+        "{zone}"
+    );
+    let log = rig.server.log();
+    for row in [
+        format!("left out acme_txt row '{}", &long[..40]),
+        format!("left out records row '{}", &label64[..40]),
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains("ERROR") && l.contains(&row)),
+            "no ERROR line naming {row:?}:\n{log}"
+        );
+    }
+    let text = common::server::scrape(metrics);
+    let zone_label = format!("{{zone=\"{ZONE}\"}}");
+    assert_eq!(
+        common::server::metric(
+            &text,
+            &format!("dedyn_update_zone_rows_left_out{zone_label}")
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(
+        common::server::metric(
+            &text,
+            &format!("dedyn_update_zone_rows_left_out_total{zone_label}")
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{text}"
+    );
+    let status = rig.server.cli_ok(&["status", alice]);
+    assert!(status.contains("state: published"), "{status}");
+}

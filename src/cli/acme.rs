@@ -3,7 +3,7 @@
 
 use super::args::held;
 use super::args::{open, usage, Args, Failure, Out};
-use crate::config::Config;
+use crate::config::{Bounds, Config};
 use crate::store::{AcmeWriter, Store};
 use crate::update::acme::{challenge_name, check_subdomain, check_value};
 
@@ -17,17 +17,24 @@ pub fn txt_lines(store: &Store, zone: &str, name: &str) -> Result<Vec<String>, F
 }
 
 pub fn acme(config: &Config, args: &[String]) -> Out {
-    let a = Args::parse(args, &[])?;
+    let a = Args::parse_with_switches(args, &[], &["force"])?;
     match a.positional.first().map(String::as_str) {
         Some("set") => {
-            let p = a.exactly(3, "acme set NAME VALUE")?;
-            // The same checks as the API, in its words: a wildcard or a bad value
-            // is refused before the database is touched.
+            let p = a.exactly(3, "acme set NAME VALUE [--force]")?;
+            // The same checks as the API, in its words: a wildcard, a name whose
+            // _acme-challenge name would be too long for DNS (SPEC 17) or a bad
+            // value is refused before the database is touched.
             let name = check_subdomain(Some(&p[1])).map_err(|e| Failure::from(e.to_string()))?;
             check_value(&p[2]).map_err(|e| Failure::from(e.to_string()))?;
             let mut store = open(config)?;
             let (name, domain) = held(&store, &name)?;
-            store.acme_set(&domain, &name, &p[2], AcmeWriter::Operator)?;
+            // SPEC 13: the CLI is bound like the API unless --force.
+            let limits = if a.has("force") {
+                Bounds::NONE
+            } else {
+                config.limits
+            };
+            store.acme_set(&domain, &name, &p[2], AcmeWriter::Operator, &limits)?;
         }
         Some("clear") => {
             let p = a.exactly(2, "acme clear NAME")?;

@@ -3,8 +3,8 @@
 
 use super::add::{add_one, Add};
 use super::args::{open, open_existing, print_lines, usage, Args, Failure, Out};
-use super::rules::{check_domain_name, normalize_email};
-use crate::config::Config;
+use super::rules::{check_domain_name, check_not_nameserver, normalize_email};
+use crate::config::{Config, Zone};
 use crate::net::name;
 
 pub(crate) const DOMAIN_FLAGS: &[&str] = &["owner"];
@@ -18,16 +18,26 @@ pub(crate) fn domain_add(config: &Config, a: &Args) -> Result<Add, Failure> {
         .ok_or_else(|| usage("domain add needs --owner EMAIL"))?;
     let (name, zone) = domain_in_zone(config, &p[1])?;
     check_domain_name(&name)?;
+    let nameservers: Vec<(&str, &str)> = config
+        .zones
+        .iter()
+        .flat_map(|z| {
+            z.nameservers
+                .iter()
+                .map(|ns| (z.name.as_str(), ns.as_str()))
+        })
+        .collect();
+    check_not_nameserver(&name, &zone.name, &nameservers)?;
     Ok(Add::Domain {
         name,
-        zone: zone.to_string(),
+        zone: zone.name.clone(),
         owner: normalize_email(owner),
         force: a.has("force"),
     })
 }
 
 /// Normalize a domain name and find the configured zone it lies strictly below.
-fn domain_in_zone<'c>(config: &'c Config, raw: &str) -> Result<(String, &'c str), Failure> {
+fn domain_in_zone<'c>(config: &'c Config, raw: &str) -> Result<(String, &'c Zone), Failure> {
     let name = name::normalize(raw);
     name::check_syntax(&name).map_err(Failure::from)?;
     let zone = config.zone_for(&name).ok_or_else(|| {
@@ -37,7 +47,7 @@ fn domain_in_zone<'c>(config: &'c Config, raw: &str) -> Result<(String, &'c str)
             zones.join(", ")
         ))
     })?;
-    Ok((name, zone.name.as_str()))
+    Ok((name, zone))
 }
 
 pub fn domain(config: &Config, args: &[String]) -> Out {

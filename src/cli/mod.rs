@@ -64,7 +64,8 @@ commands:
   import [--force]                       many 'user add' / 'domain add' / 'token add' lines from
                                          stdin in one transaction; prints each token's secret
   records NAME                           show the A/AAAA records stored for NAME
-  acme set NAME VALUE | clear NAME       put/remove _acme-challenge.NAME TXT values (ACME DNS-01)
+  acme set NAME VALUE [--force] | clear NAME
+                                         put/remove _acme-challenge.NAME TXT values (ACME DNS-01)
   zone render ZONE                       print the zone file as it would be published now
   check [--reload]                       validate config and database; try what the service will do
   status NAME                            stored records, their serial, what the nameserver serves
@@ -98,7 +99,7 @@ Every line is checked and every secret made before the write lock is taken; an i
 would hold the lock over 30 s gives up (nothing imported): split it. --force: every\n\
 'domain add' line may go past [limits] domains_per_user.",
         "records" => "usage: dedyn-update records NAME\nPrints 'A addr' / 'AAAA addr' lines, A first, in numeric order, then\n'TXT _acme-challenge.NAME \"VALUE\"' lines, oldest first.",
-        "acme" => "usage: dedyn-update acme set NAME VALUE | acme clear NAME\nset: write _acme-challenge.NAME TXT \"VALUE\" (VALUE: 1-255 of A-Z a-z 0-9 - _); the two most\nrecent values per name are kept and each is removed an hour after it was written.\nclear: remove every value of NAME now.",
+        "acme" => "usage: dedyn-update acme set NAME VALUE [--force] | acme clear NAME\nset: write _acme-challenge.NAME TXT \"VALUE\" (VALUE: 1-255 of A-Z a-z 0-9 - _); the two most\nrecent values per name are kept and each is removed an hour after it was written.\n_acme-challenge.NAME must fit DNS's 253 characters, and a new one counts against\n[limits] names_per_domain unless --force.\nclear: remove every value of NAME now.",
         "zone" => "usage: dedyn-update zone render ZONE\nPrints the zone file with the serial it would carry.",
         "check" => "usage: dedyn-update check [--reload]\nValidates the config file and the database, and tries as the user running it what the\nservice will do: open the database, write in each zone file's directory, load the TLS\ncertificate and key (with https_listen). Each problem is a line on stderr naming the key\nand the file; exit 1 if any. --reload also runs each zone's reload command once and, with\n[dns] verify_server, waits until the nameserver serves the published serial.",
         "status" => "usage: dedyn-update status NAME\nPrints the stored records, the serial that contains them, and (with [dns] verify_server)\nwhat the nameserver answers now, ending with 'served' or 'not yet served'.",

@@ -71,6 +71,32 @@ pub fn check_domain_name(name: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `domain add` (SPEC 17): the nameservers of the configured zones (each
+/// zone's `nameservers`, as (zone, nameserver) pairs) that lie inside `zone` —
+/// the zone the domain `name` would be registered in — are held by it. A domain
+/// at or above one would let its owner replace the nameserver's address, and with
+/// it the answers for the whole zone the nameserver serves.
+pub fn check_not_nameserver(
+    name: &str,
+    zone: &str,
+    nameservers: &[(&str, &str)],
+) -> Result<(), Failure> {
+    for (served, ns) in nameservers {
+        let ns = name::normalize(ns);
+        if name::is_at_or_below(&ns, zone) && name::is_at_or_below(&ns, name) {
+            let what = if ns == name {
+                format!("{name} is")
+            } else {
+                format!("{name} would hold {ns}, which is")
+            };
+            return Err(Failure::from(format!(
+                "{what} a nameserver of zone {served} (its nameservers): held, it cannot be registered as a domain"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `domain add`: registered domains never nest (SPEC: a name belongs to exactly
 /// one domain), so `name` may not lie below one, be one, or contain one.
 pub fn check_domain_free(name: &str, overlap: &Overlap) -> Result<(), Failure> {
@@ -146,6 +172,34 @@ mod tests {
             message(check_email(&long)),
             format!("'{long}' is not an email address")
         );
+    }
+
+    #[test]
+    fn the_zones_own_nameservers_are_held() {
+        let zone = "dedyn.example";
+        let ns = [
+            ("dedyn.example", "ns1.dedyn.example."),
+            ("dedyn.example", "ns.other.example."),
+            ("other.example", "ns1.sub.dedyn.example."),
+        ];
+        assert_eq!(
+            message(check_not_nameserver("ns1.dedyn.example", zone, &ns)),
+            "ns1.dedyn.example is a nameserver of zone dedyn.example (its nameservers): held, it cannot be registered as a domain"
+        );
+        // Another zone's nameserver inside this zone is held here too.
+        assert_eq!(
+            message(check_not_nameserver("sub.dedyn.example", zone, &ns)),
+            "sub.dedyn.example would hold ns1.sub.dedyn.example, which is a nameserver of zone other.example (its nameservers): held, it cannot be registered as a domain"
+        );
+        for free in [
+            "ns2.dedyn.example",
+            "x.ns1.dedyn.example",
+            "alice.dedyn.example",
+        ] {
+            assert!(check_not_nameserver(free, zone, &ns).is_ok(), "{free}");
+        }
+        // dedyn.example's nameserver in the zone other.example is held there.
+        assert!(check_not_nameserver("ns.other.example", "other.example", &ns).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! address update, its own per-domain rate limit — and `POST /register`, refused.
 
 use super::service::{auth_key, store_refusal, Incoming, Reply, Service};
-use crate::store::{AcmeWriter, Store};
+use crate::store::{AcmeWriter, Store, StoreError};
 use crate::update::acme::{self, from_update, AcmeRefusal, Call};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -73,8 +73,18 @@ impl Service {
             owner: write.owner,
         };
         let serial = store
-            .acme_set(&write.domain, &write.name, &write.value, who)
-            .map_err(|e| from_update(store_refusal(e, "call", "acme-dns update", &write.name)))?;
+            .acme_set(
+                &write.domain,
+                &write.name,
+                &write.value,
+                who,
+                &self.config.limits,
+            )
+            .map_err(|e| match e {
+                // SPEC 17: the bound's own word, not bad_subdomain.
+                StoreError::OverLimit(m) => AcmeRefusal::NamesPerDomain(m),
+                e => from_update(store_refusal(e, "call", "acme-dns update", &write.name)),
+            })?;
         self.last_used.note(write.token_id);
         self.counters.acme_updates.fetch_add(1, Ordering::Relaxed);
         self.publisher.changed();

@@ -316,6 +316,34 @@ fn render_zones(out: &mut String, zones: &BTreeMap<String, ZoneStats>, now: i64)
     }
     family(
         out,
+        "zone_rows_left_out",
+        "gauge",
+        "Stored rows left out of the zone's latest rendering because they would break the zone (each logged as an ERROR).",
+    );
+    for (zone, z) in zones {
+        let _ = writeln!(
+            out,
+            "dedyn_update_zone_rows_left_out{{zone=\"{}\"}} {}",
+            label(zone),
+            z.rows_left_out
+        );
+    }
+    family(
+        out,
+        "zone_rows_left_out_total",
+        "counter",
+        "Stored rows left out of renderings of the zone, summed over every rendering.",
+    );
+    for (zone, z) in zones {
+        let _ = writeln!(
+            out,
+            "dedyn_update_zone_rows_left_out_total{{zone=\"{}\"}} {}",
+            label(zone),
+            z.rows_left_out_total
+        );
+    }
+    family(
+        out,
         "zone_state",
         "gauge",
         "1 for the zone's current publication state (published, written, pending).",
@@ -487,6 +515,8 @@ mod tests {
                 state: ZoneState::Written,
                 pending_since: Some(1_000),
                 failures: 3,
+                rows_left_out: 1,
+                rows_left_out_total: 5,
                 ..ZoneStats::default()
             },
         );
@@ -495,6 +525,8 @@ mod tests {
         for line in [
             "dedyn_update_zone_pending_seconds{zone=\"a.example\"} 42\n",
             "dedyn_update_zone_publish_failures_total{zone=\"a.example\"} 3\n",
+            "dedyn_update_zone_rows_left_out{zone=\"a.example\"} 1\n",
+            "dedyn_update_zone_rows_left_out_total{zone=\"a.example\"} 5\n",
             "dedyn_update_zone_state{zone=\"a.example\",state=\"written\"} 1\n",
             "dedyn_update_zone_state{zone=\"a.example\",state=\"published\"} 0\n",
         ] {

@@ -9,13 +9,19 @@ pub fn normalize(name: &str) -> String {
     n.strip_suffix('.').unwrap_or(n).to_ascii_lowercase()
 }
 
+/// DNS's limit on a name as text, without the trailing dot (255 octets on the
+/// wire, RFC 1035 2.3.4); nameservers refuse a zone with a longer owner name.
+pub const MAX_NAME_LEN: usize = 253;
+/// DNS's limit on one label (RFC 1035 2.3.4).
+pub const MAX_LABEL_LEN: usize = 63;
+
 /// SPEC 4.2: at most 253 characters of labels of 1–63 letters, digits, `-` or `_`,
 /// optionally starting with a `*` label. Expects a normalized name.
 pub fn check_syntax(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("empty hostname".into());
     }
-    if name.len() > 253 {
+    if name.len() > MAX_NAME_LEN {
         return Err(format!(
             "hostname is longer than 253 characters: {}...",
             quoted(&name.chars().take(40).collect::<String>())
@@ -26,7 +32,7 @@ pub fn check_syntax(name: &str) -> Result<(), String> {
             true
         } else {
             !label.is_empty()
-                && label.len() <= 63
+                && label.len() <= MAX_LABEL_LEN
                 && label
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -124,6 +130,23 @@ impl Hostname {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    /// `label.self`, the name the service derives to write under (such as
+    /// `_acme-challenge.NAME`), if it still fits DNS's limits. SPEC 17: every name
+    /// the service writes does, whatever the intake (acme-dns API, CLI, DNS UPDATE):
+    /// each asks here and refuses the request, writing nothing, on an error.
+    pub fn prefixed(&self, label: &str) -> Result<Hostname, String> {
+        let derived = format!("{label}.{}", self.0);
+        if derived.len() > MAX_NAME_LEN {
+            return Err(format!(
+                "{label}.{} would be {} characters, longer than DNS allows ({MAX_NAME_LEN}): use a shorter name",
+                quoted(&self.0),
+                derived.len()
+            ));
+        }
+        check_syntax(&derived)?;
+        Ok(Hostname(derived))
+    }
 }
 
 impl fmt::Display for Hostname {
@@ -158,6 +181,36 @@ mod tests {
         assert!(check_syntax(&name)
             .unwrap_err()
             .starts_with("hostname is longer than 253 characters"));
+    }
+
+    /// SPEC 17 (issue 18 E1): `subdomain` may be 253 characters, and
+    /// `_acme-challenge.` in front made 269, which broke the whole zone.
+    #[test]
+    fn a_derived_name_must_fit_dns_limits_too() {
+        let labels = format!("{}.", "a".repeat(63)).repeat(3);
+        let at_limit = format!("{}.{labels}alice.dedyn.example", "b".repeat(41));
+        assert_eq!(at_limit.len(), 253);
+        let h = Hostname::parse(&at_limit).expect("253 characters is a valid name");
+        let e = h.prefixed("_acme-challenge").unwrap_err();
+        assert!(
+            e.starts_with("_acme-challenge.'bbbb") && e.contains("would be 269 characters"),
+            "{e}"
+        );
+        // 237 + 16 = 253 still fits; one more does not.
+        let fits = Hostname::parse(&at_limit[16..]).expect("name");
+        assert_eq!(
+            fits.prefixed("_acme-challenge").map(|d| d.as_str().len()),
+            Ok(253)
+        );
+        let over = Hostname::parse(&at_limit[15..]).expect("name");
+        assert!(over.prefixed("_acme-challenge").is_err());
+        assert_eq!(
+            Hostname::parse("a.example")
+                .expect("name")
+                .prefixed("_acme-challenge")
+                .map(Hostname::into_string),
+            Ok("_acme-challenge.a.example".into())
+        );
     }
 
     #[test]

@@ -251,6 +251,13 @@ impl Lane {
             &self.store,
             &mut text,
         );
+        if let Ok(r) = &read {
+            let n = r.left_out.len() as u64;
+            self.stats.zone(&self.zone.name, |z| {
+                z.rows_left_out = n;
+                z.rows_left_out_total += n;
+            });
+        }
         let written = read.and_then(|_| {
             zone::write_atomically(&self.zone.file, &text).map_err(|error| PublishError::Write {
                 file: self.zone.file.clone(),

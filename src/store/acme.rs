@@ -7,9 +7,11 @@
 
 use super::db::{
     bump_generation, check_domain_held, check_token_held, invalid, now_unix, text_at, writer_turn,
-    Result, Store,
+    Result, Store, StoreError,
 };
-use crate::update::acme::{expiry_cutoff as cutoff, VALUES_PER_NAME};
+use super::update::names_in_domain;
+use crate::config::Bounds;
+use crate::update::acme::{challenge_name, expiry_cutoff as cutoff, VALUES_PER_NAME};
 use crate::update::Domain;
 use rusqlite::{params, TransactionBehavior};
 
@@ -24,6 +26,8 @@ pub enum Writer {
 impl Store {
     /// Write `value` for `name` (held through `domain`): it becomes the most recent,
     /// and all but the [`VALUES_PER_NAME`] most recent of the name are deleted.
+    /// A name without live values is a new name of the domain, held to
+    /// `limits.names_per_domain` (SPEC 17; `OverLimit` naming the bound).
     /// Returns the serial of the publication that will contain it.
     pub fn acme_set(
         &mut self,
@@ -31,6 +35,7 @@ impl Store {
         name: &str,
         value: &str,
         who: Writer,
+        limits: &Bounds,
     ) -> Result<u32> {
         let _turn = writer_turn();
         let tx = self
@@ -44,6 +49,8 @@ impl Store {
             Writer::Operator => None,
         };
         check_domain_held(&tx, domain.id, &domain.name, owner)?;
+        // Under the write lock, so that concurrent calls cannot both squeeze under it.
+        Self::check_acme_name_room(&tx, domain, name, limits.names_per_domain)?;
         tx.prepare_cached("DELETE FROM acme_txt WHERE zone = ?1 AND name = ?2 AND value = ?3")?
             .execute(params![domain.zone, name, value])?;
         tx.prepare_cached(
@@ -58,6 +65,39 @@ impl Store {
         let serial = bump_generation(&tx, &domain.zone)?;
         tx.commit()?;
         Ok(serial)
+    }
+
+    /// SPEC 17: `_acme-challenge.NAME` counts against `names_per_domain` (`max`,
+    /// `0` = none) like any other name. A name with live values already has its
+    /// place; a new one may not take the domain past the bound.
+    fn check_acme_name_room(
+        conn: &rusqlite::Connection,
+        domain: &Domain,
+        name: &str,
+        max: u64,
+    ) -> Result<()> {
+        if max == 0 {
+            return Ok(());
+        }
+        let now = now_unix();
+        let live: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM acme_txt WHERE zone = ?1 AND name = ?2 AND written > ?3)",
+            )?
+            .query_row(params![domain.zone, name, cutoff(now)], |r| r.get(0))?;
+        if live {
+            return Ok(());
+        }
+        let has = names_in_domain(conn, domain.id, now)?;
+        let will = has.saturating_add(1).max(0) as u64;
+        if Bounds::over(max, will) {
+            return Err(StoreError::OverLimit(format!(
+                "limits.names_per_domain: {} already has {has} names with records; {} would make it {will} (at most {max})",
+                domain.name,
+                challenge_name(name)
+            )));
+        }
+        Ok(())
     }
 
     /// Delete every value of `name` (`acme clear`); `Invalid` when it had none.
@@ -189,16 +229,22 @@ mod tests {
     fn a_third_value_replaces_the_oldest_and_a_repeat_becomes_newest() {
         let (mut s, path, d) = store("keep");
         for v in ["v1", "v2", "v3"] {
-            s.acme_set(&d, "a.dedyn.example", v, Writer::Operator)
+            s.acme_set(&d, "a.dedyn.example", v, Writer::Operator, &Bounds::NONE)
                 .expect("set");
         }
         assert_eq!(values(&s, "a.dedyn.example"), ["v2", "v3"]);
-        s.acme_set(&d, "a.dedyn.example", "v2", Writer::Operator)
+        s.acme_set(&d, "a.dedyn.example", "v2", Writer::Operator, &Bounds::NONE)
             .expect("set");
         assert_eq!(values(&s, "a.dedyn.example"), ["v3", "v2"]);
         // Another name below the same domain has its own two.
-        s.acme_set(&d, "www.a.dedyn.example", "w1", Writer::Operator)
-            .expect("set");
+        s.acme_set(
+            &d,
+            "www.a.dedyn.example",
+            "w1",
+            Writer::Operator,
+            &Bounds::NONE,
+        )
+        .expect("set");
         assert_eq!(values(&s, "a.dedyn.example"), ["v3", "v2"]);
         let mut seen = Vec::new();
         s.for_each_acme_value("dedyn.example", now_unix(), |n, v| {
@@ -221,7 +267,7 @@ mod tests {
         let (mut s, path, d) = store("check");
         for bad in ["a\"b", "a b", "a\nb", ""] {
             assert!(
-                s.acme_set(&d, "a.dedyn.example", bad, Writer::Operator)
+                s.acme_set(&d, "a.dedyn.example", bad, Writer::Operator, &Bounds::NONE)
                     .is_err(),
                 "{bad:?} was stored"
             );
@@ -233,8 +279,14 @@ mod tests {
     #[test]
     fn expired_values_are_not_rendered_and_are_deleted_with_a_republication() {
         let (mut s, path, d) = store("expire");
-        s.acme_set(&d, "a.dedyn.example", "old", Writer::Operator)
-            .expect("set");
+        s.acme_set(
+            &d,
+            "a.dedyn.example",
+            "old",
+            Writer::Operator,
+            &Bounds::NONE,
+        )
+        .expect("set");
         let now = now_unix();
         let later = now + 3600;
         let mut rendered = 0;
@@ -255,6 +307,44 @@ mod tests {
         cleanup(&path);
     }
 
+    /// SPEC 17: a new `_acme-challenge` name takes a place of `names_per_domain`,
+    /// a name that has live values keeps its own, and one whose values all
+    /// expired frees it.
+    #[test]
+    fn acme_names_count_against_names_per_domain() {
+        let (mut s, path, d) = store("bound");
+        let two = Bounds {
+            names_per_domain: 2,
+            ..Bounds::NONE
+        };
+        s.acme_set(&d, "a.dedyn.example", "v1", Writer::Operator, &two)
+            .expect("first name");
+        s.acme_set(&d, "x.a.dedyn.example", "v1", Writer::Operator, &two)
+            .expect("second name");
+        // The same names again: no new place needed.
+        s.acme_set(&d, "a.dedyn.example", "v2", Writer::Operator, &two)
+            .expect("a name already counted");
+        let r = s.acme_set(&d, "y.a.dedyn.example", "v1", Writer::Operator, &two);
+        match r {
+            Err(StoreError::OverLimit(m)) => assert_eq!(
+                m,
+                "limits.names_per_domain: a.dedyn.example already has 2 names with records; \
+                 _acme-challenge.y.a.dedyn.example would make it 3 (at most 2)"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(values(&s, "y.a.dedyn.example").is_empty());
+        s.conn
+            .execute(
+                "UPDATE acme_txt SET written = written - 3600 WHERE name = 'x.a.dedyn.example'",
+                [],
+            )
+            .expect("age");
+        s.acme_set(&d, "y.a.dedyn.example", "v1", Writer::Operator, &two)
+            .expect("an expired name freed its place");
+        cleanup(&path);
+    }
+
     #[test]
     fn a_revoked_token_or_a_domain_gone_writes_nothing() {
         let (mut s, path, d) = store("revoked");
@@ -262,10 +352,16 @@ mod tests {
             .conn
             .query_row("SELECT id FROM users", [], |r| r.get(0))
             .expect("owner");
-        let r = s.acme_set(&d, "a.dedyn.example", "v", Writer::Token { id: 999, owner });
+        let r = s.acme_set(
+            &d,
+            "a.dedyn.example",
+            "v",
+            Writer::Token { id: 999, owner },
+            &Bounds::NONE,
+        );
         assert!(matches!(r, Err(StoreError::Revoked)), "{r:?}");
         s.remove_domain("a.dedyn.example").expect("remove");
-        let r = s.acme_set(&d, "a.dedyn.example", "v", Writer::Operator);
+        let r = s.acme_set(&d, "a.dedyn.example", "v", Writer::Operator, &Bounds::NONE);
         assert!(matches!(r, Err(StoreError::Gone(_))), "{r:?}");
         assert_eq!(count(&s), 0);
         cleanup(&path);

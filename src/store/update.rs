@@ -3,12 +3,12 @@
 //! `Directory` the pipeline reads.
 
 use super::db::{
-    addr_blob, blob_addr, bump_generation, check_domain_held, check_token_held, writer_turn,
-    Result, Store, StoreError,
+    addr_blob, blob_addr, bump_generation, check_domain_held, check_token_held, now_unix,
+    writer_turn, Result, Store, StoreError,
 };
 use crate::config::Bounds;
 use crate::net::cidr::Cidr;
-use crate::update::acme::Scope;
+use crate::update::acme::{expiry_cutoff, Scope};
 use crate::update::address::Family;
 use crate::update::{Directory, DirectoryError, Domain, FamilyPolicy, NamePlan, Outcome, Token};
 use log::warn;
@@ -235,11 +235,9 @@ impl Store {
                 None => delta.push((n, d)),
             }
         }
-        let mut count = conn.prepare_cached(
-            "SELECT count(*) FROM (SELECT DISTINCT name FROM records WHERE domain = ?1)",
-        )?;
+        let now = now_unix();
         for (n, d) in delta.into_iter().filter(|(_, d)| *d > 0) {
-            let has: i64 = count.query_row([n.domain_id], |r| r.get(0))?;
+            let has = names_in_domain(conn, n.domain_id, now)?;
             let will = has.saturating_add(d).max(0) as u64;
             if Bounds::over(max, will) {
                 return over(format!(
@@ -250,6 +248,22 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// `[limits] names_per_domain` counts these (SPEC 13, 17): the names of the domain
+/// `domain` (its id) that hold records at `now` — address names and live
+/// `_acme-challenge` names alike (a name whose values all expired frees its place).
+pub(super) fn names_in_domain(conn: &Connection, domain: i64, now: i64) -> Result<i64> {
+    // '_acme-challenge.' is `update::acme::CHALLENGE_LABEL`: the owner name of the
+    // TXT record, so that the UNION counts a DNS name once whichever table holds it.
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM (
+                SELECT name FROM records WHERE domain = ?1
+                UNION
+                SELECT '_acme-challenge.' || name FROM acme_txt WHERE domain = ?1 AND written > ?2)",
+        )?
+        .query_row(params![domain, expiry_cutoff(now)], |r| r.get(0))?)
 }
 
 /// The caller's decision for one family of one name, given the records stored

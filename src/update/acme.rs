@@ -130,20 +130,22 @@ pub fn check_value(value: &str) -> Result<(), AcmeRefusal> {
 }
 
 /// The body's `subdomain` as a stored name: normalized (lower case, no trailing
-/// dot), SPEC 4.2 syntax, not a wildcard (a wildcard's challenge is at its base name).
+/// dot), SPEC 4.2 syntax, not a wildcard (a wildcard's challenge is at its base name),
+/// and short enough that `_acme-challenge.NAME` fits DNS's limits (SPEC 17: a
+/// longer owner name makes nameservers refuse the whole zone, everyone's records).
 /// Whether the owner holds it is the caller's question (also `bad_subdomain`).
 pub fn check_subdomain(raw: Option<&str>) -> Result<String, AcmeRefusal> {
     let raw = raw.ok_or_else(|| AcmeRefusal::BadSubdomain("no \"subdomain\" in body".into()))?;
-    let name = Hostname::parse(raw)
-        .map_err(AcmeRefusal::BadSubdomain)?
-        .into_string();
-    if name.starts_with("*.") {
+    let name = Hostname::parse(raw).map_err(AcmeRefusal::BadSubdomain)?;
+    if name.as_str().starts_with("*.") {
         return Err(AcmeRefusal::BadSubdomain(format!(
             "{} is a wildcard: send its base name",
-            quoted(&name)
+            quoted(name.as_str())
         )));
     }
-    Ok(name)
+    name.prefixed(CHALLENGE_LABEL)
+        .map_err(AcmeRefusal::BadSubdomain)?;
+    Ok(name.into_string())
 }
 
 /// Both members checked: the name to write under, and the value.
@@ -580,7 +582,13 @@ mod tests {
             check_subdomain(Some("Alice.Dedyn.Example.")),
             Ok("alice.dedyn.example".into())
         );
+        let too_long = format!(
+            "{}.{}alice.dedyn.example",
+            "b".repeat(41),
+            format!("{}.", "a".repeat(63)).repeat(3)
+        );
         for bad in [
+            Some(too_long.as_str()),
             None,
             Some(""),
             Some("*.alice.dedyn.example"),
@@ -641,6 +649,11 @@ mod tests {
                 AcmeRefusal::BadTxt("x".into()),
                 400,
                 r#"{"error": "bad_txt"}"#,
+            ),
+            (
+                AcmeRefusal::NamesPerDomain("x".into()),
+                400,
+                r#"{"error": "names_per_domain"}"#,
             ),
             (
                 AcmeRefusal::RateLimited(Duration::from_secs(3)),

@@ -89,6 +89,9 @@ pub enum AcmeRefusal {
     BadSubdomain(String),
     /// 400 `bad_txt`: a value that is not 1–255 of `A-Z a-z 0-9 - _`.
     BadTxt(String),
+    /// 400 `names_per_domain`: a new `_acme-challenge` name would take the domain
+    /// past `[limits] names_per_domain` (SPEC 17); the message names the bound.
+    NamesPerDomain(String),
     /// 413: a body over [`MAX_BODY`].
     TooLarge,
     /// 429 over `rate_limit.acme_per_domain`.
@@ -102,7 +105,9 @@ impl AcmeRefusal {
         match self {
             AcmeRefusal::Unauthorized { .. } => 401,
             AcmeRefusal::Forbidden(_) => 403,
-            AcmeRefusal::BadSubdomain(_) | AcmeRefusal::BadTxt(_) => 400,
+            AcmeRefusal::BadSubdomain(_)
+            | AcmeRefusal::BadTxt(_)
+            | AcmeRefusal::NamesPerDomain(_) => 400,
             AcmeRefusal::TooLarge => 413,
             AcmeRefusal::RateLimited(_) => 429,
             AcmeRefusal::Database(_) => 500,
@@ -123,6 +128,7 @@ impl AcmeRefusal {
             AcmeRefusal::Unauthorized { .. } | AcmeRefusal::Forbidden(_) => "forbidden",
             AcmeRefusal::BadSubdomain(_) => "bad_subdomain",
             AcmeRefusal::BadTxt(_) => "bad_txt",
+            AcmeRefusal::NamesPerDomain(_) => "names_per_domain",
             AcmeRefusal::TooLarge => "body_too_large",
             AcmeRefusal::RateLimited(_) => "rate_limited",
             AcmeRefusal::Database(_) => "database",
@@ -140,6 +146,7 @@ impl fmt::Display for AcmeRefusal {
             AcmeRefusal::Forbidden(m) => write!(f, "forbidden: {m}"),
             AcmeRefusal::BadSubdomain(m) => write!(f, "bad subdomain: {m}"),
             AcmeRefusal::BadTxt(m) => write!(f, "bad txt: {m}"),
+            AcmeRefusal::NamesPerDomain(m) => f.write_str(m),
             AcmeRefusal::TooLarge => write!(f, "body larger than {} bytes", MAX_BODY),
             AcmeRefusal::RateLimited(d) => {
                 write!(f, "rate limited for {}s", retry_after_secs(*d))
