@@ -160,17 +160,31 @@ mod tests {
         assert_eq!(check_email("  A@X.Org ").ok(), Some("a@x.org".to_string()));
         assert_eq!(
             message(check_email("nobody")),
-            "'nobody' is not an email address"
+            "'nobody' is not an email address: no '@'"
         );
         assert_eq!(
             message(check_email("a b@x.org")),
-            "'a b@x.org' is not an email address"
+            "'a b@x.org' is not an email address: it contains white space or a control character"
         );
-        assert_eq!(message(check_email("   ")), "'' is not an email address");
-        let long = format!("{}@x.org", "a".repeat(250));
         assert_eq!(
-            message(check_email(&long)),
-            format!("'{long}' is not an email address")
+            message(check_email("   ")),
+            "'' is not an email address: no '@'"
+        );
+        assert_eq!(
+            message(check_email("@x.org")),
+            "'@x.org' is not an email address: nothing before the '@'"
+        );
+        assert_eq!(
+            message(check_email("a@")),
+            "'a@' is not an email address: what follows the '@' is not a domain name"
+        );
+        let long = format!("{}@x.org", "a".repeat(250));
+        // The quoted value is cut short; the reason is whole.
+        let said = message(check_email(&long));
+        assert!(
+            said.starts_with("'aaaa")
+                && said.ends_with("' is not an email address: longer than 254 characters"),
+            "{said}"
         );
     }
 
