@@ -220,8 +220,8 @@ fn check_loads_the_certificate_and_key() {
     );
 }
 
-/// `file` must name a file: `""` and a path ending in `/` stop the config,
-/// an existing directory is a problem `check` names.
+/// `file` must name a file: `""`, a path ending in `/` and an existing
+/// directory stop the config, naming the key.
 #[test]
 fn check_refuses_a_zone_file_that_is_not_a_file() {
     let dir = TempDir::new("ops");
@@ -237,12 +237,13 @@ fn check_refuses_a_zone_file_that_is_not_a_file() {
         assert!(o.stderr.contains("zone[0].file"), "{bad:?}: {}", o.stderr);
         assert!(o.stderr.contains(cfg.to_str().unwrap()), "{}", o.stderr);
     }
-    std::fs::create_dir_all(d.join("zones/dedyn.example")).unwrap();
     let c = instance(
         d,
         "",
         "[[zone]]\nname = \"dedyn.example\"\nfile = \"zones/dedyn.example\"\n",
     );
+    // SPEC 17: a configured path that is a directory stops every command.
+    std::fs::create_dir_all(d.join("zones/dedyn.example")).unwrap();
     let o = cli_in(d, &["--config", &c, "check"], &[]);
     assert_check_names(
         &o,
