@@ -99,8 +99,14 @@ pub fn serve(config: Config) -> Result<(), String> {
     );
 
     // The listeners and the certificate first: a start that fails on them
-    // touches nothing (no database, no zone file, no reload command; SPEC 13).
-    // Requests that arrive before the workers run wait in tiny_http's queue.
+    // touches nothing (no database, no zone file, no reload command; SPEC 13,
+    // 17: every listener, the metrics one too). Requests that arrive before
+    // the workers run wait in tiny_http's queue.
+    let metrics_listener = config
+        .server
+        .metrics_listen
+        .map(metrics::bind)
+        .transpose()?;
     let edge = Arc::new(
         crate::edge::start(edge_settings(&config), hop.clone()).map_err(|e| e.to_string())?,
     );
@@ -112,10 +118,10 @@ pub fn serve(config: Config) -> Result<(), String> {
             return Err(e);
         }
     };
-    if let Some(addr) = config.server.metrics_listen {
+    if let Some(listener) = metrics_listener {
         let e = edge.clone();
         metrics::spawn(
-            addr,
+            listener,
             metrics::Sources {
                 counters: service.counters.clone(),
                 publish: stats,
