@@ -32,6 +32,7 @@ impl Store {
         value: &str,
         who: Writer,
     ) -> Result<u32> {
+        self.check_same_file()?;
         let _turn = writer_turn();
         let tx = self
             .conn
