@@ -121,9 +121,9 @@ fn a_zone_file_on_the_database_or_the_config_file_is_refused() {
 }
 
 /// E9: a database removed or replaced while serving makes the next update
-/// `500 911` with an ERROR line, never `good`; the next start refuses to create
-/// an empty database over a zone file that holds names, naming it; without
-/// that zone file it starts afresh.
+/// `500 911` with an ERROR line, never `good`; the next start (and `user add`)
+/// refuses to create an empty database over a zone file that holds names,
+/// naming it; without that zone file it starts afresh.
 #[test]
 fn a_database_removed_while_serving_is_noticed_and_not_recreated_empty() {
     let mut s = Server::start();
@@ -174,6 +174,15 @@ fn a_database_removed_while_serving_is_noticed_and_not_recreated_empty() {
     );
     assert!(!db.exists(), "a refused start created the database");
     assert_eq!(s.zone_text(), zone_before, "the zone file changed");
+    // Nor does a command that would create the database (`user add`).
+    let o = s.cli(&["user", "add", "bob@example.org"]);
+    assert_ne!(o.code, 0, "user add created an empty database");
+    assert!(
+        o.stderr.contains(&s.zone_file().display().to_string()),
+        "{}",
+        o.stderr
+    );
+    assert!(!db.exists(), "a refused user add created the database");
 
     // The way out the message gives: move the zone file away, start afresh.
     std::fs::rename(s.zone_file(), s.zone_file().with_extension("old")).unwrap();
