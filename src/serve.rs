@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::edge::{EdgeSettings, InternalHop};
 use crate::http::{metrics, Service, WorkerPool};
 use crate::os::private_dir::PrivateDir;
+use crate::os::serve_lock::{self, ServeLock};
 use crate::os::signals;
 use crate::publish::{self, LastUsed, PublishStats};
 use crate::store::Store;
@@ -36,6 +37,7 @@ type Running = (
     publish::Publisher,
     std::thread::JoinHandle<()>,
     Arc<PublishStats>,
+    Option<ServeLock>,
 );
 
 /// The store, the publisher (which publishes every zone once) and the worker pool.
@@ -45,7 +47,8 @@ fn start_service(
     hop: Arc<InternalHop>,
 ) -> Result<Running, String> {
     let db = config.database.clone();
-    if !db.path.try_exists().unwrap_or(true) {
+    if publish::is_new_database(&db.path) {
+        publish::refuse_to_empty_published_zones(config)?;
         log::info!(
             "creating a new database at {} ({})",
             db.path.display(),
@@ -54,6 +57,15 @@ fn start_service(
     }
     let open = move || Store::open(&db.path, &db.synchronous).map_err(|e| e.to_string());
     let mut store = open()?;
+    // SPEC 17: `check` tells by this lock that we hold the listeners.
+    let serve_lock = ServeLock::hold(&config.database.path)
+        .map_err(|e| {
+            warn!(
+                "cannot lock {}: {e}; `check` will not know that this serve runs",
+                serve_lock::path_for(&config.database.path).display()
+            )
+        })
+        .ok();
     let zone_names: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
     store.ensure_zones(&zone_names).map_err(|e| e.to_string())?;
     let last_used = Arc::new(LastUsed::default());
@@ -68,7 +80,14 @@ fn start_service(
         last_used,
     ));
     let pool = WorkerPool::start(config.server.workers, internal, service.clone(), open)?;
-    Ok((service, pool, publisher, publisher_thread, stats))
+    Ok((
+        service,
+        pool,
+        publisher,
+        publisher_thread,
+        stats,
+        serve_lock,
+    ))
 }
 
 /// Run until SIGTERM/SIGINT, then finish in-flight requests, publish what is
@@ -99,23 +118,29 @@ pub fn serve(config: Config) -> Result<(), String> {
     );
 
     // The listeners and the certificate first: a start that fails on them
-    // touches nothing (no database, no zone file, no reload command; SPEC 13).
-    // Requests that arrive before the workers run wait in tiny_http's queue.
+    // touches nothing (no database, no zone file, no reload command; SPEC 13,
+    // 17: every listener, the metrics one too). Requests that arrive before
+    // the workers run wait in tiny_http's queue.
+    let metrics_listener = config
+        .server
+        .metrics_listen
+        .map(metrics::bind)
+        .transpose()?;
     let edge = Arc::new(
         crate::edge::start(edge_settings(&config), hop.clone()).map_err(|e| e.to_string())?,
     );
     let started = start_service(&config, internal, hop);
-    let (service, pool, publisher, publisher_thread, stats) = match started {
+    let (service, pool, publisher, publisher_thread, stats, serve_lock) = match started {
         Ok(s) => s,
         Err(e) => {
             edge.shutdown();
             return Err(e);
         }
     };
-    if let Some(addr) = config.server.metrics_listen {
+    if let Some(listener) = metrics_listener {
         let e = edge.clone();
         metrics::spawn(
-            addr,
+            listener,
             metrics::Sources {
                 counters: service.counters.clone(),
                 publish: stats,
@@ -151,6 +176,7 @@ pub fn serve(config: Config) -> Result<(), String> {
     publisher.shutdown();
     let _ = publisher_thread.join();
     drop(socket_dir);
+    drop(serve_lock);
     info!("stopped");
     Ok(())
 }

@@ -503,7 +503,8 @@ fn check_passes_with_a_summary() {
 fn check_fails_naming_each_problem() {
     let dir = TempDir::new("cli");
     let d = dir.path();
-    let two = "[database]\npath = \"db.sqlite3\"\n\n\
+    // Port 0: `check` binds every listener (SPEC 17), and 8080 may be taken.
+    let two = "[server]\nhttp_listen = [\"127.0.0.1:0\"]\n[database]\npath = \"db.sqlite3\"\n\n\
                [[zone]]\nname = \"dedyn.example\"\nfile = \"zones/a.zone\"\n\n\
                [[zone]]\nname = \"gone.example\"\nfile = \"zones/b.zone\"\n";
     std::fs::write(d.join("two.toml"), two).unwrap();
@@ -523,7 +524,7 @@ fn check_fails_naming_each_problem() {
     );
     assert_eq!(run("two.toml", &["check"]).code, 0);
     // the zone is dropped from the config while a domain still lies in it
-    let one = "[database]\npath = \"db.sqlite3\"\n\n\
+    let one = "[server]\nhttp_listen = [\"127.0.0.1:0\"]\n[database]\npath = \"db.sqlite3\"\n\n\
                [[zone]]\nname = \"dedyn.example\"\nfile = \"zones/a.zone\"\n";
     std::fs::write(d.join("one.toml"), one).unwrap();
     let o = run("one.toml", &["check"]);

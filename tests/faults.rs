@@ -68,3 +68,15 @@ fn a_start_that_fails_on_a_listen_address_touches_nothing() {
     let server = format!("http_listen = [\"{addr}\"]");
     start_fails_and_touches_nothing(dir.path(), &server, "cannot listen on");
 }
+
+/// E8 (SPEC 17): `serve` binds every listener, the metrics one too, before it
+/// writes a zone or runs the reload command.
+#[test]
+fn a_start_that_fails_on_the_metrics_listener_touches_nothing() {
+    let dir = TempDir::new("start-metrics");
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let http = free_tcp("127.0.0.1").expect("free port");
+    let server = format!("http_listen = [\"{http}\"]\nmetrics_listen = \"{addr}\"");
+    start_fails_and_touches_nothing(dir.path(), &server, "server.metrics_listen");
+}

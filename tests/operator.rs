@@ -170,7 +170,8 @@ fn instance(d: &Path, server: &str, zone: &str) -> String {
     let cfg = d.join("config.toml");
     write(
         &cfg,
-        &format!("[server]\n{server}\n[database]\npath = \"db.sqlite3\"\n{zone}"),
+        // Port 0: `check` binds every listener (SPEC 17), and 8080 may be taken.
+        &format!("[server]\nhttp_listen = [\"127.0.0.1:0\"]\n{server}\n[database]\npath = \"db.sqlite3\"\n{zone}"),
     );
     let c = cfg.to_str().unwrap().to_string();
     if !d.join("db.sqlite3").exists() {
@@ -189,7 +190,7 @@ fn check_loads_the_certificate_and_key() {
     let d = dir.path();
     let tls = |cert: &Path, key: &Path| {
         format!(
-            "https_listen = [\"127.0.0.1:8443\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            "https_listen = [\"127.0.0.1:0\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
             cert.display(),
             key.display()
         )
@@ -220,8 +221,8 @@ fn check_loads_the_certificate_and_key() {
     );
 }
 
-/// `file` must name a file: `""` and a path ending in `/` stop the config,
-/// an existing directory is a problem `check` names.
+/// `file` must name a file: `""`, a path ending in `/` and an existing
+/// directory stop the config, naming the key.
 #[test]
 fn check_refuses_a_zone_file_that_is_not_a_file() {
     let dir = TempDir::new("ops");
@@ -237,12 +238,13 @@ fn check_refuses_a_zone_file_that_is_not_a_file() {
         assert!(o.stderr.contains("zone[0].file"), "{bad:?}: {}", o.stderr);
         assert!(o.stderr.contains(cfg.to_str().unwrap()), "{}", o.stderr);
     }
-    std::fs::create_dir_all(d.join("zones/dedyn.example")).unwrap();
     let c = instance(
         d,
         "",
         "[[zone]]\nname = \"dedyn.example\"\nfile = \"zones/dedyn.example\"\n",
     );
+    // SPEC 17: a configured path that is a directory stops every command.
+    std::fs::create_dir_all(d.join("zones/dedyn.example")).unwrap();
     let o = cli_in(d, &["--config", &c, "check"], &[]);
     assert_check_names(
         &o,
@@ -293,7 +295,7 @@ fn check_tries_writing_the_zone_directory_as_the_user_running_it() {
     let cfg = d.join("config.toml");
     write(
         &cfg,
-        "[server]\nhttps_listen = [\"127.0.0.1:8443\"]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
+        "[server]\nhttp_listen = [\"127.0.0.1:0\"]\nhttps_listen = [\"127.0.0.1:0\"]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
          [database]\npath = \"state/db.sqlite3\"\n\
          [[zone]]\nname = \"dedyn.example\"\nfile = \"zones-a/dedyn.example.zone\"\n\
          [[zone]]\nname = \"other.example\"\nfile = \"zones-b/sub/other.example.zone\"\n",
@@ -495,7 +497,7 @@ fn check_finds_a_read_only_mount() {
     let cfg = d.join("config.toml");
     write(
         &cfg,
-        "[database]\npath = \"db.sqlite3\"\n\
+        "[server]\nhttp_listen = [\"127.0.0.1:0\"]\n[database]\npath = \"db.sqlite3\"\n\
          [[zone]]\nname = \"dedyn.example\"\nfile = \"zones/dedyn.example.zone\"\n",
     );
     let o = cli_in(

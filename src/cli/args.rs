@@ -124,6 +124,10 @@ impl Args {
 /// the command says so on stderr with its absolute path (SPEC 12), so that a
 /// command run with the wrong config does not silently start a second database.
 pub fn open(config: &Config) -> Result<Store, Failure> {
+    if crate::publish::is_new_database(&config.database.path) {
+        // SPEC 17: nor does `user add` start an empty database over published zones.
+        crate::publish::refuse_to_empty_published_zones(config)?;
+    }
     let created = !database_exists(config);
     let s = open_store(config)?;
     if created {

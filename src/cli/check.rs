@@ -1,11 +1,13 @@
 //! `check`: after the config loaded, try what the service will do — open the
-//! database, write into the zone directories, load the TLS pair — naming each problem.
+//! database, write into the zone directories, load the TLS pair, bind the
+//! listeners — naming each problem.
 
 use super::args::{open_existing, print_lines, usage, Failure, Out};
 use crate::config::{Config, Zone};
 use crate::net::name;
 use crate::store::Store;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// `check [--reload]`: the config is already valid when we get here. Every
@@ -23,6 +25,8 @@ pub fn check(config: &Config, args: &[String]) -> Out {
         problems.extend(zone_problems(i, z));
     }
     problems.extend(tls_problems(config));
+    let (listener_problems, listeners) = listener_problems(config);
+    problems.extend(listener_problems);
     if reload && problems.is_empty() {
         problems.extend(reload_problems(config, &store)?);
     }
@@ -54,6 +58,7 @@ pub fn check(config: &Config, args: &[String]) -> Out {
             counts.users, counts.domains, counts.tokens, counts.records
         ),
         format!("zones: {}", zones.join(", ")),
+        listeners,
     ]);
     if reload {
         let served = match config.dns.verify_server {
@@ -115,13 +120,47 @@ fn try_write_in(dir: &Path) -> Result<(), String> {
     }
 }
 
-/// The nearest directory of `path` that exists: the publisher creates the
-/// missing ones below it, so that is where it must be able to write.
-fn existing_dir_of(path: &Path) -> Option<PathBuf> {
-    path.ancestors()
-        .skip(1)
-        .find(|d| d.is_dir())
-        .map(Path::to_path_buf)
+/// The nearest ancestor of `path` that exists: the publisher creates the
+/// missing directories below it, so that is where it must be able to write.
+/// `Err` names an ancestor that exists but is no directory (issue 20: a
+/// regular file where a directory should be), below which nothing can ever be
+/// created.
+fn existing_dir_of(path: &Path) -> Result<Option<PathBuf>, String> {
+    for d in path.ancestors().skip(1) {
+        match fs::metadata(d) {
+            Ok(m) if m.is_dir() => return Ok(Some(d.to_path_buf())),
+            Ok(_) => {
+                return Err(format!(
+                    "{} is not a directory, so the zone file's directory can never be created",
+                    d.display()
+                ))
+            }
+            Err(_) => continue,
+        }
+    }
+    Ok(None)
+}
+
+/// SPEC 17: in a sticky directory (mode `+t`, like /tmp) a user may rename a
+/// file over another only if it owns that file or the directory (or has
+/// CAP_FOWNER): the create-and-remove try passes there, yet every publication
+/// of a zone file someone else owns would fail with EPERM.
+fn sticky_problem(dir: &Path, file: &Path) -> Option<String> {
+    let d = fs::metadata(dir).ok()?;
+    let f = fs::symlink_metadata(file).ok()?;
+    let me = crate::os::sys::effective_uid();
+    let sticky = d.mode() & 0o1000 != 0;
+    if !sticky || d.uid() == me || f.uid() == me || crate::os::sys::has_cap_fowner() {
+        return None;
+    }
+    Some(format!(
+        "directory {} is sticky (mode {:o}) and owned by user id {}, and the zone file is owned by user id {}: \
+         this user cannot rename a new version over it (chown the file to this user, or use a directory of its own)",
+        dir.display(),
+        d.mode() & 0o7777,
+        d.uid(),
+        f.uid()
+    ))
 }
 
 /// A zone's include file must be readable, its file a file (not a directory),
@@ -140,15 +179,18 @@ fn zone_problems(i: usize, z: &Zone) -> Vec<String> {
         return problems;
     }
     match existing_dir_of(&z.file) {
-        Some(dir) => {
+        Ok(Some(dir)) => {
             if let Err(e) = try_write_in(&dir) {
                 problems.push(format!("{key} {}: {e}", z.file.display()));
+            } else if let Some(p) = sticky_problem(&dir, &z.file) {
+                problems.push(format!("{key} {}: {p}", z.file.display()));
             }
         }
-        None => problems.push(format!(
+        Ok(None) => problems.push(format!(
             "{key} {}: no directory of it exists",
             z.file.display()
         )),
+        Err(e) => problems.push(format!("{key} {}: {e}", z.file.display())),
     }
     if let Ok(m) = fs::metadata(&z.file) {
         if !m.is_file() {
@@ -159,6 +201,72 @@ fn zone_problems(i: usize, z: &Zone) -> Vec<String> {
         }
     }
     problems
+}
+
+/// SPEC 17: bind every listener as `serve` would, and release it; the problems
+/// name the key and the address. While a `serve` runs on this database it holds
+/// them: then nothing is tried, and the summary line says so.
+fn listener_problems(config: &Config) -> (Vec<String>, String) {
+    let db = &config.database.path;
+    match crate::os::serve_lock::serve_runs(db) {
+        Ok(true) => {
+            return (
+                Vec::new(),
+                "listeners: not tried: a `serve` runs on this database and holds them".into(),
+            )
+        }
+        Ok(false) => {}
+        // Not knowing is no problem of the config: try them, the errors say the rest.
+        Err(e) => log::warn!(
+            "cannot tell whether a `serve` runs on {} ({}: {e}); trying the listeners",
+            db.display(),
+            crate::os::serve_lock::path_for(db).display()
+        ),
+    }
+    let s = &config.server;
+    let all = s
+        .http_listen
+        .iter()
+        .map(|a| ("server.http_listen", *a))
+        .chain(s.https_listen.iter().map(|a| ("server.https_listen", *a)))
+        .chain(s.metrics_listen.map(|a| ("server.metrics_listen", a)));
+    let mut problems = Vec::new();
+    let (mut tried, mut untried) = (Vec::new(), Vec::new());
+    for (key, addr) in all {
+        // The public listeners as the edge binds them (IPV6_V6ONLY, SPEC 6),
+        // the metrics one as `metrics::bind` does (std).
+        let bound = if key == "server.metrics_listen" {
+            std::net::TcpListener::bind(addr).map(drop)
+        } else {
+            crate::os::sys::listen_tcp(addr, 1).map(drop)
+        };
+        match bound {
+            Ok(()) => tried.push(addr.to_string()),
+            // The systemd unit gives the service CAP_NET_BIND_SERVICE; a `check`
+            // run as the service user (`sudo -u`) lacks it: not a problem of the config.
+            Err(e) if addr.port() < 1024 && e.kind() == std::io::ErrorKind::PermissionDenied => {
+                untried.push(format!(
+                    "{addr} ({key}: a port below 1024 needs CAP_NET_BIND_SERVICE, which the systemd unit grants)"
+                ));
+            }
+            Err(e) => {
+                let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                    " (another process listens there)"
+                } else {
+                    ""
+                };
+                problems.push(format!("{key}: cannot listen on {addr}: {e}{hint}"));
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    if !tried.is_empty() {
+        parts.push(format!("{}: ok (bound and released)", tried.join(", ")));
+    }
+    if !untried.is_empty() {
+        parts.push(format!("not tried as this user: {}", untried.join(", ")));
+    }
+    (problems, format!("listeners: {}", parts.join("; ")))
 }
 
 /// With HTTPS listeners: the certificate chain and key parse (PEM) and belong

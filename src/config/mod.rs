@@ -120,6 +120,7 @@ impl Bounds {
 }
 
 pub mod edit;
+mod paths;
 mod raw;
 use raw::{RawConfig, RawDatabase, RawDns, RawLimits, RawRateLimit, RawServer, RawZone};
 
@@ -139,6 +140,7 @@ impl Config {
             .map_err(|e| ConfigError(format!("cannot read the working directory: {e}")))?;
         let mut c = Config::defaults();
         c.resolve_paths(&cwd);
+        paths::check_distinct(&c).map_err(|e| ConfigError(format!("built-in defaults: {e}")))?;
         Ok(c)
     }
 
@@ -167,6 +169,8 @@ impl Config {
             let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
             config.source = Some(file);
             config.resolve_paths(&dir);
+            // Only now that the paths are what the service will open (SPEC 17).
+            paths::check_distinct(&config).map_err(|e| ConfigError(format!("{name}: {e}")))?;
         }
         Ok(config)
     }

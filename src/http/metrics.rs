@@ -361,10 +361,15 @@ fn render_zones(out: &mut String, zones: &BTreeMap<String, ZoneStats>, now: i64)
     }
 }
 
-/// Bind `addr` and serve `/metrics` from one thread. The error names the key.
-pub fn spawn(addr: SocketAddr, src: Sources) -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| format!("server.metrics_listen: cannot listen on {addr}: {e}"))?;
+/// Bind `addr` for the metrics listener; the error names the key. `serve`
+/// binds it with the public listeners, before it writes anything (SPEC 17).
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .map_err(|e| format!("server.metrics_listen: cannot listen on {addr}: {e}"))
+}
+
+/// Serve `/metrics` on `listener` from one thread.
+pub fn spawn(listener: TcpListener, src: Sources) -> Result<SocketAddr, String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     std::thread::Builder::new()
         .name("metrics".into())

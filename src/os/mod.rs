@@ -5,5 +5,6 @@
 pub mod clock;
 pub mod notify;
 pub mod private_dir;
+pub mod serve_lock;
 pub mod signals;
 pub mod sys;

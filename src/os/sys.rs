@@ -149,6 +149,23 @@ pub(crate) fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Whether this process has CAP_FOWNER (root has it unless dropped), which
+/// overrides a sticky directory's rule: from the effective set in
+/// /proc/self/status; unreadable counts as no.
+pub(crate) fn has_cap_fowner() -> bool {
+    // linux/capability.h; the libc crate does not define capability numbers.
+    const CAP_FOWNER: u32 = 3;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_FOWNER) != 0)
+}
+
 /// Readiness bits we ask `poll` for and get back.
 pub(crate) const POLLIN: i16 = libc::POLLIN;
 

@@ -414,6 +414,47 @@ pub fn render_zone(
     })
 }
 
+/// Whether opening `path` makes a new, empty database: no file there (a path
+/// we may not even look at counts as there), or an empty one.
+pub fn is_new_database(path: &std::path::Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(m) => m.len() == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// SPEC 17: an empty database never silently empties a published zone. A new
+/// database (by `serve` or a command that writes) is created only when none of the zone files its first publication
+/// would replace holds names published from a database (a lost or moved
+/// database, a wrong `database.path`); else the start refuses, naming the file.
+pub fn refuse_to_empty_published_zones(config: &crate::config::Config) -> Result<(), String> {
+    for (i, z) in config.zones.iter().enumerate() {
+        let text = match std::fs::read(&z.file) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(format!(
+                    "no database at {} yet, and zone[{i}].file {} cannot be read to tell whether it holds published names ({e}); nothing was created",
+                    config.database.path.display(),
+                    z.file.display()
+                ))
+            }
+        };
+        if zone::holds_published_names(&z.name, &text) {
+            return Err(format!(
+                "no database at {} ({}), but zone[{i}].file {} holds names published from one: \
+                 a new, empty database would remove them from DNS. Restore the database \
+                 (or fix database.path); to start afresh on purpose, move the zone file away. \
+                 Nothing was created or written",
+                config.database.path.display(),
+                config.origin(),
+                z.file.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

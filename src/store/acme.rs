@@ -37,6 +37,7 @@ impl Store {
         who: Writer,
         limits: &Bounds,
     ) -> Result<u32> {
+        self.check_same_file()?;
         let _turn = writer_turn();
         let tx = self
             .conn

@@ -4,7 +4,8 @@
 use rusqlite::{Connection, TransactionBehavior};
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A store failure, phrased for the operator (or the admin command's user).
@@ -249,6 +250,9 @@ pub(super) fn writer_turn() -> std::sync::MutexGuard<'static, ()> {
 /// the file of their job (accounts, update, zones, backup).
 pub struct Store {
     pub(super) conn: Connection,
+    /// The configured path and the file (device, inode) the connection opened.
+    path: PathBuf,
+    opened: Option<(u64, u64)>,
 }
 
 impl Store {
@@ -266,9 +270,41 @@ impl Store {
         // data); FULL also survives power loss, at one fsync per commit.
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = Store { conn };
+        // After the open, so that it is the file SQLite has (created or found).
+        let opened = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+            opened,
+        };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// SPEC 17: the file at the configured path is still the one this
+    /// connection has open. A database removed (`rm`) or replaced (renamed
+    /// over) while serving would take every later write into a file nobody
+    /// will open again, and answer `good` for it; instead the write fails
+    /// (`911`, logged as an ERROR). One stat(2) per write: microseconds
+    /// against the transaction's commit.
+    pub(super) fn check_same_file(&self) -> Result<()> {
+        let Some((dev, ino)) = self.opened else {
+            return Ok(());
+        };
+        let now = std::fs::metadata(&self.path).map(|m| (m.dev(), m.ino()));
+        if matches!(now, Ok(id) if id == (dev, ino)) {
+            return Ok(());
+        }
+        let what = match now {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "was removed",
+            Err(_) => "cannot be looked at any more",
+            Ok(_) => "was replaced by another file",
+        };
+        Err(StoreError::Db(format!(
+            "the database file {} {what} while the service had it open; nothing was written. \
+             Restore the database (or put the file back) and restart the service",
+            self.path.display()
+        )))
     }
 
     fn migrate(&mut self) -> Result<()> {

@@ -74,6 +74,8 @@ impl Store {
         decide: &Decide,
         limits: &Bounds,
     ) -> Result<Applied> {
+        // Before the read too: an update that changes nothing is `good` as well.
+        self.check_same_file()?;
         {
             let tx = self
                 .conn

@@ -1,0 +1,246 @@
+//! SPEC 17: no configured path may be another's. A zone file equal to the
+//! database (or one of SQLite's files beside it), the config file or another
+//! zone's file would be overwritten by the first publication; a directory is
+//! no file at all. Paths are compared after resolving them, as the kernel will.
+
+use super::Config;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+/// Files SQLite (and `serve`'s lock, `os::serve_lock`) keep beside the database:
+/// overwriting one of them loses or corrupts the data as surely as the database.
+const DATABASE_SIDECARS: [&str; 4] = ["-wal", "-shm", "-journal", ".serve-lock"];
+
+/// One configured path, with the key that names it.
+struct Entry {
+    key: String,
+    path: PathBuf,
+    /// The service writes it (the database, the zone files): it must be no
+    /// other entry's file. Files it only reads may be each other's (a PEM file
+    /// with both the certificate and the key is common).
+    written: bool,
+}
+
+/// Every path of `config` that names a file, with its key.
+fn entries(config: &Config) -> Vec<Entry> {
+    let entry = |key: String, path: &Path, written: bool| Entry {
+        key,
+        path: path.to_path_buf(),
+        written,
+    };
+    let mut all = Vec::new();
+    if let Some(source) = &config.source {
+        all.push(entry("the config file".into(), source, false));
+    }
+    let db = &config.database.path;
+    all.push(entry("database.path".into(), db, true));
+    for suffix in DATABASE_SIDECARS {
+        let mut side = db.clone().into_os_string();
+        side.push(suffix);
+        all.push(entry(
+            format!("database.path's {suffix} file"),
+            Path::new(&side),
+            true,
+        ));
+    }
+    for (i, z) in config.zones.iter().enumerate() {
+        all.push(entry(format!("zone[{i}].file"), &z.file, true));
+        if let Some(inc) = &z.include {
+            all.push(entry(format!("zone[{i}].include"), inc, false));
+        }
+    }
+    let s = &config.server;
+    all.push(entry("server.tls_cert".into(), &s.tls_cert, false));
+    all.push(entry("server.tls_key".into(), &s.tls_key, false));
+    all
+}
+
+/// The first clash among `config`'s paths, naming both keys and paths; or a
+/// path that is an existing directory.
+pub(super) fn check_distinct(config: &Config) -> Result<(), String> {
+    let all = entries(config);
+    let resolved: Vec<Resolved> = all.iter().map(|e| Resolved::of(&e.path)).collect();
+    for (i, a) in all.iter().enumerate() {
+        // The config file itself is a directory only in a path nobody could read.
+        if a.key != "the config file" && resolved[i].is_dir {
+            return Err(format!(
+                "{} {}: is a directory, not a file path",
+                a.key,
+                a.path.display()
+            ));
+        }
+    }
+    for (i, a) in all.iter().enumerate() {
+        for (j, b) in all.iter().enumerate().skip(i + 1) {
+            // The database's own files are one thing; reads may share a file.
+            let same_database =
+                a.key.starts_with("database.path") && b.key.starts_with("database.path");
+            if same_database || !(a.written || b.written) {
+                continue;
+            }
+            if resolved[i].same_file(&resolved[j]) {
+                // Name the written one first: it is the one that would destroy the other.
+                let (w, o) = if a.written { (a, b) } else { (b, a) };
+                return Err(format!(
+                    "{} {} is the same file as {} ({}): the service would overwrite it; give each its own path",
+                    w.key,
+                    w.path.display(),
+                    o.key,
+                    o.path.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A path as the kernel will find it: symbolic links and `..` resolved where
+/// the path exists, and the file's identity when it exists.
+struct Resolved {
+    path: PathBuf,
+    inode: Option<(u64, u64)>,
+    is_dir: bool,
+}
+
+impl Resolved {
+    fn of(path: &Path) -> Resolved {
+        let meta = std::fs::metadata(path).ok();
+        Resolved {
+            path: resolve(path),
+            inode: meta.as_ref().map(|m| (m.dev(), m.ino())),
+            is_dir: meta.is_some_and(|m| m.is_dir()),
+        }
+    }
+
+    /// Two existing files are the same when they are one inode (hard links,
+    /// bind mounts); otherwise when they resolve to one path.
+    fn same_file(&self, other: &Resolved) -> bool {
+        match (self.inode, other.inode) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.path == other.path,
+        }
+    }
+}
+
+/// The longest existing ancestor of `path` canonicalized, and the rest (which
+/// does not exist yet, so holds no links) appended with `.` and `..` applied.
+fn resolve(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut base = path;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(base) {
+            let mut out = real;
+            for c in rest.iter().rev() {
+                match c {
+                    Component::ParentDir => {
+                        out.pop();
+                    }
+                    Component::Normal(n) => out.push(n),
+                    _ => {}
+                }
+            }
+            return out;
+        }
+        match (base.parent(), base.components().next_back()) {
+            (Some(parent), Some(last)) => {
+                rest.push(last);
+                base = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+            }
+            // Nothing of it exists (not even `/` or `.`): compare as written.
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str, dir: &Path) -> Result<Config, String> {
+        Config::parse(text, Some(&dir.join("config.toml"))).map_err(|e| e.0)
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("dedyn-paths-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A zone file on the database, a sidecar of it, the config file or another
+    /// zone's include is refused naming both keys, also through `..` and links.
+    #[test]
+    fn a_zone_file_may_not_be_another_configured_file() {
+        let d = temp_dir("clash");
+        std::fs::create_dir_all(d.join("zones")).unwrap();
+        std::fs::create_dir_all(d.join("deep/er")).unwrap();
+        std::os::unix::fs::symlink(d.join("zones"), d.join("link")).unwrap();
+        // `..` after a link leaves the link's target, not the link's directory.
+        std::os::unix::fs::symlink(d.join("deep/er"), d.join("deeper")).unwrap();
+        let db = "[database]\npath = \"db.sqlite3\"\n";
+        for (file, other) in [
+            ("db.sqlite3", "database.path"),
+            ("zones/../db.sqlite3", "database.path"),
+            ("db.sqlite3-wal", "database.path's -wal file"),
+            ("db.sqlite3-journal", "database.path's -journal file"),
+            ("config.toml", "the config file"),
+            ("deeper/../../db.sqlite3", "database.path"),
+        ] {
+            let text = format!("{db}[[zone]]\nname = \"dyn.example\"\nfile = \"{file}\"\n");
+            let e = config(&text, &d).unwrap_err();
+            assert!(
+                e.contains("zone[0].file") && e.contains(other),
+                "{file}: {e}"
+            );
+        }
+        let text = format!(
+            "{db}[[zone]]\nname = \"a.example\"\nfile = \"zones/a.zone\"\n\
+             [[zone]]\nname = \"b.example\"\nfile = \"b.zone\"\ninclude = \"link/a.zone\"\n"
+        );
+        let e = config(&text, &d).unwrap_err();
+        assert!(
+            e.contains("zone[0].file") && e.contains("zone[1].include"),
+            "{e}"
+        );
+        // The database is a zone's file, written the other way round.
+        let text = "[database]\npath = \"zones/a.zone\"\n[[zone]]\nname = \"a.example\"\nfile = \"zones/a.zone\"\n";
+        let e = config(text, &d).unwrap_err();
+        assert!(
+            e.contains("zone[0].file") && e.contains("database.path"),
+            "{e}"
+        );
+        // A hard link is the same file under another name.
+        std::fs::write(d.join("cert.pem"), "x").unwrap();
+        std::fs::hard_link(d.join("cert.pem"), d.join("zones/a.zone")).unwrap();
+        let text = format!(
+            "{db}[server]\ntls_cert = \"cert.pem\"\n[[zone]]\nname = \"a.example\"\nfile = \"zones/a.zone\"\n"
+        );
+        let e = config(&text, &d).unwrap_err();
+        assert!(
+            e.contains("zone[0].file") && e.contains("server.tls_cert"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Distinct files pass, a certificate and key in one PEM file too; an
+    /// existing directory is named.
+    #[test]
+    fn distinct_paths_pass_and_a_directory_is_named() {
+        let d = temp_dir("ok");
+        let text = "[database]\npath = \"db.sqlite3\"\n[server]\ntls_cert = \"both.pem\"\ntls_key = \"both.pem\"\n\
+                    [[zone]]\nname = \"a.example\"\nfile = \"zones/a.zone\"\n";
+        config(text, &d).unwrap();
+        std::fs::create_dir_all(d.join("db.sqlite3")).unwrap();
+        let e = config(text, &d).unwrap_err();
+        assert!(
+            e.contains("database.path") && e.contains("directory"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
