@@ -354,3 +354,125 @@ fn status_names_pending_written_and_published() {
     assert!(!out.contains("last error"), "{out}");
     assert_eq!(rig.ns.soa_serial(ZONE).map(|s| s >= serial), Some(true));
 }
+
+/// Kills, by PID, every process listed in a file (one PID a line) when dropped:
+/// the background children a reload command recorded, so that a failing test
+/// (the defect: they outlive the reload) leaves nothing running.
+struct KillListed(PathBuf);
+
+impl Drop for KillListed {
+    fn drop(&mut self) {
+        for pid in read_lossy(&self.0).lines().filter_map(|l| l.parse().ok()) {
+            if is_alive(pid) {
+                common::proc::signal(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// The PIDs listed in `file` (one a line).
+fn listed(file: &std::path::Path) -> Vec<u32> {
+    read_lossy(file)
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+/// SPEC 17 (issue 18, E7): `sleep 600 & exit 1` — a reload that leaves a child
+/// in the background holding its output pipes — blocked its zone for 601 s
+/// (the output was read to EOF after the shell exited) and SIGTERM as long.
+/// Now the failure is seen when the shell exits, the leftover is killed with
+/// the command's process group, the next change publishes, and SIGTERM ends
+/// the process.
+#[test]
+fn a_reload_that_leaves_a_child_behind_blocks_neither_its_zone_nor_shutdown() {
+    let dir = TempDir::new("bg");
+    let d = dir.path().display();
+    let children = dir.path().join("children");
+    let _kill = KillListed(children.clone());
+    let mut server = Server::start_with(Setup {
+        dns: vec![
+            "reload_timeout_secs = 2".into(),
+            format!(
+                "reload_command = {}",
+                toml_str(&format!(
+                    "echo $$ >> {d}/attempts; sleep 600 & echo $! >> {d}/children; \
+                     test -e {d}/ok || exit 1"
+                ))
+            ),
+        ],
+        ..Setup::default()
+    });
+    server.wait_until("the start-up reload to fail", SLOW, || {
+        server.log().contains("reload command failed")
+    });
+    fs::write(dir.path().join("ok"), "").unwrap();
+    let tok = server.provision("alice@example.org", "alice.dedyn.example");
+    let r = server.get(
+        "/?myipv4=192.0.2.7",
+        &[("Authorization", &format!("Token {tok}"))],
+    );
+    let serial = receipt(&r);
+    server.wait_until("the change to publish", SLOW, || {
+        common::dns::published_serials(&server.log())
+            .iter()
+            .any(|&s| s >= serial)
+    });
+    assert!(read(&server.zone_file()).contains("192.0.2.7"));
+    server.wait_until("the background children to be killed", SLOW, || {
+        !listed(&children).iter().any(|&p| is_alive(p))
+    });
+
+    // Failing again: SIGTERM while attempts leave children behind.
+    fs::remove_file(dir.path().join("ok")).unwrap();
+    let before = listed(&dir.path().join("attempts")).len();
+    server.get(
+        "/?myipv4=192.0.2.8",
+        &[("Authorization", &format!("Token {tok}"))],
+    );
+    server.wait_until("an attempt with the new change", SLOW, || {
+        listed(&dir.path().join("attempts")).len() > before
+    });
+    let pid = server.pid();
+    let stopping = Instant::now();
+    // `stop` panics if the process is still there after its (generous) deadline.
+    assert_eq!(server.stop(), Some(0), "{}", server.log());
+    assert!(!is_alive(pid));
+    eprintln!("SIGTERM → exit: {:?}", stopping.elapsed());
+    server.wait_until("the background children to be killed", SLOW, || {
+        !listed(&children).iter().any(|&p| is_alive(p))
+    });
+}
+
+/// SPEC 17 (issue 18, E7): a reload printing more than a pipe holds (`seq 1
+/// 30000`, 139 KB) blocked on the full pipe until the timeout killed it, so its
+/// zone never published. Its output is now read while it runs.
+#[test]
+fn a_reload_that_prints_more_than_a_pipe_holds_still_publishes() {
+    let server = Server::start_with(Setup {
+        dns: vec![
+            "reload_timeout_secs = 3".into(),
+            "reload_command = \"seq 1 30000\"".into(),
+        ],
+        ..Setup::default()
+    });
+    let tok = server.provision("alice@example.org", "alice.dedyn.example");
+    let r = server.get(
+        "/?myipv4=192.0.2.9",
+        &[("Authorization", &format!("Token {tok}"))],
+    );
+    let serial = receipt(&r);
+    let mut out = String::new();
+    server.wait_until("status: published", SLOW, || {
+        out = server.cli_ok(&["status", "alice.dedyn.example"]);
+        out.contains("state: published")
+    });
+    assert!(
+        common::dns::published_serials(&server.log())
+            .iter()
+            .any(|&s| s >= serial),
+        "{}",
+        server.log()
+    );
+    assert!(!server.log().contains("timed out"), "{}", server.log());
+}

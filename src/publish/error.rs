@@ -26,14 +26,19 @@ pub enum PublishError {
         command: String,
         error: std::io::Error,
     },
-    /// The reload command exited non-zero; `output` is the start of what it printed.
+    /// The reload command exited non-zero; `output` is the end of what it printed.
     ReloadFailed {
         command: String,
         status: ExitStatus,
         output: String,
     },
-    /// The reload command outlived `[dns] reload_timeout_secs` and was killed.
-    ReloadTimeout { command: String, timeout: Duration },
+    /// The reload command outlived `[dns] reload_timeout_secs` and was killed
+    /// with its process group; `output` is the end of what it printed.
+    ReloadTimeout {
+        command: String,
+        timeout: Duration,
+        output: String,
+    },
     /// `[dns] verify_server` never served the new serial: the nameserver did not
     /// load the file (a dropped reload, a file it rejects).
     NotServed {
@@ -70,10 +75,15 @@ impl fmt::Display for PublishError {
                 status,
                 output,
             } => write!(f, "reload command failed ({status}): {command}: {output}"),
-            PublishError::ReloadTimeout { command, timeout } => write!(
+            PublishError::ReloadTimeout {
+                command,
+                timeout,
+                output,
+            } => write!(
                 f,
-                "reload command timed out after {} s and was killed: {command} (is the nameserver running? [dns] reload_timeout_secs sets the limit)",
-                timeout.as_secs_f64()
+                "reload command timed out after {} s and was killed with its process group: {command} (is the nameserver running? [dns] reload_timeout_secs sets the limit){}{output}",
+                timeout.as_secs_f64(),
+                if output.is_empty() { "" } else { ": " }
             ),
             PublishError::NotServed {
                 server,
