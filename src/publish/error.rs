@@ -39,6 +39,10 @@ pub enum PublishError {
         timeout: Duration,
         output: String,
     },
+    /// While the reload command ran (longer than 1 s), a newer change arrived:
+    /// the command was killed with its process group and the next attempt
+    /// starts at once (SPEC 17).
+    ReloadSuperseded { command: String, ran: Duration },
     /// `[dns] verify_server` never served the new serial: the nameserver did not
     /// load the file (a dropped reload, a file it rejects).
     NotServed {
@@ -85,6 +89,11 @@ impl fmt::Display for PublishError {
                 timeout.as_secs_f64(),
                 if output.is_empty() { "" } else { ": " }
             ),
+            PublishError::ReloadSuperseded { command, ran } => write!(
+                f,
+                "reload command still running after {:.1} s and a newer change is waiting: killed it with its process group to publish that instead: {command}",
+                ran.as_secs_f64()
+            ),
             PublishError::NotServed {
                 server,
                 zone,
@@ -105,6 +114,16 @@ impl fmt::Display for PublishError {
                 "{server} did not serve serial {serial} of {zone} yet, and a newer change is waiting: publishing that instead"
             ),
         }
+    }
+}
+
+impl PublishError {
+    /// Whether the attempt was given up for a newer change (not a fault of its own).
+    pub fn is_superseded(&self) -> bool {
+        matches!(
+            self,
+            PublishError::Superseded { .. } | PublishError::ReloadSuperseded { .. }
+        )
     }
 }
 

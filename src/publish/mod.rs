@@ -108,6 +108,9 @@ pub struct PublishStats {
     pub duration_us_total: AtomicU64,
     /// Lanes restarted after they died.
     pub restarts: AtomicU64,
+    /// Attempts given up for a newer change, during the reload or the
+    /// `verify_server` wait (also counted in `failures`; SPEC 17).
+    pub superseded: AtomicU64,
     /// Zone → its publication state.
     pub zones: Mutex<BTreeMap<String, ZoneStats>>,
 }

@@ -77,8 +77,13 @@ pub(crate) fn shell_quote(s: &str) -> String {
 /// How much of a reload command's output is kept for the log and `status`:
 /// its end, where the error usually is (SPEC 17).
 const OUTPUT_KEPT: usize = 4096;
-/// How long one wait for output lasts before the command's exit and the
-/// timeout are looked at again.
+/// SPEC 17: a reload attempt that has run this long is given up for a newer
+/// change (unless reloads are normally slower: see `run_reload`'s `patience`).
+pub const SUPERSEDE_AFTER: Duration = Duration::from_secs(1);
+/// How often a running reload asks whether a newer change waits.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+/// How long one wait for output lasts before the command's exit, the timeout
+/// and the newer change are looked at again.
 const STEP: Duration = Duration::from_millis(10);
 /// After the shell exited and its group was killed: how long output still in
 /// the pipes is read, in case something outside the group holds them open.
@@ -164,18 +169,23 @@ impl Output {
 enum Ended {
     Exited,
     TimedOut,
+    Superseded,
 }
 
 /// Run the reload command through `sh -c` with `{zone}` and `{file}` replaced, in
 /// its own process group. SPEC 17: its output is read while it runs (the last
-/// 4 KiB kept for the error); when the shell exits or at `timeout`, the whole
-/// group is killed — a child left in the background with it (a daemon must
-/// detach with setsid) — so nothing the command started outlives it.
+/// 4 KiB kept for the error); when the shell exits, at `timeout`, or when
+/// `superseded` says a newer change waits (asked every 100 ms once `patience`
+/// has passed), the whole group is killed — a child left in the background
+/// with it (a daemon must detach with setsid) — so nothing the command started
+/// outlives it. `patience` below 1 s counts as 1 s.
 pub fn run_reload(
     template: &str,
     zone: &str,
     file: &std::path::Path,
     timeout: Duration,
+    patience: Duration,
+    superseded: &mut dyn FnMut() -> bool,
 ) -> Result<(), PublishError> {
     let cmd = template
         .replace("{zone}", &shell_quote(zone))
@@ -196,10 +206,17 @@ pub fn run_reload(
     let mut output = Output::new(&mut child);
     let started = Instant::now();
     let deadline = started + timeout;
+    let mut next_look = started + patience.max(SUPERSEDE_AFTER);
     let ended = loop {
         let now = Instant::now();
         if now >= deadline {
             break Ok(Ended::TimedOut);
+        }
+        if now >= next_look {
+            if superseded() {
+                break Ok(Ended::Superseded);
+            }
+            next_look = Instant::now() + LOOK_EVERY;
         }
         output.read_for(STEP.min(deadline - now));
         match crate::os::sys::child_exited(pid) {
@@ -230,6 +247,10 @@ pub fn run_reload(
             timeout,
             output: text,
         }),
+        Ended::Superseded => Err(PublishError::ReloadSuperseded {
+            command: cmd,
+            ran: started.elapsed(),
+        }),
         Ended::Exited if status.success() => {
             if !text.is_empty() {
                 log::debug!("reload command for zone {zone} printed: {text}");
@@ -259,6 +280,8 @@ mod tests {
             "dedyn.example",
             std::path::Path::new("/x/it's.zone"),
             Duration::from_secs(5),
+            Duration::ZERO,
+            &mut || false,
         )
         .unwrap();
         assert_eq!(
@@ -275,6 +298,8 @@ mod tests {
             "z",
             std::path::Path::new("f"),
             Duration::from_secs(5),
+            Duration::ZERO,
+            &mut || false,
         )
         .unwrap_err();
         assert!(e.to_string().contains("oops"), "{e}");
@@ -288,6 +313,8 @@ mod tests {
             "z",
             std::path::Path::new("f"),
             Duration::from_millis(300),
+            Duration::ZERO,
+            &mut || false,
         )
         .unwrap_err();
         assert!(e.to_string().contains("timed out"), "{e}");
@@ -303,6 +330,8 @@ mod tests {
             "z",
             std::path::Path::new("f"),
             Duration::from_secs(10),
+            Duration::ZERO,
+            &mut || false,
         )
         .unwrap_err();
         let text = e.to_string();
@@ -326,6 +355,8 @@ mod tests {
                 "z",
                 std::path::Path::new("f"),
                 Duration::from_secs(30),
+                Duration::ZERO,
+                &mut || false,
             );
             let _ = tx.send(r);
         });
@@ -348,5 +379,31 @@ mod tests {
             !std::path::Path::new(&format!("/proc/{pid}")).exists(),
             "the background child {pid} outlived the reload"
         );
+    }
+
+    /// SPEC 17: once the command has run its patience (at least 1 s), a newer
+    /// change kills it and the attempt ends as superseded; not before.
+    #[test]
+    fn a_running_reload_is_superseded_after_a_second_not_before() {
+        let started = Instant::now();
+        let mut first_ask = None;
+        let e = run_reload(
+            "sleep 30",
+            "z",
+            std::path::Path::new("f"),
+            Duration::from_secs(20),
+            Duration::ZERO,
+            &mut || {
+                first_ask.get_or_insert(started.elapsed());
+                true
+            },
+        )
+        .unwrap_err();
+        assert!(e.is_superseded(), "{e}");
+        assert!(
+            first_ask.is_some_and(|t| t >= SUPERSEDE_AFTER),
+            "{first_ask:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "{e}");
     }
 }
