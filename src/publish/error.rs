@@ -43,6 +43,9 @@ pub enum PublishError {
     /// the command was killed with its process group and the next attempt
     /// starts at once (SPEC 17).
     ReloadSuperseded { command: String, ran: Duration },
+    /// The service is stopping and the time it gives reloads
+    /// (`reload_timeout_secs` after SIGTERM, SPEC 17) is used up.
+    Stopping,
     /// `[dns] verify_server` never served the new serial: the nameserver did not
     /// load the file (a dropped reload, a file it rejects).
     NotServed {
@@ -93,6 +96,9 @@ impl fmt::Display for PublishError {
                 f,
                 "reload command still running after {:.1} s and a newer change is waiting: killed it with its process group to publish that instead: {command}",
                 ran.as_secs_f64()
+            ),
+            PublishError::Stopping => f.write_str(
+                "the service is stopping and its time for reloads ([dns] reload_timeout_secs after SIGTERM) is used up; the zone is published at the next start",
             ),
             PublishError::NotServed {
                 server,

@@ -12,7 +12,7 @@
 
 use super::error::PublishError;
 use super::reload::{run_reload, wait_until_served, SUPERSEDE_AFTER};
-use super::{zone, Msg, PublishStats, ZoneState, POLL};
+use super::{zone, Msg, PublishStats, StopClock, ZoneState, POLL};
 use crate::config::{Config, Zone};
 use crate::store::{now_unix, Attempt, Store};
 use log::{error, info, warn};
@@ -41,6 +41,8 @@ pub(super) struct Lane {
     config: Arc<Config>,
     store: Store,
     stats: Arc<PublishStats>,
+    /// When the stopping service must be done with reloads (SPEC 17).
+    stop: Arc<StopClock>,
     retry: Option<Retry>,
     /// The earliest next attempt: a zone is republished at most as often as it
     /// takes to render and write it (at most half the lane's time), so under a
@@ -64,12 +66,14 @@ impl Lane {
         config: Arc<Config>,
         store: Store,
         stats: Arc<PublishStats>,
+        stop: Arc<StopClock>,
     ) -> Lane {
         Lane {
             zone,
             config,
             store,
             stats,
+            stop,
             retry: None,
             paced_until: None,
             written: None,
@@ -294,7 +298,7 @@ impl Lane {
                 &dns.reload_command,
                 zone,
                 &self.zone.file,
-                dns.reload_timeout,
+                self.stop.budget(dns.reload_timeout)?,
                 patience,
                 &mut newer,
             )?;
@@ -307,7 +311,7 @@ impl Lane {
                 server,
                 zone,
                 a.serial,
-                dns.reload_timeout,
+                self.stop.budget(dns.reload_timeout)?,
                 patience,
                 &mut newer,
             )?;
