@@ -168,6 +168,8 @@ pub fn serve(config: Config) -> Result<(), String> {
         }
     }
     info!("stopping: finishing in-flight requests");
+    // From now on reloads get reload_timeout_secs in all (SPEC 17).
+    publisher.stopping();
     edge.shutdown();
     if !edge.wait_closed(Duration::from_secs(10)) {
         warn!("some connections were still open after 10 s; closing them");

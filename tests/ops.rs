@@ -46,6 +46,7 @@ fn metrics_name_every_family_with_help_and_type() {
         "request_duration_seconds",
         "publications_total",
         "publish_failures_total",
+        "publish_superseded_total",
         "publish_duration_seconds",
         "publish_last_duration_seconds",
         "last_publish_timestamp_seconds",

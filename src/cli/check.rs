@@ -302,11 +302,14 @@ fn reload_problems(config: &Config, store: &Store) -> Result<Vec<String>, Failur
             continue;
         }
         if !config.dns.reload_command.is_empty() {
+            let timeout = config.dns.reload_timeout;
             if let Err(e) = crate::publish::run_reload(
                 &config.dns.reload_command,
                 &z.name,
                 &z.file,
-                config.dns.reload_timeout,
+                timeout,
+                timeout,
+                &mut || false,
             ) {
                 problems.push(format!("dns.reload_command for zone {}: {e}", z.name));
                 continue;

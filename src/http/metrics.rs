@@ -238,6 +238,13 @@ fn render_publications(out: &mut String, p: &PublishStats) {
     sample(out, "publish_failures_total", failed);
     family(
         out,
+        "publish_superseded_total",
+        "counter",
+        "Failed publications given up for a newer change while the reload ran or verify_server was awaited (SPEC 17).",
+    );
+    sample(out, "publish_superseded_total", load(&p.superseded));
+    family(
+        out,
         "publish_duration_seconds",
         "summary",
         "Time per publication attempt: render, write, reload.",

@@ -1,5 +1,6 @@
 //! The few operating-system calls std does not offer, each wrapped and explained:
-//! listening sockets (IPV6_V6ONLY, deep backlog), poll(2), listener shutdown, RLIMIT_NOFILE.
+//! listening sockets (IPV6_V6ONLY, deep backlog), poll(2), listener shutdown, RLIMIT_NOFILE,
+//! and reload commands as process groups (waitid without reaping, killpg).
 //!
 //! Every `unsafe` block of the crate lives in `os/`. Linux is the target
 //! (systemd service on a VPS or a Raspberry Pi); the calls are plain POSIX apart
@@ -195,8 +196,58 @@ pub(crate) fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     Ok(rc > 0 && pfd.revents != 0)
 }
 
+/// Waits until one of `fds` has something to read (data, EOF or an error) or
+/// `timeout` passes; returns, per descriptor, whether it is ready. A signal
+/// interrupting the wait counts as "none ready", as in `wait_readable`.
+pub(crate) fn wait_any_readable(fds: &[RawFd], timeout: Duration) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: the pointer and count describe `pfds`, which outlives the call.
+    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(err);
+    }
+    Ok(pfds.iter().map(|p| p.revents != 0).collect())
+}
+
+/// Whether our child `pid` has exited, WITHOUT reaping it (waitid with
+/// WNOWAIT): until it is reaped its PID stays taken, so the process group it
+/// led can still be killed without hitting a new process that got the number.
+pub(crate) fn child_exited(pid: u32) -> io::Result<bool> {
+    // SAFETY: all-zero is a valid siginfo_t; waitid fills it.
+    let mut info: libc::siginfo_t = unsafe { mem::zeroed() };
+    // SAFETY: the pointer describes `info`, which outlives the call.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // With WNOHANG and nothing to report, waitid leaves si_pid 0.
+    // SAFETY: `info` was zeroed and then filled by waitid; si_pid is valid for
+    // the SIGCHLD information waitid returns.
+    Ok(unsafe { info.si_pid() } != 0)
+}
+
 /// Kills the process group led by `pid` (a child started with `process_group(0)`),
-/// so that a timed-out reload command takes everything it started with it.
+/// so that a reload command that timed out, was superseded or exited takes
+/// everything it started with it (SPEC 17). Call it before reaping `pid`.
 pub(crate) fn kill_process_group(pid: u32) {
     // SAFETY: kill(2) on a process group id; no memory is touched. A failure means
     // the group is already gone, which is what we wanted.

@@ -26,14 +26,26 @@ pub enum PublishError {
         command: String,
         error: std::io::Error,
     },
-    /// The reload command exited non-zero; `output` is the start of what it printed.
+    /// The reload command exited non-zero; `output` is the end of what it printed.
     ReloadFailed {
         command: String,
         status: ExitStatus,
         output: String,
     },
-    /// The reload command outlived `[dns] reload_timeout_secs` and was killed.
-    ReloadTimeout { command: String, timeout: Duration },
+    /// The reload command outlived `[dns] reload_timeout_secs` and was killed
+    /// with its process group; `output` is the end of what it printed.
+    ReloadTimeout {
+        command: String,
+        timeout: Duration,
+        output: String,
+    },
+    /// While the reload command ran (longer than 1 s), a newer change arrived:
+    /// the command was killed with its process group and the next attempt
+    /// starts at once (SPEC 17).
+    ReloadSuperseded { command: String, ran: Duration },
+    /// The service is stopping and the time it gives reloads
+    /// (`reload_timeout_secs` after SIGTERM, SPEC 17) is used up.
+    Stopping,
     /// `[dns] verify_server` never served the new serial: the nameserver did not
     /// load the file (a dropped reload, a file it rejects).
     NotServed {
@@ -70,10 +82,23 @@ impl fmt::Display for PublishError {
                 status,
                 output,
             } => write!(f, "reload command failed ({status}): {command}: {output}"),
-            PublishError::ReloadTimeout { command, timeout } => write!(
+            PublishError::ReloadTimeout {
+                command,
+                timeout,
+                output,
+            } => write!(
                 f,
-                "reload command timed out after {} s and was killed: {command} (is the nameserver running? [dns] reload_timeout_secs sets the limit)",
-                timeout.as_secs_f64()
+                "reload command timed out after {} s and was killed with its process group: {command} (is the nameserver running? [dns] reload_timeout_secs sets the limit){}{output}",
+                timeout.as_secs_f64(),
+                if output.is_empty() { "" } else { ": " }
+            ),
+            PublishError::ReloadSuperseded { command, ran } => write!(
+                f,
+                "reload command still running after {:.1} s and a newer change is waiting: killed it with its process group to publish that instead: {command}",
+                ran.as_secs_f64()
+            ),
+            PublishError::Stopping => f.write_str(
+                "the service is stopping and its time for reloads ([dns] reload_timeout_secs after SIGTERM) is used up; the zone is published at the next start",
             ),
             PublishError::NotServed {
                 server,
@@ -95,6 +120,16 @@ impl fmt::Display for PublishError {
                 "{server} did not serve serial {serial} of {zone} yet, and a newer change is waiting: publishing that instead"
             ),
         }
+    }
+}
+
+impl PublishError {
+    /// Whether the attempt was given up for a newer change (not a fault of its own).
+    pub fn is_superseded(&self) -> bool {
+        matches!(
+            self,
+            PublishError::Superseded { .. } | PublishError::ReloadSuperseded { .. }
+        )
     }
 }
 

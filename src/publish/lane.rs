@@ -5,11 +5,14 @@
 //! the reload succeeded (and `verify_server` serves the serial), in one statement
 //! (`Store::record_published`); a failure records nothing that matters (its error
 //! text, best-effort), so the zone simply stays dirty and is tried again; backoff
-//! holds only while nothing new arrived — a newer change goes at once.
+//! holds only while nothing new arrived — a newer change goes at once, and
+//! (SPEC 17) one that arrives while a reload or a `verify_server` wait has run
+//! past its patience (1 s, or twice the last success) ends that attempt as
+//! superseded: no backoff, the next attempt starts at once.
 
 use super::error::PublishError;
-use super::reload::{run_reload, wait_until_served};
-use super::{zone, Msg, PublishStats, ZoneState, POLL};
+use super::reload::{run_reload, wait_until_served, SUPERSEDE_AFTER};
+use super::{zone, Msg, PublishStats, StopClock, ZoneState, POLL};
 use crate::config::{Config, Zone};
 use crate::store::{now_unix, Attempt, Store};
 use log::{error, info, warn};
@@ -38,6 +41,8 @@ pub(super) struct Lane {
     config: Arc<Config>,
     store: Store,
     stats: Arc<PublishStats>,
+    /// When the stopping service must be done with reloads (SPEC 17).
+    stop: Arc<StopClock>,
     retry: Option<Retry>,
     /// The earliest next attempt: a zone is republished at most as often as it
     /// takes to render and write it (at most half the lane's time), so under a
@@ -51,6 +56,8 @@ pub(super) struct Lane {
     last_work: Duration,
     /// How long the nameserver took to serve the last successful publication.
     last_verify: Duration,
+    /// How long the last successful reload command ran.
+    last_reload: Duration,
 }
 
 impl Lane {
@@ -59,18 +66,21 @@ impl Lane {
         config: Arc<Config>,
         store: Store,
         stats: Arc<PublishStats>,
+        stop: Arc<StopClock>,
     ) -> Lane {
         Lane {
             zone,
             config,
             store,
             stats,
+            stop,
             retry: None,
             paced_until: None,
             written: None,
             buf: Vec::new(),
             last_work: Duration::ZERO,
             last_verify: Duration::ZERO,
+            last_reload: Duration::ZERO,
         }
     }
 
@@ -208,12 +218,18 @@ impl Lane {
             Err(e) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 self.stats.zone(&name, |z| z.failures += 1);
-                let backoff = self.back_off(attempt.map_or(generation, |a| a.generation));
                 let written = attempt.filter(|a| self.written == Some(a.generation));
                 // Only for `status`: whether or not this is written, the zone stays dirty.
                 if let Err(re) = self.store.record_failure(&name, &e.to_string(), written) {
                     error!("zone {name}: cannot record the failure ({re}); the zone stays pending and is retried");
                 }
+                if e.is_superseded() {
+                    // Not a fault to back off from: the newer change goes at once (SPEC 17).
+                    self.stats.superseded.fetch_add(1, Ordering::Relaxed);
+                    warn!("publishing zone {name} superseded: {e}");
+                    return;
+                }
+                let backoff = self.back_off(attempt.map_or(generation, |a| a.generation));
                 error!(
                     "publishing zone {name} failed: {e}; retrying in {} s, or at once when something changes",
                     backoff.as_secs()
@@ -273,29 +289,36 @@ impl Lane {
         self.stats
             .zone(&self.zone.name, |z| z.state = ZoneState::Written);
         let dns = &self.config.dns;
+        let (store, zone) = (&self.store, &self.zone.name);
+        // A newer change: the generation moved past this attempt's.
+        let mut newer = || {
+            store
+                .generations(zone)
+                .is_ok_and(|g| g.is_some_and(|(g, _)| g > a.generation))
+        };
         if !dns.reload_command.is_empty() {
+            // Twice the usual reload time, at least 1 s: a reload that normally
+            // takes longer is not superseded forever by a steady stream of changes.
+            let patience = (self.last_reload * 2).max(SUPERSEDE_AFTER);
+            let reload_started = Instant::now();
             run_reload(
                 &dns.reload_command,
-                &self.zone.name,
+                zone,
                 &self.zone.file,
-                dns.reload_timeout,
+                self.stop.budget(dns.reload_timeout)?,
+                patience,
+                &mut newer,
             )?;
+            self.last_reload = reload_started.elapsed();
         }
         if let Some(server) = dns.verify_server {
-            let (store, zone) = (&self.store, &self.zone.name);
-            // A newer change: the generation moved past this attempt's.
-            let mut newer = || {
-                store
-                    .generations(zone)
-                    .is_ok_and(|g| g.is_some_and(|(g, _)| g > a.generation))
-            };
             let patience = (self.last_verify * 2).max(PATIENCE_MIN);
             let verify_started = Instant::now();
             wait_until_served(
                 server,
                 zone,
                 a.serial,
-                dns.reload_timeout,
+                self.stop.budget(dns.reload_timeout)?,
                 patience,
                 &mut newer,
             )?;

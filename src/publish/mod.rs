@@ -113,6 +113,9 @@ pub struct PublishStats {
     pub duration_us_total: AtomicU64,
     /// Lanes restarted after they died.
     pub restarts: AtomicU64,
+    /// Attempts given up for a newer change, during the reload or the
+    /// `verify_server` wait (also counted in `failures`; SPEC 17).
+    pub superseded: AtomicU64,
     /// Zone → its publication state.
     pub zones: Mutex<BTreeMap<String, ZoneStats>>,
 }
@@ -130,10 +133,40 @@ impl PublishStats {
     }
 }
 
+/// SPEC 17: SIGTERM finishes within `reload_timeout_secs` + 2 s whatever the
+/// reload command does. Set once the service starts stopping; from then on every
+/// reload and `verify_server` wait that starts ends by that deadline (one that
+/// started before ends by its own timeout, which is earlier).
+#[derive(Default)]
+pub(crate) struct StopClock(Mutex<Option<Instant>>);
+
+impl StopClock {
+    fn stop_by(&self, deadline: Instant) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(deadline);
+    }
+
+    /// `limit`, or what is left of the stopping service's time if that is
+    /// shorter; `Stopping` once nothing is left.
+    fn budget(&self, limit: Duration) -> Result<Duration, PublishError> {
+        match *self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => Ok(limit),
+            Some(deadline) => match deadline.saturating_duration_since(Instant::now()) {
+                left if left.is_zero() => Err(PublishError::Stopping),
+                left => Ok(left.min(limit)),
+            },
+        }
+    }
+}
+
 /// The handle the workers use to say "something changed".
 #[derive(Clone)]
 pub struct Publisher {
     tx: Sender<Msg>,
+    stop: Arc<StopClock>,
+    reload_timeout: Duration,
 }
 
 impl Publisher {
@@ -141,8 +174,16 @@ impl Publisher {
         let _ = self.tx.send(Msg::Changed(Instant::now()));
     }
 
-    /// Publish what is pending, write last-used times, and stop the threads.
+    /// The service starts stopping (SIGTERM): from now on, reloads and
+    /// `verify_server` waits get `reload_timeout_secs` in all (SPEC 17).
+    pub fn stopping(&self) {
+        self.stop.stop_by(Instant::now() + self.reload_timeout);
+    }
+
+    /// Publish what is pending (within the stopping time), write last-used
+    /// times, and stop the threads.
     pub fn shutdown(&self) {
+        self.stopping();
         let _ = self.tx.send(Msg::Shutdown);
     }
 }
@@ -157,9 +198,15 @@ pub fn spawn(
     stats: Arc<PublishStats>,
 ) -> std::io::Result<(Publisher, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel();
+    let stop = Arc::new(StopClock::default());
+    let publisher = Publisher {
+        tx,
+        stop: stop.clone(),
+        reload_timeout: config.dns.reload_timeout,
+    };
     let mut lanes = Vec::new();
     for z in &config.zones {
-        let body = lane_body(&config, &stats, z);
+        let body = lane_body(&config, &stats, &stop, z);
         lanes.push(LaneHandle::spawn(&z.name, body)?);
     }
     let handle = std::thread::Builder::new()
@@ -169,23 +216,28 @@ pub fn spawn(
             let respawn = |name: &str| {
                 config
                     .zone(name)
-                    .map(|z| lane_body(&config, &stats, z))
+                    .map(|z| lane_body(&config, &stats, &stop, z))
                     .ok_or_else(|| format!("zone {name} is not configured"))
             };
             coordinate(rx, lanes, &respawn, &stats, &mut store, &last_used);
         })?;
-    Ok((Publisher { tx }, handle))
+    Ok((publisher, handle))
 }
 
 type LaneBody = Box<dyn FnOnce(Receiver<Msg>) + Send>;
 
 /// What a lane thread runs: open its own store, then publish `zone` until told to stop.
-fn lane_body(config: &Arc<Config>, stats: &Arc<PublishStats>, zone: &Zone) -> LaneBody {
-    let (config, stats, zone) = (config.clone(), stats.clone(), zone.clone());
+fn lane_body(
+    config: &Arc<Config>,
+    stats: &Arc<PublishStats>,
+    stop: &Arc<StopClock>,
+    zone: &Zone,
+) -> LaneBody {
+    let (config, stats, stop, zone) = (config.clone(), stats.clone(), stop.clone(), zone.clone());
     Box::new(move |rx| {
         let db = &config.database;
         match Store::open(&db.path, &db.synchronous) {
-            Ok(store) => lane::Lane::new(zone, config.clone(), store, stats).run(rx),
+            Ok(store) => lane::Lane::new(zone, config.clone(), store, stats, stop).run(rx),
             // Returning counts as dying: the coordinator restarts the lane.
             Err(e) => error!(
                 "publisher for zone {}: cannot open the database: {e}",
@@ -459,6 +511,24 @@ pub fn refuse_to_empty_published_zones(config: &crate::config::Config) -> Result
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+
+    /// SPEC 17: once the service is stopping, reloads and verify waits get what
+    /// is left of `reload_timeout_secs`, and nothing once it is used up.
+    #[test]
+    fn a_stopping_service_gives_reloads_only_what_is_left() {
+        let clock = StopClock::default();
+        let limit = Duration::from_secs(10);
+        assert_eq!(clock.budget(limit).ok(), Some(limit));
+        clock.stop_by(Instant::now() + Duration::from_secs(2));
+        let left = clock.budget(limit).expect("time left");
+        assert!(left <= Duration::from_secs(2) && left > Duration::from_secs(1));
+        // A second SIGTERM does not move the deadline.
+        clock.stop_by(Instant::now() + Duration::from_secs(60));
+        assert!(clock.budget(limit).expect("time left") <= Duration::from_secs(2));
+        let over = StopClock::default();
+        over.stop_by(Instant::now());
+        assert!(matches!(over.budget(limit), Err(PublishError::Stopping)));
+    }
 
     /// A lane that panics is restarted (once its restart interval passed), and
     /// the restart is counted; a lane that runs on is left alone.
