@@ -226,3 +226,60 @@ fn fail2ban_reading_the_journal_finds_every_failure_and_only_the_real_client() {
         "fail2ban must find exactly the real client once per failed authentication:\n{journal}"
     );
 }
+
+/// The README's jail, with the shipped filter in a copy of Debian's fail2ban
+/// configuration, is what `fail2ban-client -d` (the configuration as the
+/// server would get it) reads: a systemd (journal) jail with the filter's regex.
+#[test]
+fn the_readme_jail_reads_the_shipped_filter_from_the_journal() {
+    let dir = common::proc::TempDir::new("f2b-conf");
+    let conf = dir.path();
+    // Debian's configuration (actions, paths), without its jail.d (which
+    // enables sshd) and without an installed copy of our filter.
+    let copied = Command::new("cp")
+        .args(["-r", "/etc/fail2ban/."])
+        .arg(conf)
+        .status()
+        .expect("cp");
+    assert!(copied.success(), "copy /etc/fail2ban (package fail2ban)");
+    std::fs::remove_dir_all(conf.join("jail.d")).expect("rm jail.d");
+    std::fs::create_dir(conf.join("jail.d")).expect("mkdir jail.d");
+    std::fs::write(
+        conf.join("filter.d/dedyn-update.conf"),
+        include_str!("../data/fail2ban/dedyn-update.conf"),
+    )
+    .expect("filter");
+    std::fs::write(
+        conf.join("jail.d/dedyn-update.local"),
+        recipe("fail2ban-jail"),
+    )
+    .expect("jail");
+    let out = Command::new("fail2ban-client")
+        .arg("-c")
+        .arg(conf)
+        .arg("-d")
+        .output()
+        .expect("fail2ban-client (Debian package fail2ban) runs");
+    let dump = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{dump}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        dump.contains("['add', 'dedyn-update', 'systemd']"),
+        "{dump}"
+    );
+    let regex = include_str!("../data/fail2ban/dedyn-update.conf")
+        .lines()
+        .find_map(|l| l.strip_prefix("failregex = "))
+        .expect("failregex line");
+    let shown = format!("'addfailregex', '{}'", regex.replace('\\', "\\\\"));
+    assert!(dump.contains(&shown), "{shown} not in:\n{dump}");
+    assert!(
+        dump.contains(
+            "['set', 'dedyn-update', 'addjournalmatch', '_SYSTEMD_UNIT=dedyn-update.service']"
+        ),
+        "{dump}"
+    );
+}
