@@ -19,6 +19,9 @@ pub fn edge_settings(config: &Config) -> EdgeSettings {
     let s = &config.server;
     EdgeSettings {
         http_listen: s.http_listen.clone(),
+        http_unix: s.http_unix.clone(),
+        unix_mode: s.unix_mode,
+        unix_group: s.unix_group.clone(),
         https_listen: s.https_listen.clone(),
         tls_cert: s.tls_cert.clone(),
         tls_key: s.tls_key.clone(),
@@ -117,6 +120,9 @@ pub fn serve(config: Config) -> Result<(), String> {
             .map_err(|e| format!("cannot start the internal HTTP server: {e}"))?,
     );
 
+    if let Some(problem) = config.server.loopback_trust_problem() {
+        warn!("{problem}");
+    }
     // The listeners and the certificate first: a start that fails on them
     // touches nothing (no database, no zone file, no reload command; SPEC 13,
     // 17: every listener, the metrics one too). Requests that arrive before

@@ -1190,7 +1190,12 @@ fn forwarded_for_is_ignored_from_an_untrusted_peer() {
 #[test]
 fn forwarded_for_is_used_from_a_trusted_proxy() {
     let (s, tok) = alice_with(Setup {
-        server: vec!["trusted_proxies = [\"127.0.0.1/32\"]".into()],
+        // Loopback is a proxy here only because the test says every local
+        // user may be one (SPEC 17; tests/proxy.rs has the default).
+        server: vec![
+            "trusted_proxies = [\"127.0.0.1/32\"]".into(),
+            "trusted_proxies_allow_local_users = true".into(),
+        ],
         ..Setup::default()
     });
     let t = token(&tok);
@@ -1235,7 +1240,12 @@ fn forwarded_for_headers_are_read_together_from_the_right() {
     // X-Forwarded-For line after the one the client sent: the client's is not
     // proof of anything, the proxy's (the last) names the client.
     let (s, _) = alice_with(Setup {
-        server: vec!["trusted_proxies = [\"127.0.0.1/32\"]".into()],
+        // Loopback is a proxy here only because the test says every local
+        // user may be one (SPEC 17; tests/proxy.rs has the default).
+        server: vec![
+            "trusted_proxies = [\"127.0.0.1/32\"]".into(),
+            "trusted_proxies_allow_local_users = true".into(),
+        ],
         ..Setup::default()
     });
     let fenced = s.cli_ok(&[

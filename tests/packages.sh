@@ -202,11 +202,14 @@ inspect_packages() {
     contents=$(dpkg-deb -c "$deb" | awk '{ print $1, $NF }')
     # The README is what the unit's Documentation= names.
     for f in "-rwxr-xr-x ./usr/bin/dedyn-update" "-rw-r--r-- ./lib/systemd/system/dedyn-update.service" \
-      "-rw-r--r-- ./etc/dedyn-update/config.toml" "-rw-r--r-- ./usr/share/doc/dedyn-update/README.md"; do
+      "-rw-r--r-- ./etc/dedyn-update/config.toml" "-rw-r--r-- ./usr/share/doc/dedyn-update/README.md" \
+      "-rw-r--r-- ./etc/fail2ban/filter.d/dedyn-update.conf"; do
       check "$a: contains $f" grep -qxF -- "$f" <<<"$contents"
     done
     check "$a: /etc/dedyn-update/config.toml is a conffile" \
       grep -qx /etc/dedyn-update/config.toml <<<"$(dpkg-deb -I "$deb" conffiles)"
+    check "$a: the fail2ban filter is a conffile" \
+      grep -qx /etc/fail2ban/filter.d/dedyn-update.conf <<<"$(dpkg-deb -I "$deb" conffiles)"
     check "$a: has postinst, prerm, postrm" dpkg-deb -I "$deb" postinst prerm postrm
   done
 }

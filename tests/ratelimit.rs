@@ -6,7 +6,12 @@ use std::time::{Duration, Instant};
 
 fn setup(rate_limit: &[&str]) -> Setup {
     Setup {
-        server: vec!["trusted_proxies = [\"127.0.0.1/32\"]".into()],
+        // Clients at many addresses from one test: loopback poses as a proxy,
+        // which only `trusted_proxies_allow_local_users` permits (SPEC 17).
+        server: vec![
+            "trusted_proxies = [\"127.0.0.1/32\"]".into(),
+            "trusted_proxies_allow_local_users = true".into(),
+        ],
         rate_limit: rate_limit.iter().map(|s| s.to_string()).collect(),
         ..Setup::default()
     }

@@ -25,6 +25,7 @@ pub fn check(config: &Config, args: &[String]) -> Out {
         problems.extend(zone_problems(i, z));
     }
     problems.extend(tls_problems(config));
+    problems.extend(trusted_proxy_problems(config));
     let (listener_problems, listeners) = listener_problems(config);
     problems.extend(listener_problems);
     if reload && problems.is_empty() {
@@ -74,6 +75,12 @@ pub fn check(config: &Config, args: &[String]) -> Out {
     }
     print_lines(config.zones.iter().flat_map(glue_notes));
     Ok(())
+}
+
+/// SPEC 17: a proxy is trusted by its socket; loopback on a TCP listener is
+/// every local user's address (see `Server::loopback_trust_problem`).
+fn trusted_proxy_problems(config: &Config) -> Option<String> {
+    config.server.loopback_trust_problem()
 }
 
 /// The database's integrity, its directory writable (SQLite needs to create

@@ -4,21 +4,27 @@
 
 use super::args::{open_existing, print_lines, usage, Args, Failure, Out};
 use crate::config::Config;
+use crate::edge::{forwarded_client, Peer};
 use crate::http::service::store_refusal;
 use crate::store::{FamilyRecords, StoreError};
 use crate::update::{self, Family, Refusal};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 /// `explain URL [--header 'Name: value']... [--peer ADDR]`: the whole pipeline
 /// without writing, step by step. Exit 0 when it would succeed, 1 when refused.
 pub fn explain(config: &Config, args: &[String]) -> Out {
     let a = Args::parse(args, &["header", "peer"])?;
     let p = a.exactly(1, "explain 'URL' [--header 'Name: value']... [--peer ADDR]")?;
-    let peer: IpAddr = a
-        .one("peer")
-        .unwrap_or("127.0.0.1")
-        .parse()
-        .map_err(|_| usage("--peer: not an IP address"))?;
+    // As the edge sees it: an address, or a `unix:` listener (SPEC 17).
+    let peer = match a.one("peer").unwrap_or("127.0.0.1") {
+        p if p.starts_with("unix:") => Peer::Unix(PathBuf::from(&p["unix:".len()..])),
+        p => Peer::Tcp(SocketAddr::new(
+            p.parse::<IpAddr>()
+                .map_err(|_| usage("--peer: not an IP address or unix:/PATH"))?,
+            0,
+        )),
+    };
     let url = p[0].as_str();
     let tls = url.starts_with("https://");
     let headers = parse_headers(&a.all("header"))?;
@@ -36,8 +42,11 @@ pub fn explain(config: &Config, args: &[String]) -> Out {
             .filter(|(k, _)| k.eq_ignore_ascii_case("X-Forwarded-For"))
             .map(|(_, v)| v.as_str()),
     );
-    let client =
-        crate::edge::forwarded_client(peer, forwarded.as_deref(), &config.server.trusted_proxies);
+    let client = forwarded_client(&peer, forwarded.as_deref(), &config.server.trusted_proxies)
+        .map_err(|e| Failure {
+            message: format!("400 {e}"),
+            code: 1,
+        })?;
     let req = update::Request::from_target("GET", url, header("Authorization"), client, tls);
     let shown = if req.query.iter().next().is_some() {
         format!("{}?{}", req.path, update::split_target(url).1)
@@ -45,7 +54,11 @@ pub fn explain(config: &Config, args: &[String]) -> Out {
         req.path.to_string()
     };
     let mut lines = vec![format!(
-        "request: GET {shown} from {peer}{}",
+        "request: GET {shown} from {}{}",
+        match &peer {
+            Peer::Tcp(addr) => addr.ip().to_string(),
+            Peer::Unix(_) => peer.to_string(),
+        },
         if tls { " over TLS" } else { "" }
     )];
     let accepted = run_pipeline(config, &req, &mut lines)?;

@@ -1,12 +1,13 @@
 //! The configuration file (TOML, SPEC 3): a typed `Config` with a default for
 //! every key, validated at start-up so that a bad value names its key and file.
 
+use crate::edge::TrustedProxies;
 use crate::net::cidr::Cidr;
 use crate::net::name;
 use crate::ratelimit::Limits;
 use crate::update::ZonePolicy;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,12 +39,19 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct Server {
     pub http_listen: Vec<SocketAddr>,
+    /// The `unix:/PATH` entries of `http_listen`: for a proxy on this machine (SPEC 17).
+    pub http_unix: Vec<PathBuf>,
+    /// File mode and group (`""`: the service's own) of the `unix:` listeners.
+    pub unix_mode: u32,
+    pub unix_group: String,
     pub https_listen: Vec<SocketAddr>,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub workers: usize,
     pub max_connections: usize,
-    pub trusted_proxies: Vec<Cidr>,
+    /// `trusted_proxies` (networks and `unix:` listeners) and
+    /// `trusted_proxies_allow_local_users`.
+    pub trusted_proxies: TrustedProxies,
     pub hsts_max_age: u64,
     pub handshake_timeout: Duration,
     pub request_head_timeout: Duration,
@@ -53,6 +61,31 @@ pub struct Server {
     pub blocked_subnets: Vec<Cidr>,
     /// Prometheus metrics listener (`None`: off).
     pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Server {
+    /// SPEC 17: `trusted_proxies` trusts 127.0.0.1 or ::1 while a TCP listener
+    /// is open, which every local user can connect to from there, and
+    /// `trusted_proxies_allow_local_users` does not say this is meant. `check`
+    /// refuses it, `serve` warns (those connections' X-Forwarded-For is ignored).
+    pub fn loopback_trust_problem(&self) -> Option<String> {
+        let loopback = self.trusted_proxies.trusted_loopback();
+        if loopback.is_empty()
+            || self.trusted_proxies.allow_local_users
+            || (self.http_listen.is_empty() && self.https_listen.is_empty())
+        {
+            return None;
+        }
+        let shown: Vec<String> = loopback.iter().map(IpAddr::to_string).collect();
+        Some(format!(
+            "server.trusted_proxies trusts {}, but any local user can connect from there to \
+             the TCP listeners and pose as the proxy; their X-Forwarded-For is ignored. Let the \
+             proxy use a unix: listener (http_listen = [\"unix:/run/dedyn-update/http.sock\"], \
+             trusted_proxies = [\"unix:/run/dedyn-update/http.sock\"]), or set \
+             server.trusted_proxies_allow_local_users = true if every local user may",
+            shown.join(" and ")
+        ))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -226,6 +259,93 @@ fn listen_addrs(key: &str, values: &[String]) -> Result<Vec<SocketAddr>, String>
         .collect()
 }
 
+/// `http_listen`: `ADDR:PORT` entries, and `unix:/PATH` ones apart.
+fn http_listeners(values: &[String]) -> Result<(Vec<SocketAddr>, Vec<PathBuf>), String> {
+    let key = "server.http_listen";
+    let mut unix = Vec::new();
+    let mut tcp = Vec::new();
+    for v in values {
+        match v.strip_prefix("unix:") {
+            Some(path) => {
+                let path = unix_path(key, v, path)?;
+                if unix.contains(&path) {
+                    return Err(format!("{key}: '{v}' is listed twice"));
+                }
+                unix.push(path);
+            }
+            None => tcp.extend(listen_addrs(key, std::slice::from_ref(v))?),
+        }
+    }
+    Ok((tcp, unix))
+}
+
+/// The path of a `unix:` entry: absolute, printable ASCII without spaces (it
+/// travels in the edge's identity header), short enough for a socket address.
+fn unix_path(key: &str, entry: &str, path: &str) -> Result<PathBuf, String> {
+    if !path.starts_with('/') {
+        return Err(format!(
+            "{key}: '{entry}': the socket path must be absolute (e.g. unix:/run/dedyn-update/http.sock)"
+        ));
+    }
+    if !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{key}: '{entry}': the socket path may hold only printable ASCII without spaces"
+        ));
+    }
+    // sun_path holds 108 bytes with the NUL.
+    if path.len() > 107 {
+        return Err(format!(
+            "{key}: '{entry}': the socket path is longer than 107 bytes"
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// `trusted_proxies`: CIDRs, and `unix:/PATH` entries that must each name a
+/// `unix:` listener of `http_listen`; every such listener must be named (its
+/// connections have no address but the proxy's `X-Forwarded-For`).
+fn trusted_proxies(
+    values: &[String],
+    http_unix: &[PathBuf],
+    allow_local_users: bool,
+) -> Result<TrustedProxies, String> {
+    let key = "server.trusted_proxies";
+    let mut trusted = TrustedProxies {
+        allow_local_users,
+        ..TrustedProxies::default()
+    };
+    for v in values {
+        match v.strip_prefix("unix:") {
+            Some(path) => {
+                let path = unix_path(key, v, path)?;
+                if !http_unix.contains(&path) {
+                    return Err(format!(
+                        "{key}: '{v}' is not a listener: add it to server.http_listen"
+                    ));
+                }
+                trusted.unix.push(path);
+            }
+            None => trusted.nets.extend(cidrs(key, std::slice::from_ref(v))?),
+        }
+    }
+    if let Some(p) = http_unix.iter().find(|p| !trusted.unix.contains(p)) {
+        return Err(format!(
+            "server.http_listen: 'unix:{0}' is not in {key}: its connections have no client \
+             address but the proxy's X-Forwarded-For; add \"unix:{0}\" to {key}",
+            p.display()
+        ));
+    }
+    Ok(trusted)
+}
+
+/// `unix_mode`: octal permission bits, e.g. "0660".
+fn unix_mode(v: &str) -> Result<u32, String> {
+    u32::from_str_radix(v.strip_prefix("0o").unwrap_or(v), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("server.unix_mode = '{v}': not an octal file mode (e.g. \"0660\")"))
+}
+
 fn cidrs(key: &str, values: &[String]) -> Result<Vec<Cidr>, String> {
     values
         .iter()
@@ -272,14 +392,28 @@ fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, String> {
 
 /// `[server]`: listeners, TLS files, the pool, the edge's bounds.
 fn validate_server(s: RawServer) -> Result<Server, String> {
+    let (http_listen, http_unix) = http_listeners(&s.http_listen)?;
+    if let Some(v) = s.https_listen.iter().find(|v| v.starts_with("unix:")) {
+        return Err(format!(
+            "server.https_listen: '{v}': a unix: listener is for a proxy that terminates TLS; put it in http_listen"
+        ));
+    }
+    let trusted_proxies = trusted_proxies(
+        &s.trusted_proxies,
+        &http_unix,
+        s.trusted_proxies_allow_local_users,
+    )?;
     let server = Server {
-        http_listen: listen_addrs("server.http_listen", &s.http_listen)?,
+        http_listen,
+        unix_mode: unix_mode(&s.unix_mode)?,
+        unix_group: s.unix_group.clone(),
+        http_unix,
         https_listen: listen_addrs("server.https_listen", &s.https_listen)?,
         tls_cert: PathBuf::from(&s.tls_cert),
         tls_key: PathBuf::from(&s.tls_key),
         workers: positive("server.workers", s.workers, 1024)?,
         max_connections: positive("server.max_connections", s.max_connections, 1_000_000)?,
-        trusted_proxies: cidrs("server.trusted_proxies", &s.trusted_proxies)?,
+        trusted_proxies,
         hsts_max_age: u64::try_from(s.hsts_max_age)
             .map_err(|_| "server.hsts_max_age: must not be negative".to_string())?,
         handshake_timeout: seconds("server.handshake_timeout_secs", s.handshake_timeout_secs)?,
@@ -306,7 +440,10 @@ fn validate_server(s: RawServer) -> Result<Server, String> {
             })?),
         },
     };
-    if server.http_listen.is_empty() && server.https_listen.is_empty() {
+    if server.http_listen.is_empty()
+        && server.http_unix.is_empty()
+        && server.https_listen.is_empty()
+    {
         return Err(
             "server: http_listen and https_listen are both empty: nothing to serve on".into(),
         );
@@ -624,6 +761,69 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("zone[0].name"), "{e}");
+    }
+
+    /// SPEC 17: `unix:` listeners, named in `trusted_proxies`, and the
+    /// loopback trust that `check` refuses without the allow key.
+    #[test]
+    fn unix_listeners_must_be_trusted_proxies_and_loopback_trust_is_a_problem() {
+        let sock = "unix:/run/dedyn-update/http.sock";
+        let c = Config::parse(
+            &format!(
+                "[server]\nhttp_listen = [\"{sock}\"]\ntrusted_proxies = [\"{sock}\", \"10.0.0.0/8\"]\nunix_mode = \"0600\"\n"
+            ),
+            None,
+        )
+        .unwrap();
+        assert!(c.server.http_listen.is_empty());
+        assert_eq!(
+            c.server.http_unix,
+            [Path::new("/run/dedyn-update/http.sock")]
+        );
+        assert_eq!(c.server.trusted_proxies.unix, c.server.http_unix);
+        assert_eq!(c.server.trusted_proxies.nets.len(), 1);
+        assert_eq!(c.server.unix_mode, 0o600);
+        assert_eq!(Config::defaults().server.unix_mode, 0o660);
+        for (text, key) in [
+            (format!("http_listen = [\"{sock}\"]"), "server.http_listen"),
+            (
+                format!("trusted_proxies = [\"{sock}\"]"),
+                "server.trusted_proxies",
+            ),
+            ("http_listen = [\"unix:run/x.sock\"]".into(), "absolute"),
+            (
+                "http_listen = [\"unix:/run/a b.sock\"]".into(),
+                "without spaces",
+            ),
+            (
+                format!("https_listen = [\"{sock}\"]"),
+                "server.https_listen",
+            ),
+            ("unix_mode = \"rw\"".into(), "server.unix_mode"),
+            ("unix_mode = \"01777\"".into(), "server.unix_mode"),
+        ] {
+            let e = Config::parse(&format!("[server]\n{text}\n"), None)
+                .unwrap_err()
+                .0;
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let loopback = |lines: &str| {
+            Config::parse(&format!("[server]\n{lines}"), None)
+                .unwrap()
+                .server
+                .loopback_trust_problem()
+        };
+        let trust = "trusted_proxies = [\"127.0.0.0/8\"]\n";
+        assert!(loopback(trust).is_some_and(|p| p.contains("127.0.0.1")));
+        assert!(loopback(&format!(
+            "{trust}trusted_proxies_allow_local_users = true\n"
+        ))
+        .is_none());
+        // Only a unix: listener: no TCP listener a local user could reach.
+        assert!(loopback(&format!(
+            "http_listen = [\"{sock}\"]\ntrusted_proxies = [\"127.0.0.0/8\", \"{sock}\"]\n"
+        ))
+        .is_none());
     }
 
     #[test]

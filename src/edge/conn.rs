@@ -11,7 +11,7 @@
 use crate::os::sys;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,8 @@ use rustls::{ServerConfig, ServerConnection};
 use super::backend::{CheckoutError, Lease};
 use super::http::{self, EdgeAnswer, HeadError, RequestHead, ResponseFramer};
 use super::limits::Slot;
-use super::{ConnInfo, Shared};
+use super::stream::ClientStream;
+use super::{ConnInfo, Peer, Shared};
 
 /// Request bodies the edge buffers at most; update requests have none.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -70,14 +71,14 @@ impl fmt::Display for End {
 /// Runs one admitted connection to its end. Called on the connection's thread.
 pub(crate) fn run(
     shared: Arc<Shared>,
-    stream: Arc<TcpStream>,
-    peer: SocketAddr,
+    stream: Arc<ClientStream>,
+    peer: Peer,
     tls: Option<Arc<ServerConfig>>,
     slot: Slot,
     accepted: Instant,
 ) {
     let info = ConnInfo {
-        peer,
+        peer: peer.clone(),
         tls: tls.is_some(),
     };
     let tls = match tls.map(ServerConnection::new).transpose() {
@@ -88,7 +89,7 @@ pub(crate) fn run(
         }
     };
     // Small answers go out at once instead of waiting for Nagle's algorithm.
-    let _ = stream.set_nodelay(true);
+    stream.set_nodelay();
     if let Err(e) = stream.set_write_timeout(Some(WRITE_TIMEOUT)) {
         log::warn!("cannot set a write timeout for {peer}: {e}");
         return;
@@ -422,7 +423,7 @@ impl Conn {
 /// The client side: a plain socket or rustls over it. Every read waits in
 /// `poll` under a deadline; writes are bounded by the socket's write timeout.
 struct ClientIo {
-    stream: Arc<TcpStream>,
+    stream: Arc<ClientStream>,
     tls: Option<Box<ServerConnection>>,
 }
 
@@ -550,7 +551,7 @@ impl ClientIo {
 }
 
 /// Waits until the client socket is readable or `deadline` passes.
-fn wait(stream: &TcpStream, deadline: Instant, what: &'static str) -> Result<(), End> {
+fn wait(stream: &ClientStream, deadline: Instant, what: &'static str) -> Result<(), End> {
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -563,7 +564,7 @@ fn wait(stream: &TcpStream, deadline: Instant, what: &'static str) -> Result<(),
 }
 
 /// Writes out whatever rustls has queued (handshake flights, alerts, data).
-fn flush_tls(stream: &TcpStream, tls: &mut ServerConnection) -> Result<(), End> {
+fn flush_tls(stream: &ClientStream, tls: &mut ServerConnection) -> Result<(), End> {
     while tls.wants_write() {
         match tls.write_tls(&mut &*stream) {
             Ok(_) => {}
@@ -576,7 +577,7 @@ fn flush_tls(stream: &TcpStream, tls: &mut ServerConnection) -> Result<(), End> 
 
 /// Lets rustls process received records; on a TLS error its alert is sent
 /// (best effort) before the connection ends.
-fn process(stream: &TcpStream, tls: &mut ServerConnection) -> Result<rustls::IoState, End> {
+fn process(stream: &ClientStream, tls: &mut ServerConnection) -> Result<rustls::IoState, End> {
     match tls.process_new_packets() {
         Ok(state) => Ok(state),
         Err(e) => {

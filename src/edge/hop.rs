@@ -3,7 +3,8 @@
 //!
 //! The edge relays every client's requests over a few pooled connections, so
 //! tiny_http cannot tell clients apart by connection. Instead each forwarded
-//! request carries `X-Dedyn-Client: <key> <peer> <http|https>`, written by the
+//! request carries `X-Dedyn-Client: <key> <peer> <http|https>` (peer: `ADDR:PORT`,
+//! or `unix:PATH` for a `unix:` listener, whose path config keeps free of spaces), written by the
 //! edge after it has removed every copy the client sent. `key` is random per
 //! start and known only to this process: a request that reached tiny_http any
 //! other way (which the socket's private directory already prevents) cannot
@@ -13,7 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::ConnInfo;
+use super::{ConnInfo, Peer};
 use crate::os::private_dir::random_hex;
 
 /// The request header that carries the client's identity over the internal hop.
@@ -75,10 +76,12 @@ impl InternalHop {
             "http" => false,
             _ => return None,
         };
-        Some(ConnInfo {
-            peer: peer.parse::<SocketAddr>().ok()?,
-            tls,
-        })
+        let peer = match peer.strip_prefix("unix:") {
+            Some(path) if path.starts_with('/') => Peer::Unix(path.into()),
+            Some(_) => return None,
+            None => Peer::Tcp(peer.parse::<SocketAddr>().ok()?),
+        };
+        Some(ConnInfo { peer, tls })
     }
 }
 
@@ -100,12 +103,16 @@ mod tests {
         let h = hop();
         for info in [
             ConnInfo {
-                peer: "192.0.2.1:4567".parse().expect("addr"),
+                peer: Peer::Tcp("192.0.2.1:4567".parse().expect("addr")),
                 tls: false,
             },
             ConnInfo {
-                peer: "[2001:db8::1]:443".parse().expect("addr"),
+                peer: Peer::Tcp("[2001:db8::1]:443".parse().expect("addr")),
                 tls: true,
+            },
+            ConnInfo {
+                peer: Peer::Unix("/run/dedyn-update/http.sock".into()),
+                tls: false,
             },
         ] {
             let line = h.header_line(&info);
@@ -113,7 +120,7 @@ mod tests {
                 .strip_prefix("X-Dedyn-Client: ")
                 .and_then(|v| v.strip_suffix("\r\n"))
                 .expect("header line");
-            assert_eq!(h.client_of([value].into_iter()), Some(info));
+            assert_eq!(h.client_of([value].into_iter()), Some(info.clone()));
         }
     }
 
@@ -133,6 +140,7 @@ mod tests {
             format!("{} 192.0.2.1:1 ftp", h.key),
             format!("{} 192.0.2.1:1 http extra", h.key),
             format!("{}  192.0.2.1:1 http", h.key),
+            format!("{} unix:relative.sock http", h.key),
         ] {
             assert!(h.client_of([bad.as_str()].into_iter()).is_none(), "{bad}");
         }

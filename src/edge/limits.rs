@@ -7,9 +7,10 @@
 //! the budget is spent and nothing is evictable, the acceptor blocks and new
 //! clients wait in the listen backlog (SPEC 9).
 
+use super::stream::ClientStream;
 use crate::os::sys;
 use std::collections::{BTreeSet, HashMap};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -50,7 +51,7 @@ struct Registry {
 struct Entry {
     /// A second handle on the client socket (shared, not a new descriptor):
     /// shutting it down wakes the connection's thread, which then ends.
-    stream: Arc<TcpStream>,
+    stream: Arc<ClientStream>,
     waiting_since: Option<Instant>,
     /// Closed to make room; the slot is freed when its thread has finished.
     evicted: bool,
@@ -81,7 +82,11 @@ impl Limits {
     /// Takes a slot for a connection accepted at `now`, evicting the oldest
     /// waiting connection if the budget is spent. Blocks while every slot is
     /// serving; `None` once the edge is shutting down.
-    pub(crate) fn admit(self: &Arc<Self>, stream: &Arc<TcpStream>, now: Instant) -> Option<Slot> {
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        stream: &Arc<ClientStream>,
+        now: Instant,
+    ) -> Option<Slot> {
         let mut reg = self.lock();
         loop {
             if reg.closing {
@@ -338,12 +343,12 @@ pub fn fit_max_connections(requested: usize, nofile: u64, internal: usize) -> us
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
 
-    fn pair(l: &TcpListener) -> (TcpStream, Arc<TcpStream>) {
+    fn pair(l: &TcpListener) -> (TcpStream, Arc<ClientStream>) {
         let client = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
         let (server, _) = l.accept().expect("accept");
-        (client, Arc::new(server))
+        (client, Arc::new(ClientStream::Tcp(server)))
     }
 
     #[test]

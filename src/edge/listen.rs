@@ -7,12 +7,13 @@
 
 use crate::os::sys;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::stream::ListenSocket;
 use super::{conn, Shared};
 
 /// Listen backlog. Under a flood this is where real clients wait (SPEC 9); the
@@ -30,8 +31,9 @@ const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A bound public socket.
 pub(crate) struct Listener {
-    pub socket: Arc<TcpListener>,
-    pub addr: SocketAddr,
+    pub socket: Arc<ListenSocket>,
+    /// The bound address of a TCP listener (`None`: a `unix:` one).
+    pub addr: Option<SocketAddr>,
     pub tls: bool,
 }
 
@@ -44,19 +46,15 @@ pub(crate) fn bind(addr: SocketAddr, tls: bool) -> io::Result<Listener> {
     })?;
     let actual = socket.local_addr()?;
     Ok(Listener {
-        socket: Arc::new(socket),
-        addr: actual,
+        socket: Arc::new(ListenSocket::Tcp(socket)),
+        addr: Some(actual),
         tls,
     })
 }
 
 /// Accepts clients on `listener` until the edge shuts down.
-pub(crate) fn accept_loop(
-    shared: Arc<Shared>,
-    socket: Arc<TcpListener>,
-    addr: SocketAddr,
-    tls: bool,
-) {
+pub(crate) fn accept_loop(shared: Arc<Shared>, socket: Arc<ListenSocket>, tls: bool) {
+    let addr = socket.name();
     let mut backoff = MIN_BACKOFF;
     let mut last_log: Option<Instant> = None;
     let mut unlogged = 0u64;
@@ -108,13 +106,14 @@ pub(crate) fn accept_loop(
             None
         };
         let conn_shared = Arc::clone(&shared);
+        let who = peer.clone();
         let spawned = thread::Builder::new()
             .name("edge-conn".into())
             .stack_size(CONN_STACK_BYTES)
             .spawn(move || conn::run(conn_shared, stream, peer, tls_config, slot, accepted));
         if let Err(e) = spawned {
             // The closure (with stream and slot) is dropped: that client is closed.
-            log::error!("cannot start a thread for the connection from {peer}: {e}; closed it");
+            log::error!("cannot start a thread for the connection from {who}: {e}; closed it");
             thread::sleep(backoff);
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }

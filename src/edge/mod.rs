@@ -14,9 +14,11 @@ mod hop;
 mod http;
 mod limits;
 mod listen;
+mod stream;
 mod tls;
 
 use crate::os::sys;
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-pub use forwarded::forwarded_client;
+pub use forwarded::{forwarded_client, NoClient, TrustedProxies};
 pub use hop::{InternalHop, CLIENT_HEADER};
 pub use limits::{
     fit_max_connections, raise_nofile_limit, FDS_PER_CONNECTION, FDS_PER_INTERNAL_CONNECTION,
@@ -33,12 +35,31 @@ pub use limits::{
 };
 pub use tls::{load_server_config, TlsError};
 
+/// Where a connection came from, as the public listener saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP client's address and port.
+    Tcp(SocketAddr),
+    /// A connection on the `unix:` listener at this path: no address of its
+    /// own, the proxy's `X-Forwarded-For` says who the client is (SPEC 17).
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Tcp(addr) => write!(f, "{addr}"),
+            Peer::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
 /// Who a request came from, as the edge saw it (carried to the service in the
 /// `X-Dedyn-Client` header, see `InternalHop`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnInfo {
-    /// The client's address as seen by the public listener.
-    pub peer: SocketAddr,
+    /// The client (or proxy) as seen by the public listener.
+    pub peer: Peer,
     /// Whether the client connected over TLS.
     pub tls: bool,
 }
@@ -47,6 +68,10 @@ pub struct ConnInfo {
 #[derive(Clone, Debug)]
 pub struct EdgeSettings {
     pub http_listen: Vec<SocketAddr>,
+    /// `unix:` listeners of `http_listen`, with their file mode and group.
+    pub http_unix: Vec<PathBuf>,
+    pub unix_mode: u32,
+    pub unix_group: String,
     pub https_listen: Vec<SocketAddr>,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
@@ -108,6 +133,19 @@ pub fn start(mut settings: EdgeSettings, hop: Arc<InternalHop>) -> io::Result<Ed
     for &addr in &settings.https_listen {
         listeners.push(listen::bind(addr, true)?);
     }
+    for path in &settings.http_unix {
+        match stream::bind_unix(path, settings.unix_mode, &settings.unix_group) {
+            Ok(socket) => listeners.push(listen::Listener {
+                socket: Arc::new(socket),
+                addr: None,
+                tls: false,
+            }),
+            Err(e) => {
+                remove_unix_files(&listeners);
+                return Err(e);
+            }
+        }
+    }
 
     let shared = Arc::new(Shared {
         limits: limits::Limits::new(settings.max_connections),
@@ -119,18 +157,18 @@ pub fn start(mut settings: EdgeSettings, hop: Arc<InternalHop>) -> io::Result<Ed
     });
     let mut threads = Vec::new();
     for l in &listeners {
-        let (for_loop, socket, addr, is_tls) =
-            (Arc::clone(&shared), Arc::clone(&l.socket), l.addr, l.tls);
+        let (for_loop, socket, is_tls) = (Arc::clone(&shared), Arc::clone(&l.socket), l.tls);
         let spawned = thread::Builder::new()
             .name("edge-accept".into())
-            .spawn(move || listen::accept_loop(for_loop, socket, addr, is_tls));
+            .spawn(move || listen::accept_loop(for_loop, socket, is_tls));
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => {
                 shared.stopping.store(true, Ordering::SeqCst);
                 for l in &listeners {
-                    sys::wake_acceptor(&l.socket);
+                    sys::wake_acceptor(&*l.socket);
                 }
+                remove_unix_files(&listeners);
                 return Err(io::Error::new(
                     e.kind(),
                     format!("cannot start an accept thread: {e}"),
@@ -138,11 +176,14 @@ pub fn start(mut settings: EdgeSettings, hop: Arc<InternalHop>) -> io::Result<Ed
             }
         }
         let scheme = if l.tls { "https" } else { "http" };
-        log::info!("listening on {scheme}://{}", l.addr);
+        log::info!("listening on {scheme}://{}", l.socket.name());
     }
     Ok(EdgeHandle {
         shared,
-        addrs: listeners.iter().map(|l| (l.addr, l.tls)).collect(),
+        addrs: listeners
+            .iter()
+            .filter_map(|l| Some((l.addr?, l.tls)))
+            .collect(),
         sockets: Mutex::new(listeners.into_iter().map(|l| l.socket).collect()),
         threads: Mutex::new(threads),
     })
@@ -156,7 +197,7 @@ pub struct EdgeHandle {
     addrs: Vec<(SocketAddr, bool)>,
     /// Closed on shutdown, so clients are refused instead of piling up in a
     /// backlog nobody accepts from.
-    sockets: Mutex<Vec<Arc<std::net::TcpListener>>>,
+    sockets: Mutex<Vec<Arc<stream::ListenSocket>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -242,13 +283,17 @@ impl EdgeHandle {
         self.shared.limits.close();
         let sockets = std::mem::take(&mut *self.sockets.lock().unwrap_or_else(|e| e.into_inner()));
         for s in &sockets {
-            sys::wake_acceptor(s);
+            sys::wake_acceptor(&**s);
         }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for t in threads {
             let _ = t.join();
         }
-        // The accept threads have dropped their handles; this closes the sockets.
+        // A proxy finds no stale socket file; then, the accept threads having
+        // dropped their handles, this closes the sockets.
+        for s in &sockets {
+            s.remove_file();
+        }
         drop(sockets);
     }
 
@@ -265,5 +310,12 @@ impl EdgeHandle {
 impl Drop for EdgeHandle {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// After a failed start: the `unix:` socket files bound so far go again.
+fn remove_unix_files(listeners: &[listen::Listener]) {
+    for l in listeners {
+        l.socket.remove_file();
     }
 }

@@ -48,11 +48,20 @@ pub fn handle(service: &Service, store: &mut Store, mut rq: tiny_http::Request) 
             .filter(|h| h.field.equiv("X-Forwarded-For"))
             .map(|h| h.value.as_str()),
     );
-    let client = forwarded_client(
-        conn.peer.ip(),
+    let client = match forwarded_client(
+        &conn.peer,
         forwarded.as_deref(),
         &service.config.server.trusted_proxies,
-    );
+    ) {
+        Ok(client) => client,
+        Err(e) => {
+            log::warn!("refused a request: {e}");
+            let reply = Reply::refusal(&Refusal::BadRequest(e.to_string()));
+            write_reply(rq, reply, conn.tls, service.config.server.hsts_max_age);
+            return;
+        }
+    };
+    let tls = conn.tls;
     let api_user = header("X-Api-User").map(str::to_string);
     let api_key = header("X-Api-Key").map(str::to_string);
     let incoming = Incoming {
@@ -70,12 +79,12 @@ pub fn handle(service: &Service, store: &mut Store, mut rq: tiny_http::Request) 
     let status = reply.status;
     info!(
         "{client} {} {} {} {summary} ({} us)",
-        if conn.tls { "https" } else { "http" },
+        if tls { "https" } else { "http" },
         crate::net::name::printable(&method),
         reply.status,
         started.elapsed().as_micros()
     );
-    write_reply(rq, reply, conn.tls, service.config.server.hsts_max_age);
+    write_reply(rq, reply, tls, service.config.server.hsts_max_age);
     service
         .counters
         .requests_by_status

@@ -133,14 +133,46 @@ pub(crate) fn is_v6only(fd: RawFd) -> io::Result<bool> {
 
 /// Wakes a thread blocked in `accept` on this listener (Linux returns EINVAL to
 /// it) so that shutdown does not have to wait for one more client. std has no
-/// `shutdown` for listeners; the descriptor stays owned by the `TcpListener`.
-pub(crate) fn wake_acceptor(listener: &TcpListener) {
+/// `shutdown` for listeners; the descriptor stays owned by the listener.
+pub(crate) fn wake_acceptor(listener: &impl AsRawFd) {
     // SAFETY: shutdown(2) on a descriptor that `listener` keeps open for the
     // duration of the call; no pointers. A failure only means nobody is woken
     // early, so its result is ignored.
     unsafe {
         libc::shutdown(listener.as_raw_fd(), libc::SHUT_RD);
     }
+}
+
+/// The id of the group named `name` (or given as a number), for `unix_group`.
+pub(crate) fn group_id(name: &str) -> io::Result<u32> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(gid);
+    }
+    let not_found = || io::Error::new(io::ErrorKind::NotFound, format!("no group '{name}'"));
+    let c_name = std::ffi::CString::new(name).map_err(|_| not_found())?;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: a zeroed `group` is a valid out-parameter (null pointers, 0 ids).
+    let mut group: libc::group = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call: the NUL-terminated name, the
+    // out-structure, `buf` with its true length (the strings `group` points
+    // into live there; we read only `gr_gid`), and `found`.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            c_name.as_ptr(),
+            &mut group,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    if found.is_null() {
+        return Err(not_found());
+    }
+    Ok(group.gr_gid)
 }
 
 /// The effective user id of this process: the owner a private directory must

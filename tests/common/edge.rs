@@ -114,6 +114,9 @@ pub fn settings(http: &[&str], https: &[&str], tls: Option<(&Path, &Path)>) -> E
     let (cert, key) = tls.unwrap_or((Path::new("/nonexistent"), Path::new("/nonexistent")));
     EdgeSettings {
         http_listen: parse(http),
+        http_unix: vec![],
+        unix_mode: 0o660,
+        unix_group: String::new(),
         https_listen: parse(https),
         tls_cert: cert.to_path_buf(),
         tls_key: key.to_path_buf(),

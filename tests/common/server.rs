@@ -26,6 +26,8 @@ pub struct Setup {
     pub zones: Option<String>,
     /// Do not listen on [::1].
     pub no_ipv6: bool,
+    /// Also listen on these `unix:` sockets (`http_listen = ["unix:PATH"]`).
+    pub http_unix: Vec<PathBuf>,
     /// Also listen for HTTPS on a free IPv4 loopback port, with this PEM
     /// certificate chain and key (`tls_cert`, `tls_key`).
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -102,6 +104,9 @@ impl Server {
         let mut listen = vec![format!("\"{http}\"")];
         if let Some(a) = http6 {
             listen.push(format!("\"{a}\""));
+        }
+        for path in &setup.http_unix {
+            listen.push(format!("\"unix:{}\"", path.display()));
         }
         let mut server_lines = Vec::new();
         if let (Some(addr), Some((cert, key))) = (https, &setup.tls) {
