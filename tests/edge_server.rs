@@ -8,9 +8,10 @@
 
 mod common;
 
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -506,6 +507,226 @@ fn descriptor_limit_lowers_max_connections_and_a_flood_cannot_exhaust_it() {
         "the budget keeps the process off its descriptor limit:\n{log}"
     );
     assert!(running(s.pid()));
+}
+
+/// `n` keep-alive connections that pipeline requests as fast as the server
+/// takes them and never read an answer (E10). One thread writes to all of them,
+/// non-blocking, for as long as the flood lives.
+struct Pipeliners {
+    stop: Arc<AtomicBool>,
+    /// Bytes of requests sent in all.
+    sent: Arc<AtomicUsize>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+/// An update without credentials: answered `401 badauth` by a worker, after
+/// the whole way through the edge, the hop and tiny_http.
+const PIPELINED: &[u8] =
+    b"GET /nic/update?hostname=flood.dedyn.example&myipv4=192.0.2.9 HTTP/1.1\r\nHost: x\r\n\r\n";
+/// Requests one pipelining connection sends at most.
+const MAX_PIPELINED: usize = 100_000;
+
+/// Sets the integer socket option `level`/`option` of `fd` to `value`.
+fn set_option(fd: libc::c_int, level: libc::c_int, option: libc::c_int, value: libc::c_int) {
+    // SAFETY: a valid socket, and a pointer and length that describe `value`.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            option,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
+}
+
+/// A connection to `addr` that looks like one from across an Ethernet link:
+/// segments of at most 1460 bytes, and small buffers. (Loopback's 64 KiB
+/// segments let the server's send buffer grow to 4 MiB, some 16,000 answers,
+/// before a write to a client that does not read blocks; across a real link it
+/// is a few hundred KiB.) The options take effect only if set before connecting.
+fn connect_like_ethernet(addr: SocketAddr) -> TcpStream {
+    let SocketAddr::V4(v4) = addr else {
+        panic!("an IPv4 address, not {addr}")
+    };
+    // SAFETY: plain socket(2); the descriptor is owned by `sock` at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: `fd` is a new descriptor nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_option(fd, libc::IPPROTO_TCP, libc::TCP_MAXSEG, 1460);
+    set_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 16 * 1024);
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*v4.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a pointer and length that describe `sa`.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+    TcpStream::from(sock)
+}
+
+impl Pipeliners {
+    fn start(addr: SocketAddr, n: usize) -> Pipeliners {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let (t_stop, t_sent) = (stop.clone(), sent.clone());
+        let conns: Vec<TcpStream> = (0..n)
+            .map(|_| {
+                let c = connect_like_ethernet(addr);
+                c.set_nonblocking(true).expect("non-blocking");
+                c
+            })
+            .collect();
+        let thread = thread::spawn(move || {
+            // Many requests per write, as a pipelining client sends them.
+            let batch = PIPELINED.repeat(64);
+            let mut at = vec![0usize; conns.len()];
+            let mut sent = vec![0usize; conns.len()];
+            // Safety net: the test stops us long before.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !t_stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                for (i, mut c) in conns.iter().enumerate() {
+                    if sent[i] >= MAX_PIPELINED * PIPELINED.len() {
+                        continue;
+                    }
+                    // WouldBlock (full buffers) or a closed socket: no progress.
+                    if let Ok(k) = c.write(&batch[at[i]..]) {
+                        at[i] = (at[i] + k) % batch.len();
+                        sent[i] += k;
+                        t_sent.fetch_add(k, Ordering::Relaxed);
+                    }
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            // Dropping `conns` closes every socket.
+        });
+        Pipeliners {
+            stop,
+            sent,
+            thread: Some(thread),
+        }
+    }
+
+    /// Requests sent in all (whole or in part).
+    fn sent(&self) -> usize {
+        self.sent.load(Ordering::Relaxed).div_ceil(PIPELINED.len())
+    }
+}
+
+impl Drop for Pipeliners {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The server's edge threads that are blocked writing to a client socket, by
+/// thread id (their wait channel in /proc: `wait_woken`, or
+/// `sk_stream_wait_memory` on older kernels; the edge waits for everything
+/// else in poll or on a lock).
+fn edge_threads_writing(pid: u32) -> HashSet<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return HashSet::new();
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+            read("comm").trim() == "edge-conn"
+                && matches!(read("wchan").trim(), "wait_woken" | "sk_stream_wait_memory")
+        })
+        .map(|t| t.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Waits (at most `limit`) until at least `n` edge threads have been blocked
+/// writing to their clients for `STUCK` without a break: their clients' unread
+/// answers fill the buffers. (A write also waits a moment whenever the send
+/// buffer is full and the client is still taking data; that is not it.)
+fn wait_for_blocked_writers(s: &Server, n: usize, limit: Duration) {
+    const STUCK: Duration = Duration::from_secs(1);
+    let mut since: HashMap<String, Instant> = HashMap::new();
+    s.wait_until("edge threads blocked writing answers nobody reads", limit, || {
+        let now = Instant::now();
+        let writing = edge_threads_writing(s.pid());
+        since.retain(|tid, _| writing.contains(tid));
+        for tid in writing {
+            since.entry(tid).or_insert(now);
+        }
+        since.values().filter(|&&t| now.duration_since(t) >= STUCK).count() >= n
+    });
+}
+
+/// Alice's update on a new connection, answered within `limit` or an error
+/// saying how far it got.
+fn update_within(s: &Server, tok: &str, ip: &str, limit: Duration) -> Result<Response, String> {
+    let mut c = TcpStream::connect(s.http).map_err(|e| format!("connect: {e}"))?;
+    c.set_read_timeout(Some(limit))
+        .map_err(|e| format!("read timeout: {e}"))?;
+    let auth = basic(ALICE, tok);
+    write!(
+        c,
+        "GET /nic/update?hostname={ALICE}&myipv4={ip} HTTP/1.1\r\nHost: x\r\n\
+         Authorization: {auth}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("send: {e}"))?;
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw)
+        .map_err(|e| format!("no answer within {limit:?} ({e})"))?;
+    parse_response(&raw).ok_or_else(|| format!("unparsable: {:?}", String::from_utf8_lossy(&raw)))
+}
+
+/// Pooled connections to tiny_http with `workers = 1` (8 per worker).
+const POOLED: usize = 8;
+/// Clients that pipeline and do not read: twice the pooled connections.
+const FLOOD: usize = 2 * POOLED;
+
+/// SPEC 17 (E10): clients that pipeline requests and never read the answers
+/// hold only their own connections. With more of them than there are pooled
+/// connections to tiny_http, another client's update is still answered at
+/// once: not after the edge's 10 s write timeout frees a pooled connection
+/// that a blocked write to one of them was holding. (One worker, so that the
+/// flood fills its buffers in seconds.)
+#[test]
+fn pipelining_clients_that_never_read_hold_only_their_own_connections() {
+    let _g = serial();
+    let (s, tok) = alice_with(Setup {
+        server: server_lines(&["workers = 1"]),
+        no_ipv6: true,
+        ..Setup::default()
+    });
+    let flood = Pipeliners::start(s.http, FLOOD);
+    // As many writes blocked as there are pooled connections: if a blocked
+    // write held one, no pooled connection would be left.
+    wait_for_blocked_writers(&s, POOLED, Duration::from_secs(60));
+    let sent = flood.sent();
+    for i in 0..5 {
+        let ip = format!("192.0.2.{}", 90 + i);
+        let started = Instant::now();
+        if let Err(e) = update_within(&s, &tok, &ip, PROMPTLY).map(|r| assert_good(&r)) {
+            panic!(
+                "update {i} behind {FLOOD} clients that do not read: {e} ({:?})",
+                started.elapsed()
+            );
+        }
+    }
+    eprintln!("{sent} requests pipelined by {FLOOD} clients that never read");
+    drop(flood);
+    assert_eq!(s.records(ALICE), ["A 192.0.2.94"]);
 }
 
 // ---- garbage ----------------------------------------------------------------

@@ -3,10 +3,12 @@
 //! connection and the answer back.
 //!
 //! Requests are relayed one at a time: the edge reads a whole request (head and
-//! body) from the client, forwards it, streams the response back until the
-//! framer says it is complete, then waits for the next request. So the
-//! connection is evictable exactly while it has no complete request, and every
-//! blocking read has a deadline (see `os::sys::wait_readable`).
+//! body) from the client, forwards it, reads the whole response (until the
+//! framer says it is complete) and gives the pooled connection back, then
+//! writes the response to the client, then waits for the next request. So the
+//! connection is evictable exactly while it has no complete request, every
+//! blocking read has a deadline (see `os::sys::wait_readable`), and a client
+//! that does not read holds up only its own thread (SPEC 17).
 
 use crate::os::sys;
 use std::fmt;
@@ -36,6 +38,9 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 const LINGER: Duration = Duration::from_millis(500);
 const LINGER_BYTES: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+/// A response from tiny_http is buffered whole, up to this; the service's
+/// answers are a few hundred bytes, so a larger one is a fault there (502).
+pub(crate) const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
 /// Why a connection ended (logged at debug level).
 #[derive(Debug)]
@@ -103,6 +108,7 @@ pub(crate) fn run(
         info,
         identity,
         scratch: vec![0; READ_CHUNK],
+        response: Vec::new(),
     };
     let end = conn.serve(accepted);
     log::debug!("connection from {peer} ended: {end}");
@@ -115,18 +121,29 @@ struct Conn {
     /// The `X-Dedyn-Client` line the hop adds to each forwarded request.
     identity: String,
     scratch: Vec<u8>,
+    /// The response being relayed, read whole before it goes to the client.
+    response: Vec<u8>,
     /// Last: fields drop in order, so the slot is freed (and with it the
     /// registry's handle on the client socket) once everything else is gone.
     slot: Slot,
 }
 
-/// How one attempt at relaying a request over a pooled connection ended.
+/// How one attempt at a request over a pooled connection ended.
 enum Attempt {
-    /// The response was relayed; whether the client connection may go on.
-    Done(bool),
+    /// Over, either way.
+    Done(Fetched),
     /// A reused connection turned out closed before tiny_http read the request
-    /// (it closed it while idle): nothing reached the client, try a fresh one.
+    /// (it closed it while idle): try a fresh one.
     Stale,
+}
+
+/// What the edge has to tell the client once the pooled connection is back.
+enum Fetched {
+    /// The whole response is in `Conn::response`; whether the client
+    /// connection may go on after it.
+    Response(bool),
+    /// No usable response: the client gets this answer, and the connection ends.
+    Failed(EdgeAnswer, End),
 }
 
 impl Conn {
@@ -278,7 +295,31 @@ impl Conn {
     /// Forwards one complete request to tiny_http over a pooled connection, with
     /// the client's identity, and relays the response. Returns whether the
     /// client connection may carry another request.
+    ///
+    /// The response is read whole into `response` and the pooled connection
+    /// given back before a byte goes to the client: a client that does not
+    /// read its answers blocks only its own thread, never the internal hop
+    /// (SPEC 17). Until that write is done, this connection's next pipelined
+    /// request is not read, so it has at most one request with tiny_http.
     fn relay(&mut self, request: &[u8], req: &RequestHead) -> Result<bool, End> {
+        // Either way the lease is gone by now: only the client is left.
+        match self.fetch(request, req) {
+            Fetched::Response(keep_alive) => {
+                let written = self.client.write_all(&self.response);
+                self.forget_response();
+                written.map_err(End::Io)?;
+                Ok(keep_alive)
+            }
+            Fetched::Failed(answer, end) => {
+                let _ = self.client.write_all(&http::edge_response(answer));
+                Err(end)
+            }
+        }
+    }
+
+    /// Gets the response to one request from tiny_http into `response`,
+    /// retrying once per stale pooled connection. Touches only the hop.
+    fn fetch(&mut self, request: &[u8], req: &RequestHead) -> Fetched {
         let pool = Arc::clone(&self.shared.backends);
         let head = http::forward_head(
             &request[..req.head_len],
@@ -304,22 +345,23 @@ impl Conn {
                             pool.hop().socket().display()
                         );
                     }
-                    let _ = self.client.write_all(&http::edge_response(answer));
-                    return Err(End::Backend(e.to_string()));
+                    return Fetched::Failed(answer, End::Backend(e.to_string()));
                 }
             };
-            match self.exchange(lease, &head, body, req, deadline)? {
-                Attempt::Done(keep_alive) => return Ok(keep_alive),
+            match self.exchange(lease, &head, body, req, deadline) {
+                Attempt::Done(fetched) => return fetched,
                 Attempt::Stale => continue,
             }
         }
     }
 
-    /// One request over one pooled connection, and its response relayed.
+    /// One request over one pooled connection, its response read whole into
+    /// `response` (at most `MAX_RESPONSE_BYTES`); the lease ends in here.
     ///
-    /// Long on purpose: one loop that owns both sockets, the response framer and
-    /// the deadline, so that every way the internal hop can fail (reset, silent,
-    /// malformed, closed early) is answered (502/504) in sight of the others.
+    /// Long on purpose: one loop that owns the hop socket, the response framer
+    /// and the deadline, so that every way the internal hop can fail (reset,
+    /// silent, malformed, oversized, closed early) is answered (502/504) in
+    /// sight of the others.
     fn exchange(
         &mut self,
         mut lease: Lease,
@@ -327,96 +369,88 @@ impl Conn {
         body: &[u8],
         req: &RequestHead,
         deadline: Instant,
-    ) -> Result<Attempt, End> {
+    ) -> Attempt {
+        let failed = |answer, why: String| Attempt::Done(Fetched::Failed(answer, End::Backend(why)));
         let sent = lease
             .stream()
             .write_all(head)
             .and_then(|()| lease.stream().write_all(body));
         if let Err(e) = sent {
             if lease.reused {
-                return Ok(Attempt::Stale);
+                return Attempt::Stale;
             }
-            let _ = self
-                .client
-                .write_all(&http::edge_response(EdgeAnswer::BadGateway));
-            return Err(End::Backend(format!("sending the request: {e}")));
+            return failed(EdgeAnswer::BadGateway, format!("sending the request: {e}"));
         }
 
+        self.response.clear();
         let mut framer = ResponseFramer::new(req.is_head);
-        let mut relayed = false;
         loop {
             let fd = lease.stream().as_raw_fd();
             let now = Instant::now();
-            let ready =
-                now < deadline && sys::wait_readable(fd, deadline - now).map_err(End::Io)?;
+            let ready = match sys::wait_readable(fd, deadline.saturating_duration_since(now)) {
+                Ok(ready) => now < deadline && ready,
+                Err(e) => return Attempt::Done(Fetched::Failed(EdgeAnswer::BadGateway, End::Io(e))),
+            };
             if !ready {
                 if Instant::now() < deadline {
                     continue;
                 }
-                if !relayed {
-                    let _ = self
-                        .client
-                        .write_all(&http::edge_response(EdgeAnswer::GatewayTimeout));
-                }
-                return Err(End::Backend("no response in time".into()));
+                return failed(EdgeAnswer::GatewayTimeout, "no response in time".into());
             }
             let n = match lease.stream().read(&mut self.scratch) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if lease.reused && !relayed && framer.is_fresh() => {
+                Err(e) if lease.reused && framer.is_fresh() => {
                     log::debug!("pooled internal connection was reset: {e}; retrying");
-                    return Ok(Attempt::Stale);
+                    return Attempt::Stale;
                 }
                 Err(e) => {
-                    if !relayed {
-                        let _ = self
-                            .client
-                            .write_all(&http::edge_response(EdgeAnswer::BadGateway));
-                    }
-                    return Err(End::Backend(format!("reading the response: {e}")));
+                    return failed(EdgeAnswer::BadGateway, format!("reading the response: {e}"))
                 }
             };
             if n == 0 {
                 if framer.until_close() {
-                    return Ok(Attempt::Done(false));
+                    // Complete; the connection is gone with the lease.
+                    return Attempt::Done(Fetched::Response(false));
                 }
-                if lease.reused && !relayed && framer.is_fresh() {
-                    return Ok(Attempt::Stale);
+                if lease.reused && framer.is_fresh() {
+                    return Attempt::Stale;
                 }
-                if !relayed {
-                    let _ = self
-                        .client
-                        .write_all(&http::edge_response(EdgeAnswer::BadGateway));
-                }
-                return Err(End::Backend(
+                return failed(
+                    EdgeAnswer::BadGateway,
                     "closed before the response was complete".into(),
-                ));
+                );
             }
             let used = match framer.feed(&self.scratch[..n]) {
                 Ok(used) => used,
                 Err(e) => {
                     log::error!("the internal HTTP server sent an invalid response: {}", e.0);
-                    if !relayed {
-                        let _ = self
-                            .client
-                            .write_all(&http::edge_response(EdgeAnswer::BadGateway));
-                    }
-                    return Err(End::Backend(e.0.into()));
+                    return failed(EdgeAnswer::BadGateway, e.0.into());
                 }
             };
-            self.client
-                .write_all(&self.scratch[..used])
-                .map_err(End::Io)?;
-            relayed = true;
+            if self.response.len() + used > MAX_RESPONSE_BYTES {
+                log::error!(
+                    "the internal HTTP server sent a response over {MAX_RESPONSE_BYTES} bytes"
+                );
+                return failed(EdgeAnswer::BadGateway, "response too large".into());
+            }
+            self.response.extend_from_slice(&self.scratch[..used]);
             if framer.is_done() {
                 // Bytes past the response would belong to no request: then the
                 // connection is dropped (with the lease), not given back.
                 if used == n && framer.backend_reusable() {
                     lease.give_back();
                 }
-                return Ok(Attempt::Done(framer.keep_alive() && !req.close));
+                return Attempt::Done(Fetched::Response(framer.keep_alive() && !req.close));
             }
         }
+    }
+
+    /// Done with a relayed response: an unusually large one does not stay
+    /// allocated for the rest of a keep-alive connection.
+    fn forget_response(&mut self) {
+        self.response.clear();
+        self.response.shrink_to(READ_CHUNK);
     }
 }
 

@@ -114,6 +114,14 @@ impl Server {
             server_lines.push(format!("tls_cert = \"{}\"", cert.display()));
             server_lines.push(format!("tls_key = \"{}\"", key.display()));
         }
+        // Four workers unless the test sets its own number.
+        if !setup
+            .server
+            .iter()
+            .any(|l| l.trim_start().starts_with("workers"))
+        {
+            server_lines.push("workers = 4".to_string());
+        }
         server_lines.extend(setup.server.iter().cloned());
         let zones = setup.zones.clone().unwrap_or_else(|| {
             format!(
@@ -140,7 +148,7 @@ impl Server {
             dns.push("publish_delay_ms = 50".to_string());
         }
         let mut text = format!(
-            "[server]\nhttp_listen = [{}]\nworkers = 4\n{}\n\n[database]\npath = \"{}\"\n\n[dns]\n{}\n\n{}\n[rate_limit]\n{}\n",
+            "[server]\nhttp_listen = [{}]\n{}\n\n[database]\npath = \"{}\"\n\n[dns]\n{}\n\n{}\n[rate_limit]\n{}\n",
             listen.join(", "),
             server_lines.join("\n"),
             d.join("db.sqlite3").display(),
