@@ -660,15 +660,23 @@ fn edge_threads_writing(pid: u32) -> HashSet<String> {
 fn wait_for_blocked_writers(s: &Server, n: usize, limit: Duration) {
     const STUCK: Duration = Duration::from_secs(1);
     let mut since: HashMap<String, Instant> = HashMap::new();
-    s.wait_until("edge threads blocked writing answers nobody reads", limit, || {
-        let now = Instant::now();
-        let writing = edge_threads_writing(s.pid());
-        since.retain(|tid, _| writing.contains(tid));
-        for tid in writing {
-            since.entry(tid).or_insert(now);
-        }
-        since.values().filter(|&&t| now.duration_since(t) >= STUCK).count() >= n
-    });
+    s.wait_until(
+        "edge threads blocked writing answers nobody reads",
+        limit,
+        || {
+            let now = Instant::now();
+            let writing = edge_threads_writing(s.pid());
+            since.retain(|tid, _| writing.contains(tid));
+            for tid in writing {
+                since.entry(tid).or_insert(now);
+            }
+            since
+                .values()
+                .filter(|&&t| now.duration_since(t) >= STUCK)
+                .count()
+                >= n
+        },
+    );
 }
 
 /// Alice's update on a new connection, answered within `limit` or an error

@@ -370,7 +370,8 @@ impl Conn {
         req: &RequestHead,
         deadline: Instant,
     ) -> Attempt {
-        let failed = |answer, why: String| Attempt::Done(Fetched::Failed(answer, End::Backend(why)));
+        let failed =
+            |answer, why: String| Attempt::Done(Fetched::Failed(answer, End::Backend(why)));
         let sent = lease
             .stream()
             .write_all(head)
@@ -389,7 +390,9 @@ impl Conn {
             let now = Instant::now();
             let ready = match sys::wait_readable(fd, deadline.saturating_duration_since(now)) {
                 Ok(ready) => now < deadline && ready,
-                Err(e) => return Attempt::Done(Fetched::Failed(EdgeAnswer::BadGateway, End::Io(e))),
+                Err(e) => {
+                    return Attempt::Done(Fetched::Failed(EdgeAnswer::BadGateway, End::Io(e)))
+                }
             };
             if !ready {
                 if Instant::now() < deadline {
