@@ -349,12 +349,20 @@ serve_update() {
   echo "$answer"
 }
 
-# readme_block MARKER: the fenced block right after the README line `<!-- MARKER -->`.
+# readme_block MARKER: the fenced block right after the line `<!-- MARKER -->` in
+# README.md or docs/*.md (tests/common/readme.rs reads them alike); the marker must
+# occur exactly once across them.
 readme_block() {
+  local n
+  n=$(cat README.md docs/*.md | grep -cxF -- "<!-- $1 -->" || true)
+  if [ "$n" != 1 ]; then
+    echo "packages: <!-- $1 --> occurs $n times in README.md and docs/*.md (must be once)" >&2
+    return 1
+  fi
   awk -v m="<!-- $1 -->" '$0 == m { f = 1; next }
        inb && /^```$/ { exit }
        f && !inb && /^```[a-z]*$/ { inb = 1; next }
-       inb { print }' README.md
+       inb { print }' README.md docs/*.md
 }
 
 wait_for_zone() { # wait_for_zone ADDRESS: the published zone carries it (bounded)
