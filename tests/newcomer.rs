@@ -1,0 +1,119 @@
+//! The frictions a new user met on the way from `apt install` to the first
+//! `good` (issue 20), each as the behaviour that replaced it: messages that say
+//! each thing once, admin blocks that work when pasted, files with the modes
+//! their contents ask for, and a package that ships what the docs install.
+
+mod common;
+use common::proc::TempDir;
+use common::server::{cli_in, CliOutput};
+use std::net::UdpSocket;
+use std::path::Path;
+
+const EMAIL: &str = "alice@example.org";
+
+/// A config in `d` with one zone, its database path and `[dns]` lines, the
+/// database created with one user.
+fn instance(d: &Path, dns: &str) -> String {
+    let cfg = d.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[database]\npath = \"db.sqlite3\"\n[dns]\n{dns}\n\
+             [[zone]]\nname = \"dyn.example.net\"\nfile = \"zones/dyn.example.net.zone\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("zones")).unwrap();
+    let c = cfg.to_str().unwrap().to_string();
+    let o = cli_in(d, &["--config", &c, "user", "add", EMAIL], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    c
+}
+
+fn run(d: &Path, config: &str, args: &[&str]) -> CliOutput {
+    let mut all = vec!["--config", config];
+    all.extend_from_slice(args);
+    cli_in(d, &all, &[])
+}
+
+/// A loopback UDP socket that takes queries and never answers: a nameserver
+/// that is down (or hung) as `status` and `check --reload` meet it.
+fn silent_nameserver() -> (UdpSocket, String) {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind a loopback UDP port");
+    let addr = sock.local_addr().expect("its address").to_string();
+    (sock, addr)
+}
+
+/// Was: "127.0.0.1:53: 127.0.0.1:53: no answer (Resource temporarily unavailable
+/// (os error 11))". Now the address once, and what happened in words.
+#[test]
+fn status_with_the_nameserver_down_names_it_once() {
+    let dir = TempDir::new("newcomer-status");
+    let (_ns, addr) = silent_nameserver();
+    let c = instance(dir.path(), &format!("verify_server = \"{addr}\""));
+    let o = run(
+        dir.path(),
+        &c,
+        &["domain", "add", "alice.dyn.example.net", "--owner", EMAIL],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = run(dir.path(), &c, &["status", "alice.dyn.example.net"]);
+    let all = format!("{}{}", o.stdout, o.stderr);
+    let line = all
+        .lines()
+        .find(|l| l.contains(&addr))
+        .unwrap_or_else(|| panic!("no line names {addr}:\n{all}"));
+    assert_eq!(line.matches(&addr).count(), 1, "{line}");
+    assert!(line.contains("no answer within 2 s"), "{line}");
+    assert!(!line.contains("os error"), "{line}");
+    assert!(all.trim_end().ends_with("not yet served"), "{all}");
+}
+
+/// Was: "127.0.0.1:5353 still serves 127.0.0.1:5353: no answer …". Now: the
+/// address once, that no serial came, and what to look at.
+#[test]
+fn check_reload_with_a_dead_verify_server_says_so_once() {
+    let dir = TempDir::new("newcomer-check");
+    let (_ns, addr) = silent_nameserver();
+    let c = instance(
+        dir.path(),
+        &format!("reload_command = \"true\"\nreload_timeout_secs = 1\nverify_server = \"{addr}\""),
+    );
+    std::fs::write(dir.path().join("zones/dyn.example.net.zone"), "").unwrap();
+    let o = run(dir.path(), &c, &["check", "--reload"]);
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    let line = o
+        .stderr
+        .lines()
+        .find(|l| l.contains("dns.verify_server"))
+        .unwrap_or_else(|| panic!("no dns.verify_server line:\n{}", o.stderr));
+    assert_eq!(line.matches(&addr).count(), 1, "{line}");
+    assert!(!line.contains("still serves"), "{line}");
+    assert!(
+        line.contains("gave no SOA serial") && line.contains("no answer within"),
+        "{line}"
+    );
+}
+
+/// Was: "dyn.example.net does not lie below a configured zone (dyn.example.net)".
+#[test]
+fn domain_add_on_the_zone_apex_says_it_is_the_zone() {
+    let dir = TempDir::new("newcomer-apex");
+    let c = instance(dir.path(), "");
+    let o = run(
+        dir.path(),
+        &c,
+        &["domain", "add", "dyn.example.net", "--owner", EMAIL],
+    );
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr
+            .contains("dyn.example.net is a configured zone itself: register a name below it, e.g. alice.dyn.example.net"),
+        "{}",
+        o.stderr
+    );
+    assert!(!o.stderr.contains("does not lie below"), "{}", o.stderr);
+    // Nothing was written.
+    let o = run(dir.path(), &c, &["domain", "list"]);
+    assert_eq!(o.stdout, "", "{}", o.stderr);
+}
