@@ -117,3 +117,31 @@ fn domain_add_on_the_zone_apex_says_it_is_the_zone() {
     let o = run(dir.path(), &c, &["domain", "list"]);
     assert_eq!(o.stdout, "", "{}", o.stderr);
 }
+
+/// Was: the backup written with the admin shell's umask (0644 under umask 022),
+/// although it holds token hashes. Now 0600, whatever the umask.
+#[test]
+fn backup_is_written_0600_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("newcomer-backup");
+    let c = instance(dir.path(), "");
+    let dest = dir.path().join("backup.sqlite3");
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" --config \"$1\" backup \"$2\"")
+        .arg(common::server::BIN)
+        .arg(&c)
+        .arg(&dest)
+        .env_remove("DEDYN_UPDATE_CONFIG")
+        .output()
+        .expect("run backup");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mode = std::fs::metadata(&dest)
+        .expect("the backup")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "backup mode {:o}", mode & 0o777);
+    // And it is a backup: restore takes it.
+    let o = run(dir.path(), &c, &["restore", dest.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+}
