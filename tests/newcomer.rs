@@ -145,3 +145,57 @@ fn backup_is_written_0600_whatever_the_umask() {
     let o = run(dir.path(), &c, &["restore", dest.to_str().unwrap()]);
     assert_eq!(o.code, 0, "{}", o.stderr);
 }
+
+/// The `.deb`'s assets (Cargo.toml `[package.metadata.deb]`) as `(source,
+/// destination, mode)`.
+fn deb_assets() -> Vec<(String, String, String)> {
+    let cargo = include_str!("../Cargo.toml");
+    let start = cargo.find("assets = [").expect("deb assets in Cargo.toml");
+    let end = start + cargo[start..].find("\n]").expect("end of the assets");
+    cargo[start..end]
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('"').collect();
+            (f.len() >= 7).then(|| (f[1].to_string(), f[3].to_string(), f[5].to_string()))
+        })
+        .collect()
+}
+
+/// Was: the lego/Traefik recipe said to install `data/acme-dns-hook.sh`, which
+/// the package did not contain. Now the package ships it, executable, at the
+/// path the recipe's `EXEC_PATH` names.
+#[test]
+fn the_package_ships_the_hook_the_lego_recipe_names() {
+    let recipe = common::readme::recipe("lego");
+    let exec_path = recipe
+        .lines()
+        .find_map(|l| l.strip_prefix("export EXEC_PATH="))
+        .expect("the lego recipe sets EXEC_PATH");
+    let shipped = deb_assets()
+        .into_iter()
+        .find(|(src, _, _)| src == "data/acme-dns-hook.sh")
+        .expect("data/acme-dns-hook.sh is a deb asset");
+    assert_eq!(format!("/{}", shipped.1), exec_path);
+    assert_eq!(shipped.2, "755");
+}
+
+/// Was: the packaged config 0644 root:root, the one from source 0640
+/// root:dedyn-update. Now the package's is 0640 too, and postinst gives it the
+/// group (tests/packages.sh checks the installed file).
+#[test]
+fn the_packaged_config_is_0640_with_the_services_group() {
+    let config = deb_assets()
+        .into_iter()
+        .find(|(_, dest, _)| dest == "etc/dedyn-update/config.toml")
+        .expect("the config is a deb asset");
+    assert_eq!(config.2, "640");
+    let postinst = include_str!("../data/deb/postinst");
+    assert!(
+        postinst.contains("chgrp dedyn-update /etc/dedyn-update/config.toml"),
+        "{postinst}"
+    );
+    let from_source = common::readme::all_text();
+    assert!(from_source.contains(
+        "install -D -o root -g dedyn-update -m 0640 data/dedyn-update.example.toml /etc/dedyn-update/config.toml"
+    ));
+}

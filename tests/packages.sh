@@ -202,7 +202,8 @@ inspect_packages() {
     contents=$(dpkg-deb -c "$deb" | awk '{ print $1, $NF }')
     # The README is what the unit's Documentation= names.
     for f in "-rwxr-xr-x ./usr/bin/dedyn-update" "-rw-r--r-- ./lib/systemd/system/dedyn-update.service" \
-      "-rw-r--r-- ./etc/dedyn-update/config.toml" "-rw-r--r-- ./usr/share/doc/dedyn-update/README.md"; do
+      "-rw-r----- ./etc/dedyn-update/config.toml" "-rw-r--r-- ./usr/share/doc/dedyn-update/README.md" \
+      "-rw-r--r-- ./usr/share/doc/dedyn-update/docs/install.md" "-rwxr-xr-x ./usr/share/dedyn-update/acme-dns-hook.sh"; do
       check "$a: contains $f" grep -qxF -- "$f" <<<"$contents"
     done
     check "$a: /etc/dedyn-update/config.toml is a conffile" \
@@ -392,6 +393,8 @@ check "the unit's ExecStart is /usr/bin/dedyn-update with $CONF" \
 doc=$(unit_value Documentation)
 check "the unit's Documentation= ($doc) is installed" test -f "${doc#file://}"
 check "$CONF is the packaged config" cmp "$CONF" data/deb/config.toml
+check "$CONF is root:dedyn-update 640 (the service reads it, other users do not)" \
+  test "$(stat -c '%U:%G %a' "$CONF")" = "root:dedyn-update 640"
 check "$CONF is a registered conffile" grep -q "^ $CONF " <<<"$(dpkg-query -W -f '${Conffiles}\n' dedyn-update)"
 pw=$(getent passwd dedyn-update || true)
 check "system user dedyn-update (uid < 1000, nologin, home $STATE)" \
