@@ -463,6 +463,15 @@ check "README: its status ends with served (NSD on 127.0.0.1:53 answers)" \
 check "README: ... after NSD's answer as the README shows it" \
   grep -qx 'nameserver 127.0.0.1:53: serial [0-9]*, answers \[192.0.2.1, fd08::1\]' <<<"$(tail -n2 "$TMP/readme.out" | head -n1)"
 TOKEN=$(cat "$TMP/token" 2>/dev/null || echo none)
+# The README's check --reload, with the group the unit's drop-in gives the service.
+reload_block=$(readme_block "tests/packages.sh runs the next block (check --reload with the unit's group)")
+if (cd "$TMP/private" && root bash -e -c "$reload_block") >"$TMP/reload.out" 2>&1; then
+  ok "README: check --reload with the unit's group ran as written"
+else
+  bad "README: check --reload with the unit's group failed" "$(cat "$TMP/reload.out")"
+fi
+check "... it ran the reload command and NSD served the serial" \
+  grep -q 'reload command ran; 127.0.0.1:53 serves the published serial' "$TMP/reload.out"
 check "dig @127.0.0.1 (port 53) $NAME A: NSD answers 192.0.2.1" \
   test "$(dig +short +time=2 +tries=1 @127.0.0.1 "$NAME" A)" = 192.0.2.1
 check "dig @127.0.0.1 (port 53) $NAME AAAA: NSD answers fd08::1" \

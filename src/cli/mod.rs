@@ -17,6 +17,7 @@ pub mod records;
 pub mod rules;
 pub mod status;
 pub mod tokens;
+pub mod unit_groups;
 pub mod users;
 
 pub use args::{usage, Args, Failure, Out};
