@@ -294,3 +294,96 @@ fn a_wrong_documented_default_is_noticed() {
     let wrong = Config::parse(&config_with("server.workers", "5"), None).expect("parses");
     assert_ne!(format!("{wrong:?}"), format!("{:?}", Config::defaults()));
 }
+
+/// The `sh` blocks of README.md and docs/*.md, each with its file.
+fn sh_blocks() -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    for (path, text) in readme::texts() {
+        let mut block: Option<String> = None;
+        for line in text.lines() {
+            match (&mut block, line.trim_start()) {
+                (None, l) if l == "```sh" => block = Some(String::new()),
+                (Some(b), l) if l.starts_with("```") => {
+                    out.push((path.clone(), std::mem::take(b)));
+                    block = None;
+                }
+                (Some(b), _) => {
+                    b.push_str(line);
+                    b.push('\n');
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Commands that open the database (or act on the zones as the service does):
+/// run by root they would leave root-owned database files, and without
+/// `--config` they would use `./data/` of the current directory.
+const SERVICE_USER_COMMANDS: &[&str] = &[
+    "user", "domain", "token", "import", "records", "acme", "zone", "check", "status", "explain",
+    "backup", "restore",
+];
+
+/// Was: `token add` blocks without `--config` and without the service user:
+/// pasted as root, one created `./data/dedyn-update.sqlite3` in the current
+/// directory. Every such command in a block names the installed config and
+/// runs as `dedyn-update`.
+#[test]
+fn admin_commands_in_blocks_run_as_the_service_user_with_the_installed_config() {
+    let mut problems = Vec::new();
+    let mut seen = 0;
+    for (path, block) in sh_blocks() {
+        for line in block.replace("\\\n", " ").lines() {
+            let line = line.split(" # ").next().unwrap_or_default().trim();
+            if line.starts_with('#') {
+                continue;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let Some(i) = (0..words.len())
+                .find(|&i| words[i] == "dedyn-update" && (i == 0 || words[i - 1] != "-u"))
+            else {
+                continue;
+            };
+            let mut rest = &words[i + 1..];
+            if rest.first() == Some(&"--config") {
+                rest = rest.get(2..).unwrap_or_default();
+            }
+            let Some(command) = rest.first() else {
+                continue;
+            };
+            if !SERVICE_USER_COMMANDS.contains(command) {
+                continue;
+            }
+            seen += 1;
+            let as_user = line.starts_with("runuser -u dedyn-update ")
+                || line.starts_with("sudo -u dedyn-update ");
+            let config = line.contains("--config /etc/dedyn-update/config.toml ");
+            if !(as_user && config) {
+                problems.push(format!("{}: {line}", path.display()));
+            }
+        }
+    }
+    assert!(seen >= 5, "only {seen} admin commands found");
+    assert!(
+        problems.is_empty(),
+        "admin commands not as the service user with --config /etc/dedyn-update/config.toml:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// Was: `# comments` after the line-continuation backslashes of the
+/// token-policies block: the shell ended the command there ("--expires-in:
+/// command not found"). No `sh` block has a backslash followed by anything.
+#[test]
+fn no_sh_block_continues_a_line_into_a_comment() {
+    for (path, block) in sh_blocks() {
+        for line in block.lines() {
+            let trimmed = line.trim_end();
+            let bad = trimmed.contains("\\ ") && trimmed.contains(" #")
+                || (line.ends_with(' ') && trimmed.ends_with('\\'));
+            assert!(!bad, "{}: {line}", path.display());
+        }
+    }
+}

@@ -199,3 +199,47 @@ fn the_packaged_config_is_0640_with_the_services_group() {
         "install -D -o root -g dedyn-update -m 0640 data/dedyn-update.example.toml /etc/dedyn-update/config.toml"
     ));
 }
+
+/// The token-policies block, as written (the service user and the installed
+/// config aside): one command, and every policy stored.
+#[test]
+fn the_token_policies_block_makes_one_token_with_every_policy() {
+    let block = common::readme::recipe("token-policies");
+    assert!(
+        block.starts_with(
+            "runuser -u dedyn-update -- dedyn-update --config /etc/dedyn-update/config.toml \\\n"
+        ),
+        "{block}"
+    );
+    // sh reads it as one command: every line but the last continues.
+    let lines: Vec<&str> = block.lines().collect();
+    assert!(lines[..lines.len() - 1].iter().all(|l| l.ends_with(" \\")));
+    let dir = TempDir::new("newcomer-policies");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "[database]\npath = \"db.sqlite3\"\n").unwrap();
+    let c = cfg.to_str().unwrap();
+    for args in [
+        &["user", "add", EMAIL][..],
+        &["domain", "add", "alice.dedyn.example", "--owner", EMAIL],
+    ] {
+        let o = run(dir.path(), c, args);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+    }
+    let args = common::readme::cli_args(&block);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = run(dir.path(), c, &args);
+    assert_eq!(o.code, 0, "{args:?}: {}", o.stderr);
+    let list = run(dir.path(), c, &["token", "list"]).stdout;
+    for want in [
+        "192.0.2.0/24",
+        "2001:db8::/32",
+        "home.alice.dedyn.example",
+        "v4",
+        "router",
+    ] {
+        assert!(
+            list.contains(want),
+            "{want} missing from token list:\n{list}"
+        );
+    }
+}
