@@ -243,3 +243,25 @@ fn the_token_policies_block_makes_one_token_with_every_policy() {
         );
     }
 }
+
+/// Was: `pip install certbot certbot-dns-acmedns`, which Debian 12 refuses
+/// ("externally-managed-environment"). Now a virtual environment, with the
+/// versions tests/acme_clients.rs installs and runs the certbot recipe with.
+#[test]
+fn the_certbot_install_block_makes_a_venv_with_the_tested_versions() {
+    let block = common::readme::recipe("certbot-install");
+    assert!(block.contains("apt install python3-venv\n"), "{block}");
+    assert!(block.contains("python3 -m venv /opt/certbot\n"), "{block}");
+    let pip = format!(
+        "/opt/certbot/bin/pip install {}\n",
+        common::acme::CERTBOT_PACKAGES.join(" ")
+    );
+    assert!(block.contains(&pip), "{pip} missing:\n{block}");
+    assert!(!block.contains("\npip install"), "{block}");
+    let all = common::readme::all_text();
+    assert!(
+        !all.contains("`pip install certbot"),
+        "a system-wide pip install is still shown"
+    );
+    assert!(all.contains("--test-cert"), "no way to try a staging CA");
+}
