@@ -265,3 +265,97 @@ fn the_certbot_install_block_makes_a_venv_with_the_tested_versions() {
     );
     assert!(all.contains("--test-cert"), "no way to try a staging CA");
 }
+
+/// What `dedyn-update nameserver KIND` creates outside dedyn-update's own
+/// files: `(paths written or appended to, users added to group dedyn-update)`.
+fn nameserver_leftovers(kind: &str) -> (Vec<String>, Vec<String>) {
+    let dir = TempDir::new("newcomer-leftovers");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        "[[zone]]\nname = \"dedyn.example\"\nfile = \"/var/lib/dedyn-update/zones/dedyn.example.zone\"\n",
+    )
+    .unwrap();
+    let o = cli_in(
+        dir.path(),
+        &["--config", cfg.to_str().unwrap(), "nameserver", kind],
+        &[],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let (mut paths, mut users) = (Vec::new(), Vec::new());
+    for line in o.stdout.lines().filter(|l| !l.starts_with('#')) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["cat", ">", path, ..] | ["mkdir", "-p", path] => paths.push(path.to_string()),
+            ["install", "-d", .., path] => paths.push(path.to_string()),
+            ["usermod", "-aG", "dedyn-update", user] => users.push(user.to_string()),
+            _ => {
+                if let Some((_, appended)) = line.rsplit_once(" >> ") {
+                    paths.push(appended.to_string());
+                }
+            }
+        }
+    }
+    assert!(!paths.is_empty() && !users.is_empty(), "{}", o.stdout);
+    (paths, users)
+}
+
+/// Was: purge left the nameserver-side config (NSD conf.d file, Knot include,
+/// BIND include, the systemd drop-in, the group membership) and the docs never
+/// said so. The uninstall section names everything each nameserver script
+/// creates, and its NSD block removes all that the NSD script creates.
+#[test]
+fn uninstall_names_everything_the_nameserver_scripts_leave() {
+    let ops = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
+    let start = ops
+        .find("## Uninstall, and what it leaves")
+        .expect("an uninstall section");
+    let section = &ops[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    for kind in ["nsd", "knot", "bind"] {
+        let (paths, users) = nameserver_leftovers(kind);
+        for path in paths {
+            assert!(section.contains(&path), "{kind}: {path} not named");
+        }
+        for user in users {
+            assert!(
+                section.contains(&format!("`{user}`")),
+                "{kind}: user {user}"
+            );
+        }
+    }
+    assert!(section.contains("delgroup dedyn-update"));
+
+    let block = common::readme::recipe("uninstall-nsd");
+    let (paths, users) = nameserver_leftovers("nsd");
+    let removed: Vec<&str> = block
+        .lines()
+        .filter(|l| l.starts_with("rm "))
+        .flat_map(|l| l.split_whitespace().skip(1).filter(|w| !w.starts_with('-')))
+        .collect();
+    for path in &paths {
+        assert!(
+            removed.iter().any(|r| path.starts_with(r)),
+            "the NSD block leaves {path}:\n{block}"
+        );
+    }
+    for user in users {
+        assert!(
+            block.contains(&format!("gpasswd -d {user} dedyn-update\n")),
+            "{block}"
+        );
+    }
+    for line in [
+        "apt purge dedyn-update\n",
+        "systemctl daemon-reload && systemctl restart nsd\n",
+        "deluser dedyn-update && delgroup dedyn-update\n",
+    ] {
+        assert!(block.contains(line), "{line} missing:\n{block}");
+    }
+    let syntax = std::process::Command::new("bash")
+        .args(["-n", "-c", &block])
+        .status()
+        .expect("bash -n");
+    assert!(syntax.success(), "{block}");
+}
