@@ -206,6 +206,8 @@ inspect_packages() {
       "-rw-r--r-- ./usr/share/doc/dedyn-update/docs/install.md" "-rwxr-xr-x ./usr/share/dedyn-update/acme-dns-hook.sh"; do
       check "$a: contains $f" grep -qxF -- "$f" <<<"$contents"
     done
+    check "$a: contains the manual pages dedyn-update(8) and dedyn-update.toml(5)" \
+      sh -c 'grep -q "^-rw-r--r-- ./usr/share/man/man8/dedyn-update.8" && grep -q "^-rw-r--r-- ./usr/share/man/man5/dedyn-update.toml.5"' <<<"$contents"
     check "$a: /etc/dedyn-update/config.toml is a conffile" \
       grep -qx /etc/dedyn-update/config.toml <<<"$(dpkg-deb -I "$deb" conffiles)"
     check "$a: has postinst, prerm, postrm" dpkg-deb -I "$deb" postinst prerm postrm

@@ -12,6 +12,7 @@ pub mod config_file;
 pub mod domains;
 pub mod explain;
 pub mod import;
+pub mod man;
 pub mod nameserver;
 pub mod records;
 pub mod rules;
