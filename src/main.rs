@@ -68,6 +68,10 @@ fn run(mut args: Vec<String>) -> Result<(), Failure> {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     });
+    if cmd == "man" {
+        // The manual pages (not in --help): no config needed.
+        return cli::man::run(rest);
+    }
     if cmd == "config" {
         // Edits the file itself: it need not load as it is.
         return cli::config_file::run(config_path.as_deref(), rest);

@@ -171,7 +171,10 @@ fn lego_with_the_readme_exec_hook_gets_name_and_wildcard() {
     let d = dir.path();
     let hook = concat!(env!("CARGO_MANIFEST_DIR"), "/data/acme-dns-hook.sh");
     let url = format!("http://{}", rig.server.http);
-    let block = readme_block("lego", "export EXEC_PATH=/usr/local/bin/acme-dns-hook.sh");
+    let block = readme_block(
+        "lego",
+        "export EXEC_PATH=/usr/share/dedyn-update/acme-dns-hook.sh",
+    );
     // In production lego checks the new value through the system's resolvers and
     // the zone's nameservers on port 53; here both are the test NSD.
     let script = substitute(
@@ -179,7 +182,7 @@ fn lego_with_the_readme_exec_hook_gets_name_and_wildcard() {
         &[
             ("https://dyn.example.org", url.as_str()),
             ("TOKEN", token.as_str()),
-            ("/usr/local/bin/acme-dns-hook.sh", hook),
+            ("/usr/share/dedyn-update/acme-dns-hook.sh", hook),
             (
                 "lego --email",
                 &format!(

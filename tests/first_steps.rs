@@ -96,7 +96,7 @@ fn unit_documentation_points_at_the_installed_readme() {
         .strip_prefix("file://")
         .expect("a file:// documentation link");
     assert_eq!(path, "/usr/share/doc/dedyn-update/README.md");
-    let readme = include_str!("../README.md");
+    let readme = common::readme::all_text();
     assert!(
         readme.contains(&format!("sudo install -D -m 0644 README.md {path}")),
         "the install steps do not put README.md at {path}"

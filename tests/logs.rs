@@ -9,7 +9,7 @@ use common::server::{basic, Server};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// The fail2ban filter from the README's Logging section, verbatim.
+/// The fail2ban filter from the Logging section of docs/operations.md, verbatim.
 fn readme_filter() -> String {
     let block = recipe("fail2ban-filter");
     assert!(block.contains("failregex"), "not the filter: {block}");

@@ -537,7 +537,7 @@ fn unknown_nameserver_is_a_usage_error() {
 /// exactly what the command prints (so what the tests above run is what it shows).
 #[test]
 fn readme_shows_the_commands_output() {
-    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme = common::readme::all_text();
     let dir = common::proc::TempDir::new("ns-readme");
     let config = dir.path().join("config.toml");
     fs::write(

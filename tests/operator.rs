@@ -393,7 +393,7 @@ fn check_reload_runs_the_reload_command_and_waits_for_the_serial() {
     assert_check_names(&o, &["dns.reload_command", "dedyn.example", "exit 3"]);
 }
 
-/// `config set` (the nameserver scripts' last step): the key's line changes, every
+/// `config set` (the nameserver scripts' [dns] step): the key's line changes, every
 /// other line and the file's mode stay; a link is followed, not replaced; a result
 /// that would not load writes nothing and names the key.
 #[test]

@@ -202,10 +202,13 @@ inspect_packages() {
     contents=$(dpkg-deb -c "$deb" | awk '{ print $1, $NF }')
     # The README is what the unit's Documentation= names.
     for f in "-rwxr-xr-x ./usr/bin/dedyn-update" "-rw-r--r-- ./lib/systemd/system/dedyn-update.service" \
-      "-rw-r--r-- ./etc/dedyn-update/config.toml" "-rw-r--r-- ./usr/share/doc/dedyn-update/README.md" \
+      "-rw-r----- ./etc/dedyn-update/config.toml" "-rw-r--r-- ./usr/share/doc/dedyn-update/README.md" \
+      "-rw-r--r-- ./usr/share/doc/dedyn-update/docs/install.md" "-rwxr-xr-x ./usr/share/dedyn-update/acme-dns-hook.sh" \
       "-rw-r--r-- ./etc/fail2ban/filter.d/dedyn-update.conf"; do
       check "$a: contains $f" grep -qxF -- "$f" <<<"$contents"
     done
+    check "$a: contains the manual pages dedyn-update(8) and dedyn-update.toml(5)" \
+      sh -c 'grep -q "^-rw-r--r-- ./usr/share/man/man8/dedyn-update.8" && grep -q "^-rw-r--r-- ./usr/share/man/man5/dedyn-update.toml.5"' <<<"$contents"
     check "$a: /etc/dedyn-update/config.toml is a conffile" \
       grep -qx /etc/dedyn-update/config.toml <<<"$(dpkg-deb -I "$deb" conffiles)"
     check "$a: the fail2ban filter is a conffile" \
@@ -352,12 +355,20 @@ serve_update() {
   echo "$answer"
 }
 
-# readme_block MARKER: the fenced block right after the README line `<!-- MARKER -->`.
+# readme_block MARKER: the fenced block right after the line `<!-- MARKER -->` in
+# README.md or docs/*.md (tests/common/readme.rs reads them alike); the marker must
+# occur exactly once across them.
 readme_block() {
+  local n
+  n=$(cat README.md docs/*.md | grep -cxF -- "<!-- $1 -->" || true)
+  if [ "$n" != 1 ]; then
+    echo "packages: <!-- $1 --> occurs $n times in README.md and docs/*.md (must be once)" >&2
+    return 1
+  fi
   awk -v m="<!-- $1 -->" '$0 == m { f = 1; next }
        inb && /^```$/ { exit }
        f && !inb && /^```[a-z]*$/ { inb = 1; next }
-       inb { print }' README.md
+       inb { print }' README.md docs/*.md
 }
 
 wait_for_zone() { # wait_for_zone ADDRESS: the published zone carries it (bounded)
@@ -387,6 +398,8 @@ check "the unit's ExecStart is /usr/bin/dedyn-update with $CONF" \
 doc=$(unit_value Documentation)
 check "the unit's Documentation= ($doc) is installed" test -f "${doc#file://}"
 check "$CONF is the packaged config" cmp "$CONF" data/deb/config.toml
+check "$CONF is root:dedyn-update 640 (the service reads it, other users do not)" \
+  test "$(stat -c '%U:%G %a' "$CONF")" = "root:dedyn-update 640"
 check "$CONF is a registered conffile" grep -q "^ $CONF " <<<"$(dpkg-query -W -f '${Conffiles}\n' dedyn-update)"
 pw=$(getent passwd dedyn-update || true)
 check "system user dedyn-update (uid < 1000, nologin, home $STATE)" \
@@ -455,6 +468,15 @@ check "README: its status ends with served (NSD on 127.0.0.1:53 answers)" \
 check "README: ... after NSD's answer as the README shows it" \
   grep -qx 'nameserver 127.0.0.1:53: serial [0-9]*, answers \[192.0.2.1, fd08::1\]' <<<"$(tail -n2 "$TMP/readme.out" | head -n1)"
 TOKEN=$(cat "$TMP/token" 2>/dev/null || echo none)
+# The README's check --reload, with the group the unit's drop-in gives the service.
+reload_block=$(readme_block "tests/packages.sh runs the next block (check --reload with the unit's group)")
+if (cd "$TMP/private" && root bash -e -c "$reload_block") >"$TMP/reload.out" 2>&1; then
+  ok "README: check --reload with the unit's group ran as written"
+else
+  bad "README: check --reload with the unit's group failed" "$(cat "$TMP/reload.out")"
+fi
+check "... it ran the reload command and NSD served the serial" \
+  grep -q 'reload command ran; 127.0.0.1:53 serves the published serial' "$TMP/reload.out"
 check "dig @127.0.0.1 (port 53) $NAME A: NSD answers 192.0.2.1" \
   test "$(dig +short +time=2 +tries=1 @127.0.0.1 "$NAME" A)" = 192.0.2.1
 check "dig @127.0.0.1 (port 53) $NAME AAAA: NSD answers fd08::1" \

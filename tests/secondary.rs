@@ -4,7 +4,7 @@
 //! The two NSD instances are started here (not by tests/common/ns.rs) because
 //! their configs point at each other: both ports are chosen before either starts;
 //! the common part of their config is `ns::nsd_conf_text`.
-//! The config mirrors the README's "Feeding secondaries" recipe.
+//! The config mirrors docs/nameservers.md's "Feeding secondaries" recipe.
 
 mod common;
 

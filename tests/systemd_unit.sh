@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks dedyn-update.service: `systemd-analyze verify` passes, `systemd-analyze
-# security` rates it OK or better (exposure <= 3.0), the hardening the README promises
+# security` rates it OK or better (exposure <= 3.0), the hardening docs/install.md promises
 # is there, and every system call the server and its reload commands really make
 # (traced with strace) passes SystemCallFilter=@system-service ~@privileged.
 #
@@ -81,7 +81,7 @@ else
 	bad "an unhardened copy should score above $MAX_EXPOSURE, got '${wscore:-?}'"
 fi
 
-# 3. the directives the README promises.
+# 3. the directives docs/install.md promises.
 for d in \
 	'User=dedyn-update' 'StateDirectory=dedyn-update' \
 	'AmbientCapabilities=CAP_NET_BIND_SERVICE' 'CapabilityBoundingSet=CAP_NET_BIND_SERVICE' \

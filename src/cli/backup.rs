@@ -48,6 +48,18 @@ fn remove_with_journals(path: &Path) {
     }
 }
 
+/// An empty file only its owner can read and write.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    // `mode` is filtered by the umask; a umask cannot add bits, but say it exactly.
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+}
+
 fn io_failure(what: &str, path: &Path, e: std::io::Error) -> Failure {
     Failure::from(format!("{what} {}: {e}", path.display()))
 }
@@ -66,9 +78,12 @@ pub fn backup(config: &Config, args: &[String]) -> Out {
     let store = Store::open(db, &config.database.synchronous)?;
     let tmp = sibling(&dest, "backup");
     remove_with_journals(&tmp); // a leftover of an interrupted run with our PID
-    let result = store
-        .backup_into(&tmp)
-        .map_err(Failure::from)
+                                // The copy holds token hashes and every user's addresses: 0600 from the
+                                // start, whatever the admin shell's umask (VACUUM INTO fills an empty file
+                                // and keeps its mode; SQLite gives its journal the same mode).
+    let result = create_private(&tmp)
+        .map_err(|e| io_failure("creating", &tmp, e))
+        .and_then(|()| store.backup_into(&tmp).map_err(Failure::from))
         .and_then(|()| sync_file(&tmp).map_err(|e| io_failure("syncing", &tmp, e)))
         .and_then(|()| fs::rename(&tmp, &dest).map_err(|e| io_failure("renaming to", &dest, e)))
         .and_then(|()| {

@@ -300,6 +300,7 @@ fn reload_problems(config: &Config, store: &Store) -> Result<Vec<String>, Failur
         );
         return Ok(problems);
     }
+    let mut reload_failed = false;
     for (i, z) in config.zones.iter().enumerate() {
         if !z.file.is_file() {
             problems.push(format!(
@@ -319,6 +320,7 @@ fn reload_problems(config: &Config, store: &Store) -> Result<Vec<String>, Failur
                 &mut || false,
             ) {
                 problems.push(format!("dns.reload_command for zone {}: {e}", z.name));
+                reload_failed = true;
                 continue;
             }
         }
@@ -345,6 +347,12 @@ fn reload_problems(config: &Config, store: &Store) -> Result<Vec<String>, Failur
                 ));
             }
         }
+    }
+    // Run by hand, the command may lack the group the unit gives the service
+    // for the nameserver's control socket: say which, and how to have it.
+    if reload_failed {
+        let missing = super::unit_groups::missing_here();
+        problems.extend(super::unit_groups::hint(&missing, config.source.as_deref()));
     }
     Ok(problems)
 }

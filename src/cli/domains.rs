@@ -40,6 +40,12 @@ pub(crate) fn domain_add(config: &Config, a: &Args) -> Result<Add, Failure> {
 fn domain_in_zone<'c>(config: &'c Config, raw: &str) -> Result<(String, &'c Zone), Failure> {
     let name = name::normalize(raw);
     name::check_syntax(&name).map_err(Failure::from)?;
+    if config.zones.iter().any(|z| z.name == name) {
+        // The apex holds the zone's SOA and NS: a domain is registered below it.
+        return Err(Failure::from(format!(
+            "{name} is a configured zone itself: register a name below it, e.g. alice.{name}"
+        )));
+    }
     let zone = config.zone_for(&name).ok_or_else(|| {
         let zones: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
         Failure::from(format!(

@@ -12,11 +12,13 @@ pub mod config_file;
 pub mod domains;
 pub mod explain;
 pub mod import;
+pub mod man;
 pub mod nameserver;
 pub mod records;
 pub mod rules;
 pub mod status;
 pub mod tokens;
+pub mod unit_groups;
 pub mod users;
 
 pub use args::{usage, Args, Failure, Out};

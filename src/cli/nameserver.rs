@@ -186,7 +186,7 @@ fn header(out: &mut String, title: &str, command: &str, zones: &[Wired], conf: O
     let (option, last) = match conf {
         Some(c) => (
             format!("--config {} ", sh(&c.to_string_lossy())),
-            "sets the two [dns] keys in dedyn-update's own config",
+            "sets the two [dns] keys in dedyn-update's own config, then restarts",
         ),
         None => (
             String::new(),
@@ -196,7 +196,7 @@ fn header(out: &mut String, title: &str, command: &str, zones: &[Wired], conf: O
     let _ = writeln!(
         out,
         "# Read it, then run it as root: dedyn-update {option}nameserver {command} | sh -e\n\
-         # (the last step {last})."
+         # (it {last})."
     );
 }
 
@@ -204,15 +204,8 @@ fn header(out: &mut String, title: &str, command: &str, zones: &[Wired], conf: O
 /// unit's UMask=0027 makes them 0640 in 0750 directories); the reload command
 /// reaches the nameserver's control socket or key (`what`) through the
 /// nameserver's group, named like its user. Then the nameserver's own config
-/// check, and its restart under `unit`.
-fn permissions_and_restart(
-    out: &mut String,
-    step: u32,
-    user: &str,
-    what: &str,
-    check: &str,
-    unit: &str,
-) {
+/// check; the restarts come last (`restarts`).
+fn permissions(out: &mut String, step: u32, user: &str, what: &str, check: &str) {
     let _ = writeln!(
         out,
         "#\n# {step}. Permissions. {user} reads the zone files through group dedyn-update\n\
@@ -224,10 +217,30 @@ fn permissions_and_restart(
          [Service]\n\
          SupplementaryGroups={user}\n\
          EOF\n\
-         {check}\n\
+         {check}"
+    );
+}
+
+/// The restarts, after every file and the [dns] keys are in place: under `sh -e`
+/// a restart that fails (port 53 taken) stops the script, and must not leave
+/// the config without its reload command (the service would then write zone
+/// files that nobody reloads, silently).
+fn restarts(out: &mut String, unit: &str, conf: Option<&Path>, group_step: u32) {
+    let _ = writeln!(
+        out,
+        "#\n# Last, with everything above in place, the restarts: the nameserver reads\n\
+         #    its new config (if this fails, fix what it says and run the script again;\n\
+         #    `dedyn-update check --reload` shows what still does not work).\n\
          systemctl daemon-reload\n\
          systemctl restart {unit}"
     );
+    if conf.is_some() {
+        let _ = writeln!(
+            out,
+            "# A running dedyn-update restarts with the [dns] keys and step {group_step}'s group:\n\
+             systemctl try-restart dedyn-update"
+        );
+    }
 }
 
 /// dedyn-update's side: `[dns] reload_command` and `verify_server`, set in the
@@ -257,11 +270,8 @@ fn dns_keys(out: &mut String, step: u32, conf: Option<&Path>, reload: &str, extr
          {why}{extra}\
          dedyn-update --config {conf} config set \\\n\
          \x20   dns.reload_command {} \\\n\
-         \x20   dns.verify_server 127.0.0.1:53\n\
-         # A running dedyn-update restarts with them (and with step {}'s group):\n\
-         systemctl try-restart dedyn-update",
+         \x20   dns.verify_server 127.0.0.1:53",
         sh(reload),
-        step - 1
     );
 }
 
@@ -329,13 +339,12 @@ fn nsd(zones: &[Wired], conf: Option<&Path>, out: &mut String) {
             w.file.display()
         );
     }
-    permissions_and_restart(
+    permissions(
         out,
         3,
         "nsd",
         "/run/nsd/nsd.ctl",
         "nsd-checkconf /etc/nsd/nsd.conf",
-        "nsd",
     );
     dns_keys(
         out,
@@ -344,6 +353,7 @@ fn nsd(zones: &[Wired], conf: Option<&Path>, out: &mut String) {
         "nsd-control -c /etc/nsd/nsd.conf reload {zone}",
         "#    (NSD drops a reload that arrives while it is still loading: keep verify_server.)\n",
     );
+    restarts(out, "nsd", conf, 3);
 }
 
 pub const KNOT_INCLUDE: &str = "/etc/knot/dedyn-update.conf";
@@ -427,13 +437,12 @@ fn knot(zones: &[Wired], conf: Option<&Path>, dnssec: bool, out: &mut String) {
         out,
         "grep -qxF 'include: {KNOT_INCLUDE}' /etc/knot/knot.conf || echo 'include: {KNOT_INCLUDE}' >> /etc/knot/knot.conf"
     );
-    permissions_and_restart(
+    permissions(
         out,
         2,
         "knot",
         "/run/knot/knot.sock (mode 0220)",
         "knotc -c /etc/knot/knot.conf conf-check",
-        "knot",
     );
     dns_keys(
         out,
@@ -442,6 +451,7 @@ fn knot(zones: &[Wired], conf: Option<&Path>, dnssec: bool, out: &mut String) {
         "knotc -s /run/knot/knot.sock -b zone-reload {zone}",
         "#    (-b: knotc returns once the zone is loaded, and fails on a bad zone file.)\n",
     );
+    restarts(out, "knot", conf, 2);
     if dnssec {
         let _ = writeln!(
             out,
@@ -539,13 +549,12 @@ fn bind(zones: &[Wired], conf: Option<&Path>, out: &mut String) {
     out.push_str(
         "if [ -d /sys/kernel/security/apparmor ]; then apparmor_parser -r /etc/apparmor.d/usr.sbin.named; fi\n",
     );
-    permissions_and_restart(
+    permissions(
         out,
         3,
         "bind",
         "/etc/bind/rndc.key (mode 0640)",
         "named-checkconf /etc/bind/named.conf",
-        "named",
     );
     dns_keys(
         out,
@@ -554,6 +563,7 @@ fn bind(zones: &[Wired], conf: Option<&Path>, out: &mut String) {
         "rndc reload {zone}",
         "#    (rndc reaches named's default control channel, 127.0.0.1:953, with rndc.key.)\n",
     );
+    restarts(out, "named", conf, 3);
 }
 
 #[cfg(test)]
@@ -701,6 +711,34 @@ mod tests {
             "keymgr -c /etc/knot/knot.conf a.example ds",
         ] {
             assert!(signed.contains(want), "{want} missing:\n{signed}");
+        }
+    }
+
+    /// Under `sh -e` a failing restart (port 53 taken) stops the script: the
+    /// [dns] keys must already be set by then, for every nameserver.
+    #[test]
+    fn the_config_is_set_before_anything_restarts() {
+        let c = config(
+            "[[zone]]\nname = \"a.example\"\nfile = \"/z/a.zone\"\n",
+            Some(Path::new("/etc/dedyn-update/config.toml")),
+        );
+        for (nameserver, dnssec) in [
+            (Nameserver::Nsd, false),
+            (Nameserver::Knot, false),
+            (Nameserver::Knot, true),
+            (Nameserver::Bind, false),
+        ] {
+            let script = render(&c, Request { nameserver, dnssec }).unwrap();
+            let set = script.find(" config set ").expect("config set");
+            let first_restart = script.find("systemctl ").expect("systemctl");
+            assert!(set < first_restart, "restart before config set:\n{script}");
+            assert!(
+                script
+                    .trim_end()
+                    .ends_with("systemctl try-restart dedyn-update")
+                    || dnssec,
+                "{script}"
+            );
         }
     }
 }

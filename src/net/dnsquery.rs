@@ -114,18 +114,25 @@ pub fn query(
     let sock = UdpSocket::bind(bind).map_err(|e| e.to_string())?;
     sock.set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
+    // The caller names the server: these messages do not repeat it.
     sock.send_to(&msg, server)
-        .map_err(|e| format!("{server}: {e}"))?;
+        .map_err(|e| format!("cannot send the query: {e}"))?;
     let mut buf = [0u8; 4096];
     for _ in 0..8 {
-        let (n, from) = sock
-            .recv_from(&mut buf)
-            .map_err(|e| format!("{server}: no answer ({e})"))?;
+        let (n, from) = sock.recv_from(&mut buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                format!("no answer within {} s", timeout.as_secs_f64())
+            }
+            std::io::ErrorKind::ConnectionRefused => {
+                "no answer: nothing listens there (connection refused)".to_string()
+            }
+            _ => format!("no answer ({e})"),
+        })?;
         if from == server {
             return parse(&buf[..n], id);
         }
     }
-    Err(format!("{server}: no answer"))
+    Err("no answer from that address (only from others)".to_string())
 }
 
 #[cfg(test)]

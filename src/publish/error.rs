@@ -100,17 +100,26 @@ impl fmt::Display for PublishError {
             PublishError::Stopping => f.write_str(
                 "the service is stopping and its time for reloads ([dns] reload_timeout_secs after SIGTERM) is used up; the zone is published at the next start",
             ),
+            // The zone is named by whoever reports this; `last` is what the
+            // nameserver said last: "serial N", or why there was no serial.
             PublishError::NotServed {
                 server,
-                zone,
                 serial,
                 last,
                 timeout,
-            } => write!(
-                f,
-                "{server} still serves {last} for {zone}, not {serial}, {} s after the reload (the nameserver did not load the new file: see its log)",
-                timeout.as_secs_f64()
-            ),
+                ..
+            } => match last.strip_prefix("serial ") {
+                Some(served) => write!(
+                    f,
+                    "{server} still serves serial {served}, not {serial}, {} s after the reload (the nameserver did not load the new file: see its log)",
+                    timeout.as_secs_f64()
+                ),
+                None => write!(
+                    f,
+                    "{server} gave no SOA serial in the {} s after the reload, where serial {serial} was expected: {last} (is [dns] verify_server the nameserver's address, and is it running?)",
+                    timeout.as_secs_f64()
+                ),
+            },
             PublishError::Superseded {
                 server,
                 zone,

@@ -5,7 +5,7 @@
 //! never delay another (SPEC 13), and a blocking reload with a timeout is simplest
 //! when nothing else waits behind it. The coordinator restarts a lane that died
 //! (a panic) and writes token last-used times. A zone counts as published only
-//! once its lane proved it (`lane.rs`); see the README's "Publishing" paragraph.
+//! once its lane proved it (`lane.rs`); see "Publishing" in docs/architecture.md.
 
 pub mod check;
 mod error;

@@ -42,7 +42,7 @@ pub fn wait_until_served(
             Ok(a) => match a.soa_serial {
                 Some(s) if (s.wrapping_sub(serial) as i32) >= 0 => return Ok(()),
                 Some(s) => format!("serial {s}"),
-                None => "no SOA".into(),
+                None => "an answer without the zone's SOA (does it serve the zone?)".into(),
             },
             Err(e) => e,
         };

@@ -1,20 +1,72 @@
-//! The README as the tests read it: the fenced block an HTML comment marker names,
-//! so that what a user copies is what a test runs.
+//! The documentation as the tests read it: README.md and every docs/*.md, and the
+//! fenced block an HTML comment marker names, so that what a user copies is what
+//! a test runs.
 
-/// The fenced block right after `<!-- recipe: NAME -->` in README.md.
+use std::path::{Path, PathBuf};
+
+/// README.md, then docs/*.md in name order: the files a marker may live in.
+pub fn files() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "md"))
+                .collect()
+        })
+        .unwrap_or_default();
+    docs.sort();
+    let mut all = vec![root.join("README.md")];
+    all.extend(docs);
+    all
+}
+
+/// Every documentation file's text, each with its path.
+pub fn texts() -> Vec<(PathBuf, String)> {
+    files()
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+            (p, text)
+        })
+        .collect()
+}
+
+/// All documentation in one string (for "the docs say X" checks).
+pub fn all_text() -> String {
+    texts()
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The fenced block right after `<!-- recipe: NAME -->`.
 pub fn recipe(name: &str) -> String {
     block_after(&format!("recipe: {name}"))
 }
 
-/// The fenced block right after the line `<!-- MARKER -->` in README.md (e.g.
-/// `output of: dedyn-update nameserver nsd`), each line ending in a newline.
+/// The fenced block right after the line `<!-- MARKER -->` (e.g. `output of:
+/// dedyn-update nameserver nsd`), each line ending in a newline. The marker must
+/// occur exactly once across README.md and docs/*.md.
 pub fn block_after(marker: &str) -> String {
-    let readme = include_str!("../../README.md");
     let marker = format!("<!-- {marker} -->");
-    let start = readme
-        .find(&marker)
-        .unwrap_or_else(|| panic!("README.md has no {marker}"));
-    let mut lines = readme[start + marker.len()..].lines().skip(1);
+    let found: Vec<(PathBuf, String)> = texts()
+        .into_iter()
+        .filter(|(_, t)| t.lines().any(|l| l == marker))
+        .collect();
+    let count: usize = found
+        .iter()
+        .map(|(_, t)| t.lines().filter(|l| *l == marker).count())
+        .sum();
+    assert_eq!(
+        count,
+        1,
+        "{marker} must occur exactly once in README.md and docs/*.md, found in {:?}",
+        found.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+    let text = &found[0].1;
+    let mut lines = text.lines().skip_while(|l| *l != marker).skip(1);
     let fence = lines.next().unwrap_or_default();
     assert!(
         fence.starts_with("```"),
