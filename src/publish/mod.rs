@@ -483,7 +483,16 @@ pub fn refuse_to_empty_published_zones(config: &crate::config::Config) -> Result
     for (i, z) in config.zones.iter().enumerate() {
         let text = match std::fs::read(&z.file) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // No file, or a path where none can be (a component is not a
+            // directory: `check` names that): nothing published there.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue
+            }
             Err(e) => {
                 return Err(format!(
                     "no database at {} yet, and zone[{i}].file {} cannot be read to tell whether it holds published names ({e}); nothing was created",
