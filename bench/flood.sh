@@ -55,7 +55,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+PORT=$(free_port)
 CONF=$T/config.toml
 cat >"$CONF" <<EOF
 # written by bench/flood.sh
@@ -185,13 +187,14 @@ for run in range(1, runs + 1):
             since.setdefault(tid, now)
         return sum(1 for v in since.values() if now - v >= 1.0) >= POOLED
     wait_for(f"{POOLED} edge threads blocked writing", 60, held)
+    blocked = len(blocked_writers())
     times = [update(f"198.51.100.{run * 20 + i}") for i in range(UPDATES)]
     stop.set()
     t.join()
     for c in conns:
         c.close()
     worst.append(max(times))
-    print(f"run {run}: {len(blocked_writers())} writes blocked; {UPDATES} updates: "
+    print(f"run {run}: {blocked} writes blocked; {UPDATES} updates: "
           f"median {statistics.median(times):.1f} ms, max {max(times):.1f} ms")
     # The flood's connections are gone before the next run starts.
     wait_for("the flood's writes ended", 30, lambda: len(blocked_writers()) == 0)

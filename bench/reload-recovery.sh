@@ -74,24 +74,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 HTTP_PORT=$(free_port) DNS_PORT=$(free_port)
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-# Poll (bounded) until "$@" succeeds.
-wait_for() {
-  local what=$1 tries=$2
-  shift 2
-  for _ in $(seq "$tries"); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  echo "bench: $what did not come up; temp dir: $T" >&2
-  BENCH_KEEP=1
-  exit 1
-}
 
 cat >"$T/reload.sh" <<EOF
 # written by bench/reload-recovery.sh: hang while $T/hang exists
@@ -127,34 +113,8 @@ dedyn domain add host.dedyn.example --owner bench@example.org >/dev/null
 TOKEN=$(dedyn token add --owner bench@example.org)
 dedyn zone render dedyn.example >"$T/zones/dedyn.example.zone"
 
-# ---- NSD (config as tests/common/ns.rs: loopback, no privilege drop, unix control socket) ----
-cat >"$T/nsd.conf" <<EOF
-server:
-  ip-address: 127.0.0.1
-  port: $DNS_PORT
-  do-ip4: yes
-  do-ip6: no
-  username: ""
-  chroot: ""
-  zonesdir: "$T"
-  database: ""
-  pidfile: "$T/nsd.pid"
-  xfrdfile: "$T/xfrd.state"
-  zonelistfile: "$T/zone.list"
-  xfrdir: "$T"
-  logfile: "$T/nsd.log"
-  server-count: 1
-  hide-version: yes
-remote-control:
-  control-enable: yes
-  control-interface: "$T/nsd.ctl"
-zone:
-  name: dedyn.example
-  zonefile: "$T/zones/dedyn.example.zone"
-EOF
-nsd -d -c "$T/nsd.conf" >"$T/nsd.out" 2>&1 &
-PIDS+=($!)
-wait_for NSD 300 sh -c "dig +time=1 +tries=1 +short -p $DNS_PORT @127.0.0.1 dedyn.example SOA | grep -q ."
+# ---- NSD ----
+start_nsd "$DNS_PORT" dedyn.example "$T/zones/dedyn.example.zone"
 
 RUST_LOG=info "$BIN" --config "$CONF" serve 2>"$T/serve.log" &
 PIDS+=($!)
