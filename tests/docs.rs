@@ -302,7 +302,7 @@ fn sh_blocks() -> Vec<(PathBuf, String)> {
         let mut block: Option<String> = None;
         for line in text.lines() {
             match (&mut block, line.trim_start()) {
-                (None, l) if l == "```sh" => block = Some(String::new()),
+                (None, "```sh") => block = Some(String::new()),
                 (Some(b), l) if l.starts_with("```") => {
                     out.push((path.clone(), std::mem::take(b)));
                     block = None;
