@@ -17,6 +17,7 @@ set -euo pipefail
 
 # command -> Debian package that ships it (bookworm)
 declare -A PKG=(
+  [man]=man-db          # tests/man.rs, tests/packages.sh: the manual pages render
   [nsd]=nsd
   [nsd-control]=nsd
   [nsd-checkzone]=nsd

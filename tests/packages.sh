@@ -207,8 +207,10 @@ inspect_packages() {
       "-rw-r--r-- ./etc/fail2ban/filter.d/dedyn-update.conf"; do
       check "$a: contains $f" grep -qxF -- "$f" <<<"$contents"
     done
-    check "$a: contains the manual pages dedyn-update(8) and dedyn-update.toml(5)" \
-      sh -c 'grep -q "^-rw-r--r-- ./usr/share/man/man8/dedyn-update.8" && grep -q "^-rw-r--r-- ./usr/share/man/man5/dedyn-update.toml.5"' <<<"$contents"
+    # cargo-deb gzips manual pages.
+    for f in "-rw-r--r-- ./usr/share/man/man8/dedyn-update.8.gz" "-rw-r--r-- ./usr/share/man/man5/dedyn-update.toml.5.gz"; do
+      check "$a: contains the manual page $f" grep -qxF -- "$f" <<<"$contents"
+    done
     check "$a: /etc/dedyn-update/config.toml is a conffile" \
       grep -qx /etc/dedyn-update/config.toml <<<"$(dpkg-deb -I "$deb" conffiles)"
     check "$a: the fail2ban filter is a conffile" \
@@ -405,6 +407,10 @@ pw=$(getent passwd dedyn-update || true)
 check "system user dedyn-update (uid < 1000, nologin, home $STATE)" \
   awk -F: -v h="$STATE" '$3 < 1000 && $6 == h && $7 ~ /nologin$/ { found = 1 } END { exit !found }' <<<"$pw"
 check "$STATE is dedyn-update:dedyn-update 750" test "$(stat -c '%U:%G %a' "$STATE")" = "dedyn-update:dedyn-update 750"
+check "man dedyn-update finds the installed page" \
+  test "$(man -w dedyn-update)" = /usr/share/man/man8/dedyn-update.8.gz
+check "man dedyn-update.toml renders the configuration page" \
+  sh -c 'MANPAGER=cat PAGER=cat man dedyn-update.toml 2>/dev/null | grep -q "http_listen"'
 check "nothing started on install" test -z "$(dedyn_processes)"
 check "not enabled on install" test ! -e /etc/systemd/system/multi-user.target.wants/dedyn-update.service
 check "the packaged config listens on 127.0.0.1 only" \
