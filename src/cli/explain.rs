@@ -36,16 +36,16 @@ pub fn explain(config: &Config, args: &[String]) -> Out {
             .map(|(_, v)| v.as_str())
     };
     // Exactly as the live handler: every X-Forwarded-For line counts.
-    let forwarded = crate::update::forwarded_lines(
-        headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case("X-Forwarded-For"))
-            .map(|(_, v)| v.as_str()),
-    );
-    let client = forwarded_client(&peer, forwarded.as_deref(), &config.server.trusted_proxies)
-        .map_err(|e| Failure {
-            message: format!("400 {e}"),
-            code: 1,
+    let forwarded = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("X-Forwarded-For"))
+        .map(|(_, v)| v.as_str());
+    let client =
+        forwarded_client(&peer, forwarded, &config.server.trusted_proxies).map_err(|e| {
+            Failure {
+                message: format!("400 {e}"),
+                code: 1,
+            }
         })?;
     let req = update::Request::from_target("GET", url, header("Authorization"), client, tls);
     let shown = if req.query.iter().next().is_some() {

@@ -77,19 +77,22 @@ impl fmt::Display for NoClient {
 
 /// The client address of a request that arrived from `peer`.
 ///
-/// `xff` is the `X-Forwarded-For` value; if the request carries several such
-/// headers, pass them joined with `,` in the order received. A TCP peer that
+/// `xff` is every `X-Forwarded-For` line of the request in the order received
+/// (a proxy may append its own line after the client's, as HAProxy does: only
+/// the last hops are its word). The one reading of the header, for the live
+/// intake and for `explain`. A TCP peer that
 /// is not trusted is the client; a trusted one's list is read from the right:
 /// the rightmost hop that is not trusted, or the last hop that could be read
 /// if the list runs out or holds something that is not an address. A trusted
 /// `unix:` listener's request must carry a readable last hop. IPv4-mapped IPv6
 /// results come back as IPv4.
-pub fn forwarded_client(
+pub fn forwarded_client<'a>(
     peer: &Peer,
-    xff: Option<&str>,
+    xff: impl IntoIterator<Item = &'a str>,
     trusted: &TrustedProxies,
 ) -> Result<IpAddr, NoClient> {
-    let mut hops = xff.map(|x| x.rsplit(',')).into_iter().flatten();
+    let lines: Vec<&str> = xff.into_iter().collect();
+    let mut hops = lines.iter().rev().flat_map(|line| line.rsplit(','));
     let mut client = match peer {
         Peer::Tcp(addr) => {
             let ip = canonical_ip(addr.ip());
@@ -190,6 +193,28 @@ mod tests {
         assert_eq!(
             forwarded(ip("fd00::1"), Some(xff), &trusted),
             ip("2001:db8::1")
+        );
+    }
+
+    #[test]
+    fn several_header_lines_are_read_as_one_list_in_order() {
+        // HAProxy appends its own line after the client's.
+        let trusted = nets(&["10.0.0.0/8"]);
+        let peer = Peer::Tcp(SocketAddr::new(ip("10.0.0.1"), 4711));
+        let t = TrustedProxies {
+            nets: trusted,
+            unix: vec![],
+            allow_local_users: false,
+        };
+        let lines = ["1.1.1.1, 198.51.100.7", "10.0.0.2"];
+        assert_eq!(
+            forwarded_client(&peer, lines, &t).ok(),
+            Some(ip("198.51.100.7"))
+        );
+        let swapped = ["198.51.100.7", "1.1.1.1"];
+        assert_eq!(
+            forwarded_client(&peer, swapped, &t).ok(),
+            Some(ip("1.1.1.1"))
         );
     }
 

@@ -5,7 +5,7 @@
 use super::service::{Incoming, Reply, Service};
 use crate::edge::{forwarded_client, CLIENT_HEADER};
 use crate::store::Store;
-use crate::update::{forwarded_lines, Refusal};
+use crate::update::Refusal;
 use log::info;
 use std::io::{Read, Write};
 use std::time::Instant;
@@ -42,15 +42,14 @@ pub fn handle(service: &Service, store: &mut Store, mut rq: tiny_http::Request) 
             .map(|h| h.value.as_str())
     };
     let method = rq.method().as_str().to_string();
-    let forwarded = forwarded_lines(
-        rq.headers()
-            .iter()
-            .filter(|h| h.field.equiv("X-Forwarded-For"))
-            .map(|h| h.value.as_str()),
-    );
+    let forwarded = rq
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("X-Forwarded-For"))
+        .map(|h| h.value.as_str());
     let client = match forwarded_client(
         &conn.peer,
-        forwarded.as_deref(),
+        forwarded,
         &service.config.server.trusted_proxies,
     ) {
         Ok(client) => client,

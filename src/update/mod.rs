@@ -22,7 +22,7 @@ pub use directory::{
 };
 pub use outcome::Outcome;
 pub use refusal::{retry_after_secs, Refusal};
-pub use request::{check_path_and_method, forwarded_lines, split_target, Query, Request};
+pub use request::{check_path_and_method, split_target, Query, Request};
 
 /// One name to update and what happens to each family.
 #[derive(Clone, Debug, PartialEq, Eq)]

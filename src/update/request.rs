@@ -112,14 +112,6 @@ impl<'a> Request<'a> {
     }
 }
 
-/// All `X-Forwarded-For` lines of a request joined in order: a proxy may append
-/// its own line after the client's (HAProxy does), and only the last hops are
-/// its word. Used by the live handler and by `explain`.
-pub fn forwarded_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    let lines: Vec<&str> = lines.into_iter().collect();
-    (!lines.is_empty()).then(|| lines.join(","))
-}
-
 /// The request's refusal before authentication: path and method (SPEC 4, 9).
 pub fn check_path_and_method(method: &str, path: &str) -> Result<(), super::Refusal> {
     if method != "GET" && method != "HEAD" {
