@@ -59,7 +59,6 @@ fn mask_v6(addr: Ipv6Addr, prefix: u8) -> Ipv6Addr {
     Ipv6Addr::from(bits & mask)
 }
 
-/// Keep the first `prefix` bits of `ip`, zero the rest.
 /// `host`'s host bits behind `network`'s first `len` bits (SPEC 4.3's prefix
 /// replacement); `None` when the two are of different families.
 pub fn with_prefix(host: IpAddr, network: IpAddr, len: u8) -> Option<IpAddr> {
@@ -76,6 +75,7 @@ pub fn with_prefix(host: IpAddr, network: IpAddr, len: u8) -> Option<IpAddr> {
     }
 }
 
+/// Keep the first `prefix` bits of `ip`, zero the rest.
 pub fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(a) => IpAddr::V4(mask_v4(a, prefix.min(32))),

@@ -1,5 +1,6 @@
-//! A minimal DNS client (one UDP question, A/AAAA/SOA answers) for `status`, which
-//! asks the local nameserver what it serves right now.
+//! A minimal DNS client (one UDP question, A/AAAA/SOA answers): `status` asks
+//! the local nameserver what it serves right now, and the publisher asks
+//! `verify_server` for the zone's serial after a reload.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;

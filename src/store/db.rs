@@ -149,7 +149,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
     SELECT token, name FROM split WHERE name <> '';",
 ];
 
-/// Column `i` of a row as text, without a copy (a wrong type is a database error).
 /// Under the write lock: token `token` still exists and is `owner`'s, else
 /// `Revoked` (an admin may have revoked it since the request was planned).
 pub(super) fn check_token_held(conn: &Connection, token: i64, owner: i64) -> Result<()> {
@@ -201,6 +200,7 @@ pub(super) fn bump_generation(conn: &Connection, zone: &str) -> Result<u32> {
     Ok(serial.unwrap_or(0) as u32)
 }
 
+/// Column `i` of a row as text, without a copy (a wrong type is a database error).
 pub(super) fn text_at<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str> {
     r.get_ref(i)?
         .as_str()
