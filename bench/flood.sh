@@ -75,10 +75,7 @@ file = "$T/dedyn.example.zone"
 dyndns_per_domain = ""
 failed_auth_per_ip = ""
 EOF
-dedyn() { RUST_LOG=warn "$BIN" --config "$CONF" "$@"; }
-dedyn user add bench@example.org >/dev/null
-dedyn domain add host.dedyn.example --owner bench@example.org >/dev/null
-TOKEN=$(dedyn token add --owner bench@example.org)
+TOKEN=$(bench_account)
 
 RUST_LOG=warn "$BIN" --config "$CONF" serve 2>"$T/serve.log" &
 SERVER_PID=$!

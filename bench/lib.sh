@@ -54,3 +54,14 @@ NSD
   PIDS+=($!)
   wait_for NSD 300 sh -c "dig +time=1 +tries=1 +short -p $port @127.0.0.1 $zone SOA | grep -q ."
 }
+
+# The service's CLI on the bench's config ($BIN, $CONF), quiet.
+dedyn() { RUST_LOG=warn "$BIN" --config "$CONF" "$@"; }
+
+# One user, bench@example.org, with one name, host.dedyn.example; prints a new
+# token for it.
+bench_account() {
+  dedyn user add bench@example.org >/dev/null
+  dedyn domain add host.dedyn.example --owner bench@example.org >/dev/null
+  dedyn token add --owner bench@example.org
+}

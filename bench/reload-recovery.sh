@@ -107,10 +107,7 @@ file = "$T/zones/dedyn.example.zone"
 dyndns_per_domain = ""
 failed_auth_per_ip = ""
 EOF
-dedyn() { RUST_LOG=warn "$BIN" --config "$CONF" "$@"; }
-dedyn user add bench@example.org >/dev/null
-dedyn domain add host.dedyn.example --owner bench@example.org >/dev/null
-TOKEN=$(dedyn token add --owner bench@example.org)
+TOKEN=$(bench_account)
 dedyn zone render dedyn.example >"$T/zones/dedyn.example.zone"
 
 # ---- NSD ----

@@ -170,7 +170,6 @@ domains_per_user = 0
 EOF
 }
 write_config "$WORKERS"
-dedyn() { RUST_LOG=warn "$BIN" --config "$CONF" "$@"; }
 
 # ---- data: N users, each with one name and one token, through `import` ----
 say "importing $NAMES names with tokens"
