@@ -387,3 +387,41 @@ fn no_sh_block_continues_a_line_into_a_comment() {
         }
     }
 }
+
+/// Every crate under `[dependencies]` has its line, with why, in the README's
+/// Dependencies section (the design card: a crate earns its place there).
+#[test]
+fn every_dependency_is_named_in_the_readme_with_why() {
+    let cargo = std::fs::read_to_string(Path::new(ROOT).join("Cargo.toml")).expect("Cargo.toml");
+    let crates: Vec<&str> = cargo
+        .split("\n[dependencies]\n")
+        .nth(1)
+        .expect("a [dependencies] table")
+        .lines()
+        .take_while(|l| !l.starts_with('['))
+        .filter_map(|l| l.split_once('=').map(|(name, _)| name.trim()))
+        .filter(|name| !name.is_empty() && !name.starts_with('#'))
+        .collect();
+    assert!(crates.len() >= 6, "{crates:?}");
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).expect("README.md");
+    let section = readme
+        .split("\n## Dependencies\n")
+        .nth(1)
+        .expect("README.md has a Dependencies section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    for name in crates {
+        let row = section
+            .lines()
+            .find(|l| {
+                l.starts_with("| ")
+                    && l.split('|').nth(1).is_some_and(|first| {
+                        first
+                            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                            .any(|w| w == name)
+                    })
+            })
+            .unwrap_or_else(|| panic!("README's Dependencies section has no row for {name}"));
+        let why = row.split('|').nth(2).unwrap_or("").trim();
+        assert!(why.len() > 10, "{name}: say why it is there: {row}");
+    }
+}
