@@ -240,9 +240,10 @@ mod tests {
         assert_eq!(l.0[1].window, Duration::from_secs(86_400));
         assert_eq!(l.0[2].window, Duration::from_secs(60));
         assert!(limits("").is_disabled());
-        assert!("2".parse::<Limits>().is_err());
-        assert!("0/1s".parse::<Limits>().is_err());
-        assert!("2/5x".parse::<Limits>().is_err());
+        for bad in ["2", "0/1s", "2/5x"] {
+            let e = bad.parse::<Limits>().expect_err(bad).to_string();
+            assert!(e.starts_with(&format!("'{bad}' ")), "{e}");
+        }
     }
 
     #[test]

@@ -227,7 +227,14 @@ fn reload_tls_serves_the_new_certificate_and_keeps_the_old_on_errors() {
     assert_eq!(served_fingerprint(f.https()), ec);
 
     std::fs::write(&cert, "not a certificate\n").expect("break cert");
-    assert!(f.edge.reload_tls().is_err());
+    let e = f.edge.reload_tls().unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "no PEM certificate (-----BEGIN CERTIFICATE-----) in {}",
+            cert.display()
+        )
+    );
     assert_eq!(
         served_fingerprint(f.https()),
         ec,
@@ -493,5 +500,6 @@ fn shutdown_stops_accepting_and_closes_idle_connections() {
         "idle keep-alive closed"
     );
     assert!(f.edge.wait_closed(Duration::from_secs(2)));
-    assert!(TcpStream::connect(addr).is_err(), "listener closed");
+    let e = TcpStream::connect(addr).expect_err("listener closed");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
 }

@@ -213,7 +213,10 @@ mod tests {
             assert!(check_not_nameserver(free, zone, &ns).is_ok(), "{free}");
         }
         // dedyn.example's nameserver in the zone other.example is held there.
-        assert!(check_not_nameserver("ns.other.example", "other.example", &ns).is_err());
+        assert_eq!(
+            message(check_not_nameserver("ns.other.example", "other.example", &ns)),
+            "ns.other.example is a nameserver of zone dedyn.example (its nameservers): held, it cannot be registered as a domain"
+        );
     }
 
     #[test]

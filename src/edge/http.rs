@@ -772,6 +772,9 @@ mod tests {
     #[test]
     fn garbage_from_backend_is_an_error() {
         let mut f = ResponseFramer::new(false);
-        assert!(f.feed(b"SSH-2.0-x\r\n\r\n").is_err());
+        assert_eq!(
+            f.feed(b"SSH-2.0-x\r\n\r\n").unwrap_err().0,
+            "not an HTTP/1.x status line"
+        );
     }
 }

@@ -238,7 +238,8 @@ mod tests {
             "10.0.0/8",
             "fd00::/8/8",
         ] {
-            assert!(bad.parse::<Cidr>().is_err(), "{bad:?}");
+            let e = bad.parse::<Cidr>().expect_err(bad).to_string();
+            assert!(e.contains(bad), "{bad:?}: {e}");
         }
     }
 

@@ -159,7 +159,13 @@ mod tests {
         let a = parse(&m, 0x1234).unwrap();
         assert_eq!(a.addresses, vec!["192.0.2.1".parse::<IpAddr>().unwrap()]);
         assert_eq!(a.soa_serial, Some(7));
-        assert!(parse(&m, 0x9999).is_err());
-        assert!(parse(&m[..20], 0x1234).is_err());
+        assert_eq!(
+            parse(&m, 0x9999).unwrap_err().to_string(),
+            "malformed DNS response"
+        );
+        assert_eq!(
+            parse(&m[..20], 0x1234).unwrap_err().to_string(),
+            "malformed DNS response"
+        );
     }
 }

@@ -203,7 +203,7 @@ mod tests {
             Ok(253)
         );
         let over = Hostname::parse(&at_limit[15..]).expect("name");
-        assert!(over.prefixed("_acme-challenge").is_err());
+        assert_eq!(over.prefixed("_acme-challenge").unwrap_err().to_string(), format!("_acme-challenge.{} would be 254 characters, longer than DNS allows (253): use a shorter name", quoted(over.as_str())));
         assert_eq!(
             Hostname::parse("a.example")
                 .expect("name")

@@ -44,7 +44,8 @@ mod tests {
         assert_eq!(&buf[..n], b"READY=1");
         ready().unwrap(); // no variable: nothing sent, no error
         manager.set_nonblocking(true).unwrap();
-        assert!(manager.recv(&mut buf).is_err());
+        let e = manager.recv(&mut buf).expect_err("nothing more was sent");
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -237,7 +237,13 @@ mod tests {
         assert!(check.row(&a("dedyn.example")).is_ok());
         assert!(check.row(&a("dedyn.example")).is_ok());
         // An empty name is not "the last name that passed" of a fresh check.
-        assert!(ZoneCheck::new(ZONE).row(&a("")).is_err());
-        assert!(check.row(&a("")).is_err());
+        assert_eq!(
+            ZoneCheck::new(ZONE).row(&a("")).unwrap_err().to_string(),
+            "owner name: empty hostname"
+        );
+        assert_eq!(
+            check.row(&a("")).unwrap_err().to_string(),
+            "owner name: empty hostname"
+        );
     }
 }
