@@ -302,7 +302,9 @@ fn token_list_shows_policies_and_never_the_secret() {
     let l = lines(&mine);
     assert_eq!(l.len(), 2, "{mine}");
     let f: Vec<&str> = l[1].split('\t').collect();
-    assert!(f[0].parse::<i64>().is_ok(), "id first: {}", l[1]);
+    if let Err(e) = f[0].parse::<i64>() {
+        panic!("{e:?}: id first: {}", l[1]);
+    }
     for want in [
         "owner=alice@example.org",
         "name=laptop",

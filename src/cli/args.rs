@@ -6,6 +6,7 @@ use crate::store::{Store, StoreError};
 use std::io::Write;
 
 /// A command's failure: the one-line message and the exit code.
+#[derive(Debug)]
 pub struct Failure {
     pub message: String,
     pub code: i32,
