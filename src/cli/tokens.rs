@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::net::cidr::Cidr;
 use crate::net::name;
 use crate::store::NewToken;
-use crate::update::acme::Scope;
+use crate::update::directory::Scope;
 use crate::update::FamilyPolicy;
 
 pub(crate) const TOKEN_FLAGS: &[&str] = &[

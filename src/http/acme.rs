@@ -4,7 +4,8 @@
 
 use super::service::{auth_key, store_refusal, Incoming, Reply, Service};
 use crate::store::{AcmeWriter, Store, StoreError};
-use crate::update::acme::{self, from_update, AcmeRefusal, Call};
+use crate::update::acme::{self, from_update, Call};
+use crate::update::refusal::AcmeRefusal;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;

@@ -30,7 +30,7 @@ pub fn handle(service: &Service, store: &mut Store, mut rq: tiny_http::Request) 
     // request before relaying it, so this read cannot wait on a slow client.
     let mut body = Vec::new();
     if crate::update::acme::is_acme_call(rq.method().as_str(), rq.url()) {
-        let limit = crate::update::acme::MAX_BODY as u64 + 1;
+        let limit = crate::update::refusal::MAX_BODY as u64 + 1;
         if let Err(e) = rq.as_reader().take(limit).read_to_end(&mut body) {
             log::debug!("reading an acme-dns body failed: {e}");
         }

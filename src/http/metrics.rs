@@ -273,7 +273,7 @@ fn render_publications(out: &mut String, p: &PublishStats) {
         "Zone publisher threads restarted after they died.",
     );
     sample(out, "publisher_restarts_total", load(&p.restarts));
-    render_zones(out, &p.zones(), crate::store::now_unix());
+    render_zones(out, &p.zones(), crate::os::clock::now_unix());
 }
 
 /// Per zone: last proven publication, how long a change has waited, the state.

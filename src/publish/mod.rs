@@ -17,7 +17,8 @@ pub use error::PublishError;
 pub use reload::{run_reload, wait_until_served};
 
 use crate::config::{Config, Zone};
-use crate::store::{now_unix, Store};
+use crate::os::clock::now_unix;
+use crate::store::Store;
 use log::{error, info, warn};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,9 +1,10 @@
 //! Accounts: users, their domains and their tokens — added one by one or in one
 //! `Batch` (`import`), listed, removed — as plain queries; the CLI owns the rules.
 
-use super::db::{invalid, now_unix, reverse_labels, writer_turn, Result, Store, StoreError};
+use super::db::{invalid, reverse_labels, writer_turn, Result, Store, StoreError};
 use crate::net::cidr::Cidr;
-use crate::update::acme::Scope;
+use crate::os::clock::now_unix;
+use crate::update::directory::Scope;
 use crate::update::{name_and_parents, Domain, FamilyPolicy};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 

@@ -6,11 +6,12 @@
 //! so the publisher sees it and the writer gets the receipt serial.
 
 use super::db::{
-    bump_generation, check_domain_held, check_token_held, invalid, now_unix, text_at, writer_turn,
-    Result, Store, StoreError,
+    bump_generation, check_domain_held, check_token_held, invalid, text_at, writer_turn, Result,
+    Store, StoreError,
 };
 use super::update::names_in_domain;
 use crate::config::Bounds;
+use crate::os::clock::now_unix;
 use crate::update::acme::{challenge_name, expiry_cutoff as cutoff, VALUES_PER_NAME};
 use crate::update::Domain;
 use rusqlite::{params, TransactionBehavior};

@@ -53,8 +53,6 @@ pub(super) fn invalid<T>(m: impl Into<String>) -> Result<T> {
     Err(StoreError::Invalid(m.into()))
 }
 
-pub use crate::os::clock::now_unix;
-
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
 pub(super) const MIGRATIONS: &[&str] = &[
     // 1: users, domains, tokens, records, zones

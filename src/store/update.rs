@@ -3,13 +3,15 @@
 //! `Directory` the pipeline reads.
 
 use super::db::{
-    addr_blob, blob_addr, bump_generation, check_domain_held, check_token_held, now_unix,
-    writer_turn, Result, Store, StoreError,
+    addr_blob, blob_addr, bump_generation, check_domain_held, check_token_held, writer_turn,
+    Result, Store, StoreError,
 };
 use crate::config::Bounds;
 use crate::net::cidr::Cidr;
-use crate::update::acme::{expiry_cutoff, Scope};
+use crate::os::clock::now_unix;
+use crate::update::acme::expiry_cutoff;
 use crate::update::address::Family;
+use crate::update::directory::Scope;
 use crate::update::{Directory, DirectoryError, Domain, FamilyPolicy, NamePlan, Outcome, Token};
 use log::warn;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};

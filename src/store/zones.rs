@@ -1,7 +1,8 @@
 //! Zones: their rows and serials, publication bookkeeping for the publisher, and
 //! the reads of a whole zone (`for_each_record`) and of the database (`counts`).
 
-use super::db::{blob_addr, now_unix, text_at, writer_turn, Result, Store, StoreError};
+use super::db::{blob_addr, text_at, writer_turn, Result, Store, StoreError};
+use crate::os::clock::now_unix;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::net::IpAddr;
 

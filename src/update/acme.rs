@@ -15,12 +15,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::auth::{self, AuthMethod, Credentials};
-pub use super::refusal::AcmeRefusal;
+use super::refusal::{AcmeRefusal, MAX_BODY};
 use super::{hostname, Directory, Domain, Refusal, ZonePolicy};
 use crate::net::name::{quoted, Hostname};
 
-pub use super::directory::Scope;
-pub use super::refusal::MAX_BODY;
 /// Values kept per name: a wildcard and its base name are validated at the same
 /// TXT name within one order (SPEC 10).
 pub const VALUES_PER_NAME: usize = 2;
@@ -450,6 +448,7 @@ pub fn is_acme_call(method: &str, target: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::update::directory::Scope;
     use crate::update::DirectoryError;
 
     const DIGEST: &str = "Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg";

@@ -230,7 +230,7 @@ mod tests {
             allowed_subnets: vec![],
             scoped: false,
             family: FamilyPolicy::Both,
-            scope: acme::Scope::Both,
+            scope: directory::Scope::Both,
         }
     }
 
