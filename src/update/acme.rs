@@ -15,8 +15,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::auth::{self, AuthMethod, Credentials};
+use super::directory::{Directory, Domain, ZonePolicy};
+use super::hostname;
+use super::refusal::Refusal;
 use super::refusal::{AcmeRefusal, MAX_BODY};
-use super::{hostname, Directory, Domain, Refusal, ZonePolicy};
 use crate::net::name::{quoted, Hostname};
 
 /// Values kept per name: a wildcard and its base name are validated at the same
@@ -704,15 +706,15 @@ mod tests {
     }
 
     struct Fake {
-        token: super::super::Token,
+        token: crate::update::directory::Token,
     }
 
     impl Directory for Fake {
         fn token_by_hash(
             &mut self,
             hash: &[u8; 32],
-        ) -> Result<Option<super::super::Token>, DirectoryError> {
-            Ok((*hash == super::super::token_hash("key")).then(|| self.token.clone()))
+        ) -> Result<Option<crate::update::directory::Token>, DirectoryError> {
+            Ok((*hash == crate::update::directory::token_hash("key")).then(|| self.token.clone()))
         }
         fn domain_holding(&mut self, name: &str) -> Result<Option<Domain>, DirectoryError> {
             let d = Domain {
@@ -747,14 +749,14 @@ mod tests {
 
     fn fake(scope: Scope) -> Fake {
         Fake {
-            token: super::super::Token {
+            token: crate::update::directory::Token {
                 id: 1,
                 owner: 1,
                 owner_email: "a@x.org".into(),
                 expires: None,
                 allowed_subnets: vec![],
                 scoped: false,
-                family: super::super::FamilyPolicy::V4,
+                family: crate::update::directory::FamilyPolicy::V4,
                 scope,
             },
         }

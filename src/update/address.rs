@@ -1,11 +1,21 @@
 //! Seed "Determine IP addresses": per address family, which query parameter
 //! decides and what it means (`AddressAction`), and how an action changes a record set.
 
-use super::{hostname, FamilyPlan, Query, Refusal, Request, Token, ZonePolicy};
+use super::directory::{Token, ZonePolicy};
+use super::hostname;
+use super::refusal::Refusal;
+use super::request::{Query, Request};
 use crate::net::cidr::{mask, with_prefix, Cidr};
 use crate::net::name;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// What happens to one family of one name, and which rule decided it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FamilyPlan {
+    pub action: AddressAction,
+    pub source: ActionSource,
+}
 
 pub use super::family::Family;
 

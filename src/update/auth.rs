@@ -1,7 +1,9 @@
 //! Seed "IP Update Authentication": which credentials a request presents (token
 //! header, Basic, query parameters — first that applies) and the username rule.
 
-use super::{token_hash, Directory, Query, Refusal, Request, Token};
+use super::directory::{token_hash, Directory, Token};
+use super::refusal::Refusal;
+use super::request::{Query, Request};
 use crate::net::name;
 use base64::Engine;
 use std::net::IpAddr;

@@ -2,8 +2,9 @@
 //! plus the name syntax (SPEC 4.2) and the "held by the owner" relation.
 
 use super::auth::{AuthMethod, Credentials};
-use super::directory::DirectoryError;
-use super::{Directory, Domain, Query, Refusal, Request, Token, ZonePolicy};
+use super::directory::{Directory, DirectoryError, Domain, Token, ZonePolicy};
+use super::refusal::Refusal;
+use super::request::{Query, Request};
 use crate::net::name::{check_syntax, normalize};
 
 /// Which step of the seed gave the names.

@@ -11,70 +11,20 @@ pub mod directory;
 pub mod family;
 pub mod hostname;
 pub mod outcome;
+pub mod plan;
 pub mod refusal;
 pub mod request;
 
-pub use address::{ActionSource, AddressAction, Family};
+pub use address::{ActionSource, AddressAction, Family, FamilyPlan};
 pub use auth::AuthMethod;
 pub use directory::{
     name_and_parents, token_hash, Directory, DirectoryError, Domain, FamilyPolicy, Token,
     ZonePolicy,
 };
 pub use outcome::Outcome;
+pub use plan::{NamePlan, Plan};
 pub use refusal::{retry_after_secs, Refusal};
 pub use request::{check_path_and_method, split_target, Query, Request};
-
-/// One name to update and what happens to each family.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NamePlan {
-    pub name: String,
-    pub domain_id: i64,
-    pub domain: String,
-    pub zone: String,
-    pub v4: FamilyPlan,
-    pub v6: FamilyPlan,
-}
-
-/// What happens to one family of one name, and which rule decided it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FamilyPlan {
-    pub action: AddressAction,
-    pub source: ActionSource,
-}
-
-impl NamePlan {
-    pub fn family(&self, f: Family) -> &FamilyPlan {
-        match f {
-            Family::V4 => &self.v4,
-            Family::V6 => &self.v6,
-        }
-    }
-
-    pub fn action(&self, f: Family) -> &AddressAction {
-        &self.family(f).action
-    }
-}
-
-/// The outcome of the pipeline before anything is written.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    pub token_id: i64,
-    pub owner: i64,
-    pub method: AuthMethod,
-    pub names: Vec<NamePlan>,
-    /// Step by step, which rule decided what (for `explain`).
-    pub trace: Vec<String>,
-}
-
-impl Plan {
-    /// The registered domains this request touches (each counts for rate limiting).
-    pub fn domains(&self) -> Vec<i64> {
-        let mut d: Vec<i64> = self.names.iter().map(|n| n.domain_id).collect();
-        d.sort_unstable();
-        d.dedup();
-        d
-    }
-}
 
 /// The whole pipeline up to the write, one named rule per line, in the seed's order.
 pub fn plan(

@@ -2,7 +2,7 @@
 //! from the action and the record sets before and after.
 
 use super::address::{self, AddressAction, Family};
-use super::NamePlan;
+use super::plan::NamePlan;
 use std::net::IpAddr;
 
 /// What happened to one family of one name (SPEC 8's `X-Update-Result`).

@@ -113,13 +113,13 @@ impl<'a> Request<'a> {
 }
 
 /// The request's refusal before authentication: path and method (SPEC 4, 9).
-pub fn check_path_and_method(method: &str, path: &str) -> Result<(), super::Refusal> {
+pub fn check_path_and_method(method: &str, path: &str) -> Result<(), super::refusal::Refusal> {
     if method != "GET" && method != "HEAD" {
-        return Err(super::Refusal::MethodNotAllowed);
+        return Err(super::refusal::Refusal::MethodNotAllowed);
     }
     let lower = path.to_ascii_lowercase();
     if lower.ends_with(".ico") || lower.ends_with(".png") {
-        return Err(super::Refusal::NotFound);
+        return Err(super::refusal::Refusal::NotFound);
     }
     Ok(())
 }
