@@ -440,6 +440,69 @@ fn a_row_that_would_break_the_zone_is_left_out_logged_and_counted_and_the_rest_i
     assert!(status.contains("state: published"), "{status}");
 }
 
+/// An address blob that is neither 4 nor 16 bytes (a hand edit, a damaged
+/// file) used to vanish without a trace: the update read the name's records
+/// without it and the publisher rendered the zone without it. Now the update
+/// logs a WARN naming the row, and the publisher leaves it out like any row that
+/// would break the zone: an ERROR naming it, counted in `zone_rows_left_out`.
+#[test]
+fn an_address_blob_of_the_wrong_length_is_logged_and_counted_not_skipped_silently() {
+    let metrics = free_tcp("127.0.0.1").expect("a free port");
+    let rig = Rig::start(
+        Kind::Nsd,
+        Setup {
+            server: vec![format!("metrics_listen = \"{metrics}\"")],
+            ..Setup::default()
+        },
+    );
+    let alice = "alice.dedyn.example";
+    let tok = rig.server.provision("alice@example.org", alice);
+    let db = rusqlite::Connection::open(rig.server.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let domain: i64 = db
+        .query_row("SELECT id FROM domains WHERE name = ?1", [alice], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    // An AAAA row of five bytes on the very name the update below sets the A
+    // record of: the update reads it (and keeps it: AAAA is not touched).
+    db.execute(
+        "INSERT INTO records(zone, name, type, addr, domain) VALUES (?1, ?2, 'AAAA', ?3, ?4)",
+        rusqlite::params![ZONE, alice, vec![0x20u8, 0x01, 0x0d, 0xb8, 0x00], domain],
+    )
+    .unwrap();
+    drop(db);
+    let r = rig.server.get(
+        "/?myipv4=192.0.2.7",
+        &[("Authorization", &format!("Token {tok}"))],
+    );
+    let serial = receipt(&r);
+    rig.served(alice, "A", &["192.0.2.7"], SLOW);
+    assert!(rig.soa_serial() >= serial);
+    let log = rig.server.log();
+    let row = format!("records row '{alice}' AAAA");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains(&row) && l.contains("5 bytes")),
+        "no WARN line from the update naming {row:?}:\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("ERROR")
+            && l.contains(&format!("left out {row}"))
+            && l.contains("5 bytes")),
+        "no ERROR line from the publisher naming {row:?}:\n{log}"
+    );
+    let text = common::server::scrape(metrics);
+    assert_eq!(
+        common::server::metric(
+            &text,
+            &format!("dedyn_update_zone_rows_left_out{{zone=\"{ZONE}\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+}
+
 /// Kills, by PID, every process listed in a file (one PID a line) when dropped:
 /// the background children a reload command recorded, so that a failing test
 /// (the defect: they outlive the reload) leaves nothing running.

@@ -21,8 +21,12 @@ pub fn handle(service: &Service, store: &mut Store, mut rq: tiny_http::Request) 
     let Some(conn) = service.hop.client_of(identity) else {
         // Not relayed by the edge: only this process can reach the internal
         // socket, so this is a bug or someone who got past the directory's mode.
-        let reply = Reply::refusal(&Refusal::NotRelayed);
-        write_reply(rq, reply, false, service.config.server.hsts_max_age);
+        write_reply(
+            rq,
+            Reply::not_relayed(),
+            false,
+            service.config.server.hsts_max_age,
+        );
         return;
     };
     // Only an acme-dns call has a body we read (at most 1 KiB and one byte, so
@@ -88,6 +92,21 @@ pub fn handle(service: &Service, store: &mut Store, mut rq: tiny_http::Request) 
         .counters
         .requests_by_status
         .observe(status, started.elapsed());
+}
+
+impl Reply {
+    /// `403` to a request without the edge's client identity: it did not come
+    /// through the edge. Not a refusal of the protocol (no client of the public
+    /// listener can get it), so it is answered here, at the hop, not by the
+    /// refusal table in `update::refusal`.
+    fn not_relayed() -> Reply {
+        Reply {
+            status: 403,
+            body: "connect through the public listener\n".into(),
+            headers: Vec::new(),
+            content_type: "text/plain",
+        }
+    }
 }
 
 /// Every response: `Content-Type`, `Cache-Control: no-store`, HSTS on HTTPS, and a

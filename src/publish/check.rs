@@ -17,6 +17,13 @@ pub enum Row<'a> {
     Address { name: &'a str, addr: IpAddr },
     /// A row of `acme_txt`: the TXT record `_acme-challenge.NAME "VALUE"`.
     AcmeTxt { name: &'a str, value: &'a str },
+    /// A row of `records` whose address is `len` bytes long, neither 4 nor 16:
+    /// there is no record to render from it.
+    BadAddress {
+        name: &'a str,
+        rtype: &'static str,
+        len: usize,
+    },
 }
 
 impl Row<'_> {
@@ -33,6 +40,9 @@ impl Row<'_> {
                 quoted(name),
                 quoted(&challenge_name(name))
             ),
+            Row::BadAddress { name, rtype, len } => {
+                format!("records row {} {rtype} of {len} bytes", quoted(name))
+            }
         }
     }
 }
@@ -76,6 +86,9 @@ impl<'z> ZoneCheck<'z> {
     pub fn row(&mut self, row: &Row) -> Result<(), String> {
         match *row {
             Row::Address { name, .. } => self.owner(name),
+            Row::BadAddress { .. } => {
+                Err("an address is stored in 4 bytes (A) or 16 (AAAA)".to_string())
+            }
             Row::AcmeTxt { name, value } => {
                 check_value(value).map_err(|e| e.to_string())?;
                 self.owner(&challenge_name(name))
@@ -147,6 +160,24 @@ mod tests {
         let n = format!("{}.{labels}alice.dedyn.example", "b".repeat(41));
         assert_eq!(n.len(), 253);
         n
+    }
+
+    #[test]
+    fn an_address_of_the_wrong_length_is_left_out_naming_its_row_and_length() {
+        let bad = Row::BadAddress {
+            name: "alice.dedyn.example",
+            rtype: "AAAA",
+            len: 5,
+        };
+        let (accepted, left_out) = sift(ZONE, [bad, a("alice.dedyn.example")]);
+        assert_eq!(accepted, [a("alice.dedyn.example")]);
+        assert_eq!(
+            left_out,
+            [LeftOut {
+                row: "records row 'alice.dedyn.example' AAAA of 5 bytes".into(),
+                reason: "an address is stored in 4 bytes (A) or 16 (AAAA)".into(),
+            }]
+        );
     }
 
     #[test]

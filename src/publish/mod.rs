@@ -430,11 +430,20 @@ pub fn render_zone(
         serial,
         include.as_deref(),
         |emit| {
-            store.for_each_record(&zone.name, |name, addr| {
-                let row = Row::Address { name, addr };
-                match check.row(&row) {
-                    Ok(()) => emit(name, addr),
-                    Err(why) => left_out.push(LeftOut::new(&row, why)),
+            store.for_each_record(&zone.name, |name, stored| {
+                let row = match stored {
+                    Ok(addr) => Row::Address { name, addr },
+                    Err(bad) => Row::BadAddress {
+                        name,
+                        rtype: bad.family.rtype(),
+                        len: bad.len,
+                    },
+                };
+                match (check.row(&row), stored) {
+                    (Ok(()), Ok(addr)) => emit(name, addr),
+                    // `check` refuses every `BadAddress`: no `Ok` without an address.
+                    (Ok(()), Err(_)) => {}
+                    (Err(why), _) => left_out.push(LeftOut::new(&row, why)),
                 }
             })
         },

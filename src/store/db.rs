@@ -1,6 +1,7 @@
 //! The database itself: opening it, its schema and migrations (`PRAGMA user_version`),
 //! the store's typed error, and the helpers the store's parts share.
 
+use crate::update::family::Family;
 use rusqlite::{Connection, TransactionBehavior};
 use std::fmt;
 use std::net::IpAddr;
@@ -216,12 +217,24 @@ pub(super) fn addr_blob(ip: &IpAddr) -> Vec<u8> {
     }
 }
 
-pub(super) fn blob_addr(b: &[u8]) -> Option<IpAddr> {
-    match b.len() {
-        4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
-        16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
-        _ => None,
+/// A stored address: 4 bytes for A, 16 for AAAA. A blob of any other length was
+/// not written by us (a hand edit, a damaged file): `Err` with its length, so
+/// that the reader names the row instead of skipping it silently.
+pub(super) fn blob_addr(b: &[u8]) -> std::result::Result<IpAddr, usize> {
+    if let Ok(v4) = <[u8; 4]>::try_from(b) {
+        return Ok(IpAddr::from(v4));
     }
+    <[u8; 16]>::try_from(b)
+        .map(IpAddr::from)
+        .map_err(|_| b.len())
+}
+
+/// A row of `records` whose address blob is neither 4 nor 16 bytes long (see
+/// `blob_addr`): its type and the length it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadAddr {
+    pub family: Family,
+    pub len: usize,
 }
 
 /// How long a connection waits for another's write lock before it fails with

@@ -8,6 +8,7 @@ use super::db::{
 };
 use crate::config::Bounds;
 use crate::net::cidr::Cidr;
+use crate::net::name::quoted;
 use crate::os::clock::now_unix;
 use crate::update::acme::expiry_cutoff;
 use crate::update::address::Family;
@@ -16,6 +17,7 @@ use crate::update::{Directory, DirectoryError, Domain, FamilyPolicy, NamePlan, O
 use log::warn;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What `apply` did: per name, the outcome of each family and its records before
 /// and after; per changed zone, the serial of the publication that will contain
@@ -52,7 +54,10 @@ impl Store {
         let rows = st.query_map(params![zone, name, f.rtype()], |r| r.get::<_, Vec<u8>>(0))?;
         let mut out = Vec::new();
         for b in rows {
-            out.extend(blob_addr(&b?));
+            match blob_addr(&b?) {
+                Ok(a) => out.push(a),
+                Err(len) => bad_row_read(zone, name, f, len),
+            }
         }
         Ok(out)
     }
@@ -268,6 +273,24 @@ pub(super) fn names_in_domain(conn: &Connection, domain: i64, now: i64) -> Resul
                 SELECT '_acme-challenge.' || name FROM acme_txt WHERE domain = ?1 AND written > ?2)",
         )?
         .query_row(params![domain, expiry_cutoff(now)], |r| r.get(0))?)
+}
+
+/// Whether an update has logged a malformed address row yet (see `bad_row_read`).
+static BAD_ROW_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// An address row that is not 4 or 16 bytes, met while reading a name's records:
+/// the update goes on without it (as before), but the first one in a process is
+/// logged, naming it. Only the first: a client that keeps sending its unchanged
+/// address would read the row again on every update. Every publication of the
+/// zone reports each such row anyway, and counts it (`zone_rows_left_out`).
+fn bad_row_read(zone: &str, name: &str, f: Family, len: usize) {
+    if !BAD_ROW_LOGGED.swap(true, Ordering::Relaxed) {
+        warn!(
+            "zone {zone}: records row {} {} holds {len} bytes, not an address: updates read the name without it (fix or delete the row; updates log only the first such row, the publisher every one)",
+            quoted(name),
+            f.rtype()
+        );
+    }
 }
 
 /// The caller's decision for one family of one name, given the records stored

@@ -1,8 +1,9 @@
 //! Zones: their rows and serials, publication bookkeeping for the publisher, and
 //! the reads of a whole zone (`for_each_record`) and of the database (`counts`).
 
-use super::db::{blob_addr, text_at, writer_turn, Result, Store, StoreError};
+use super::db::{blob_addr, text_at, writer_turn, BadAddr, Result, Store, StoreError};
 use crate::os::clock::now_unix;
+use crate::update::family::Family;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::net::IpAddr;
 
@@ -48,11 +49,17 @@ impl Store {
     }
 
     /// Every record of `zone` in stable order (name, A before AAAA, numeric), in
-    /// one read transaction; `f` sees each without a copy of the name.
-    pub fn for_each_record(&self, zone: &str, mut f: impl FnMut(&str, IpAddr)) -> Result<usize> {
+    /// one read transaction; `f` sees each without a copy of the name. A row
+    /// whose address blob is not 4 or 16 bytes comes as `Err`, for the caller to
+    /// name and count (the publisher leaves it out). Returns how many rows `f` saw.
+    pub fn for_each_record(
+        &self,
+        zone: &str,
+        mut f: impl FnMut(&str, std::result::Result<IpAddr, BadAddr>),
+    ) -> Result<usize> {
         let tx = self.conn.unchecked_transaction()?;
         let mut st = tx.prepare_cached(
-            "SELECT name, addr FROM records WHERE zone = ?1 ORDER BY name, type, addr",
+            "SELECT name, addr, type FROM records WHERE zone = ?1 ORDER BY name, type, addr",
         )?;
         let mut rows = st.query([zone])?;
         let mut n = 0;
@@ -62,10 +69,19 @@ impl Store {
                 .get_ref(1)?
                 .as_blob()
                 .map_err(|e| StoreError::Db(e.to_string()))?;
-            if let Some(a) = blob_addr(b) {
-                f(name, a);
-                n += 1;
-            }
+            let stored = match blob_addr(b) {
+                Ok(a) => Ok(a),
+                Err(len) => {
+                    // The schema allows only 'A' and 'AAAA'.
+                    let family = match text_at(r, 2)? {
+                        "A" => Family::V4,
+                        _ => Family::V6,
+                    };
+                    Err(BadAddr { family, len })
+                }
+            };
+            f(name, stored);
+            n += 1;
         }
         Ok(n)
     }

@@ -22,9 +22,6 @@ pub enum Refusal {
     NotYours(String),
     RateLimited(Duration),
     Database(String),
-    /// A request without the edge's client identity: it did not come through
-    /// the edge (only the service's user can reach the internal socket).
-    NotRelayed,
 }
 
 impl Refusal {
@@ -34,7 +31,7 @@ impl Refusal {
             Refusal::MethodNotAllowed => 405,
             Refusal::BadAuth { .. } => 401,
             Refusal::BadRequest(_) => 400,
-            Refusal::NotYours(_) | Refusal::NotRelayed => 403,
+            Refusal::NotYours(_) => 403,
             Refusal::RateLimited(_) => 429,
             Refusal::Database(_) => 500,
         }
@@ -53,7 +50,6 @@ impl Refusal {
                 format!("rate limited: retry in {} seconds\n", retry_after_secs(*d))
             }
             Refusal::Database(_) => "911".into(),
-            Refusal::NotRelayed => "connect through the public listener\n".into(),
         }
     }
 
@@ -179,7 +175,6 @@ impl fmt::Display for Refusal {
             Refusal::NotYours(m) => write!(f, "not allowed: {m}"),
             Refusal::RateLimited(d) => write!(f, "rate limited for {}s", retry_after_secs(*d)),
             Refusal::Database(m) => write!(f, "database error: {m}"),
-            Refusal::NotRelayed => f.write_str("not relayed by the edge"),
         }
     }
 }
