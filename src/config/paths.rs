@@ -55,15 +55,16 @@ fn entries(config: &Config) -> Vec<Entry> {
     all
 }
 
-/// The first clash among `config`'s paths, naming both keys and paths; or a
-/// path that is an existing directory.
-pub(super) fn check_distinct(config: &Config) -> Result<(), String> {
+/// Every clash among `config`'s paths, each naming both keys and paths; and
+/// every path that is an existing directory (it clashes with nothing).
+pub(super) fn check_distinct(config: &Config) -> Result<(), Vec<String>> {
     let all = entries(config);
     let resolved: Vec<Resolved> = all.iter().map(|e| Resolved::of(&e.path)).collect();
+    let mut problems = Vec::new();
     for (i, a) in all.iter().enumerate() {
         // The config file itself is a directory only in a path nobody could read.
         if a.key != "the config file" && resolved[i].is_dir {
-            return Err(format!(
+            problems.push(format!(
                 "{} {}: is a directory, not a file path",
                 a.key,
                 a.path.display()
@@ -75,13 +76,17 @@ pub(super) fn check_distinct(config: &Config) -> Result<(), String> {
             // The database's own files are one thing; reads may share a file.
             let same_database =
                 a.key.starts_with("database.path") && b.key.starts_with("database.path");
-            if same_database || !(a.written || b.written) {
+            if same_database
+                || !(a.written || b.written)
+                || resolved[i].is_dir
+                || resolved[j].is_dir
+            {
                 continue;
             }
             if resolved[i].same_file(&resolved[j]) {
                 // Name the written one first: it is the one that would destroy the other.
                 let (w, o) = if a.written { (a, b) } else { (b, a) };
-                return Err(format!(
+                problems.push(format!(
                     "{} {} is the same file as {} ({}): the service would overwrite it; give each its own path",
                     w.key,
                     w.path.display(),
@@ -91,7 +96,11 @@ pub(super) fn check_distinct(config: &Config) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 /// A path as the kernel will find it: symbolic links and `..` resolved where
@@ -161,7 +170,7 @@ mod tests {
     use super::*;
 
     fn config(text: &str, dir: &Path) -> Result<Config, String> {
-        Config::parse(text, Some(&dir.join("config.toml"))).map_err(|e| e.0)
+        Config::parse(text, Some(&dir.join("config.toml"))).map_err(|e| e.to_string())
     }
 
     fn temp_dir(tag: &str) -> PathBuf {
@@ -204,6 +213,22 @@ mod tests {
         let e = config(&text, &d).unwrap_err();
         assert!(
             e.contains("zone[0].file") && e.contains("zone[1].include"),
+            "{e}"
+        );
+        // Two clashes in one file: both named, each on its own line.
+        let text = format!(
+            "{db}[[zone]]\nname = \"a.example\"\nfile = \"db.sqlite3\"\n\
+             [[zone]]\nname = \"b.example\"\nfile = \"config.toml\"\n"
+        );
+        let e = config(&text, &d).unwrap_err();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 2, "{e}");
+        assert!(
+            lines[0].contains("zone[1].file") && lines[0].contains("the config file"),
+            "{e}"
+        );
+        assert!(
+            lines[1].contains("zone[0].file") && lines[1].contains("database.path"),
             "{e}"
         );
         // The database is a zone's file, written the other way round.
