@@ -184,7 +184,8 @@ pub const DEFAULT_ZONE: &str = "dedyn.example";
 impl Config {
     /// Built-in defaults: HTTP on 127.0.0.1:8080, state under `data/`, one dynamic zone.
     pub fn defaults() -> Config {
-        validate(RawConfig::default(), None).expect("built-in defaults are valid")
+        validate(RawConfig::default(), None, &mut paths::Files::default())
+            .expect("built-in defaults are valid")
     }
 
     /// The built-in defaults as `serve` and the commands use them: their
@@ -195,7 +196,8 @@ impl Config {
             .map_err(|e| ConfigError::one(format!("cannot read the working directory: {e}")))?;
         let mut c = Config::defaults();
         c.resolve_paths(&cwd);
-        paths::check_distinct(&c).map_err(|e| ConfigError::within(e, "built-in defaults"))?;
+        paths::check_distinct(&paths::Files::of(&c))
+            .map_err(|e| ConfigError::within(e, "built-in defaults"))?;
         Ok(c)
     }
 
@@ -215,20 +217,33 @@ impl Config {
             .unwrap_or_else(|| "config".into());
         let raw: RawConfig =
             basic_toml::from_str(text).map_err(|e| ConfigError::one(format!("{name}: {e}")))?;
-        let mut config = validate(raw, path).map_err(|e| ConfigError::within(e, &name))?;
-        if let Some(p) = path {
-            // SPEC 12: relative paths in a file are relative to the file's
-            // directory, not to wherever the command happens to be run from.
-            let file = std::path::absolute(p).map_err(|e| {
-                ConfigError::one(format!("{name}: cannot make the path absolute: {e}"))
-            })?;
-            let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
-            config.source = Some(file);
-            config.resolve_paths(&dir);
-            // Only now that the paths are what the service will open (SPEC 17).
-            paths::check_distinct(&config).map_err(|e| ConfigError::within(e, &name))?;
+        // The paths of the values that are usable, even when others are not.
+        let mut files = paths::Files::default();
+        let validated = validate(raw, path, &mut files);
+        let Some(p) = path else {
+            return validated.map_err(|e| ConfigError::within(e, &name));
+        };
+        // SPEC 12: relative paths in a file are relative to the file's
+        // directory, not to wherever the command happens to be run from.
+        let file = std::path::absolute(p)
+            .map_err(|e| ConfigError::one(format!("{name}: cannot make the path absolute: {e}")))?;
+        let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+        files.resolve(&dir);
+        files.config_file(&file);
+        // Only now that the paths are what the service will open (SPEC 17).
+        let clashes = paths::check_distinct(&files).err().unwrap_or_default();
+        match validated {
+            Ok(mut config) if clashes.is_empty() => {
+                config.source = Some(file);
+                config.resolve_paths(&dir);
+                Ok(config)
+            }
+            Ok(_) => Err(ConfigError::within(clashes, &name)),
+            Err(mut problems) => {
+                problems.extend(clashes);
+                Err(ConfigError::within(problems, &name))
+            }
         }
-        Ok(config)
     }
 
     /// Make every relative file path absolute against `base`.
@@ -445,12 +460,26 @@ fn absolute_name(key: &str, v: &str) -> Result<String, String> {
 
 /// Every section checked, every problem found in any of them (SPEC 3: each
 /// names its key); the configuration only when there is none.
-fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, Vec<String>> {
+/// `files` gets the paths of the values that are usable, for the check that no
+/// two are one file (which needs them resolved first).
+fn validate(
+    raw: RawConfig,
+    path: Option<&Path>,
+    files: &mut paths::Files,
+) -> Result<Config, Vec<String>> {
     let mut p = Problems::default();
+    if !raw.database.path.is_empty() {
+        files.database(Path::new(&raw.database.path));
+    }
+    let tls = (
+        PathBuf::from(&raw.server.tls_cert),
+        PathBuf::from(&raw.server.tls_key),
+    );
     let server = validate_server(raw.server, &mut p);
     let database = validate_database(raw.database, &mut p);
     let dns = validate_dns(raw.dns, &mut p);
-    let zones = validate_zones(raw.zone, &mut p);
+    let zones = validate_zones(raw.zone, &mut p, files);
+    files.tls(&tls.0, &tls.1);
     let rate_limit = validate_rate_limit(raw.rate_limit, &mut p);
     let limits = validate_limits(raw.limits, &mut p);
     match (server, database, dns, zones, rate_limit, limits) {
@@ -630,7 +659,11 @@ fn validate_dns(d: RawDns, p: &mut Problems) -> Option<Dns> {
 /// `[[zone]]`: names, files, NS and hostmaster; the built-in zone when none is
 /// given. Every zone is checked; a zone whose name is unusable skips only the
 /// checks that need the name (the duplicate, the defaults derived from it).
-fn validate_zones(raw_zones: Option<Vec<RawZone>>, p: &mut Problems) -> Option<Vec<Zone>> {
+fn validate_zones(
+    raw_zones: Option<Vec<RawZone>>,
+    p: &mut Problems,
+    paths: &mut paths::Files,
+) -> Option<Vec<Zone>> {
     let raw_zones = raw_zones.unwrap_or_else(|| {
         vec![RawZone {
             name: DEFAULT_ZONE.into(),
@@ -669,6 +702,9 @@ fn validate_zones(raw_zones: Option<Vec<RawZone>>, p: &mut Problems) -> Option<V
             Some(f) => Some(PathBuf::from(f)),
             None => name_ok.then(|| PathBuf::from(format!("data/zones/{name}.zone"))),
         };
+        // The file for the check that no two paths are one file: not one
+        // already named as a problem here.
+        let mut usable = None;
         if let Some(file) = &file {
             if file.as_os_str().is_empty() || dir_like(file) {
                 p.push(format!(
@@ -682,6 +718,7 @@ fn validate_zones(raw_zones: Option<Vec<RawZone>>, p: &mut Problems) -> Option<V
                 ));
             } else {
                 files.push(file.clone());
+                usable = Some(file.as_path());
             }
         }
         let nameservers = match z.nameservers {
@@ -705,6 +742,7 @@ fn validate_zones(raw_zones: Option<Vec<RawZone>>, p: &mut Problems) -> Option<V
             None => name_ok.then(|| format!("hostmaster.{name}.")),
         };
         let include = (!z.include.is_empty()).then(|| PathBuf::from(&z.include));
+        paths.zone(i, usable, include.as_deref());
         if let (Some(file), Some(nameservers), Some(hostmaster)) = (file, nameservers, hostmaster) {
             if p.count() == zone_before {
                 zones.push(Zone {
