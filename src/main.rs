@@ -77,8 +77,8 @@ fn run(mut args: Vec<String>) -> Result<(), Failure> {
         return cli::config_file::run(config_path.as_deref(), rest);
     }
     let config = match &config_path {
-        Some(p) => Config::load(p).map_err(|e| Failure::from(e.to_string()))?,
-        None => Config::defaults_here().map_err(|e| Failure::from(e.to_string()))?,
+        Some(p) => Config::load(p)?,
+        None => Config::defaults_here()?,
     };
     match cmd.as_str() {
         "serve" => {
@@ -96,7 +96,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Err(f) = run(args) {
         if !f.message.is_empty() {
-            eprintln!("dedyn-update: {}", f.message);
+            eprintln!("{}{}", cli::args::PREFIX, f.message);
         }
         std::process::exit(f.code);
     }

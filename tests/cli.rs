@@ -648,6 +648,71 @@ fn config_errors_name_the_key_and_the_file_and_exit_non_zero() {
     }
 }
 
+/// One load names every problem of the file, each on its own line with the
+/// prefix and the file's name a single problem gets: three mistakes in three
+/// sections, for `check`, another command and `serve`; `config set` too.
+#[test]
+fn every_config_problem_is_named_on_its_own_line() {
+    let dir = TempDir::new("cli");
+    let d = dir.path();
+    let path = d.join("three.toml");
+    std::fs::write(
+        &path,
+        "[server]\nworkers = 0\n[database]\nsynchronous = \"sometimes\"\n\
+         [[zone]]\nname = \"bad zone\"\n",
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let keys = ["server.workers", "database.synchronous", "zone[0].name"];
+    for cmd in [&["check"][..], &["user", "list"], &["serve"]] {
+        let mut a = vec!["--config", p];
+        a.extend_from_slice(cmd);
+        let o = cli_in(d, &a, &[]);
+        assert_eq!(o.code, 1, "{cmd:?}: {}", o.stderr);
+        let lines: Vec<&str> = o.stderr.lines().collect();
+        assert_eq!(lines.len(), keys.len(), "{cmd:?}: {}", o.stderr);
+        for (line, key) in lines.iter().zip(keys) {
+            assert!(
+                line.starts_with(&format!("dedyn-update: {p}: {key}")),
+                "{cmd:?}: {key} in {:?}",
+                o.stderr
+            );
+        }
+    }
+    // `config set` writes nothing and says so on each line.
+    let ok = d.join("ok.toml");
+    std::fs::write(&ok, "[server]\nworkers = 4\n").unwrap();
+    let q = ok.to_str().unwrap();
+    let o = cli_in(
+        d,
+        &[
+            "--config",
+            q,
+            "config",
+            "set",
+            "server.workers",
+            "0",
+            "dns.ttl",
+            "-1",
+        ],
+        &[],
+    );
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", o.stderr);
+    for (line, key) in lines.iter().zip(["server.workers", "dns.ttl"]) {
+        assert!(
+            line.starts_with(&format!("dedyn-update: nothing written: {q}: {key}")),
+            "{key} in {:?}",
+            o.stderr
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&ok).unwrap(),
+        "[server]\nworkers = 4\n"
+    );
+}
+
 #[test]
 fn help_for_every_command() {
     let dir = TempDir::new("cli");

@@ -1,11 +1,12 @@
 //! What every command shares: parsed arguments, the failure and its exit code,
 //! opening the store for the configured zones, and printing lines to stdout.
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::store::{Store, StoreError};
 use std::io::Write;
 
-/// A command's failure: the one-line message and the exit code.
+/// A command's failure: the message (several problems: one a line, see
+/// `failure_lines`) and the exit code.
 #[derive(Debug)]
 pub struct Failure {
     pub message: String,
@@ -24,6 +25,23 @@ impl From<StoreError> for Failure {
 impl From<String> for Failure {
     fn from(message: String) -> Self {
         Failure { message, code: 1 }
+    }
+}
+
+/// What `main` prints before a failure's message: `dedyn-update: `.
+pub const PREFIX: &str = "dedyn-update: ";
+
+/// Several problems as one failure, one per line, each with the `PREFIX` that
+/// `main` prints before the first (as `check` prints its problems).
+pub fn failure_lines(lines: impl IntoIterator<Item = String>) -> Failure {
+    let lines: Vec<String> = lines.into_iter().collect();
+    Failure::from(lines.join(&format!("\n{PREFIX}")))
+}
+
+/// A config that does not load: each of its problems on its own line.
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        failure_lines(e.problems)
     }
 }
 

@@ -6,6 +6,7 @@
 //! the same checks as `serve`); it replaces the file atomically, with the file's
 //! owner and mode; nothing is written when any of this fails.
 
+use super::args::failure_lines;
 use super::{usage, Failure, Out};
 use crate::config::{edit, Config};
 use std::fs;
@@ -48,7 +49,8 @@ pub fn run(path: Option<&Path>, args: &[String]) -> Out {
         .map_err(|e| Failure::from(format!("{}: cannot read config file: {e}", file.display())))?;
     let (new, written) = edit::set(&text, &assignments)
         .map_err(|e| Failure::from(format!("{}: nothing written: {e}", file.display())))?;
-    Config::parse(&new, Some(&file)).map_err(|e| Failure::from(format!("nothing written: {e}")))?;
+    Config::parse(&new, Some(&file))
+        .map_err(|e| failure_lines(e.problems.iter().map(|p| format!("nothing written: {p}"))))?;
     if new != text {
         replace(&file, new.as_bytes())
             .map_err(|e| Failure::from(format!("{}: nothing written: {e}", file.display())))?;

@@ -18,13 +18,13 @@ pub const SECTIONS: &[&str] = &["server", "database", "dns", "rate_limit", "limi
 /// `SECTION.KEY` from the command line.
 fn split_name(name: &str) -> Result<(&str, &str), ConfigError> {
     let (section, key) = name.split_once('.').ok_or_else(|| {
-        ConfigError(format!(
+        ConfigError::one(format!(
             "'{}': name a key as SECTION.KEY, e.g. dns.reload_command",
             name.escape_debug()
         ))
     })?;
     if !SECTIONS.contains(&section) {
-        return Err(ConfigError(format!(
+        return Err(ConfigError::one(format!(
             "'{}': no section [{}] to set keys in (one of: {}; [[zone]] entries are edited by hand)",
             name.escape_debug(),
             section.escape_debug(),
@@ -32,7 +32,7 @@ fn split_name(name: &str) -> Result<(&str, &str), ConfigError> {
         )));
     }
     if key.is_empty() || !key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-        return Err(ConfigError(format!(
+        return Err(ConfigError::one(format!(
             "'{}': '{}' is not a key name (lower-case letters and _)",
             name.escape_debug(),
             key.escape_debug()
@@ -162,7 +162,7 @@ fn set_line(text: &str, section: &str, key: &str, value: &str) -> Result<String,
         }
         if in_section && assigns(line, key) {
             if opens_string(line).is_some() || opens_array(line) {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::one(format!(
                     "{section}.{key}: its value spans several lines; edit it by hand"
                 )));
             }
@@ -228,10 +228,10 @@ pub fn set(
             (None, Some(e)) => {
                 // A file that does not load as it is: say so, not blame the value.
                 return Err(match basic_toml::from_str::<RawConfig>(&text) {
-                    Err(before) => ConfigError(format!(
+                    Err(before) => ConfigError::one(format!(
                         "the file does not load as it is, so {name} cannot be set: {before}"
                     )),
-                    Ok(_) => ConfigError(format!("{name}: {e}")),
+                    Ok(_) => ConfigError::one(format!("{name}: {e}")),
                 });
             }
             (None, None) => unreachable!("spellings() gives at least one"),
@@ -247,7 +247,7 @@ mod tests {
     fn set1(text: &str, name: &str, value: &str) -> Result<String, String> {
         set(text, &[(name.into(), value.into())])
             .map(|(text, _)| text)
-            .map_err(|e| e.0)
+            .map_err(|e| e.to_string())
     }
 
     const PACKAGED: &str = "# comment\n[server]\nhttp_listen = [\"127.0.0.1:8080\"]   # here\n\n\

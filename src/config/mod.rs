@@ -11,13 +11,35 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A configuration problem, phrased for the operator who has to fix it.
+/// Configuration problems, each phrased for the operator who has to fix it and
+/// naming its key: one load reports every problem it found, not only the first.
+/// Shown one per line.
 #[derive(Debug)]
-pub struct ConfigError(pub String);
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    pub fn one(problem: impl Into<String>) -> ConfigError {
+        ConfigError {
+            problems: vec![problem.into()],
+        }
+    }
+
+    /// Every problem with `prefix: ` before it (the file's name), as one alone gets.
+    fn within(problems: Vec<String>, prefix: &str) -> ConfigError {
+        ConfigError {
+            problems: problems
+                .into_iter()
+                .map(|p| format!("{prefix}: {p}"))
+                .collect(),
+        }
+    }
+}
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.problems.join("\n"))
     }
 }
 
@@ -162,7 +184,8 @@ pub const DEFAULT_ZONE: &str = "dedyn.example";
 impl Config {
     /// Built-in defaults: HTTP on 127.0.0.1:8080, state under `data/`, one dynamic zone.
     pub fn defaults() -> Config {
-        validate(RawConfig::default(), None).expect("built-in defaults are valid")
+        validate(RawConfig::default(), None, &mut paths::Files::default())
+            .expect("built-in defaults are valid")
     }
 
     /// The built-in defaults as `serve` and the commands use them: their
@@ -170,10 +193,11 @@ impl Config {
     /// that every message names an absolute path.
     pub fn defaults_here() -> Result<Config, ConfigError> {
         let cwd = std::env::current_dir()
-            .map_err(|e| ConfigError(format!("cannot read the working directory: {e}")))?;
+            .map_err(|e| ConfigError::one(format!("cannot read the working directory: {e}")))?;
         let mut c = Config::defaults();
         c.resolve_paths(&cwd);
-        paths::check_distinct(&c).map_err(|e| ConfigError(format!("built-in defaults: {e}")))?;
+        paths::check_distinct(&paths::Files::of(&c))
+            .map_err(|e| ConfigError::within(e, "built-in defaults"))?;
         Ok(c)
     }
 
@@ -182,7 +206,7 @@ impl Config {
         // Messages name the file by its absolute path (SPEC 12).
         let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(format!("{}: cannot read config file: {e}", path.display()))
+            ConfigError::one(format!("{}: cannot read config file: {e}", path.display()))
         })?;
         Config::parse(&text, Some(path))
     }
@@ -192,20 +216,34 @@ impl Config {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "config".into());
         let raw: RawConfig =
-            basic_toml::from_str(text).map_err(|e| ConfigError(format!("{name}: {e}")))?;
-        let mut config = validate(raw, path).map_err(|e| ConfigError(format!("{name}: {e}")))?;
-        if let Some(p) = path {
-            // SPEC 12: relative paths in a file are relative to the file's
-            // directory, not to wherever the command happens to be run from.
-            let file = std::path::absolute(p)
-                .map_err(|e| ConfigError(format!("{name}: cannot make the path absolute: {e}")))?;
-            let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
-            config.source = Some(file);
-            config.resolve_paths(&dir);
-            // Only now that the paths are what the service will open (SPEC 17).
-            paths::check_distinct(&config).map_err(|e| ConfigError(format!("{name}: {e}")))?;
+            basic_toml::from_str(text).map_err(|e| ConfigError::one(format!("{name}: {e}")))?;
+        // The paths of the values that are usable, even when others are not.
+        let mut files = paths::Files::default();
+        let validated = validate(raw, path, &mut files);
+        let Some(p) = path else {
+            return validated.map_err(|e| ConfigError::within(e, &name));
+        };
+        // SPEC 12: relative paths in a file are relative to the file's
+        // directory, not to wherever the command happens to be run from.
+        let file = std::path::absolute(p)
+            .map_err(|e| ConfigError::one(format!("{name}: cannot make the path absolute: {e}")))?;
+        let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+        files.resolve(&dir);
+        files.config_file(&file);
+        // Only now that the paths are what the service will open (SPEC 17).
+        let clashes = paths::check_distinct(&files).err().unwrap_or_default();
+        match validated {
+            Ok(mut config) if clashes.is_empty() => {
+                config.source = Some(file);
+                config.resolve_paths(&dir);
+                Ok(config)
+            }
+            Ok(_) => Err(ConfigError::within(clashes, &name)),
+            Err(mut problems) => {
+                problems.extend(clashes);
+                Err(ConfigError::within(problems, &name))
+            }
         }
-        Ok(config)
     }
 
     /// Make every relative file path absolute against `base`.
@@ -248,35 +286,65 @@ impl Config {
     }
 }
 
-fn listen_addrs(key: &str, values: &[String]) -> Result<Vec<SocketAddr>, String> {
-    values
-        .iter()
-        .map(|v| {
-            v.parse().map_err(|_| {
-                format!("{key}: '{v}' is not an address:port (e.g. 127.0.0.1:8080 or [::]:443)")
-            })
-        })
-        .collect()
+/// The problems one load has found so far: every check runs and adds its
+/// own; a value that is unusable comes back as `None`, so that only the
+/// checks that need it are skipped.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, problem: String) {
+        self.0.push(problem);
+    }
+
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The value, or `None` with its problem noted.
+    fn one<T>(&mut self, r: Result<T, String>) -> Option<T> {
+        r.map_err(|e| self.push(e)).ok()
+    }
+
+    /// Every entry of a list through `f`: all the values, or `None` with the
+    /// problem of each bad entry noted (not only the first).
+    fn every<V, T>(
+        &mut self,
+        values: &[V],
+        mut f: impl FnMut(&V) -> Result<T, String>,
+    ) -> Option<Vec<T>> {
+        let before = self.count();
+        let out: Vec<T> = values.iter().filter_map(|v| self.one(f(v))).collect();
+        (self.count() == before).then_some(out)
+    }
+}
+
+fn listen_addr(key: &str, v: &str) -> Result<SocketAddr, String> {
+    v.parse().map_err(|_| {
+        format!("{key}: '{v}' is not an address:port (e.g. 127.0.0.1:8080 or [::]:443)")
+    })
 }
 
 /// `http_listen`: `ADDR:PORT` entries, and `unix:/PATH` ones apart.
-fn http_listeners(values: &[String]) -> Result<(Vec<SocketAddr>, Vec<PathBuf>), String> {
+fn http_listeners(values: &[String], p: &mut Problems) -> Option<(Vec<SocketAddr>, Vec<PathBuf>)> {
     let key = "server.http_listen";
     let mut unix = Vec::new();
     let mut tcp = Vec::new();
+    let before = p.count();
     for v in values {
-        match v.strip_prefix("unix:") {
-            Some(path) => {
-                let path = unix_path(key, v, path)?;
+        let entry = match v.strip_prefix("unix:") {
+            Some(path) => unix_path(key, v, path).and_then(|path| {
                 if unix.contains(&path) {
                     return Err(format!("{key}: '{v}' is listed twice"));
                 }
                 unix.push(path);
-            }
-            None => tcp.extend(listen_addrs(key, std::slice::from_ref(v))?),
-        }
+                Ok(())
+            }),
+            None => listen_addr(key, v).map(|a| tcp.push(a)),
+        };
+        p.one(entry);
     }
-    Ok((tcp, unix))
+    (p.count() == before).then_some((tcp, unix))
 }
 
 /// The path of a `unix:` entry: absolute, printable ASCII without spaces (it
@@ -304,38 +372,49 @@ fn unix_path(key: &str, entry: &str, path: &str) -> Result<PathBuf, String> {
 /// `trusted_proxies`: CIDRs, and `unix:/PATH` entries that must each name a
 /// `unix:` listener of `http_listen`; every such listener must be named (its
 /// connections have no address but the proxy's `X-Forwarded-For`).
+/// `http_unix` is `None` when `http_listen` is unusable: the checks against
+/// it are skipped, the entries' own syntax is still checked.
 fn trusted_proxies(
     values: &[String],
-    http_unix: &[PathBuf],
+    http_unix: Option<&[PathBuf]>,
     allow_local_users: bool,
-) -> Result<TrustedProxies, String> {
+    p: &mut Problems,
+) -> Option<TrustedProxies> {
     let key = "server.trusted_proxies";
     let mut trusted = TrustedProxies {
         allow_local_users,
         ..TrustedProxies::default()
     };
+    let before = p.count();
     for v in values {
-        match v.strip_prefix("unix:") {
-            Some(path) => {
-                let path = unix_path(key, v, path)?;
-                if !http_unix.contains(&path) {
+        let entry = match v.strip_prefix("unix:") {
+            Some(path) => unix_path(key, v, path).and_then(|path| {
+                if http_unix.is_some_and(|listeners| !listeners.contains(&path)) {
                     return Err(format!(
                         "{key}: '{v}' is not a listener: add it to server.http_listen"
                     ));
                 }
                 trusted.unix.push(path);
-            }
-            None => trusted.nets.extend(cidrs(key, std::slice::from_ref(v))?),
+                Ok(())
+            }),
+            None => cidr(key, v).map(|c| trusted.nets.push(c)),
+        };
+        p.one(entry);
+    }
+    if p.count() != before {
+        // A listener may be missing only because its entry here was misspelt.
+        return None;
+    }
+    for l in http_unix.unwrap_or_default() {
+        if !trusted.unix.contains(l) {
+            p.push(format!(
+                "server.http_listen: 'unix:{0}' is not in {key}: its connections have no client \
+                 address but the proxy's X-Forwarded-For; add \"unix:{0}\" to {key}",
+                l.display()
+            ));
         }
     }
-    if let Some(p) = http_unix.iter().find(|p| !trusted.unix.contains(p)) {
-        return Err(format!(
-            "server.http_listen: 'unix:{0}' is not in {key}: its connections have no client \
-             address but the proxy's X-Forwarded-For; add \"unix:{0}\" to {key}",
-            p.display()
-        ));
-    }
-    Ok(trusted)
+    (p.count() == before).then_some(trusted)
 }
 
 /// `unix_mode`: octal permission bits, e.g. "0660".
@@ -346,11 +425,12 @@ fn unix_mode(v: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("server.unix_mode = '{v}': not an octal file mode (e.g. \"0660\")"))
 }
 
-fn cidrs(key: &str, values: &[String]) -> Result<Vec<Cidr>, String> {
-    values
-        .iter()
-        .map(|v| v.parse().map_err(|e| format!("{key}: {e}")))
-        .collect()
+fn cidr(key: &str, v: &str) -> Result<Cidr, String> {
+    v.parse().map_err(|e| format!("{key}: {e}"))
+}
+
+fn cidrs(key: &str, values: &[String], p: &mut Problems) -> Option<Vec<Cidr>> {
+    p.every(values, |v| cidr(key, v))
 }
 
 fn positive(key: &str, v: i64, max: i64) -> Result<usize, String> {
@@ -378,141 +458,212 @@ fn absolute_name(key: &str, v: &str) -> Result<String, String> {
     Ok(format!("{n}."))
 }
 
-fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, String> {
-    Ok(Config {
-        source: path.map(Path::to_path_buf),
-        server: validate_server(raw.server)?,
-        database: validate_database(raw.database)?,
-        dns: validate_dns(raw.dns)?,
-        zones: validate_zones(raw.zone)?,
-        rate_limit: validate_rate_limit(raw.rate_limit)?,
-        limits: validate_limits(raw.limits)?,
-    })
+/// Every section checked, every problem found in any of them (SPEC 3: each
+/// names its key); the configuration only when there is none.
+/// `files` gets the paths of the values that are usable, for the check that no
+/// two are one file (which needs them resolved first).
+fn validate(
+    raw: RawConfig,
+    path: Option<&Path>,
+    files: &mut paths::Files,
+) -> Result<Config, Vec<String>> {
+    let mut p = Problems::default();
+    if !raw.database.path.is_empty() {
+        files.database(Path::new(&raw.database.path));
+    }
+    let tls = (
+        PathBuf::from(&raw.server.tls_cert),
+        PathBuf::from(&raw.server.tls_key),
+    );
+    let server = validate_server(raw.server, &mut p);
+    let database = validate_database(raw.database, &mut p);
+    let dns = validate_dns(raw.dns, &mut p);
+    let zones = validate_zones(raw.zone, &mut p, files);
+    files.tls(&tls.0, &tls.1);
+    let rate_limit = validate_rate_limit(raw.rate_limit, &mut p);
+    let limits = validate_limits(raw.limits, &mut p);
+    match (server, database, dns, zones, rate_limit, limits) {
+        (Some(server), Some(database), Some(dns), Some(zones), Some(rate_limit), Some(limits))
+            if p.0.is_empty() =>
+        {
+            Ok(Config {
+                source: path.map(Path::to_path_buf),
+                server,
+                database,
+                dns,
+                zones,
+                rate_limit,
+                limits,
+            })
+        }
+        _ => {
+            debug_assert!(!p.0.is_empty(), "a section refused without naming why");
+            Err(p.0)
+        }
+    }
 }
 
 /// `[server]`: listeners, TLS files, the pool, the edge's bounds.
-fn validate_server(s: RawServer) -> Result<Server, String> {
-    let (http_listen, http_unix) = http_listeners(&s.http_listen)?;
-    if let Some(v) = s.https_listen.iter().find(|v| v.starts_with("unix:")) {
-        return Err(format!(
-            "server.https_listen: '{v}': a unix: listener is for a proxy that terminates TLS; put it in http_listen"
-        ));
-    }
+fn validate_server(s: RawServer, p: &mut Problems) -> Option<Server> {
+    let before = p.count();
+    let listeners = http_listeners(&s.http_listen, p);
+    let https_listen = p.every(&s.https_listen, |v| {
+        if v.starts_with("unix:") {
+            return Err(format!(
+                "server.https_listen: '{v}': a unix: listener is for a proxy that terminates TLS; put it in http_listen"
+            ));
+        }
+        listen_addr("server.https_listen", v)
+    });
     let trusted_proxies = trusted_proxies(
         &s.trusted_proxies,
-        &http_unix,
+        listeners.as_ref().map(|(_, unix)| unix.as_slice()),
         s.trusted_proxies_allow_local_users,
-    )?;
-    let server = Server {
+        p,
+    );
+    let unix_mode = p.one(unix_mode(&s.unix_mode));
+    let workers = p.one(positive("server.workers", s.workers, 1024));
+    let max_connections = p.one(positive(
+        "server.max_connections",
+        s.max_connections,
+        1_000_000,
+    ));
+    let hsts_max_age = p.one(
+        u64::try_from(s.hsts_max_age)
+            .map_err(|_| "server.hsts_max_age: must not be negative".to_string()),
+    );
+    let handshake_timeout = p.one(seconds(
+        "server.handshake_timeout_secs",
+        s.handshake_timeout_secs,
+    ));
+    let request_head_timeout = p.one(seconds(
+        "server.request_head_timeout_secs",
+        s.request_head_timeout_secs,
+    ));
+    let keepalive_timeout = p.one(seconds(
+        "server.keepalive_timeout_secs",
+        s.keepalive_timeout_secs,
+    ));
+    let max_request_head_bytes = p.one(positive(
+        "server.max_request_head_bytes",
+        s.max_request_head_bytes,
+        1 << 20,
+    ));
+    if max_request_head_bytes.is_some_and(|b| b < 256) {
+        p.push("server.max_request_head_bytes: must be at least 256".into());
+    }
+    let blocked_subnets = cidrs("server.blocked_subnets", &s.blocked_subnets, p);
+    let metrics_listen = match s.metrics_listen.as_str() {
+        "" => Some(None),
+        v => p.one(v.parse().map(Some).map_err(|_| {
+            format!("server.metrics_listen: '{v}' is not an address:port (e.g. 127.0.0.1:9153)")
+        })),
+    };
+    if let (Some((tcp, unix)), Some(https)) = (&listeners, &https_listen) {
+        if tcp.is_empty() && unix.is_empty() && https.is_empty() {
+            p.push(
+                "server: http_listen and https_listen are both empty: nothing to serve on".into(),
+            );
+        }
+    }
+    if p.count() != before {
+        return None;
+    }
+    let (http_listen, http_unix) = listeners?;
+    Some(Server {
         http_listen,
-        unix_mode: unix_mode(&s.unix_mode)?,
+        unix_mode: unix_mode?,
         unix_group: s.unix_group.clone(),
         http_unix,
-        https_listen: listen_addrs("server.https_listen", &s.https_listen)?,
+        https_listen: https_listen?,
         tls_cert: PathBuf::from(&s.tls_cert),
         tls_key: PathBuf::from(&s.tls_key),
-        workers: positive("server.workers", s.workers, 1024)?,
-        max_connections: positive("server.max_connections", s.max_connections, 1_000_000)?,
-        trusted_proxies,
-        hsts_max_age: u64::try_from(s.hsts_max_age)
-            .map_err(|_| "server.hsts_max_age: must not be negative".to_string())?,
-        handshake_timeout: seconds("server.handshake_timeout_secs", s.handshake_timeout_secs)?,
-        request_head_timeout: seconds(
-            "server.request_head_timeout_secs",
-            s.request_head_timeout_secs,
-        )?,
-        keepalive_timeout: seconds("server.keepalive_timeout_secs", s.keepalive_timeout_secs)?,
-        max_request_head_bytes: positive(
-            "server.max_request_head_bytes",
-            s.max_request_head_bytes,
-            1 << 20,
-        )?,
+        workers: workers?,
+        max_connections: max_connections?,
+        trusted_proxies: trusted_proxies?,
+        hsts_max_age: hsts_max_age?,
+        handshake_timeout: handshake_timeout?,
+        request_head_timeout: request_head_timeout?,
+        keepalive_timeout: keepalive_timeout?,
+        max_request_head_bytes: max_request_head_bytes?,
         checkip_hosts: s
             .checkip_hosts
             .iter()
             .map(|h| h.trim().to_ascii_lowercase())
             .collect(),
-        blocked_subnets: cidrs("server.blocked_subnets", &s.blocked_subnets)?,
-        metrics_listen: match s.metrics_listen.as_str() {
-            "" => None,
-            v => Some(v.parse().map_err(|_| {
-                format!("server.metrics_listen: '{v}' is not an address:port (e.g. 127.0.0.1:9153)")
-            })?),
-        },
-    };
-    if server.http_listen.is_empty()
-        && server.http_unix.is_empty()
-        && server.https_listen.is_empty()
-    {
-        return Err(
-            "server: http_listen and https_listen are both empty: nothing to serve on".into(),
-        );
-    }
-    if server.max_request_head_bytes < 256 {
-        return Err("server.max_request_head_bytes: must be at least 256".into());
-    }
-    Ok(server)
+        blocked_subnets: blocked_subnets?,
+        metrics_listen: metrics_listen?,
+    })
 }
 
 /// `[database]`.
-fn validate_database(db: RawDatabase) -> Result<Database, String> {
+fn validate_database(db: RawDatabase, p: &mut Problems) -> Option<Database> {
     let synchronous = db.synchronous.to_ascii_uppercase();
+    let before = p.count();
     if synchronous != "NORMAL" && synchronous != "FULL" {
-        return Err(format!(
+        p.push(format!(
             "database.synchronous = '{}': must be \"normal\" or \"full\"",
             db.synchronous
         ));
     }
     if db.path.is_empty() {
-        return Err("database.path: must not be empty".into());
+        p.push("database.path: must not be empty".into());
     }
-    let database = Database {
+    (p.count() == before).then(|| Database {
         path: PathBuf::from(&db.path),
         synchronous,
-    };
-
-    Ok(database)
+    })
 }
 
 /// `[dns]`: TTL, reload command, batching, guard ranges, the verifying server.
-fn validate_dns(d: RawDns) -> Result<Dns, String> {
-    let ttl = u32::try_from(d.ttl)
-        .ok()
-        .filter(|t| *t <= 2_147_483_647)
-        .ok_or_else(|| format!("dns.ttl = {}: must be between 0 and 2147483647", d.ttl))?;
-    let publish_delay_ms = u64::try_from(d.publish_delay_ms)
-        .ok()
-        .filter(|v| *v <= 60_000)
-        .ok_or_else(|| {
-            format!(
-                "dns.publish_delay_ms = {}: must be between 0 and 60000",
-                d.publish_delay_ms
-            )
-        })?;
+fn validate_dns(d: RawDns, p: &mut Problems) -> Option<Dns> {
+    let ttl = p.one(
+        u32::try_from(d.ttl)
+            .ok()
+            .filter(|t| *t <= 2_147_483_647)
+            .ok_or_else(|| format!("dns.ttl = {}: must be between 0 and 2147483647", d.ttl)),
+    );
+    let publish_delay_ms = p.one(
+        u64::try_from(d.publish_delay_ms)
+            .ok()
+            .filter(|v| *v <= 60_000)
+            .ok_or_else(|| {
+                format!(
+                    "dns.publish_delay_ms = {}: must be between 0 and 60000",
+                    d.publish_delay_ms
+                )
+            }),
+    );
     let verify_server = if d.verify_server.is_empty() {
-        None
+        Some(None)
     } else {
-        Some(d.verify_server.parse().map_err(|_| {
+        p.one(d.verify_server.parse().map(Some).map_err(|_| {
             format!(
                 "dns.verify_server: '{}' is not an address:port",
                 d.verify_server
             )
-        })?)
+        }))
     };
-    let dns = Dns {
-        ttl,
+    let reload_timeout = p.one(seconds("dns.reload_timeout_secs", d.reload_timeout_secs));
+    let guard_fallback = cidrs("dns.guard_fallback", &d.guard_fallback, p);
+    Some(Dns {
+        ttl: ttl?,
         reload_command: d.reload_command,
-        publish_delay: Duration::from_millis(publish_delay_ms),
-        reload_timeout: seconds("dns.reload_timeout_secs", d.reload_timeout_secs)?,
-        guard_fallback: cidrs("dns.guard_fallback", &d.guard_fallback)?,
-        verify_server,
-    };
-
-    Ok(dns)
+        publish_delay: Duration::from_millis(publish_delay_ms?),
+        reload_timeout: reload_timeout?,
+        guard_fallback: guard_fallback?,
+        verify_server: verify_server?,
+    })
 }
 
-/// `[[zone]]`: names, files, NS and hostmaster; the built-in zone when none is given.
-fn validate_zones(raw_zones: Option<Vec<RawZone>>) -> Result<Vec<Zone>, String> {
+/// `[[zone]]`: names, files, NS and hostmaster; the built-in zone when none is
+/// given. Every zone is checked; a zone whose name is unusable skips only the
+/// checks that need the name (the duplicate, the defaults derived from it).
+fn validate_zones(
+    raw_zones: Option<Vec<RawZone>>,
+    p: &mut Problems,
+    paths: &mut paths::Files,
+) -> Option<Vec<Zone>> {
     let raw_zones = raw_zones.unwrap_or_else(|| {
         vec![RawZone {
             name: DEFAULT_ZONE.into(),
@@ -523,63 +674,89 @@ fn validate_zones(raw_zones: Option<Vec<RawZone>>) -> Result<Vec<Zone>, String> 
             include: String::new(),
         }]
     });
+    let before = p.count();
+    if raw_zones.is_empty() {
+        p.push("zone: at least one [[zone]] is needed".into());
+    }
+    // Names and files seen so far, also of zones refused for another reason.
+    let mut names: Vec<String> = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
     let mut zones: Vec<Zone> = Vec::new();
     for (i, z) in raw_zones.into_iter().enumerate() {
         let key = format!("zone[{i}]");
+        let zone_before = p.count();
         let name = name::normalize(&z.name);
-        if name::check_syntax(&name).is_err() || name.starts_with('*') || !name.contains('.') {
-            return Err(format!(
+        let name_ok =
+            !(name::check_syntax(&name).is_err() || name.starts_with('*') || !name.contains('.'));
+        if !name_ok {
+            p.push(format!(
                 "{key}.name: '{}' is not a valid zone name (e.g. dedyn.example)",
                 z.name
             ));
+        } else if names.contains(&name) {
+            p.push(format!("{key}.name: zone '{name}' is configured twice"));
+        } else {
+            names.push(name.clone());
         }
-        if zones.iter().any(|o| o.name == name) {
-            return Err(format!("{key}.name: zone '{name}' is configured twice"));
-        }
-        let file = PathBuf::from(z.file.unwrap_or_else(|| format!("data/zones/{name}.zone")));
-        if file.as_os_str().is_empty() || dir_like(&file) {
-            return Err(format!(
-                "{key}.file: '{}' is not a file path (e.g. \"/var/lib/dedyn-update/zones/{name}.zone\")",
-                file.display()
-            ));
-        }
-        if zones.iter().any(|o| o.file == file) {
-            return Err(format!(
-                "{key}.file: '{}' is used by two zones",
-                file.display()
-            ));
+        let file = match z.file {
+            Some(f) => Some(PathBuf::from(f)),
+            None => name_ok.then(|| PathBuf::from(format!("data/zones/{name}.zone"))),
+        };
+        // The file for the check that no two paths are one file: not one
+        // already named as a problem here.
+        let mut usable = None;
+        if let Some(file) = &file {
+            if file.as_os_str().is_empty() || dir_like(file) {
+                p.push(format!(
+                    "{key}.file: '{}' is not a file path (e.g. \"/var/lib/dedyn-update/zones/{name}.zone\")",
+                    file.display()
+                ));
+            } else if files.contains(file) {
+                p.push(format!(
+                    "{key}.file: '{}' is used by two zones",
+                    file.display()
+                ));
+            } else {
+                files.push(file.clone());
+                usable = Some(file.as_path());
+            }
         }
         let nameservers = match z.nameservers {
-            Some(list) => list
-                .iter()
-                .map(|n| absolute_name(&format!("{key}.nameservers"), n))
-                .collect::<Result<Vec<_>, _>>()?,
-            None => vec![format!("ns1.{name}.")],
+            Some(list) => {
+                let ns_key = format!("{key}.nameservers");
+                let ns = p.every(&list, |n| absolute_name(&ns_key, n));
+                if list.is_empty() {
+                    p.push(format!(
+                        "{key}.nameservers: at least one nameserver is needed for the NS records"
+                    ));
+                }
+                ns
+            }
+            None => name_ok.then(|| vec![format!("ns1.{name}.")]),
         };
-        if nameservers.is_empty() {
-            return Err(format!(
-                "{key}.nameservers: at least one nameserver is needed for the NS records"
-            ));
-        }
         let hostmaster = match z.hostmaster {
-            Some(h) => absolute_name(&format!("{key}.hostmaster"), &h.replacen('@', ".", 1))?,
-            None => format!("hostmaster.{name}."),
+            Some(h) => p.one(absolute_name(
+                &format!("{key}.hostmaster"),
+                &h.replacen('@', ".", 1),
+            )),
+            None => name_ok.then(|| format!("hostmaster.{name}.")),
         };
         let include = (!z.include.is_empty()).then(|| PathBuf::from(&z.include));
-        zones.push(Zone {
-            name,
-            file,
-            dynamic: z.dynamic,
-            nameservers,
-            hostmaster,
-            include,
-        });
+        paths.zone(i, usable, include.as_deref());
+        if let (Some(file), Some(nameservers), Some(hostmaster)) = (file, nameservers, hostmaster) {
+            if p.count() == zone_before {
+                zones.push(Zone {
+                    name,
+                    file,
+                    dynamic: z.dynamic,
+                    nameservers,
+                    hostmaster,
+                    include,
+                });
+            }
+        }
     }
-    if zones.is_empty() {
-        return Err("zone: at least one [[zone]] is needed".into());
-    }
-
-    Ok(zones)
+    (p.count() == before).then_some(zones)
 }
 
 /// A path that can only name a directory (`"zones/"`, `"."`, `".."`): a zone
@@ -593,36 +770,40 @@ fn dir_like(p: &Path) -> bool {
 }
 
 /// `[rate_limit]`: each a sliding-window rule, "" disables.
-fn validate_rate_limit(r: RawRateLimit) -> Result<RateLimit, String> {
-    Ok(RateLimit {
-        dyndns_per_domain: r
-            .dyndns_per_domain
-            .parse()
-            .map_err(|e| format!("rate_limit.dyndns_per_domain: {e}"))?,
-        failed_auth_per_ip: r
-            .failed_auth_per_ip
-            .parse()
-            .map_err(|e| format!("rate_limit.failed_auth_per_ip: {e}"))?,
-        checkip_per_ip: r
-            .checkip_per_ip
-            .parse()
-            .map_err(|e| format!("rate_limit.checkip_per_ip: {e}"))?,
-        acme_per_domain: r
-            .acme_per_domain
-            .parse()
-            .map_err(|e| format!("rate_limit.acme_per_domain: {e}"))?,
+fn validate_rate_limit(r: RawRateLimit, p: &mut Problems) -> Option<RateLimit> {
+    let mut rule = |key: &str, v: &str| {
+        p.one(
+            v.parse::<Limits>()
+                .map_err(|e| format!("rate_limit.{key}: {e}")),
+        )
+    };
+    let dyndns_per_domain = rule("dyndns_per_domain", &r.dyndns_per_domain);
+    let failed_auth_per_ip = rule("failed_auth_per_ip", &r.failed_auth_per_ip);
+    let checkip_per_ip = rule("checkip_per_ip", &r.checkip_per_ip);
+    let acme_per_domain = rule("acme_per_domain", &r.acme_per_domain);
+    Some(RateLimit {
+        dyndns_per_domain: dyndns_per_domain?,
+        failed_auth_per_ip: failed_auth_per_ip?,
+        checkip_per_ip: checkip_per_ip?,
+        acme_per_domain: acme_per_domain?,
     })
 }
 
 /// `[limits]`: each a count, `0` = no limit.
-fn validate_limits(l: RawLimits) -> Result<Bounds, String> {
-    let count = |key: &str, v: i64| {
-        u64::try_from(v).map_err(|_| format!("limits.{key} = {v}: must be 0 (no limit) or more"))
+fn validate_limits(l: RawLimits, p: &mut Problems) -> Option<Bounds> {
+    let mut count = |key: &str, v: i64| {
+        p.one(
+            u64::try_from(v)
+                .map_err(|_| format!("limits.{key} = {v}: must be 0 (no limit) or more")),
+        )
     };
-    Ok(Bounds {
-        names_per_domain: count("names_per_domain", l.names_per_domain)?,
-        records_per_name: count("records_per_name", l.records_per_name)?,
-        domains_per_user: count("domains_per_user", l.domains_per_user)?,
+    let names_per_domain = count("names_per_domain", l.names_per_domain);
+    let records_per_name = count("records_per_name", l.records_per_name);
+    let domains_per_user = count("domains_per_user", l.domains_per_user);
+    Some(Bounds {
+        names_per_domain: names_per_domain?,
+        records_per_name: records_per_name?,
+        domains_per_user: domains_per_user?,
     })
 }
 
@@ -727,7 +908,7 @@ mod tests {
     fn zone_file_must_be_a_file_path() {
         for bad in ["", "zones/", ".", "/var/lib/x/.."] {
             let text = format!("[[zone]]\nname = \"dyn.example\"\nfile = \"{bad}\"\n");
-            let e = Config::parse(&text, None).unwrap_err().0;
+            let e = Config::parse(&text, None).unwrap_err().to_string();
             assert!(
                 e.contains("zone[0].file") && e.contains("not a file path"),
                 "{bad}: {e}"
@@ -739,27 +920,110 @@ mod tests {
     fn unknown_key_is_named() {
         let e = Config::parse("[server]\nworkerz = 3\n", Some(Path::new("/etc/x.toml")))
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(e.contains("/etc/x.toml") && e.contains("workerz"), "{e}");
+    }
+
+    /// One load names every problem, one per line with the file's name before
+    /// each, in every section, not only the first it meets.
+    #[test]
+    fn every_problem_is_named_on_its_own_line() {
+        let text = "[server]\nhttp_listen = [\"nonsense\", \"also:bad\"]\nworkers = 0\nunix_mode = \"rw\"\n\
+                    [database]\nsynchronous = \"sometimes\"\npath = \"\"\n\
+                    [dns]\nttl = -1\nguard_fallback = [\"nonsense\"]\n\
+                    [[zone]]\nname = \"bad zone\"\n\
+                    [[zone]]\nname = \"ok.example\"\nnameservers = []\n\
+                    [rate_limit]\ndyndns_per_domain = \"lots\"\n\
+                    [limits]\ndomains_per_user = -1\nnames_per_domain = -2\n";
+        let e = Config::parse(text, Some(Path::new("/etc/x.toml"))).unwrap_err();
+        let keys = [
+            "server.http_listen: 'nonsense'",
+            "server.http_listen: 'also:bad'",
+            "server.unix_mode = 'rw'",
+            "server.workers = 0",
+            "database.synchronous = 'sometimes'",
+            "database.path: must not be empty",
+            "dns.ttl = -1",
+            "dns.guard_fallback",
+            "zone[0].name",
+            "zone[1].nameservers: at least one",
+            "rate_limit.dyndns_per_domain",
+            "limits.names_per_domain = -2",
+            "limits.domains_per_user = -1",
+        ];
+        assert_eq!(e.problems.len(), keys.len(), "{e}");
+        for (line, key) in e.to_string().lines().zip(keys) {
+            assert!(
+                line.starts_with("/etc/x.toml: ") && line.contains(key),
+                "{key}: {e}"
+            );
+        }
+        // Each problem alone reads as it did when it was the only one.
+        let alone = Config::parse("[server]\nworkers = 0\n", Some(Path::new("/etc/x.toml")))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            alone,
+            "/etc/x.toml: server.workers = 0: must be between 1 and 1024"
+        );
+        assert!(e.problems.contains(&alone), "{e}");
+    }
+
+    /// A check that needs an unusable value is skipped, not reported as a
+    /// second problem: with `http_listen` unusable, a `unix:` proxy is not
+    /// called "not a listener"; a misspelt proxy entry does not also leave
+    /// its listener "not in trusted_proxies"; a bad zone name no duplicate.
+    #[test]
+    fn a_check_that_needs_an_unusable_value_is_skipped() {
+        let sock = "unix:/run/dedyn-update/http.sock";
+        for (text, only) in [
+            (
+                format!("[server]\nhttp_listen = [\"{sock}\", \"nonsense\"]\ntrusted_proxies = [\"{sock}\"]\n"),
+                "'nonsense' is not an address:port",
+            ),
+            (
+                format!("[server]\nhttp_listen = [\"{sock}\"]\ntrusted_proxies = [\"{sock}\", \"10.0.0.0/40\"]\n"),
+                "server.trusted_proxies",
+            ),
+            (
+                "[[zone]]\nname = \"bad zone\"\n[[zone]]\nname = \"bad zone\"\nfile = \"b.zone\"\n".into(),
+                "is not a valid zone name",
+            ),
+        ] {
+            let e = Config::parse(&text, None).unwrap_err();
+            assert!(
+                e.problems.iter().all(|p| p.contains(only)),
+                "{text}: {e}"
+            );
+        }
+        // Two zones with a bad name each are both named, and their files too.
+        let e = Config::parse(
+            "[[zone]]\nname = \"a b\"\nfile = \"z/\"\n[[zone]]\nname = \"c d\"\n",
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.problems.len(), 3, "{e}");
+        assert!(e.problems[1].contains("zone[0].file"), "{e}");
+        assert!(e.problems[2].contains("zone[1].name"), "{e}");
     }
 
     #[test]
     fn bad_value_is_named() {
         let e = Config::parse("[server]\nhttp_listen = [\"nonsense\"]\n", None)
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(e.contains("server.http_listen"), "{e}");
         let e = Config::parse("[server]\nworkers = 0\n", None)
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(e.contains("server.workers"), "{e}");
         let e = Config::parse("[rate_limit]\ndyndns_per_domain = \"lots\"\n", None)
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(e.contains("rate_limit.dyndns_per_domain"), "{e}");
         let e = Config::parse("[[zone]]\nname = \"bad zone\"\n", None)
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(e.contains("zone[0].name"), "{e}");
     }
 
@@ -804,7 +1068,7 @@ mod tests {
         ] {
             let e = Config::parse(&format!("[server]\n{text}\n"), None)
                 .unwrap_err()
-                .0;
+                .to_string();
             assert!(e.contains(key), "{text}: {e}");
         }
         let loopback = |lines: &str| {
@@ -835,7 +1099,7 @@ mod tests {
         assert!(Bounds::over(100, 101) && !Bounds::over(100, 100));
         let e = Config::parse("[limits]\ndomains_per_user = -1\n", None)
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(e.contains("limits.domains_per_user"), "{e}");
     }
 

@@ -21,49 +21,89 @@ struct Entry {
     written: bool,
 }
 
-/// Every path of `config` that names a file, with its key.
-fn entries(config: &Config) -> Vec<Entry> {
-    let entry = |key: String, path: &Path, written: bool| Entry {
-        key,
-        path: path.to_path_buf(),
-        written,
-    };
-    let mut all = Vec::new();
-    if let Some(source) = &config.source {
-        all.push(entry("the config file".into(), source, false));
+/// The configured paths that name a file, each with its key: of a whole
+/// config, or of the values that were usable in one that is not.
+#[derive(Default)]
+pub(super) struct Files(Vec<Entry>);
+
+impl Files {
+    /// Every path of `config` that names a file.
+    pub(super) fn of(config: &Config) -> Files {
+        let mut files = Files::default();
+        if let Some(source) = &config.source {
+            files.config_file(source);
+        }
+        files.database(&config.database.path);
+        for (i, z) in config.zones.iter().enumerate() {
+            files.zone(i, Some(&z.file), z.include.as_deref());
+        }
+        files.tls(&config.server.tls_cert, &config.server.tls_key);
+        files
     }
-    let db = &config.database.path;
-    all.push(entry("database.path".into(), db, true));
-    for suffix in DATABASE_SIDECARS {
-        let mut side = db.clone().into_os_string();
-        side.push(suffix);
-        all.push(entry(
-            format!("database.path's {suffix} file"),
-            Path::new(&side),
-            true,
-        ));
+
+    fn add(&mut self, key: String, path: &Path, written: bool) {
+        self.0.push(Entry {
+            key,
+            path: path.to_path_buf(),
+            written,
+        });
     }
-    for (i, z) in config.zones.iter().enumerate() {
-        all.push(entry(format!("zone[{i}].file"), &z.file, true));
-        if let Some(inc) = &z.include {
-            all.push(entry(format!("zone[{i}].include"), inc, false));
+
+    /// The config file itself (absolute), named first.
+    pub(super) fn config_file(&mut self, source: &Path) {
+        self.add("the config file".into(), source, false);
+        self.0.rotate_right(1);
+    }
+
+    /// The database and the files SQLite keeps beside it.
+    pub(super) fn database(&mut self, db: &Path) {
+        self.add("database.path".into(), db, true);
+        for suffix in DATABASE_SIDECARS {
+            let mut side = db.as_os_str().to_owned();
+            side.push(suffix);
+            self.add(
+                format!("database.path's {suffix} file"),
+                Path::new(&side),
+                true,
+            );
         }
     }
-    let s = &config.server;
-    all.push(entry("server.tls_cert".into(), &s.tls_cert, false));
-    all.push(entry("server.tls_key".into(), &s.tls_key, false));
-    all
+
+    /// Zone `i`'s file (`None`: unusable) and include.
+    pub(super) fn zone(&mut self, i: usize, file: Option<&Path>, include: Option<&Path>) {
+        if let Some(file) = file {
+            self.add(format!("zone[{i}].file"), file, true);
+        }
+        if let Some(inc) = include {
+            self.add(format!("zone[{i}].include"), inc, false);
+        }
+    }
+
+    pub(super) fn tls(&mut self, cert: &Path, key: &Path) {
+        self.add("server.tls_cert".into(), cert, false);
+        self.add("server.tls_key".into(), key, false);
+    }
+
+    /// Every relative path made absolute against `base`, as `Config::resolve_paths` does.
+    pub(super) fn resolve(&mut self, base: &Path) {
+        for e in &mut self.0 {
+            if e.path.is_relative() {
+                e.path = base.join(&e.path);
+            }
+        }
+    }
 }
 
-/// The first clash among `config`'s paths, naming both keys and paths; or a
-/// path that is an existing directory.
-pub(super) fn check_distinct(config: &Config) -> Result<(), String> {
-    let all = entries(config);
+/// Every clash among the paths, each naming both keys and paths; and every
+/// path that is an existing directory (it clashes with nothing).
+pub(super) fn check_distinct(files: &Files) -> Result<(), Vec<String>> {
+    let all = &files.0;
     let resolved: Vec<Resolved> = all.iter().map(|e| Resolved::of(&e.path)).collect();
+    let mut problems = Vec::new();
     for (i, a) in all.iter().enumerate() {
         // The config file itself is a directory only in a path nobody could read.
         if a.key != "the config file" && resolved[i].is_dir {
-            return Err(format!(
+            problems.push(format!(
                 "{} {}: is a directory, not a file path",
                 a.key,
                 a.path.display()
@@ -75,13 +115,17 @@ pub(super) fn check_distinct(config: &Config) -> Result<(), String> {
             // The database's own files are one thing; reads may share a file.
             let same_database =
                 a.key.starts_with("database.path") && b.key.starts_with("database.path");
-            if same_database || !(a.written || b.written) {
+            if same_database
+                || !(a.written || b.written)
+                || resolved[i].is_dir
+                || resolved[j].is_dir
+            {
                 continue;
             }
             if resolved[i].same_file(&resolved[j]) {
                 // Name the written one first: it is the one that would destroy the other.
                 let (w, o) = if a.written { (a, b) } else { (b, a) };
-                return Err(format!(
+                problems.push(format!(
                     "{} {} is the same file as {} ({}): the service would overwrite it; give each its own path",
                     w.key,
                     w.path.display(),
@@ -91,7 +135,11 @@ pub(super) fn check_distinct(config: &Config) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 /// A path as the kernel will find it: symbolic links and `..` resolved where
@@ -161,7 +209,7 @@ mod tests {
     use super::*;
 
     fn config(text: &str, dir: &Path) -> Result<Config, String> {
-        Config::parse(text, Some(&dir.join("config.toml"))).map_err(|e| e.0)
+        Config::parse(text, Some(&dir.join("config.toml"))).map_err(|e| e.to_string())
     }
 
     fn temp_dir(tag: &str) -> PathBuf {
@@ -204,6 +252,42 @@ mod tests {
         let e = config(&text, &d).unwrap_err();
         assert!(
             e.contains("zone[0].file") && e.contains("zone[1].include"),
+            "{e}"
+        );
+        // Two clashes in one file: both named, each on its own line.
+        let text = format!(
+            "{db}[[zone]]\nname = \"a.example\"\nfile = \"db.sqlite3\"\n\
+             [[zone]]\nname = \"b.example\"\nfile = \"config.toml\"\n"
+        );
+        let e = config(&text, &d).unwrap_err();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 2, "{e}");
+        assert!(
+            lines[0].contains("zone[1].file") && lines[0].contains("the config file"),
+            "{e}"
+        );
+        assert!(
+            lines[1].contains("zone[0].file") && lines[1].contains("database.path"),
+            "{e}"
+        );
+        // A clash is named with the bad values of other keys; a zone file
+        // already named as used twice is not named again as a clash.
+        let text = format!(
+            "{db}[server]\nworkers = 0\n[[zone]]\nname = \"a b\"\nfile = \"db.sqlite3\"\n\
+             [[zone]]\nname = \"c.example\"\nfile = \"c.zone\"\n\
+             [[zone]]\nname = \"d.example\"\nfile = \"c.zone\"\n"
+        );
+        let e = config(&text, &d).unwrap_err();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 4, "{e}");
+        assert!(lines[0].contains("server.workers"), "{e}");
+        assert!(lines[1].contains("zone[0].name"), "{e}");
+        assert!(
+            lines[2].contains("zone[2].file") && lines[2].contains("two zones"),
+            "{e}"
+        );
+        assert!(
+            lines[3].contains("zone[0].file") && lines[3].contains("database.path"),
             "{e}"
         );
         // The database is a zone's file, written the other way round.
