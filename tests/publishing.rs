@@ -355,13 +355,8 @@ fn status_names_pending_written_and_published() {
     assert_eq!(rig.ns.soa_serial(ZONE).map(|s| s >= serial), Some(true));
 }
 
-/// SPEC 17 (issue 18 E1): a row that would make the nameserver refuse the zone
-/// (written by an older version, or by hand) used to take the whole zone off
-/// NSD: every other user's update stayed "written, not yet loaded". Now the
-/// publisher leaves the row out, logs an ERROR naming it, counts it, and NSD
-/// serves the rest — here a good update made after the bad rows went in.
-#[test]
-fn a_row_that_would_break_the_zone_is_left_out_logged_and_counted_and_the_rest_is_served() {
+/// NSD and the service with a metrics listener; the listener's address.
+fn nsd_with_metrics() -> (Rig, std::net::SocketAddr) {
     let metrics = free_tcp("127.0.0.1").expect("a free port");
     let rig = Rig::start(
         Kind::Nsd,
@@ -370,6 +365,30 @@ fn a_row_that_would_break_the_zone_is_left_out_logged_and_counted_and_the_rest_i
             ..Setup::default()
         },
     );
+    (rig, metrics)
+}
+
+/// The service's database, opened beside it to write rows by hand, and the id
+/// of registered domain `name`.
+fn open_at_domain(rig: &Rig, name: &str) -> (rusqlite::Connection, i64) {
+    let db = rusqlite::Connection::open(rig.server.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let domain = db
+        .query_row("SELECT id FROM domains WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    (db, domain)
+}
+
+/// SPEC 17 (issue 18 E1): a row that would make the nameserver refuse the zone
+/// (written by an older version, or by hand) used to take the whole zone off
+/// NSD: every other user's update stayed "written, not yet loaded". Now the
+/// publisher leaves the row out, logs an ERROR naming it, counts it, and NSD
+/// serves the rest — here a good update made after the bad rows went in.
+#[test]
+fn a_row_that_would_break_the_zone_is_left_out_logged_and_counted_and_the_rest_is_served() {
+    let (rig, metrics) = nsd_with_metrics();
     let alice = "alice.dedyn.example";
     let tok = rig.server.provision("alice@example.org", alice);
     // 253 characters below alice: fine for an address, but `_acme-challenge.`
@@ -377,13 +396,7 @@ fn a_row_that_would_break_the_zone_is_left_out_logged_and_counted_and_the_rest_i
     let labels = format!("{}.", "a".repeat(63)).repeat(3);
     let long = format!("{}.{labels}{alice}", "b".repeat(41));
     let label64 = format!("{}.{alice}", "c".repeat(64));
-    let db = rusqlite::Connection::open(rig.server.db_path()).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    let domain: i64 = db
-        .query_row("SELECT id FROM domains WHERE name = ?1", [alice], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let (db, domain) = open_at_domain(&rig, alice);
     db.execute(
         "INSERT INTO acme_txt(zone, name, value, written, domain) \
          VALUES (?1, ?2, 'x', strftime('%s', 'now'), ?3)",
@@ -447,23 +460,10 @@ fn a_row_that_would_break_the_zone_is_left_out_logged_and_counted_and_the_rest_i
 /// would break the zone: an ERROR naming it, counted in `zone_rows_left_out`.
 #[test]
 fn an_address_blob_of_the_wrong_length_is_logged_and_counted_not_skipped_silently() {
-    let metrics = free_tcp("127.0.0.1").expect("a free port");
-    let rig = Rig::start(
-        Kind::Nsd,
-        Setup {
-            server: vec![format!("metrics_listen = \"{metrics}\"")],
-            ..Setup::default()
-        },
-    );
+    let (rig, metrics) = nsd_with_metrics();
     let alice = "alice.dedyn.example";
     let tok = rig.server.provision("alice@example.org", alice);
-    let db = rusqlite::Connection::open(rig.server.db_path()).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    let domain: i64 = db
-        .query_row("SELECT id FROM domains WHERE name = ?1", [alice], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let (db, domain) = open_at_domain(&rig, alice);
     // An AAAA row of five bytes on the very name the update below sets the A
     // record of: the update reads it (and keeps it: AAAA is not touched).
     db.execute(
