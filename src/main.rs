@@ -1,5 +1,6 @@
 //! `dedyn-update [--config FILE] COMMAND`: parse the command line and dispatch.
 //! Nothing else lives here.
+#![forbid(unsafe_code)]
 
 use dedyn_update::cli::args::print_lines;
 use dedyn_update::cli::{self, usage, Failure, HELP};
