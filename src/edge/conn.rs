@@ -23,8 +23,9 @@ use rustls::{ServerConfig, ServerConnection};
 use super::backend::{CheckoutError, Lease};
 use super::http::{self, EdgeAnswer, HeadError, RequestHead, ResponseFramer};
 use super::limits::Slot;
+use super::peer::{ConnInfo, Peer};
+use super::shared::Shared;
 use super::stream::ClientStream;
-use super::{ConnInfo, Peer, Shared};
 
 /// Request bodies the edge buffers at most; update requests have none.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;

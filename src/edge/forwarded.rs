@@ -16,7 +16,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use super::Peer;
+use super::peer::Peer;
 use crate::net::cidr::{canonical_ip, Cidr};
 
 /// `trusted_proxies` and `trusted_proxies_allow_local_users` from `[server]`.

@@ -14,7 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::{ConnInfo, Peer};
+use super::peer::{ConnInfo, Peer};
 use crate::os::private_dir::random_hex;
 
 /// The request header that carries the client's identity over the internal hop.

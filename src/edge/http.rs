@@ -256,7 +256,7 @@ pub(crate) fn forward_head(head: &[u8], expect_continue: bool, identity: &str) -
     for (index, line) in body.split_inclusive(|&b| b == b'\n').enumerate() {
         let name = line.split(|&b| b == b':').next().unwrap_or_default();
         let drop = index > 0
-            && (name.eq_ignore_ascii_case(super::CLIENT_HEADER.as_bytes())
+            && (name.eq_ignore_ascii_case(super::hop::CLIENT_HEADER.as_bytes())
                 || name.eq_ignore_ascii_case(b"connection")
                 || (expect_continue && name.eq_ignore_ascii_case(b"expect")));
         if !drop {

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::conn;
+use super::shared::Shared;
 use super::stream::ListenSocket;
-use super::{conn, Shared};
 
 /// Listen backlog. Under a flood this is where real clients wait (SPEC 9); the
 /// kernel caps it at net.core.somaxconn.

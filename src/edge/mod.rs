@@ -14,14 +14,14 @@ mod hop;
 mod http;
 mod limits;
 mod listen;
+mod peer;
+mod shared;
 mod stream;
 mod tls;
 
 use crate::os::sys;
-use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -33,65 +33,10 @@ pub use limits::{
     fit_max_connections, raise_nofile_limit, FDS_PER_CONNECTION, FDS_PER_INTERNAL_CONNECTION,
     RESERVED_FDS,
 };
+pub use peer::{ConnInfo, Peer};
+pub use shared::EdgeSettings;
+use shared::Shared;
 pub use tls::{load_server_config, TlsError};
-
-/// Where a connection came from, as the public listener saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Peer {
-    /// A TCP client's address and port.
-    Tcp(SocketAddr),
-    /// A connection on the `unix:` listener at this path: no address of its
-    /// own, the proxy's `X-Forwarded-For` says who the client is (SPEC 17).
-    Unix(PathBuf),
-}
-
-impl fmt::Display for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Peer::Tcp(addr) => write!(f, "{addr}"),
-            Peer::Unix(path) => write!(f, "unix:{}", path.display()),
-        }
-    }
-}
-
-/// Who a request came from, as the edge saw it (carried to the service in the
-/// `X-Dedyn-Client` header, see `InternalHop`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConnInfo {
-    /// The client (or proxy) as seen by the public listener.
-    pub peer: Peer,
-    /// Whether the client connected over TLS.
-    pub tls: bool,
-}
-
-/// Every bound of the edge, in one place (from `[server]` in the config).
-#[derive(Clone, Debug)]
-pub struct EdgeSettings {
-    pub http_listen: Vec<SocketAddr>,
-    /// `unix:` listeners of `http_listen`, with their file mode and group.
-    pub http_unix: Vec<PathBuf>,
-    pub unix_mode: u32,
-    pub unix_group: String,
-    pub https_listen: Vec<SocketAddr>,
-    pub tls_cert: PathBuf,
-    pub tls_key: PathBuf,
-    pub max_connections: usize,
-    pub handshake_timeout: Duration,
-    pub head_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_head_bytes: usize,
-}
-
-/// What the accept loops and connection threads share.
-pub(crate) struct Shared {
-    pub settings: EdgeSettings,
-    pub backends: Arc<backend::BackendPool>,
-    pub limits: Arc<limits::Limits>,
-    /// Present when there are HTTPS listeners.
-    pub tls: Option<tls::TlsStore>,
-    pub stopping: AtomicBool,
-    pub accept_errors: AtomicU64,
-}
 
 /// Starts the edge: binds every address of `http_listen` and `https_listen`,
 /// loads the TLS certificate if there are HTTPS listeners, and starts one
