@@ -38,7 +38,7 @@ pub fn zone(config: &Config, args: &[String]) -> Out {
     let store = open_existing(config)?;
     let serial = store.pending_serial(&name)?;
     let mut text = Vec::new();
-    crate::publish::render_zone(zone, config.dns.ttl, serial, &store, &mut text)
+    crate::publish::render::render_zone(zone, config.dns.ttl, serial, &store, &mut text)
         .map_err(|e| e.to_string())?;
     let _ = std::io::stdout().write_all(&text);
     Ok(())

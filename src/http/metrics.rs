@@ -6,7 +6,7 @@
 //! knows `GET /metrics`. The update ports keep owning every path (SPEC 4), so
 //! `/metrics` there is an update request like any other.
 
-use crate::publish::{PublishStats, ZoneState, ZoneStats};
+use crate::publish::state::{PublishStats, ZoneState, ZoneStats};
 use log::{info, warn};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

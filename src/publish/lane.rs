@@ -12,7 +12,9 @@
 
 use super::error::PublishError;
 use super::reload::{run_reload, wait_until_served, SUPERSEDE_AFTER};
-use super::{zone, Msg, PublishStats, StopClock, ZoneState, POLL};
+use super::render::render_zone;
+use super::state::{PublishStats, StopClock, ZoneState};
+use super::zone::write_atomically;
 use crate::config::{Config, Zone};
 use crate::os::clock::now_unix;
 use crate::store::{Attempt, Store};
@@ -21,6 +23,18 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How often the database is polled for changes made by other processes (admin
+/// commands), and how often the coordinator looks after its lanes: well inside
+/// SPEC 2's "published within 2 seconds".
+pub(super) const POLL: Duration = Duration::from_millis(250);
+
+/// What the coordinator tells a lane.
+pub(super) enum Msg {
+    /// A change committed at this instant.
+    Changed(Instant),
+    Shutdown,
+}
 
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
@@ -261,7 +275,7 @@ impl Lane {
         *attempt = Some(a);
         let mut text = std::mem::take(&mut self.buf);
         text.clear();
-        let read = super::render_zone(
+        let read = render_zone(
             &self.zone,
             self.config.dns.ttl,
             a.serial,
@@ -276,7 +290,7 @@ impl Lane {
             });
         }
         let written = read.and_then(|_| {
-            zone::write_atomically(&self.zone.file, &text).map_err(|error| PublishError::Write {
+            write_atomically(&self.zone.file, &text).map_err(|error| PublishError::Write {
                 file: self.zone.file.clone(),
                 error,
             })

@@ -11,6 +11,8 @@ pub mod check;
 mod error;
 mod lane;
 pub(crate) mod reload;
+pub mod render;
+pub mod state;
 pub mod zone;
 
 pub use error::PublishError;
@@ -19,29 +21,21 @@ pub use reload::{run_reload, wait_until_served};
 use crate::config::{Config, Zone};
 use crate::os::clock::now_unix;
 use crate::store::Store;
+use lane::{Msg, POLL};
 use log::{error, info, warn};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use state::{PublishStats, StopClock};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How often the database is polled for changes made by other processes (admin
-/// commands), and how often the coordinator looks after its lanes: well inside
-/// SPEC 2's "published within 2 seconds".
-const POLL: Duration = Duration::from_millis(250);
 /// How often token last-used times are written (coalesced: one write per batch).
 const LAST_USED_FLUSH: Duration = Duration::from_secs(30);
 /// A lane that died is restarted at most this often (a lane that cannot even open
 /// the database must not spin).
 const RESTART_EVERY: Duration = Duration::from_secs(1);
-
-enum Msg {
-    /// A change committed at this instant.
-    Changed(Instant),
-    Shutdown,
-}
 
 /// Token id → last use (unix time), written in batches by the coordinator.
 #[derive(Default)]
@@ -61,104 +55,6 @@ impl LastUsed {
             .unwrap_or_else(|e| e.into_inner())
             .drain()
             .collect()
-    }
-}
-
-/// Where a zone's newest change is (SPEC 13's words, as `status` uses them).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ZoneState {
-    /// Not yet in the zone file.
-    #[default]
-    Pending,
-    /// In the zone file; the reload (or `verify_server`) has not succeeded yet.
-    Written,
-    /// The reload succeeded (and `verify_server` serves it, when configured).
-    Published,
-}
-
-impl ZoneState {
-    pub const ALL: [ZoneState; 3] = [ZoneState::Published, ZoneState::Written, ZoneState::Pending];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ZoneState::Pending => "pending",
-            ZoneState::Written => "written",
-            ZoneState::Published => "published",
-        }
-    }
-}
-
-/// One zone's publication as its lane last saw it (for metrics).
-#[derive(Clone, Debug, Default)]
-pub struct ZoneStats {
-    pub state: ZoneState,
-    /// Unix time of the last proven publication.
-    pub last_success: Option<i64>,
-    /// Unix time since which a change has been waiting (`None`: nothing waits).
-    pub pending_since: Option<i64>,
-    pub failures: u64,
-    /// Rows left out of the latest rendering because they would break the zone
-    /// (SPEC 17), and their sum over every rendering.
-    pub rows_left_out: u64,
-    pub rows_left_out_total: u64,
-}
-
-/// Publication counters (for logs and metrics).
-#[derive(Default)]
-pub struct PublishStats {
-    pub publications: AtomicU64,
-    pub failures: AtomicU64,
-    pub last_duration_us: AtomicU64,
-    /// Sum over every attempt, successful or not (with `publications + failures`
-    /// it is the metrics' duration summary).
-    pub duration_us_total: AtomicU64,
-    /// Lanes restarted after they died.
-    pub restarts: AtomicU64,
-    /// Attempts given up for a newer change, during the reload or the
-    /// `verify_server` wait (also counted in `failures`; SPEC 17).
-    pub superseded: AtomicU64,
-    /// Zone → its publication state.
-    pub zones: Mutex<BTreeMap<String, ZoneStats>>,
-}
-
-impl PublishStats {
-    /// Change one zone's entry.
-    fn zone(&self, zone: &str, f: impl FnOnce(&mut ZoneStats)) {
-        let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
-        f(zones.entry(zone.to_string()).or_default());
-    }
-
-    /// A copy of every zone's entry.
-    pub fn zones(&self) -> BTreeMap<String, ZoneStats> {
-        self.zones.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-/// SPEC 17: SIGTERM finishes within `reload_timeout_secs` + 2 s whatever the
-/// reload command does. Set once the service starts stopping; from then on every
-/// reload and `verify_server` wait that starts ends by that deadline (one that
-/// started before ends by its own timeout, which is earlier).
-#[derive(Default)]
-pub(crate) struct StopClock(Mutex<Option<Instant>>);
-
-impl StopClock {
-    fn stop_by(&self, deadline: Instant) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(deadline);
-    }
-
-    /// `limit`, or what is left of the stopping service's time if that is
-    /// shorter; `Stopping` once nothing is left.
-    fn budget(&self, limit: Duration) -> Result<Duration, PublishError> {
-        match *self.0.lock().unwrap_or_else(|e| e.into_inner()) {
-            None => Ok(limit),
-            Some(deadline) => match deadline.saturating_duration_since(Instant::now()) {
-                left if left.is_zero() => Err(PublishError::Stopping),
-                left => Ok(left.min(limit)),
-            },
-        }
     }
 }
 
@@ -394,86 +290,6 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into())
-}
-
-/// What `render_zone` put into the file.
-#[derive(Debug, Default)]
-pub struct Rendered {
-    /// Records rendered from the store (addresses and `_acme-challenge` values).
-    pub records: usize,
-    /// Rows left out because they would break the zone (SPEC 17), each logged.
-    pub left_out: Vec<check::LeftOut>,
-}
-
-/// At most this many left-out rows are logged one by one per rendering; the
-/// rest are summed up in one line (a damaged database must not flood the log).
-const LEFT_OUT_LOGGED: usize = 10;
-
-/// The zone file with `serial`, from the include file and the stored records:
-/// the one composition behind the publisher and `zone render`. Every row passes
-/// `check::ZoneCheck` first: one that would make the nameserver refuse the zone
-/// is left out, logged as an ERROR naming it, and the rest is rendered (SPEC 17).
-pub fn render_zone(
-    zone: &Zone,
-    ttl: u32,
-    serial: u32,
-    store: &Store,
-    out: &mut Vec<u8>,
-) -> Result<Rendered, PublishError> {
-    use check::{LeftOut, Row, ZoneCheck};
-    let include = zone::read_include(zone).map_err(PublishError::Include)?;
-    let mut check = ZoneCheck::new(&zone.name);
-    let mut left_out = Vec::new();
-    let records = zone::render(
-        zone,
-        ttl,
-        serial,
-        include.as_deref(),
-        |emit| {
-            store.for_each_record(&zone.name, |name, stored| {
-                let row = match stored {
-                    Ok(addr) => Row::Address { name, addr },
-                    Err(bad) => Row::BadAddress {
-                        name,
-                        rtype: bad.family.rtype(),
-                        len: bad.len,
-                    },
-                };
-                match (check.row(&row), stored) {
-                    (Ok(()), Ok(addr)) => emit(name, addr),
-                    // `check` refuses every `BadAddress`: no `Ok` without an address.
-                    (Ok(()), Err(_)) => {}
-                    (Err(why), _) => left_out.push(LeftOut::new(&row, why)),
-                }
-            })
-        },
-        out,
-    )?;
-    // SPEC 10: the live _acme-challenge values, after the addresses.
-    let values = store.for_each_acme_value(&zone.name, now_unix(), |name, value| {
-        let row = Row::AcmeTxt { name, value };
-        match check.row(&row) {
-            Ok(()) => zone::render_acme_txt(name, ttl, value, out),
-            Err(why) => left_out.push(LeftOut::new(&row, why)),
-        }
-    })?;
-    for l in left_out.iter().take(LEFT_OUT_LOGGED) {
-        error!(
-            "zone {}: left out {}: {}; the rest of the zone is published (fix or delete the row; acme clear NAME removes an acme_txt row)",
-            zone.name, l.row, l.reason
-        );
-    }
-    if left_out.len() > LEFT_OUT_LOGGED {
-        error!(
-            "zone {}: left out {} more rows that would break the zone",
-            zone.name,
-            left_out.len() - LEFT_OUT_LOGGED
-        );
-    }
-    Ok(Rendered {
-        records: (records + values).saturating_sub(left_out.len()),
-        left_out,
-    })
 }
 
 /// Whether opening `path` makes a new, empty database: no file there (a path
