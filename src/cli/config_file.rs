@@ -7,7 +7,7 @@
 //! owner and mode; nothing is written when any of this fails.
 
 use super::args::failure_lines;
-use super::{usage, Failure, Out};
+use super::args::{usage, Failure, Out};
 use crate::config::{edit, Config};
 use std::fs;
 use std::io::Write;

@@ -22,7 +22,7 @@
 //!   `/var/cache/bind`, so the zone directories are added to its local override;
 //!   the IXFR journal goes to `/var/lib/bind`, not next to our zone.
 
-use super::{usage, Failure, Out};
+use super::args::{usage, Failure, Out};
 use crate::config::{Config, Zone};
 use std::fmt::{self, Write};
 use std::path::{Path, PathBuf};
