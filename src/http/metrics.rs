@@ -307,48 +307,30 @@ fn render_zones(out: &mut String, zones: &BTreeMap<String, ZoneStats>, now: i64)
             label(zone)
         );
     }
-    family(
+    per_zone(
         out,
+        zones,
         "zone_publish_failures_total",
         "counter",
         "Failed publication attempts, per zone.",
+        |z| z.failures,
     );
-    for (zone, z) in zones {
-        let _ = writeln!(
-            out,
-            "dedyn_update_zone_publish_failures_total{{zone=\"{}\"}} {}",
-            label(zone),
-            z.failures
-        );
-    }
-    family(
+    per_zone(
         out,
+        zones,
         "zone_rows_left_out",
         "gauge",
         "Stored rows left out of the zone's latest rendering because they would break the zone (each logged as an ERROR).",
+        |z| z.rows_left_out,
     );
-    for (zone, z) in zones {
-        let _ = writeln!(
-            out,
-            "dedyn_update_zone_rows_left_out{{zone=\"{}\"}} {}",
-            label(zone),
-            z.rows_left_out
-        );
-    }
-    family(
+    per_zone(
         out,
+        zones,
         "zone_rows_left_out_total",
         "counter",
         "Stored rows left out of renderings of the zone, summed over every rendering.",
+        |z| z.rows_left_out_total,
     );
-    for (zone, z) in zones {
-        let _ = writeln!(
-            out,
-            "dedyn_update_zone_rows_left_out_total{{zone=\"{}\"}} {}",
-            label(zone),
-            z.rows_left_out_total
-        );
-    }
     family(
         out,
         "zone_state",
@@ -365,6 +347,26 @@ fn render_zones(out: &mut String, zones: &BTreeMap<String, ZoneStats>, now: i64)
                 u8::from(z.state == s)
             );
         }
+    }
+}
+
+/// One metric family with a sample per zone: `value` of its entry.
+fn per_zone(
+    out: &mut String,
+    zones: &BTreeMap<String, ZoneStats>,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&ZoneStats) -> u64,
+) {
+    family(out, name, kind, help);
+    for (zone, z) in zones {
+        let _ = writeln!(
+            out,
+            "dedyn_update_{name}{{zone=\"{}\"}} {}",
+            label(zone),
+            value(z)
+        );
     }
 }
 
