@@ -209,48 +209,43 @@ pub(crate) const POLLIN: i16 = libc::POLLIN;
 /// This is the only way a connection thread blocks on a read, so a timeout is
 /// always in force and no loop can spin on a socket that has nothing to say.
 pub(crate) fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: POLLIN,
-        revents: 0,
-    };
-    // Round up so that a 0.4 ms remainder waits 1 ms instead of busy-polling.
-    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: the pointer describes exactly one pollfd, which outlives the call.
-    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-    if rc < 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(err);
-    }
-    Ok(rc > 0 && pfd.revents != 0)
+    let mut pfd = [readable(fd)];
+    poll_readable(&mut pfd, timeout)
 }
 
 /// Waits until one of `fds` has something to read (data, EOF or an error) or
 /// `timeout` passes; returns, per descriptor, whether it is ready. A signal
 /// interrupting the wait counts as "none ready", as in `wait_readable`.
 pub(crate) fn wait_any_readable(fds: &[RawFd], timeout: Duration) -> io::Result<Vec<bool>> {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let mut pfds: Vec<libc::pollfd> = fds.iter().map(|&fd| readable(fd)).collect();
+    poll_readable(&mut pfds, timeout)?;
+    Ok(pfds.iter().map(|p| p.revents != 0).collect())
+}
+
+fn readable(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: POLLIN,
+        revents: 0,
+    }
+}
+
+/// poll(2) over `pfds` for at most `timeout`: whether any is ready (their
+/// `revents` say which). Interrupted by a signal: none ready.
+fn poll_readable(pfds: &mut [libc::pollfd], timeout: Duration) -> io::Result<bool> {
+    // Round up so that a 0.4 ms remainder waits 1 ms instead of busy-polling.
     let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
     // SAFETY: the pointer and count describe `pfds`, which outlives the call.
     let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
     if rc < 0 {
         let err = io::Error::last_os_error();
         if err.kind() == io::ErrorKind::Interrupted {
-            return Ok(vec![false; fds.len()]);
+            pfds.iter_mut().for_each(|p| p.revents = 0);
+            return Ok(false);
         }
         return Err(err);
     }
-    Ok(pfds.iter().map(|p| p.revents != 0).collect())
+    Ok(rc > 0 && pfds.iter().any(|p| p.revents != 0))
 }
 
 /// Whether our child `pid` has exited, WITHOUT reaping it (waitid with
