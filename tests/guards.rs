@@ -4,7 +4,7 @@
 //! (listeners, a sticky zone directory, a zone directory that cannot exist).
 mod common;
 use common::proc::{require_root, run_with_timeout, TempDir};
-use common::server::{cli_in, free_tcp, token, CliOutput, Server, BIN};
+use common::server::{as_nobody, cli_in, free_tcp, nobody_sandbox, token, CliOutput, Server, BIN};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -284,21 +284,12 @@ fn check_finds_a_sticky_zone_directory_the_user_cannot_replace_files_in() {
     }
     let dir = TempDir::new("guards-sticky");
     let d = dir.path();
-    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = d.join("dedyn-update");
-    std::fs::copy(BIN, &bin).unwrap();
-    let state = d.join("state");
+    let bin = nobody_sandbox(d);
     let zones = d.join("zones");
-    std::fs::create_dir(&state).unwrap();
     std::fs::create_dir(&zones).unwrap();
     std::fs::set_permissions(&zones, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let zone_file = zones.join("dedyn.example.zone");
     std::fs::write(&zone_file, "; published by root\n").unwrap();
-    let chown = |p: &Path| {
-        let st = Command::new("chown").arg("nobody").arg(p).status().unwrap();
-        assert!(st.success());
-    };
-    chown(&state);
     let port = free_tcp("127.0.0.1").expect("a free port");
     let cfg = d.join("config.toml");
     std::fs::write(
@@ -309,26 +300,16 @@ fn check_finds_a_sticky_zone_directory_the_user_cannot_replace_files_in() {
         ),
     )
     .unwrap();
-    let as_nobody = |program: &Path, args: &[&str]| {
-        let out = Command::new("setpriv")
-            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-            .arg(program)
-            .args(args)
-            .current_dir(d)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("setpriv");
-        CliOutput::from(out)
-    };
     let dedyn = |args: &[&str]| {
         let mut all = vec!["--config", cfg.to_str().unwrap()];
         all.extend_from_slice(args);
-        as_nobody(&bin, &all)
+        as_nobody(d, &bin, &all)
     };
     // The kernel's rule, as the publisher meets it: nobody can create a file
     // here but not rename it over root's.
     let tmp = zones.join(".probe");
     let o = as_nobody(
+        d,
         Path::new("/bin/sh"),
         &[
             "-c",
@@ -349,7 +330,12 @@ fn check_finds_a_sticky_zone_directory_the_user_cannot_replace_files_in() {
         &o,
         &["zone[0].file", &zones.display().to_string(), "sticky"],
     );
-    chown(&zone_file);
+    let st = Command::new("chown")
+        .arg("nobody")
+        .arg(&zone_file)
+        .status()
+        .unwrap();
+    assert!(st.success());
     let o = dedyn(&["check"]);
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
 }

@@ -6,7 +6,7 @@ use common::dns::Rig;
 use common::edge::Pki;
 use common::ns::Kind;
 use common::proc::{require_root, TempDir};
-use common::server::{cli_in, CliOutput, Server, Setup, BIN};
+use common::server::{as_nobody, cli_in, nobody_sandbox, CliOutput, Server, Setup, BIN};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -270,22 +270,12 @@ fn check_tries_writing_the_zone_directory_as_the_user_running_it() {
     }
     let dir = TempDir::new("ops");
     let d = dir.path();
-    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    // The binary where nobody may run it.
-    let bin = d.join("dedyn-update");
-    std::fs::copy(BIN, &bin).unwrap();
-    let state = d.join("state");
+    let bin = nobody_sandbox(d);
     let zones_a = d.join("zones-a");
     let zones_b = d.join("zones-b");
-    for p in [&state, &zones_a, &zones_b] {
+    for p in [&zones_a, &zones_b] {
         std::fs::create_dir(p).unwrap();
     }
-    let chown = Command::new("chown")
-        .arg("nobody")
-        .arg(&state)
-        .status()
-        .unwrap();
-    assert!(chown.success());
     let pki = Pki::new();
     let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
     std::fs::copy(pki.path("rsa.pem"), &cert).unwrap();
@@ -301,17 +291,9 @@ fn check_tries_writing_the_zone_directory_as_the_user_running_it() {
          [[zone]]\nname = \"other.example\"\nfile = \"zones-b/sub/other.example.zone\"\n",
     );
     let as_nobody = |args: &[&str]| {
-        let out = Command::new("setpriv")
-            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-            .arg(&bin)
-            .arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .current_dir(d)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("setpriv");
-        CliOutput::from(out)
+        let mut all = vec!["--config", cfg.to_str().unwrap()];
+        all.extend_from_slice(args);
+        as_nobody(d, &bin, &all)
     };
     let o = as_nobody(&["user", "add", EMAIL]);
     assert_eq!(o.code, 0, "{}", o.stderr);

@@ -551,3 +551,36 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
+
+/// A directory to run the binary in as user `nobody` (tests that run as root
+/// and check what the service user may do): `d` made 0755, the binary copied
+/// into it (where nobody may run it) and `d/state` created and given to
+/// nobody. Returns the binary's path.
+pub fn nobody_sandbox(d: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = d.join("dedyn-update");
+    std::fs::copy(BIN, &bin).unwrap();
+    let state = d.join("state");
+    std::fs::create_dir(&state).unwrap();
+    let chown = Command::new("chown")
+        .arg("nobody")
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    bin
+}
+
+/// `program ARGS` run in `dir` as nobody:nogroup with no other groups.
+pub fn as_nobody(dir: &Path, program: &Path, args: &[&str]) -> CliOutput {
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(program)
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("setpriv");
+    CliOutput::from(out)
+}
