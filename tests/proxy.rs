@@ -392,3 +392,59 @@ fn the_readme_nginx_recipe_brings_the_client_address_over_the_unix_socket() {
         s.log().contains("127.0.0.2 http GET 200")
     });
 }
+
+/// The docs' systemd drop-in for the socket fits the config recipe and the
+/// unit: systemd creates the socket's directory (`RuntimeDirectory`), gives
+/// the service the socket's group (`SupplementaryGroups`), and lets it hand
+/// the socket to that group although the unit filters out `@privileged`
+/// (which holds `@chown`). systemd itself is not running where the tests
+/// run, so this reads the three texts against each other.
+#[test]
+fn the_proxy_dropin_fits_the_config_recipe_and_the_unit() {
+    let dropin = recipe("proxy-dropin");
+    let config = recipe("proxy-config");
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dedyn-update.service"))
+            .expect("the unit");
+    let value = |text: &str, key: &str, sep: char| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.split_once(sep))
+            .filter(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim().trim_matches('"').to_string())
+            .collect()
+    };
+    assert_eq!(dropin.lines().next(), Some("[Service]"), "{dropin}");
+    let listen = value(&config, "http_listen", '=');
+    let socket = listen[0]
+        .trim_matches(|c| c == '[' || c == ']' || c == '"')
+        .strip_prefix("unix:")
+        .unwrap_or_else(|| panic!("a unix: listener: {config}"))
+        .to_string();
+    let runtime = value(&dropin, "RuntimeDirectory", '=');
+    assert_eq!(
+        Path::new(&socket).parent(),
+        Some(Path::new("/run").join(&runtime[0]).as_path()),
+        "systemd creates the socket's directory: {dropin}"
+    );
+    let group = value(&config, "unix_group", '=');
+    assert_eq!(
+        value(&dropin, "SupplementaryGroups", '='),
+        group,
+        "the service is in the socket's group: {dropin}"
+    );
+    assert!(
+        unit.lines().any(|l| l == "SystemCallFilter=~@privileged"),
+        "the unit filters @privileged (so @chown needs allowing back)"
+    );
+    assert!(
+        value(&dropin, "SystemCallFilter", '=')
+            .iter()
+            .any(|v| v.split_whitespace().any(|s| s == "@chown")),
+        "the drop-in allows @chown back: {dropin}"
+    );
+    assert_eq!(
+        value(&config, "trusted_proxies", '='),
+        vec![format!("[\"unix:{socket}\"]").trim_matches('"').to_string()],
+        "the socket is the trusted proxy: {config}"
+    );
+}
