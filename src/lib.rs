@@ -13,5 +13,6 @@ pub mod os;
 pub mod publish;
 pub mod ratelimit;
 pub mod serve;
+pub mod standby;
 pub mod store;
 pub mod update;

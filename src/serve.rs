@@ -50,6 +50,9 @@ fn start_service(
     internal: Arc<tiny_http::Server>,
     hop: Arc<InternalHop>,
 ) -> Result<Running, String> {
+    // SPEC 16: an old primary whose replica location a standby took over
+    // must not serve as a second writer.
+    crate::standby::refuse_if_fenced(config)?;
     let db = config.database.clone();
     if publish::is_new_database(&db.path) {
         publish::refuse_to_empty_published_zones(config)?;
@@ -144,6 +147,14 @@ pub fn serve(config: Config) -> Result<(), String> {
             return Err(e);
         }
     };
+    // SPEC 16: a standby's copy tells a dead primary from an idle one.
+    let heartbeat = match crate::standby::HeartbeatThread::spawn(&config) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            error!("{e}");
+            None
+        }
+    };
     if let Some(listener) = metrics_listener {
         let e = edge.clone();
         metrics::spawn(
@@ -182,6 +193,9 @@ pub fn serve(config: Config) -> Result<(), String> {
         warn!("some connections were still open after 10 s; closing them");
     }
     pool.stop();
+    if let Some(h) = heartbeat {
+        h.stop();
+    }
     publisher.shutdown();
     let _ = publisher_thread.join();
     drop(socket_dir);

@@ -15,7 +15,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 /// `NAME` → `.NAME.TAG-PID` in the same directory (same filesystem: rename is atomic).
-fn sibling(path: &Path, tag: &str) -> PathBuf {
+pub(super) fn sibling(path: &Path, tag: &str) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -23,12 +23,12 @@ fn sibling(path: &Path, tag: &str) -> PathBuf {
     path.with_file_name(format!(".{name}.{tag}-{}", std::process::id()))
 }
 
-fn sync_file(path: &Path) -> std::io::Result<()> {
+pub(super) fn sync_file(path: &Path) -> std::io::Result<()> {
     File::open(path)?.sync_all()
 }
 
 /// fsync the directory holding `path`, so that a rename in it is durable.
-fn sync_dir_of(path: &Path) -> std::io::Result<()> {
+pub(super) fn sync_dir_of(path: &Path) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -110,7 +110,16 @@ pub fn restore(config: &Config, args: &[String]) -> Out {
     if !src.is_file() {
         return Err(Failure::from(format!("{}: no such file", src.display())));
     }
-    store::ensure_not_in_use(db)?;
+    // SPEC 16: Litestream keeps its state in `.NAME-litestream` beside the
+    // database it replicates, and holds the database open while it runs.
+    let litestream = litestream_state(db).filter(|d| d.is_dir());
+    store::ensure_not_in_use(db).map_err(|e| match &litestream {
+        Some(d) => Failure::from(format!(
+            "{e}; Litestream replicates this database too (its state is {}): stop it as well (systemctl stop litestream)",
+            d.display()
+        )),
+        None => Failure::from(e),
+    })?;
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|e| io_failure("creating", dir, e))?;
     }
@@ -160,7 +169,19 @@ pub fn restore(config: &Config, args: &[String]) -> Out {
         info.domains,
         info.records
     )]);
+    if litestream.is_some() {
+        print_lines([format!(
+            "Litestream replicated the old database: run `litestream reset {}` before starting it again, so that it starts from a snapshot of the restored one",
+            db.display()
+        )]);
+    }
     Ok(())
+}
+
+/// Where Litestream keeps its state for the database at `db`.
+fn litestream_state(db: &Path) -> Option<PathBuf> {
+    let name = db.file_name()?.to_string_lossy().into_owned();
+    Some(db.with_file_name(format!(".{name}-litestream")))
 }
 
 /// `COMMAND --help` text for the two commands.

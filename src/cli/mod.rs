@@ -16,6 +16,7 @@ pub mod man;
 pub mod nameserver;
 pub mod records;
 pub mod rules;
+pub mod standby;
 pub mod status;
 pub mod tokens;
 pub mod unit_groups;
@@ -39,6 +40,7 @@ pub fn run(config: &Config, cmd: &str, rest: &[String]) -> Out {
         "nameserver" => nameserver::run(config, rest),
         "backup" => backup::backup(config, rest),
         "restore" => backup::restore(config, rest),
+        "standby" => standby::run(config, rest),
         other => Err(usage(format!(
             "unknown command '{other}' (see dedyn-update --help)"
         ))),
@@ -78,6 +80,7 @@ commands:
   config set SECTION.KEY VALUE...        change keys of the config file, keeping the rest of it
   backup FILE                            consistent copy of the database, also while serving
   restore FILE                           replace the database with a backup (service stopped)
+  standby status | promote [--force]     a warm standby fed by Litestream: the copy's age; take it over
 
 Run 'dedyn-update COMMAND --help' for one command.";
 
@@ -108,6 +111,7 @@ would hold the lock over 30 s gives up (nothing imported): split it. --force: ev
         "explain" => "usage: dedyn-update explain 'URL' [--header 'Name: value']... [--peer ADDR]\nRuns the update pipeline without writing and prints which rule decided what, and per\nname and family the records before and after (what would be written).\nExit 0: the request would succeed; 1: it would be refused. --peer defaults to 127.0.0.1.",
         "nameserver" => nameserver::USAGE,
         "config" => config_file::USAGE,
+        "standby" => standby::USAGE,
         _ => return backup::help(cmd),
     })
 }

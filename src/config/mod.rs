@@ -56,6 +56,7 @@ pub struct Config {
     pub zones: Vec<Zone>,
     pub rate_limit: RateLimit,
     pub limits: Bounds,
+    pub standby: Standby,
 }
 
 #[derive(Clone, Debug)]
@@ -148,6 +149,23 @@ pub struct RateLimit {
     pub acme_per_domain: Limits,
 }
 
+/// `[standby]` (SPEC 16): where Litestream replicates this database while it
+/// serves, which replica a standby follows, and the bound on a promoted copy's age.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Standby {
+    /// The Litestream binary (looked up in `PATH` when it has no `/`).
+    pub litestream: String,
+    /// This machine's replica location while it serves (`""`: none): `serve`
+    /// refuses when a promoted standby has taken it over (fencing).
+    pub replica: String,
+    /// On a standby: the primary's replica location, the one it restores from.
+    pub follow: String,
+    /// `HOST:PORT` of the primary's update endpoint, asked by `standby status`.
+    pub primary: String,
+    /// `standby promote` refuses an older copy unless `--force`.
+    pub max_age: Duration,
+}
+
 /// `[limits]` (SPEC 13): bounds on how far one user's data may grow; `0` = no
 /// limit. Checked by the update's write transaction and by `domain add`/`import`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,7 +195,9 @@ impl Bounds {
 pub mod edit;
 mod paths;
 mod raw;
-use raw::{RawConfig, RawDatabase, RawDns, RawLimits, RawRateLimit, RawServer, RawZone};
+use raw::{
+    RawConfig, RawDatabase, RawDns, RawLimits, RawRateLimit, RawServer, RawStandby, RawZone,
+};
 
 pub const DEFAULT_ZONE: &str = "dedyn.example";
 
@@ -482,20 +502,26 @@ fn validate(
     files.tls(&tls.0, &tls.1);
     let rate_limit = validate_rate_limit(raw.rate_limit, &mut p);
     let limits = validate_limits(raw.limits, &mut p);
-    match (server, database, dns, zones, rate_limit, limits) {
-        (Some(server), Some(database), Some(dns), Some(zones), Some(rate_limit), Some(limits))
-            if p.0.is_empty() =>
-        {
-            Ok(Config {
-                source: path.map(Path::to_path_buf),
-                server,
-                database,
-                dns,
-                zones,
-                rate_limit,
-                limits,
-            })
-        }
+    let standby = validate_standby(raw.standby, &mut p);
+    match (server, database, dns, zones, rate_limit, limits, standby) {
+        (
+            Some(server),
+            Some(database),
+            Some(dns),
+            Some(zones),
+            Some(rate_limit),
+            Some(limits),
+            Some(standby),
+        ) if p.0.is_empty() => Ok(Config {
+            source: path.map(Path::to_path_buf),
+            server,
+            database,
+            dns,
+            zones,
+            rate_limit,
+            limits,
+            standby,
+        }),
         _ => {
             debug_assert!(!p.0.is_empty(), "a section refused without naming why");
             Err(p.0)
@@ -804,6 +830,36 @@ fn validate_limits(l: RawLimits, p: &mut Problems) -> Option<Bounds> {
         names_per_domain: names_per_domain?,
         records_per_name: records_per_name?,
         domains_per_user: domains_per_user?,
+    })
+}
+
+/// `[standby]`: a promoted standby never replicates to the location it took over.
+fn validate_standby(s: RawStandby, p: &mut Problems) -> Option<Standby> {
+    let max_age = p.one(u64::try_from(s.max_age_secs).map_err(|_| {
+        format!(
+            "standby.max_age_secs = {}: must be 0 or more seconds",
+            s.max_age_secs
+        )
+    }));
+    if s.litestream.is_empty() {
+        p.push(
+            "standby.litestream = \"\": name the Litestream binary (default \"litestream\")".into(),
+        );
+        return None;
+    }
+    if !s.replica.is_empty() && s.replica == s.follow {
+        p.push(format!(
+            "standby.replica and standby.follow are both {:?}: a standby, once promoted, must replicate to a new location, never the one it took over",
+            s.replica
+        ));
+        return None;
+    }
+    Some(Standby {
+        litestream: s.litestream,
+        replica: s.replica,
+        follow: s.follow,
+        primary: s.primary,
+        max_age: Duration::from_secs(max_age?),
     })
 }
 

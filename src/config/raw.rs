@@ -12,6 +12,7 @@ pub(super) struct RawConfig {
     pub(super) zone: Option<Vec<RawZone>>,
     pub(super) rate_limit: RawRateLimit,
     pub(super) limits: RawLimits,
+    pub(super) standby: RawStandby,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +161,28 @@ impl Default for RawLimits {
             names_per_domain: 100,
             records_per_name: 32,
             domains_per_user: 100,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawStandby {
+    pub(super) litestream: String,
+    pub(super) replica: String,
+    pub(super) follow: String,
+    pub(super) primary: String,
+    pub(super) max_age_secs: i64,
+}
+
+impl Default for RawStandby {
+    fn default() -> Self {
+        RawStandby {
+            litestream: "litestream".into(),
+            replica: String::new(),
+            follow: String::new(),
+            primary: String::new(),
+            max_age_secs: 600,
         }
     }
 }

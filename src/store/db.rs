@@ -146,6 +146,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
         FROM split WHERE rest <> ''
     )
     SELECT token, name FROM split WHERE name <> '';",
+    // 5: a warm standby (SPEC 16): the serving process's heartbeat (one row,
+    // rewritten at most every 10 s, so a standby's copy tells a dead primary
+    // from an idle one), and each promotion of a standby's copy (what it took
+    // over and the serial floor it set), which is also what makes it idempotent.
+    "CREATE TABLE heartbeat (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        at INTEGER NOT NULL,             -- unix seconds of the newest beat
+        started INTEGER NOT NULL,        -- when this serve started
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL
+    );
+    CREATE TABLE promotions (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        taken_over TEXT NOT NULL,        -- the replica location it was restored from
+        copy_age INTEGER,                -- seconds between the copy's newest heartbeat and `at`
+        serial_floor INTEGER NOT NULL    -- every zone's serial was moved to at least this
+    );",
 ];
 
 /// Under the write lock: token `token` still exists and is `owner`'s, else

@@ -5,6 +5,7 @@ mod accounts;
 mod acme;
 mod backup;
 mod db;
+mod heartbeat;
 mod update;
 mod zones;
 
@@ -12,5 +13,6 @@ pub use accounts::{Batch, NewToken, Overlap, TokenInfo};
 pub use acme::Writer as AcmeWriter;
 pub use backup::{check_restorable, ensure_not_in_use, BackupInfo};
 pub use db::{BadAddr, Store, StoreError, LOCK_WAIT, MAX_CLI_HOLD};
+pub use heartbeat::{read_copy, CopyState, Heartbeat, Promotion, HEARTBEAT_EVERY};
 pub use update::{Applied, Decide, FamilyRecords};
 pub use zones::{Attempt, Counts, Publication};
