@@ -16,7 +16,7 @@ use std::path::Path;
 
 pub const USAGE: &str =
     "usage: dedyn-update --config FILE config set SECTION.KEY VALUE [SECTION.KEY VALUE]...\n\
-Sets keys of the config file's sections ([server], [database], [dns], [rate_limit], [limits]),\n\
+Sets keys of the config file's sections ([server], [database], [dns], [rate_limit], [limits], [standby]),\n\
 keeping every other line and comment. VALUE is written as TOML when it is a value of the\n\
 key's type (8, true, [\"0.0.0.0:80\"]), otherwise as a string. The result must be a valid\n\
 config (as `check` would load it), else nothing is written. Prints each key as set.";

@@ -17,7 +17,13 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub const USAGE: &str = "usage: dedyn-update standby status | standby promote [--force]\n\
+pub const USAGE: &str =
+    "usage: dedyn-update standby replicate LITESTREAM_YML | follow | status | promote [--force]\n\
+replicate: run Litestream replicating the database to [standby] replica (exec), with the\n\
+config file LITESTREAM_YML, in which ${DEDYN_UPDATE_DATABASE} and ${DEDYN_UPDATE_REPLICA}\n\
+stand for the two; refuses, as serve does, when a promoted standby took the location over.\n\
+follow: run Litestream's follower (`litestream restore -f`) from [standby] follow into the\n\
+copy DATABASE.follow beside the database (made anew at each start); for the follow unit.\n\
 status: how old this standby's copy is (by the primary's newest heartbeat in it), its\n\
 serials, and (with [standby] primary) whether the primary answers. Exit 1 when the copy\n\
 is older than [standby] max_age_secs.\n\
@@ -31,10 +37,88 @@ more. Refuses a copy older than max_age_secs, naming its age, unless --force.";
 /// `dedyn-update standby …`
 pub fn run(config: &Config, rest: &[String]) -> Out {
     match rest.first().map(String::as_str) {
+        Some("replicate") => replicate(config, &rest[1..]),
+        Some("follow") => follow(config, &rest[1..]),
         Some("status") => status(config, &rest[1..]),
         Some("promote") => promote(config, &rest[1..]),
         _ => Err(usage(USAGE)),
     }
+}
+
+/// The follower's copy: beside the database, never the database itself, so
+/// that a promotion never races a follower that was left running.
+pub fn follow_copy(config: &Config) -> PathBuf {
+    let mut p = config.database.path.as_os_str().to_owned();
+    p.push(".follow");
+    PathBuf::from(p)
+}
+
+/// `standby replicate FILE`: become Litestream replicating the database
+/// (exec), the database and the location from this config, so that
+/// `config.toml` is the one place that names them.
+fn replicate(config: &Config, args: &[String]) -> Out {
+    use std::os::unix::process::CommandExt;
+    let a = Args::parse(args, &[])?;
+    let file = a.exactly(1, "standby replicate LITESTREAM_YML")?[0].clone();
+    let s = &config.standby;
+    if s.replica.is_empty() {
+        return Err(Failure::from(format!(
+            "standby.replica is not set ({}): name the location Litestream replicates to",
+            config.origin()
+        )));
+    }
+    standby::refuse_if_fenced(config)?;
+    let db =
+        std::path::absolute(&config.database.path).unwrap_or_else(|_| config.database.path.clone());
+    let e = std::process::Command::new(&s.litestream)
+        .args(["replicate", "-config", &file])
+        .env("DEDYN_UPDATE_DATABASE", &db)
+        .env("DEDYN_UPDATE_REPLICA", &s.replica)
+        .env_remove("AWS_CA_BUNDLE")
+        .exec();
+    Err(Failure::from(format!(
+        "cannot run {} (standby.litestream): {e}",
+        s.litestream
+    )))
+}
+
+/// `standby follow`: become Litestream's follower (exec). Its copy is
+/// disposable, so it starts from a fresh restore each time (Litestream 0.5
+/// cannot always resume one: "saved TXID … is ahead of latest snapshot").
+fn follow(config: &Config, args: &[String]) -> Out {
+    use std::os::unix::process::CommandExt;
+    Args::parse(args, &[])?.exactly(0, "standby follow (no arguments)")?;
+    let s = &config.standby;
+    if s.follow.is_empty() {
+        return Err(Failure::from(format!(
+            "standby.follow is not set ({}): name the primary's replica location",
+            config.origin()
+        )));
+    }
+    let copy = follow_copy(config);
+    if !standby::followers_of(&copy).is_empty() {
+        return Err(Failure::from(format!(
+            "a follower already writes {}",
+            copy.display()
+        )));
+    }
+    remove_db_files(&copy);
+    let mut txid = copy.as_os_str().to_owned();
+    txid.push("-txid");
+    let _ = std::fs::remove_file(PathBuf::from(txid));
+    let out = copy.to_string_lossy().into_owned();
+    eprintln!(
+        "dedyn-update: standby follow: {} restore -f -o {out} {}",
+        s.litestream, s.follow
+    );
+    let e = std::process::Command::new(&s.litestream)
+        .args(["restore", "-f", "-o", &out, &s.follow])
+        .env_remove("AWS_CA_BUNDLE")
+        .exec();
+    Err(Failure::from(format!(
+        "cannot run {} (standby.litestream): {e}",
+        s.litestream
+    )))
 }
 
 /// Seconds between the copy's newest proof of life and `now`.
@@ -74,7 +158,14 @@ fn primary_answers(primary: &str) -> Result<(), String> {
 /// `standby status`
 fn status(config: &Config, args: &[String]) -> Out {
     Args::parse(args, &[])?.exactly(0, "standby status (no arguments)")?;
-    let db = &config.database.path;
+    // The follower's copy on a standby; the database itself on a primary (or
+    // a promoted standby).
+    let follower = follow_copy(config);
+    let db = if follower.exists() {
+        &follower
+    } else {
+        &config.database.path
+    };
     if !db.try_exists().unwrap_or(true) {
         return Err(missing_database(config));
     }
@@ -167,8 +258,13 @@ fn remove_db_files(path: &Path) {
 /// The fence at `follow` for this promotion: read first (a run again finds
 /// its own), else written. Another host's fence means a second promotion of
 /// the same primary: refused, whatever `--force`.
-fn fence(config: &Config, follow: &str, ours: &Fence) -> Result<(), Failure> {
-    match standby::read_fence(config, follow) {
+fn fence(
+    config: &Config,
+    follow: &str,
+    ours: &Fence,
+    found: Result<Option<Fence>, String>,
+) -> Result<(), Failure> {
+    match found {
         Ok(Some(f)) if f.host == ours.host => Ok(()),
         Ok(Some(f)) => Err(Failure::from(format!(
             "{follow} was already taken over by a standby promoted on {} at {} (it replicates to {}): refusing a second writer",
@@ -217,7 +313,12 @@ fn promote(config: &Config, args: &[String]) -> Out {
                 host: p.host.clone(),
                 new_replica: s.replica.clone(),
             };
-            fence(config, &s.follow, &ours)?;
+            fence(
+                config,
+                &s.follow,
+                &ours,
+                standby::read_fence(config, &s.follow),
+            )?;
             print_lines([format!(
                 "already promoted on {} at {} from {} (serials from {}): start the service and Litestream replicating to {}",
                 p.host,
@@ -229,11 +330,12 @@ fn promote(config: &Config, args: &[String]) -> Out {
             return Ok(());
         }
     }
-    let followers = standby::followers_of(db);
+    let copy = follow_copy(config);
+    let mut followers = standby::followers_of(db);
+    followers.extend(standby::followers_of(&copy));
     if !followers.is_empty() {
         return Err(Failure::from(format!(
-            "Litestream's follower still writes {} (pid {}): stop it first (systemctl stop dedyn-update-follow); nothing was changed",
-            db.display(),
+            "Litestream's follower still runs (pid {}): stop it first (systemctl stop dedyn-update-follow); nothing was changed",
             followers
                 .iter()
                 .map(u32::to_string)
@@ -265,6 +367,17 @@ fn promote(config: &Config, args: &[String]) -> Out {
         format!("renaming into {}: {e}", db.display())
     })?;
     sync_dir_of(db).map_err(|e| format!("syncing the directory of {}: {e}", db.display()))?;
+    // Litestream's state beside the database was the old database's: left
+    // there, it would continue that file's history at the new location.
+    if let Some(name) = db.file_name() {
+        let state = db.with_file_name(format!(".{}-litestream", name.to_string_lossy()));
+        let _ = std::fs::remove_dir_all(state);
+    }
+    // The follower's copy is of the old primary: `status` reads the database now.
+    remove_db_files(&copy);
+    let mut txid = copy.as_os_str().to_owned();
+    txid.push("-txid");
+    let _ = std::fs::remove_file(PathBuf::from(txid));
     super::check::check(config, &[]).map_err(|f| {
         Failure::from(format!(
             "promoted, but check failed ({}): fix it, then start the service",
@@ -299,7 +412,17 @@ fn promote_staged(
 ) -> Result<(store::BackupInfo, Promotion), Failure> {
     let s = &config.standby;
     let out = staging.to_string_lossy().into_owned();
-    standby::litestream(config, &["restore", "-o", &out, &s.follow])
+    // The fence is read while the copy is restored: each is a round of
+    // requests to the location (about 0.4 s from an S3 endpoint).
+    let (restored, found) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| standby::read_fence(config, &s.follow));
+        let restored = standby::litestream(config, &["restore", "-o", &out, &s.follow]);
+        let found = reader
+            .join()
+            .unwrap_or_else(|_| Err("reading the fence failed".into()));
+        (restored, found)
+    });
+    restored
         .map_err(|e| Failure::from(format!("restoring the newest state from {}: {e}", s.follow)))?;
     let info = store::check_restorable(staging, Path::new(&s.follow))?;
     let mut store = Store::open(staging, &config.database.synchronous)?;
@@ -352,6 +475,7 @@ fn promote_staged(
             host: host.to_string(),
             new_replica: s.replica.clone(),
         },
+        found,
     )?;
     Ok((info, promotion))
 }
