@@ -22,6 +22,11 @@ use std::time::{Duration, Instant};
 /// local S3 endpoint took 0.76 s; a remote bucket over a slow link far more).
 pub const LITESTREAM_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long `serve` waits for Litestream to read the fence: well inside
+/// systemd's start timeout (90 s), since a start that hangs on an unreachable
+/// location helps no one; past it the service starts and says it could not tell.
+pub const SERVE_FENCE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Where the fence of a replica location lives: beside it, never inside
 /// (Litestream owns the layout of the location itself). Query parameters
 /// (`?endpoint=…`) stay at the end.
@@ -88,6 +93,10 @@ fn remove_db_files(path: &Path) {
 /// Run `litestream ARGS` to its end (bounded by `LITESTREAM_TIMEOUT`); `Err`
 /// names the command and carries the end of its output.
 pub fn litestream(config: &Config, args: &[&str]) -> Result<(), String> {
+    litestream_within(config, args, LITESTREAM_TIMEOUT)
+}
+
+fn litestream_within(config: &Config, args: &[&str], timeout: Duration) -> Result<(), String> {
     let bin = &config.standby.litestream;
     let shown = format!("{bin} {}", args.join(" "));
     // Litestream 0.5's S3 client refuses to start while AWS_CA_BUNDLE is set
@@ -113,7 +122,7 @@ pub fn litestream(config: &Config, args: &[&str]) -> Result<(), String> {
         }
         text
     });
-    let deadline = Instant::now() + LITESTREAM_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Ok(s),
@@ -121,9 +130,7 @@ pub fn litestream(config: &Config, args: &[&str]) -> Result<(), String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                break Err(format!(
-                    "{shown}: still running after {LITESTREAM_TIMEOUT:?}; killed"
-                ));
+                break Err(format!("{shown}: still running after {timeout:?}; killed"));
             }
             Err(e) => break Err(format!("{shown}: {e}")),
         }
@@ -141,13 +148,22 @@ pub fn litestream(config: &Config, args: &[&str]) -> Result<(), String> {
 /// Read the fence beside `replica`, if there is one (Litestream restores it
 /// into a temporary file beside the database).
 pub fn read_fence(config: &Config, replica: &str) -> Result<Option<Fence>, String> {
+    read_fence_within(config, replica, LITESTREAM_TIMEOUT)
+}
+
+fn read_fence_within(
+    config: &Config,
+    replica: &str,
+    timeout: Duration,
+) -> Result<Option<Fence>, String> {
     let tmp = beside(&config.database.path, "fence");
     remove_db_files(&tmp);
     let out = tmp.to_string_lossy().into_owned();
     let location = fence_location(replica);
-    let result = litestream(
+    let result = litestream_within(
         config,
         &["restore", "-if-replica-exists", "-o", &out, &location],
+        timeout,
     )
     .and_then(|()| {
         if !tmp.exists() {
@@ -256,7 +272,17 @@ pub fn refuse_if_fenced(config: &Config) -> Result<(), String> {
     if replica.is_empty() {
         return Ok(());
     }
-    match read_fence(config, replica) {
+    if let Some(at) = promoted_and_not_served_since(&config.database.path) {
+        // Nothing of this database has been replicated to the location yet, so
+        // no standby can have taken it over: the first start after a promotion
+        // does not wait for a round of requests to it.
+        info!(
+            "standby: first start since this copy was promoted ({}): {replica} holds nothing of it yet",
+            rfc3339(at)
+        );
+        return Ok(());
+    }
+    match read_fence_within(config, replica, SERVE_FENCE_TIMEOUT) {
         Ok(Some(f)) => Err(f.refusal(replica)),
         Ok(None) => {
             info!("standby: {replica} is this machine's own replica location (no fence)");
@@ -268,6 +294,17 @@ pub fn refuse_if_fenced(config: &Config) -> Result<(), String> {
             );
             Ok(())
         }
+    }
+}
+
+/// When the database was promoted and no `serve` has run on it since (its
+/// heartbeat, if any, is the old primary's): the promotion's time.
+fn promoted_and_not_served_since(db: &Path) -> Option<i64> {
+    let copy = crate::store::read_copy(db).ok()?;
+    let promoted = copy.promotions.iter().map(|p| p.at).max()?;
+    match copy.heartbeat {
+        Some(h) if h.started >= promoted => None,
+        _ => Some(promoted),
     }
 }
 

