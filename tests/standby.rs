@@ -256,7 +256,14 @@ impl Machine {
         });
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let yml = dir.join("litestream.yml");
-        fs::write(&yml, readme::recipe("standby-litestream-yml")).unwrap();
+        let recipe = readme::recipe("standby-litestream-yml");
+        let packaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/standby/litestream.yml");
+        assert_eq!(
+            recipe,
+            fs::read_to_string(packaged).unwrap(),
+            "docs/standby.md's litestream.yml is the packaged example"
+        );
+        fs::write(&yml, recipe).unwrap();
         let env = dir.join("litestream.env");
         fs::write(&env, "AWS_ACCESS_KEY_ID=test\nAWS_SECRET_ACCESS_KEY=test\n").unwrap();
         Machine {

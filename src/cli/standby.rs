@@ -411,7 +411,33 @@ fn promote(config: &Config, args: &[String]) -> Out {
     Ok(())
 }
 
+/// Refuse a copy older than `[standby] max_age_secs`, naming its age (`what`
+/// says which copy), unless `force`.
+fn judge_age(config: &Config, copy: &CopyState, now: i64, what: &str) -> Result<(), Failure> {
+    let max = config.standby.max_age.as_secs() as i64;
+    match age_of(copy, now) {
+        Some(a) if a <= max => Ok(()),
+        Some(a) => Err(Failure::from(format!(
+            "{what} is {a} s old ({}), over standby.max_age_secs = {max}: the primary may have acknowledged updates it does not hold. \
+             `standby promote --force` takes it over anyway",
+            describe_heartbeat(copy, now)
+        ))),
+        None => Err(Failure::from(format!(
+            "{what} has no heartbeat, so its age is unknown: `standby promote --force` takes it over anyway"
+        ))),
+    }
+}
+
+/// What the fencing thread leaves: done, or the fence it found for later.
+type Fencing = Result<Option<Result<Option<Fence>, String>>, Failure>;
+
 /// Restore into `staging`, check, judge the age, move the serials, fence.
+///
+/// The fence goes up while the copy is restored (each is a round of requests
+/// to the location, about 0.5 s to an S3 endpoint) when the follower's copy
+/// already shows that the promotion goes ahead (young enough, or `--force`);
+/// else it is read meanwhile and written after the restored copy was judged,
+/// so that a refused promotion fences nothing.
 fn promote_staged(
     config: &Config,
     staging: &Path,
@@ -419,22 +445,39 @@ fn promote_staged(
     force: bool,
     steps: &mut Vec<(&'static str, Duration)>,
 ) -> Result<(store::BackupInfo, Promotion), Failure> {
-    let restoring = Instant::now();
+    let started = Instant::now();
     let s = &config.standby;
+    let now = now_unix();
+    let ours = Fence {
+        at: now,
+        host: host.to_string(),
+        new_replica: s.replica.clone(),
+    };
+    // An old or missing follower's copy decides nothing: the restored copy
+    // (newer, if the follower had stopped) is judged in any case.
+    let fence_early = force
+        || read_copy(&follow_copy(config))
+            .is_ok_and(|copy| judge_age(config, &copy, now, "the follower's copy").is_ok());
     let out = staging.to_string_lossy().into_owned();
-    // The fence is read while the copy is restored: each is a round of
-    // requests to the location (about 0.4 s from an S3 endpoint).
-    let (restored, found) = std::thread::scope(|scope| {
-        let reader = scope.spawn(|| standby::read_fence(config, &s.follow));
+    let (restored, fencing) = std::thread::scope(|scope| {
+        let fencer = scope.spawn(|| -> Fencing {
+            let found = standby::read_fence(config, &s.follow);
+            if fence_early {
+                fence(config, &s.follow, &ours, found)?;
+                return Ok(None);
+            }
+            Ok(Some(found))
+        });
         let restored = standby::litestream(config, &["restore", "-o", &out, &s.follow]);
-        let found = reader
+        let fencing = fencer
             .join()
-            .unwrap_or_else(|_| Err("reading the fence failed".into()));
-        (restored, found)
+            .unwrap_or_else(|_| Err(Failure::from("fencing failed".to_string())));
+        (restored, fencing)
     });
+    let found = fencing?;
     restored
         .map_err(|e| Failure::from(format!("restoring the newest state from {}: {e}", s.follow)))?;
-    steps.push(("restore", restoring.elapsed()));
+    steps.push(("restore and fence", started.elapsed()));
     let info = store::check_restorable(staging, Path::new(&s.follow))?;
     let mut store = Store::open(staging, &config.database.synchronous)?;
     let integrity: String = store.quick_check()?;
@@ -445,27 +488,14 @@ fn promote_staged(
         )));
     }
     let copy = store.copy_state()?;
-    let now = now_unix();
     let age = age_of(&copy, now);
-    let max = s.max_age.as_secs() as i64;
     if !force {
-        match age {
-            Some(a) if a <= max => {}
-            Some(a) => {
-                return Err(Failure::from(format!(
-                    "the copy restored from {} is {a} s old ({}), over standby.max_age_secs = {max}: the primary may have acknowledged updates it does not hold. \
-                     `standby promote --force` takes it over anyway",
-                    s.follow,
-                    describe_heartbeat(&copy, now)
-                )))
-            }
-            None => {
-                return Err(Failure::from(format!(
-                    "the copy restored from {} has no heartbeat, so its age is unknown: `standby promote --force` takes it over anyway",
-                    s.follow
-                )))
-            }
-        }
+        judge_age(
+            config,
+            &copy,
+            now,
+            &format!("the copy restored from {}", s.follow),
+        )?;
     }
     let promotion = Promotion {
         at: now,
@@ -478,17 +508,10 @@ fn promote_staged(
     drop(store);
     sync_file(staging).map_err(|e| format!("syncing {}: {e}", staging.display()))?;
     // The fence before the copy goes live: from here the old primary refuses.
-    let fencing = Instant::now();
-    fence(
-        config,
-        &s.follow,
-        &Fence {
-            at: now,
-            host: host.to_string(),
-            new_replica: s.replica.clone(),
-        },
-        found,
-    )?;
-    steps.push(("fence", fencing.elapsed()));
+    if let Some(found) = found {
+        let fencing = Instant::now();
+        fence(config, &s.follow, &ours, found)?;
+        steps.push(("fence", fencing.elapsed()));
+    }
     Ok((info, promotion))
 }
