@@ -17,30 +17,37 @@ case $KILLS in '' | *[!0-9]* | 0) echo "usage: bench/standby.sh [KILLS]" >&2; ex
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 started=$(date -u +%Y-%m-%dT%H:%MZ)
+status=0
 DEDYN_STANDBY_KILLS=$KILLS cargo test --release --quiet --test standby \
-  killing_the_primary -- --nocapture >"$out" 2>&1 || {
-  cp "$out" /tmp/standby-bench-failed.log
-  grep -v "^\[" "$out" | tail -40
-  echo "bench/standby.sh: the test failed; its whole output: /tmp/standby-bench-failed.log" >&2
-  exit 1
-}
+  killing_the_primary -- --nocapture >"$out" 2>&1 || status=$?
 if grep -q '^SKIPPED:' "$out"; then
   grep '^SKIPPED:' "$out" >&2
   exit 1
 fi
-rounds=$(grep '^round ' "$out")
-summary=$(grep '^standby: ' "$out")
+rounds=$(grep '^round ' "$out" || true)
+summary=$(grep '^standby: ' "$out" || true)
+# The test checks the time bounds after the last round and names each miss.
+missed=$(grep -E '^round [0-9]+: .*\(at most|^median loss' "$out" || true)
+if [ -z "$summary" ]; then
+  cp "$out" /tmp/standby-bench-failed.log
+  grep -v '^\[' "$out" | tail -40
+  echo "bench/standby.sh: the test failed before its summary; its whole output: /tmp/standby-bench-failed.log" >&2
+  exit 1
+fi
 printf '%s\n%s\n' "$rounds" "$summary"
+[ -z "$missed" ] || printf 'over a bound:\n%s\n' "$missed"
 {
   echo "# Warm standby: $KILLS kills — $started"
   echo
   echo "\`bench/standby.sh $KILLS\` on $(nproc) cores, $(uname -sr); Litestream 0.5.17,"
   echo "sync-interval and monitor-interval 100 ms; 200 changing updates a second;"
-  echo "even rounds replicate to a directory, odd rounds to a local S3 endpoint (moto)."
-  echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "even rounds replicate to a directory, odd rounds to a local S3 endpoint (moto);"
+  echo "the release build. The machine is shared: the summary line gives its load average."
   echo
   echo '```'
   echo "$rounds"
   echo "$summary"
+  [ -z "$missed" ] || printf 'over a bound:\n%s\n' "$missed"
   echo '```'
 } >bench/results-standby.md
+exit $status

@@ -696,6 +696,7 @@ fn killing_the_primary_loses_at_most_a_second_and_the_promoted_standby_takes_ove
 
     let (mut primary, mut standby) = (a, b);
     let mut rounds: Vec<Round> = Vec::new();
+    let mut over: Vec<String> = Vec::new();
     let mut seed = Instant::now().elapsed().subsec_nanos() as u64 | 1;
     for r in 0..kills {
         standby.start_follower();
@@ -832,14 +833,18 @@ fn killing_the_primary_loses_at_most_a_second_and_the_promoted_standby_takes_ove
             promote_took.as_secs_f64(),
             takeover.as_secs_f64(),
         );
-        assert!(
-            lost <= Duration::from_secs(1),
-            "round {r}: {lost:?} of acknowledged updates lost"
-        );
-        assert!(
-            takeover <= Duration::from_secs(2),
-            "round {r}: first good {takeover:?} after promotion started"
-        );
+        // The time bounds are checked after the last round, so that a run
+        // (bench/standby.sh's 20) shows every round's numbers.
+        if lost > Duration::from_secs(1) {
+            over.push(format!(
+                "round {r}: {lost:?} of acknowledged updates lost (at most 1 s)"
+            ));
+        }
+        if takeover > Duration::from_secs(2) {
+            over.push(format!(
+                "round {r}: first good {takeover:?} after promotion started (at most 2 s)"
+            ));
+        }
         assert!(
             first_serial > max_serial,
             "round {r}: the standby's first serial {first_serial} is not above the acknowledged {max_serial}"
@@ -917,17 +922,26 @@ fn killing_the_primary_loses_at_most_a_second_and_the_promoted_standby_takes_ove
     let max_loss = *losses.iter().max().unwrap();
     let med_loss = median(&mut losses);
     eprintln!(
-        "standby: {kills} kills: loss max {:.3} s, median {:.3} s; promote median {:.3} s, max {:.3} s; first good after promotion started median {:.3} s, max {:.3} s",
+        "standby: {kills} kills: loss max {:.3} s, median {:.3} s; promote median {:.3} s, max {:.3} s; first good after promotion started median {:.3} s, max {:.3} s; {} over a bound; load average {}",
         max_loss.as_secs_f64(),
         med_loss.as_secs_f64(),
         median(&mut promotes).as_secs_f64(),
         promotes.iter().max().unwrap().as_secs_f64(),
         median(&mut takeovers).as_secs_f64(),
         takeovers.iter().max().unwrap().as_secs_f64(),
+        over.len(),
+        fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
     );
+    if med_loss > Duration::from_millis(100) {
+        over.push(format!("median loss {med_loss:?} (at most 0.1 s)"));
+    }
     assert!(
-        med_loss <= Duration::from_millis(100),
-        "median loss {med_loss:?}"
+        over.is_empty(),
+        "SPEC 16's bounds not met (load average {}):\n{}",
+        fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim(),
+        over.join("\n")
     );
 }
 
