@@ -1,5 +1,6 @@
 //! `standby status` and `standby promote` (SPEC 16): judge the copy Litestream's
-//! follower keeps on a standby, and take it over when the primary is lost.
+//! follower keeps on a standby, and take it over when the primary is lost;
+//! `standby replicate` and `standby follow` start Litestream for the units.
 //!
 //! Litestream does the replicating (docs/standby.md); here are only the
 //! decisions: how old the copy is (its newest heartbeat), whether the primary
