@@ -320,7 +320,7 @@ fn render_zones(out: &mut String, zones: &BTreeMap<String, ZoneStats>, now: i64)
         zones,
         "zone_rows_left_out",
         "gauge",
-        "Stored rows left out of the zone's latest rendering because they would break the zone (each logged as an ERROR).",
+        "Database rows left out of the zone's latest rendering because they would break the zone (each logged as an ERROR).",
         |z| z.rows_left_out,
     );
     per_zone(
@@ -328,7 +328,7 @@ fn render_zones(out: &mut String, zones: &BTreeMap<String, ZoneStats>, now: i64)
         zones,
         "zone_rows_left_out_total",
         "counter",
-        "Stored rows left out of renderings of the zone, summed over every rendering.",
+        "Database rows left out of renderings of the zone, summed over every rendering.",
         |z| z.rows_left_out_total,
     );
     family(
