@@ -7,9 +7,11 @@ use crate::http::{metrics, Service, WorkerPool};
 use crate::os::private_dir::PrivateDir;
 use crate::os::serve_lock::{self, ServeLock};
 use crate::os::signals;
+use crate::publish::feed::{OpenFeed, ZoneFeed};
 use crate::publish::state::PublishStats;
 use crate::publish::{self, LastUsed};
 use crate::store::Store;
+use crate::update::ledger::Ledger;
 use log::{error, info, warn};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,8 +61,17 @@ fn start_service(
             config.origin()
         );
     }
-    let open = move || Store::open(&db.path, &db.synchronous).map_err(|e| e.to_string());
-    let mut store = open()?;
+    // Every thread gets its own connection, seen through the port it needs.
+    let open = move || Store::open(&db.path, &db.synchronous);
+    let mut store = open().map_err(|e| e.to_string())?;
+    let open_feed = open.clone();
+    let open_feed: Arc<OpenFeed> =
+        Arc::new(move || Ok(Box::new(open_feed()?) as Box<dyn ZoneFeed + Send>));
+    let open_ledger = move || {
+        open()
+            .map(|s| Box::new(s) as Box<dyn Ledger + Send>)
+            .map_err(|e| e.to_string())
+    };
     // SPEC 17: `check` tells by this lock that we hold the listeners.
     let serve_lock = ServeLock::hold(&config.database.path)
         .map_err(|e| {
@@ -74,16 +85,26 @@ fn start_service(
     store.ensure_zones(&zone_names).map_err(|e| e.to_string())?;
     let last_used = Arc::new(LastUsed::default());
     let stats = Arc::new(PublishStats::default());
-    let (publisher, publisher_thread) =
-        publish::spawn(config.clone(), store, last_used.clone(), stats.clone())
-            .map_err(|e| format!("cannot start publisher: {e}"))?;
+    let (publisher, publisher_thread) = publish::spawn(
+        config.clone(),
+        Box::new(store),
+        open_feed,
+        last_used.clone(),
+        stats.clone(),
+    )
+    .map_err(|e| format!("cannot start publisher: {e}"))?;
     let service = Arc::new(Service::new(
         config.clone(),
         hop,
         publisher.clone(),
         last_used,
     ));
-    let pool = WorkerPool::start(config.server.workers, internal, service.clone(), open)?;
+    let pool = WorkerPool::start(
+        config.server.workers,
+        internal,
+        service.clone(),
+        open_ledger,
+    )?;
     Ok((
         service,
         pool,

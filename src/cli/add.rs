@@ -3,8 +3,9 @@
 
 use super::args::{open, print_lines, Failure, Out};
 use super::rules;
-use crate::config::{Bounds, Config};
+use crate::config::Config;
 use crate::store::{Batch, NewToken};
+use crate::update::bounds::Bounds;
 
 /// One `user add`, `domain add` or `token add`, parsed and checked as far as the
 /// command line goes — a token's secret already made and hashed — so that `run`,

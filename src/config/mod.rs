@@ -5,6 +5,7 @@ use crate::edge::TrustedProxies;
 use crate::net::cidr::Cidr;
 use crate::net::name;
 use crate::ratelimit::Limits;
+use crate::update::bounds::Bounds;
 use crate::update::ZonePolicy;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -146,32 +147,6 @@ pub struct RateLimit {
     pub checkip_per_ip: Limits,
     /// acme-dns calls per registered domain (SPEC 10), apart from address updates.
     pub acme_per_domain: Limits,
-}
-
-/// `[limits]` (SPEC 13): bounds on how far one user's data may grow; `0` = no
-/// limit. Checked by the update's write transaction and by `domain add`/`import`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Bounds {
-    /// The domain and the names below it that hold records.
-    pub names_per_domain: u64,
-    /// Records of one family on one name.
-    pub records_per_name: u64,
-    /// Domains one user may hold (the CLI's `--force` overrides).
-    pub domains_per_user: u64,
-}
-
-impl Bounds {
-    /// No bound at all (`0` everywhere).
-    pub const NONE: Bounds = Bounds {
-        names_per_domain: 0,
-        records_per_name: 0,
-        domains_per_user: 0,
-    };
-
-    /// Whether `count` lies over `limit` (`0`: nothing does).
-    pub fn over(limit: u64, count: u64) -> bool {
-        limit != 0 && count > limit
-    }
 }
 
 pub mod edit;

@@ -2,7 +2,7 @@
 
 use super::intake;
 use super::service::Service;
-use crate::store::Store;
+use crate::update::ledger::Ledger;
 use log::error;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,22 +29,22 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
-    /// Start `n` workers; `open` gives each its own store connection.
+    /// Start `n` workers; `open` gives each its own connection to the ledger.
     pub fn start(
         n: usize,
         internal: Arc<tiny_http::Server>,
         service: Arc<Service>,
-        mut open: impl FnMut() -> Result<Store, String>,
+        mut open: impl FnMut() -> Result<Box<dyn Ledger + Send>, String>,
     ) -> Result<WorkerPool, String> {
         let stopping = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
-            let mut store = open()?;
+            let mut ledger = open()?;
             let (internal, service, stopping) =
                 (internal.clone(), service.clone(), stopping.clone());
             let t = std::thread::Builder::new()
                 .name(format!("worker-{i}"))
-                .spawn(move || work(&internal, &service, &mut store, &stopping))
+                .spawn(move || work(&internal, &service, &mut *ledger, &stopping))
                 .map_err(|e| format!("cannot start worker: {e}"))?;
             threads.push(t);
         }
@@ -61,12 +61,17 @@ impl WorkerPool {
 }
 
 /// One worker's loop: take a request, answer it, until told to stop.
-fn work(internal: &tiny_http::Server, service: &Service, store: &mut Store, stopping: &AtomicBool) {
+fn work(
+    internal: &tiny_http::Server,
+    service: &Service,
+    ledger: &mut dyn Ledger,
+    stopping: &AtomicBool,
+) {
     loop {
         match internal.recv_timeout(POLL) {
             Ok(Some(rq)) => {
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    intake::handle(service, store, rq)
+                    intake::handle(service, ledger, rq)
                 }));
                 if r.is_err() {
                     error!("a request handler panicked; the worker goes on");

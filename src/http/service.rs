@@ -9,9 +9,9 @@ use crate::net::cidr::mask;
 use crate::os::clock::now_unix;
 use crate::publish::{LastUsed, Publisher};
 use crate::ratelimit::Limiter;
-use crate::store::{Applied, Store, StoreError};
+use crate::update::ledger::{Applied, Ledger};
 use crate::update::{self, address::Family, Refusal};
-use log::{error, warn};
+use log::warn;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -63,26 +63,6 @@ impl Reply {
             body,
             headers,
             content_type: "text/plain",
-        }
-    }
-}
-
-/// A store failure during the write as the refusal the client gets: the token
-/// or a domain vanished between plan and write, a `[limits]` bound would be
-/// exceeded (`400` naming it), or the database failed (`911`). `explain` uses it
-/// too, so that it predicts the same answer, and the acme-dns call (`during` "call",
-/// `action` "acme-dns update"); an address update is `during` "update", `action` "update".
-pub(crate) fn store_refusal(e: StoreError, during: &str, action: &str, names: &str) -> Refusal {
-    match e {
-        StoreError::Revoked => Refusal::BadAuth {
-            counted: false,
-            reason: format!("token revoked during the {during}"),
-        },
-        StoreError::Gone(d) => Refusal::NoHost(format!("{d} was removed during the {during}")),
-        StoreError::OverLimit(m) => Refusal::BadRequest(m),
-        e => {
-            error!("{action} of {names} failed: {e}");
-            Refusal::Database(e.to_string())
         }
     }
 }
@@ -157,16 +137,16 @@ impl Service {
 
     /// Handle one request; returns the reply and a log summary (never a secret).
     /// A refusal ends it at the step that refused: `Err` carries its log summary.
-    pub fn process(&self, store: &mut Store, rq: &Incoming) -> (Reply, String) {
+    pub fn process(&self, ledger: &mut dyn Ledger, rq: &Incoming) -> (Reply, String) {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         if rq.host.is_some_and(|h| self.is_checkip_host(h)) {
             return self.checkip(rq.client, now);
         }
         if crate::update::acme::is_acme_call(rq.method, rq.target) {
-            return self.acme(store, rq, now);
+            return self.acme(ledger, rq, now);
         }
-        match self.update(store, rq, now) {
+        match self.update(ledger, rq, now) {
             Ok(done) => done,
             Err((r, summary)) => (Reply::refusal(&r), summary),
         }
@@ -186,7 +166,7 @@ impl Service {
     /// limit, the write, and the `good` reply with its outcome and receipt.
     fn update(
         &self,
-        store: &mut Store,
+        ledger: &mut dyn Ledger,
         rq: &Incoming,
         now: Instant,
     ) -> Result<(Reply, String), (Refusal, String)> {
@@ -209,7 +189,7 @@ impl Service {
             let summary = format!("locked out after failed authentications: {r}");
             return Err((r, summary));
         }
-        let plan = update::plan(&req, store, self.config.as_ref(), now_unix())
+        let plan = update::plan(&req, ledger, self.config.as_ref(), now_unix())
             .map_err(|r| self.count_failed_auth(r, rq.client, now))
             .map_err(refused)?;
         let names: Vec<&str> = plan.names.iter().map(|n| n.name.as_str()).collect();
@@ -221,15 +201,15 @@ impl Service {
             let summary = format!("{} {r}", names.join(","));
             return Err((r, summary));
         }
-        let applied = store
-            .apply_with(
+        let applied = ledger
+            .apply(
                 &plan.names,
                 plan.token_id,
                 plan.owner,
                 &update::outcome::decide,
                 &self.config.limits,
             )
-            .map_err(|e| refused(store_refusal(e, "update", "update", &names.join(","))))?;
+            .map_err(|e| refused(e.refusal("update", "update", &names.join(","))))?;
         self.last_used.note(plan.token_id);
         Ok(self.good(&applied))
     }

@@ -9,6 +9,7 @@
 
 pub mod check;
 mod error;
+pub mod feed;
 mod lane;
 pub(crate) mod reload;
 pub mod render;
@@ -20,7 +21,7 @@ pub use reload::{run_reload, wait_until_served};
 
 use crate::config::{Config, Zone};
 use crate::os::clock::now_unix;
-use crate::store::Store;
+use feed::{OpenFeed, ZoneFeed};
 use lane::{Msg, POLL};
 use log::{error, info, warn};
 use state::{PublishStats, StopClock};
@@ -86,11 +87,12 @@ impl Publisher {
 }
 
 /// Start the coordinator and one lane per zone. Every zone is published once
-/// first (by its lane, all in parallel). `store` is the coordinator's; each lane
-/// opens its own connection.
+/// first (by its lane, all in parallel). `feed` is the coordinator's; each lane
+/// opens its own connection with `open`.
 pub fn spawn(
     config: Arc<Config>,
-    store: Store,
+    feed: Box<dyn ZoneFeed + Send>,
+    open: Arc<OpenFeed>,
     last_used: Arc<LastUsed>,
     stats: Arc<PublishStats>,
 ) -> std::io::Result<(Publisher, JoinHandle<()>)> {
@@ -103,38 +105,44 @@ pub fn spawn(
     };
     let mut lanes = Vec::new();
     for z in &config.zones {
-        let body = lane_body(&config, &stats, &stop, z);
+        let body = lane_body(&config, &open, &stats, &stop, z);
         lanes.push(LaneHandle::spawn(&z.name, body)?);
     }
     let handle = std::thread::Builder::new()
         .name("publisher".into())
         .spawn(move || {
-            let mut store = store;
+            let mut feed = feed;
             let respawn = |name: &str| {
                 config
                     .zone(name)
-                    .map(|z| lane_body(&config, &stats, &stop, z))
+                    .map(|z| lane_body(&config, &open, &stats, &stop, z))
                     .ok_or_else(|| format!("zone {name} is not configured"))
             };
-            coordinate(rx, lanes, &respawn, &stats, &mut store, &last_used);
+            coordinate(rx, lanes, &respawn, &stats, &mut *feed, &last_used);
         })?;
     Ok((publisher, handle))
 }
 
 type LaneBody = Box<dyn FnOnce(Receiver<Msg>) + Send>;
 
-/// What a lane thread runs: open its own store, then publish `zone` until told to stop.
+/// What a lane thread runs: open its own feed, then publish `zone` until told to stop.
 fn lane_body(
     config: &Arc<Config>,
+    open: &Arc<OpenFeed>,
     stats: &Arc<PublishStats>,
     stop: &Arc<StopClock>,
     zone: &Zone,
 ) -> LaneBody {
-    let (config, stats, stop, zone) = (config.clone(), stats.clone(), stop.clone(), zone.clone());
+    let (config, open, stats, stop, zone) = (
+        config.clone(),
+        open.clone(),
+        stats.clone(),
+        stop.clone(),
+        zone.clone(),
+    );
     Box::new(move |rx| {
-        let db = &config.database;
-        match Store::open(&db.path, &db.synchronous) {
-            Ok(store) => lane::Lane::new(zone, config.clone(), store, stats, stop).run(rx),
+        match open() {
+            Ok(feed) => lane::Lane::new(zone, config, feed, stats, stop).run(rx),
             // Returning counts as dying: the coordinator restarts the lane.
             Err(e) => error!(
                 "publisher for zone {}: cannot open the database: {e}",
@@ -174,7 +182,7 @@ fn coordinate(
     mut lanes: Vec<LaneHandle>,
     respawn: &dyn Fn(&str) -> Result<LaneBody, String>,
     stats: &PublishStats,
-    store: &mut Store,
+    feed: &mut dyn ZoneFeed,
     last_used: &LastUsed,
 ) {
     let mut last_flush = Instant::now();
@@ -195,14 +203,14 @@ fn coordinate(
         // Every POLL, not on every change signal: values live an hour.
         if last_expire.elapsed() >= POLL {
             last_expire = Instant::now();
-            if expire_acme(store) {
+            if expire_acme(feed) {
                 for l in &lanes {
                     let _ = l.tx.send(Msg::Changed(Instant::now()));
                 }
             }
         }
         if last_flush.elapsed() >= LAST_USED_FLUSH {
-            flush_last_used(&mut *store, last_used);
+            flush_last_used(feed, last_used);
             last_flush = Instant::now();
         }
     }
@@ -218,7 +226,7 @@ fn coordinate(
             );
         }
     }
-    flush_last_used(&mut *store, last_used);
+    flush_last_used(feed, last_used);
     info!("publisher stopped");
 }
 
@@ -226,8 +234,8 @@ fn coordinate(
 /// written, with no call; their zones are then dirty like any other change.
 /// One indexed EXISTS every POLL when nothing expired.
 /// Returns whether anything was removed.
-fn expire_acme(store: &mut Store) -> bool {
-    match store.expire_acme(now_unix()) {
+fn expire_acme(feed: &mut dyn ZoneFeed) -> bool {
+    match feed.expire_acme(now_unix()) {
         Ok(zones) if !zones.is_empty() => {
             info!("expired _acme-challenge values in {}", zones.join(", "));
             true
@@ -240,8 +248,8 @@ fn expire_acme(store: &mut Store) -> bool {
     }
 }
 
-fn flush_last_used(store: &mut Store, last_used: &LastUsed) {
-    if let Err(e) = store.touch_tokens(&last_used.take()) {
+fn flush_last_used(feed: &mut dyn ZoneFeed, last_used: &LastUsed) {
+    if let Err(e) = feed.touch_tokens(&last_used.take()) {
         warn!("could not record token last-used times: {e}");
     }
 }

@@ -1,7 +1,6 @@
 //! The database itself: opening it, its schema and migrations (`PRAGMA user_version`),
 //! the store's typed error, and the helpers the store's parts share.
 
-use crate::update::family::Family;
 use rusqlite::{Connection, TransactionBehavior};
 use std::fmt;
 use std::net::IpAddr;
@@ -41,6 +40,27 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+/// A failed write in the words of the worker's port: the outcomes the rules
+/// turn into refusals keep their kind, every other failure is the database's.
+impl From<StoreError> for crate::update::ledger::LedgerError {
+    fn from(e: StoreError) -> Self {
+        use crate::update::ledger::LedgerError;
+        match e {
+            StoreError::Revoked => LedgerError::Revoked,
+            StoreError::Gone(d) => LedgerError::Gone(d),
+            StoreError::OverLimit(m) => LedgerError::OverLimit(m),
+            e @ (StoreError::Invalid(_) | StoreError::Db(_)) => LedgerError::Failed(e.to_string()),
+        }
+    }
+}
+
+/// A failure in the words of the publisher's port.
+impl From<StoreError> for crate::publish::feed::FeedError {
+    fn from(e: StoreError) -> Self {
+        crate::publish::feed::FeedError(e.to_string())
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -227,14 +247,6 @@ pub(super) fn blob_addr(b: &[u8]) -> std::result::Result<IpAddr, usize> {
     <[u8; 16]>::try_from(b)
         .map(IpAddr::from)
         .map_err(|_| b.len())
-}
-
-/// A row of `records` whose address blob is neither 4 nor 16 bytes long (see
-/// `blob_addr`): its type and the length it has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BadAddr {
-    pub family: Family,
-    pub len: usize,
 }
 
 /// How long a connection waits for another's write lock before it fails with

@@ -9,8 +9,6 @@ mod update;
 mod zones;
 
 pub use accounts::{Batch, NewToken, Overlap, TokenInfo};
-pub use acme::Writer as AcmeWriter;
 pub use backup::{check_restorable, ensure_not_in_use, BackupInfo};
-pub use db::{BadAddr, Store, StoreError, LOCK_WAIT, MAX_CLI_HOLD};
-pub use update::{Applied, Decide, FamilyRecords};
-pub use zones::{Attempt, Counts, Publication};
+pub use db::{Store, StoreError, LOCK_WAIT, MAX_CLI_HOLD};
+pub use zones::{Counts, Publication};

@@ -6,43 +6,19 @@ use super::db::{
     addr_blob, blob_addr, bump_generation, check_domain_held, check_token_held, writer_turn,
     Result, Store, StoreError,
 };
-use crate::config::Bounds;
 use crate::net::cidr::Cidr;
 use crate::net::name::quoted;
 use crate::os::clock::now_unix;
 use crate::update::acme::expiry_cutoff;
 use crate::update::address::Family;
+use crate::update::bounds::Bounds;
 use crate::update::directory::Scope;
+use crate::update::ledger::{AcmeWriter, Applied, Decide, FamilyRecords, Ledger, LedgerError};
 use crate::update::{Directory, DirectoryError, Domain, FamilyPolicy, NamePlan, Outcome, Token};
 use log::warn;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// What `apply` did: per name, the outcome of each family and its records before
-/// and after; per changed zone, the serial of the publication that will contain
-/// the change.
-#[derive(Clone, Debug, Default)]
-pub struct Applied {
-    pub outcomes: Vec<(String, [Outcome; 2])>,
-    /// Per name, in the order of `outcomes`: A, then AAAA.
-    pub records: Vec<[FamilyRecords; 2]>,
-    pub serials: Vec<(String, u32)>,
-}
-
-/// One family of one name: the records stored before the update and after it
-/// (equal when nothing changes), each in numeric order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FamilyRecords {
-    pub before: Vec<IpAddr>,
-    pub after: Vec<IpAddr>,
-}
-
-impl Applied {
-    pub fn changed(&self) -> bool {
-        !self.serials.is_empty()
-    }
-}
 
 impl Store {
     // ---- records ----
@@ -293,12 +269,42 @@ fn bad_row_read(zone: &str, name: &str, f: Family, len: usize) {
     }
 }
 
-/// The caller's decision for one family of one name, given the records stored
-/// now: the records after the update, and the outcome to report for it.
-pub type Decide = dyn Fn(&NamePlan, Family, &[IpAddr]) -> (Vec<IpAddr>, Outcome);
-
 /// One (name, family) whose records change, with its records after the update.
 type Change<'p> = (&'p NamePlan, Family, Vec<IpAddr>);
+
+/// The worker's port: the store's own methods, their failures in the rules' words.
+impl Ledger for Store {
+    fn apply(
+        &mut self,
+        names: &[NamePlan],
+        token: i64,
+        owner: i64,
+        decide: &Decide,
+        limits: &Bounds,
+    ) -> std::result::Result<Applied, LedgerError> {
+        Ok(self.apply_with(names, token, owner, decide, limits)?)
+    }
+
+    fn dry_run(
+        &mut self,
+        names: &[NamePlan],
+        decide: &Decide,
+        limits: &Bounds,
+    ) -> std::result::Result<Applied, LedgerError> {
+        Ok(Store::dry_run(self, names, decide, limits)?)
+    }
+
+    fn acme_set(
+        &mut self,
+        domain: &Domain,
+        name: &str,
+        value: &str,
+        who: AcmeWriter,
+        limits: &Bounds,
+    ) -> std::result::Result<u32, LedgerError> {
+        Ok(Store::acme_set(self, domain, name, value, who, limits)?)
+    }
+}
 
 /// The one translation of a store failure into the pipeline's directory error.
 fn dir_err(e: impl std::fmt::Display) -> DirectoryError {

@@ -7,9 +7,11 @@
 pub mod acme;
 pub mod address;
 pub mod auth;
+pub mod bounds;
 pub mod directory;
 pub mod family;
 pub mod hostname;
+pub mod ledger;
 pub mod outcome;
 pub mod plan;
 pub mod refusal;
