@@ -47,6 +47,8 @@ type Running = (
 );
 
 /// The store, the publisher (which publishes every zone once) and the worker pool.
+/// `String` error, like `serve`'s: the sentence `main` prints before exit 1,
+/// gathered from every layer's own error and never matched on.
 fn start_service(
     config: &Arc<Config>,
     internal: Arc<tiny_http::Server>,
@@ -54,7 +56,7 @@ fn start_service(
 ) -> Result<Running, String> {
     let db = config.database.clone();
     if publish::is_new_database(&db.path) {
-        publish::refuse_to_empty_published_zones(config)?;
+        publish::refuse_to_empty_published_zones(config).map_err(|e| e.to_string())?;
         log::info!(
             "creating a new database at {} ({})",
             db.path.display(),
@@ -67,11 +69,7 @@ fn start_service(
     let open_feed = open.clone();
     let open_feed: Arc<OpenFeed> =
         Arc::new(move || Ok(Box::new(open_feed()?) as Box<dyn ZoneFeed + Send>));
-    let open_ledger = move || {
-        open()
-            .map(|s| Box::new(s) as Box<dyn Ledger + Send>)
-            .map_err(|e| e.to_string())
-    };
+    let open_ledger = move || Ok(Box::new(open()?) as Box<dyn Ledger + Send>);
     // SPEC 17: `check` tells by this lock that we hold the listeners.
     let serve_lock = ServeLock::hold(&config.database.path)
         .map_err(|e| {
@@ -104,7 +102,8 @@ fn start_service(
         internal,
         service.clone(),
         open_ledger,
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     Ok((
         service,
         pool,
@@ -117,6 +116,8 @@ fn start_service(
 
 /// Run until SIGTERM/SIGINT, then finish in-flight requests, publish what is
 /// pending and return. SIGHUP reloads the TLS certificate and key.
+/// `String` error: the top of the program, a sentence for the operator (each
+/// layer's typed error is phrased into it where it meets serve).
 pub fn serve(config: Config) -> Result<(), String> {
     signals::block();
     // Before any socket: the edge sizes max_connections to fit the limit it finds.

@@ -145,7 +145,7 @@ impl Args {
 pub fn open(config: &Config) -> Result<Store, Failure> {
     if crate::publish::is_new_database(&config.database.path) {
         // SPEC 17: nor does `user add` start an empty database over published zones.
-        crate::publish::refuse_to_empty_published_zones(config)?;
+        crate::publish::refuse_to_empty_published_zones(config).map_err(|e| e.to_string())?;
     }
     let created = !database_exists(config);
     let s = open_store(config)?;

@@ -2,7 +2,7 @@
 
 use super::intake;
 use super::service::Service;
-use crate::update::ledger::Ledger;
+use crate::update::ledger::{Ledger, LedgerError};
 use log::error;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,18 +34,18 @@ impl WorkerPool {
         n: usize,
         internal: Arc<tiny_http::Server>,
         service: Arc<Service>,
-        mut open: impl FnMut() -> Result<Box<dyn Ledger + Send>, String>,
-    ) -> Result<WorkerPool, String> {
+        mut open: impl FnMut() -> Result<Box<dyn Ledger + Send>, LedgerError>,
+    ) -> Result<WorkerPool, PoolError> {
         let stopping = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
-            let mut ledger = open()?;
+            let mut ledger = open().map_err(PoolError::Open)?;
             let (internal, service, stopping) =
                 (internal.clone(), service.clone(), stopping.clone());
             let t = std::thread::Builder::new()
                 .name(format!("worker-{i}"))
                 .spawn(move || work(&internal, &service, &mut *ledger, &stopping))
-                .map_err(|e| format!("cannot start worker: {e}"))?;
+                .map_err(PoolError::Thread)?;
             threads.push(t);
         }
         Ok(WorkerPool { threads, stopping })
@@ -59,6 +59,24 @@ impl WorkerPool {
         }
     }
 }
+
+/// Why the pool could not start: a worker's connection or its thread.
+#[derive(Debug)]
+pub enum PoolError {
+    Open(LedgerError),
+    Thread(std::io::Error),
+}
+
+impl std::fmt::Display for PoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PoolError::Open(e) => write!(f, "{e}"),
+            PoolError::Thread(e) => write!(f, "cannot start worker: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}
 
 /// One worker's loop: take a request, answer it, until told to stop.
 fn work(

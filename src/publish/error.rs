@@ -16,6 +16,9 @@ pub enum PublishError {
     Feed(FeedError),
     /// The zone's `include` file could not be read (the message names it).
     Include(String),
+    /// SPEC 17: a new, empty database would replace the names a zone file
+    /// already publishes; nothing is created (the message names the file).
+    WouldEmpty(String),
     /// The zone file could not be written.
     Write {
         file: PathBuf,
@@ -68,7 +71,7 @@ impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PublishError::Feed(e) => write!(f, "{e}"),
-            PublishError::Include(m) => f.write_str(m),
+            PublishError::Include(m) | PublishError::WouldEmpty(m) => f.write_str(m),
             PublishError::Write { file, error } => write!(
                 f,
                 "cannot write zone file {}: {error} (the directory must exist and be writable by the service's user)",

@@ -116,7 +116,6 @@ pub fn spawn(
                 config
                     .zone(name)
                     .map(|z| lane_body(&config, &open, &stats, &stop, z))
-                    .ok_or_else(|| format!("zone {name} is not configured"))
             };
             coordinate(rx, lanes, &respawn, &stats, &mut *feed, &last_used);
         })?;
@@ -180,7 +179,7 @@ impl LaneHandle {
 fn coordinate(
     rx: Receiver<Msg>,
     mut lanes: Vec<LaneHandle>,
-    respawn: &dyn Fn(&str) -> Result<LaneBody, String>,
+    respawn: &dyn Fn(&str) -> Option<LaneBody>,
     stats: &PublishStats,
     feed: &mut dyn ZoneFeed,
     last_used: &LastUsed,
@@ -259,7 +258,7 @@ fn flush_last_used(feed: &mut dyn ZoneFeed, last_used: &LastUsed) {
 /// nothing a dead lane did counts as published.
 fn supervise(
     lanes: &mut [LaneHandle],
-    respawn: &dyn Fn(&str) -> Result<LaneBody, String>,
+    respawn: &dyn Fn(&str) -> Option<LaneBody>,
     stats: &PublishStats,
 ) {
     for l in lanes.iter_mut() {
@@ -276,16 +275,24 @@ fn supervise(
         if l.thread.is_some() || l.started.elapsed() < RESTART_EVERY {
             continue;
         }
-        let started = respawn(&l.zone).and_then(|body| {
-            LaneHandle::spawn(&l.zone, body).map_err(|e| format!("cannot start a thread: {e}"))
-        });
-        match started {
+        let Some(body) = respawn(&l.zone) else {
+            error!(
+                "cannot restart the publisher for zone {}: zone {} is not configured",
+                l.zone, l.zone
+            );
+            l.started = Instant::now();
+            continue;
+        };
+        match LaneHandle::spawn(&l.zone, body) {
             Ok(new) => {
                 stats.restarts.fetch_add(1, Ordering::Relaxed);
                 *l = new;
             }
             Err(e) => {
-                error!("cannot restart the publisher for zone {}: {e}", l.zone);
+                error!(
+                    "cannot restart the publisher for zone {}: cannot start a thread: {e}",
+                    l.zone
+                );
                 l.started = Instant::now();
             }
         }
@@ -313,7 +320,7 @@ pub fn is_new_database(path: &std::path::Path) -> bool {
 /// database (by `serve` or a command that writes) is created only when none of the zone files its first publication
 /// would replace holds names published from a database (a lost or moved
 /// database, a wrong `database.path`); else the start refuses, naming the file.
-pub fn refuse_to_empty_published_zones(config: &crate::config::Config) -> Result<(), String> {
+pub fn refuse_to_empty_published_zones(config: &crate::config::Config) -> Result<(), PublishError> {
     for (i, z) in config.zones.iter().enumerate() {
         let text = match std::fs::read(&z.file) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -328,15 +335,15 @@ pub fn refuse_to_empty_published_zones(config: &crate::config::Config) -> Result
                 continue
             }
             Err(e) => {
-                return Err(format!(
+                return Err(PublishError::WouldEmpty(format!(
                     "no database at {} yet, and zone[{i}].file {} cannot be read to tell whether it holds published names ({e}); nothing was created",
                     config.database.path.display(),
                     z.file.display()
-                ))
+                )))
             }
         };
         if zone::holds_published_names(&z.name, &text) {
-            return Err(format!(
+            return Err(PublishError::WouldEmpty(format!(
                 "no database at {} ({}), but zone[{i}].file {} holds names published from one: \
                  a new, empty database would remove them from DNS. Restore the database \
                  (or fix database.path); to start afresh on purpose, move the zone file away. \
@@ -344,7 +351,7 @@ pub fn refuse_to_empty_published_zones(config: &crate::config::Config) -> Result
                 config.database.path.display(),
                 config.origin(),
                 z.file.display()
-            ));
+            )));
         }
     }
     Ok(())
@@ -389,7 +396,7 @@ mod tests {
         let mut lanes = vec![LaneHandle::spawn("z", body(runs.clone())).unwrap()];
         let stats = PublishStats::default();
         let r = runs.clone();
-        let respawn = move |_: &str| Ok(body(r.clone()));
+        let respawn = move |_: &str| Some(body(r.clone()));
         let deadline = Instant::now() + Duration::from_secs(10);
         while runs.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
             supervise(&mut lanes, &respawn, &stats);

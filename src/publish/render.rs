@@ -33,7 +33,7 @@ pub fn render_zone(
     feed: &dyn ZoneFeed,
     out: &mut Vec<u8>,
 ) -> Result<Rendered, PublishError> {
-    let include = zone::read_include(zone).map_err(PublishError::Include)?;
+    let include = zone::read_include(zone)?;
     let mut check = ZoneCheck::new(&zone.name);
     let mut left_out = Vec::new();
     let records = zone::render(

@@ -1,6 +1,7 @@
 //! Zone rendering (pure: records in, text out) and the atomic file replace that
 //! guarantees a nameserver never reads a partial zone file.
 
+use super::error::PublishError;
 use crate::config::Zone;
 use std::fs;
 use std::io::{self, Write};
@@ -9,12 +10,17 @@ use std::path::Path;
 
 /// The zone's `include` file, read afresh for each publication (the operator may
 /// edit it while serving); the error names the file.
-pub fn read_include(zone: &Zone) -> Result<Option<String>, String> {
+pub fn read_include(zone: &Zone) -> Result<Option<String>, PublishError> {
     zone.include
         .as_ref()
         .map(|p| {
-            fs::read_to_string(p)
-                .map_err(|e| format!("zone {}: include file {}: {e}", zone.name, p.display()))
+            fs::read_to_string(p).map_err(|e| {
+                PublishError::Include(format!(
+                    "zone {}: include file {}: {e}",
+                    zone.name,
+                    p.display()
+                ))
+            })
         })
         .transpose()
 }
