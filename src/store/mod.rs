@@ -5,6 +5,7 @@ mod accounts;
 mod acme;
 mod backup;
 mod db;
+mod message;
 mod update;
 mod zones;
 

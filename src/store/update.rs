@@ -13,7 +13,10 @@ use crate::update::acme::expiry_cutoff;
 use crate::update::address::Family;
 use crate::update::bounds::Bounds;
 use crate::update::directory::Scope;
-use crate::update::ledger::{AcmeWriter, Applied, Decide, FamilyRecords, Ledger, LedgerError};
+use crate::update::ledger::{
+    AcmeWriter, Applied, Decide, FamilyRecords, Holding, Judge, Ledger, LedgerError,
+    MessageApplied, MessageName,
+};
 use crate::update::{Directory, DirectoryError, Domain, FamilyPolicy, NamePlan, Outcome, Token};
 use log::warn;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -23,7 +26,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 impl Store {
     // ---- records ----
 
-    fn current(conn: &Connection, zone: &str, name: &str, f: Family) -> Result<Vec<IpAddr>> {
+    pub(super) fn current(
+        conn: &Connection,
+        zone: &str,
+        name: &str,
+        f: Family,
+    ) -> Result<Vec<IpAddr>> {
         let mut st = conn.prepare_cached(
             "SELECT addr FROM records WHERE zone = ?1 AND name = ?2 AND type = ?3 ORDER BY addr",
         )?;
@@ -303,6 +311,24 @@ impl Ledger for Store {
         limits: &Bounds,
     ) -> std::result::Result<u32, LedgerError> {
         Ok(Store::acme_set(self, domain, name, value, who, limits)?)
+    }
+
+    fn apply_message(
+        &mut self,
+        token: i64,
+        owner: i64,
+        names: &[MessageName],
+        judge: &Judge,
+        limits: &Bounds,
+    ) -> std::result::Result<MessageApplied, LedgerError> {
+        Store::apply_message(self, token, owner, names, judge, limits)?.map_err(LedgerError::Unmet)
+    }
+
+    fn holdings(
+        &mut self,
+        names: &[MessageName],
+    ) -> std::result::Result<Vec<Holding>, LedgerError> {
+        Ok(Store::holdings(self, names)?)
     }
 }
 

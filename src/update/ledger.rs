@@ -61,6 +61,62 @@ pub enum LedgerError {
     OverLimit(String),
     /// The database failed; the message is the store's.
     Failed(String),
+    /// A DNS UPDATE's prerequisite does not hold (RFC 2136 §3.2); nothing written.
+    Unmet(Unmet),
+}
+
+/// A prerequisite that does not hold, in RFC 2136 §2.4's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unmet {
+    /// "Name is in use" but it is not.
+    NxDomain,
+    /// "Name is not in use" but it is.
+    YxDomain,
+    /// "RRset exists" (value independent or dependent) but it does not, or differs.
+    NxRrset,
+    /// "RRset does not exist" but it does.
+    YxRrset,
+}
+
+/// What the store holds for one owner name of a DNS UPDATE: its addresses (each
+/// family in numeric order) and, for an `_acme-challenge` name, its live TXT
+/// values (oldest first).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Holding {
+    pub v4: Vec<IpAddr>,
+    pub v6: Vec<IpAddr>,
+    pub txt: Vec<String>,
+}
+
+impl Holding {
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty() && self.txt.is_empty()
+    }
+}
+
+/// One owner name a DNS UPDATE reads (a prerequisite) or writes. `domain` is
+/// set when the rules let the message's token write it: the registered domain
+/// holding it (for an `_acme-challenge.NAME`, the one holding NAME).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageName {
+    /// The DNS owner name, lower case, without trailing dot.
+    pub name: String,
+    pub zone: String,
+    pub domain: Option<Domain>,
+}
+
+/// The DNS intake's part of a message write: what the store holds for each of
+/// the message's names in (read under the write lock, in the order given), the
+/// holdings after the message out, or the prerequisite that does not hold.
+pub type Judge = dyn Fn(&[Holding]) -> Result<Vec<Holding>, Unmet>;
+
+/// What a message write did: per name, before and after; the serials of the
+/// zones it changed (empty: nothing changed, nothing written).
+#[derive(Clone, Debug, Default)]
+pub struct MessageApplied {
+    pub before: Vec<Holding>,
+    pub after: Vec<Holding>,
+    pub serials: Vec<(String, u32)>,
 }
 
 impl fmt::Display for LedgerError {
@@ -69,6 +125,7 @@ impl fmt::Display for LedgerError {
             LedgerError::Revoked => f.write_str("the token was revoked during the update"),
             LedgerError::Gone(d) => write!(f, "domain {d} was removed during the update"),
             LedgerError::OverLimit(m) | LedgerError::Failed(m) => f.write_str(m),
+            LedgerError::Unmet(u) => write!(f, "prerequisite not met: {u:?}"),
         }
     }
 }
@@ -93,6 +150,8 @@ impl LedgerError {
                 error!("{action} of {names} failed: {e}");
                 Refusal::Database(e)
             }
+            // Only a DNS UPDATE has prerequisites; it answers them itself.
+            LedgerError::Unmet(u) => Refusal::BadRequest(format!("prerequisite not met: {u:?}")),
         }
     }
 }
@@ -133,4 +192,21 @@ pub trait Ledger: Directory {
         who: AcmeWriter,
         limits: &Bounds,
     ) -> Result<u32, LedgerError>;
+
+    /// One DNS UPDATE message (RFC 2136 §3.2–3.4), all of it or nothing, in one
+    /// write transaction: the token re-checked, each writable name's domain
+    /// still the owner's, `judge` run on what the store holds now, the
+    /// difference written (addresses; `_acme-challenge` values with the time of
+    /// this write) and held to `limits`. Nothing is written when nothing changes.
+    fn apply_message(
+        &mut self,
+        token: i64,
+        owner: i64,
+        names: &[MessageName],
+        judge: &Judge,
+        limits: &Bounds,
+    ) -> Result<MessageApplied, LedgerError>;
+
+    /// What `names` hold now (one read), for a query's answer.
+    fn holdings(&mut self, names: &[MessageName]) -> Result<Vec<Holding>, LedgerError>;
 }
