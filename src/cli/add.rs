@@ -6,6 +6,7 @@ use super::rules;
 use crate::config::Config;
 use crate::store::{Batch, NewToken};
 use crate::update::bounds::Bounds;
+use crate::update::directory::TsigKey;
 
 /// One `user add`, `domain add` or `token add`, parsed and checked as far as the
 /// command line goes — a token's secret already made and hashed — so that `run`,
@@ -21,8 +22,10 @@ pub enum Add {
     },
     Token {
         owner: String,
-        /// Its `hash` is the secret's.
+        /// Its `hash` is the secret's; with `--tsig`, its key.
         token: NewToken,
+        /// What is shown once after the commit: the secret, or the TSIG key's
+        /// lines (`tsig_lines`).
         secret: String,
     },
 }
@@ -39,6 +42,38 @@ impl Add {
             owner,
             token,
             secret,
+        })
+    }
+
+    /// A TSIG key addition (SPEC 14): a new secret for the HMAC, stored; the
+    /// token's hash is of another random secret, shown to nobody, so the key is
+    /// never usable over HTTP. `key_name`: a random `key-…` name when not given.
+    pub fn tsig(
+        owner: String,
+        token: NewToken,
+        key_name: Option<String>,
+        algorithm: &'static str,
+    ) -> Result<Add, Failure> {
+        let secret = random_bytes(if algorithm == "hmac-sha512" { 64 } else { 32 })?;
+        let name = match key_name {
+            Some(n) => n,
+            None => format!("key-{}", hex(&random_bytes(6)?)),
+        };
+        let key = TsigKey {
+            name,
+            algorithm: algorithm.to_string(),
+            secret,
+        };
+        let lines = tsig_lines(&key);
+        let token = NewToken {
+            hash: crate::update::token_hash(&new_secret()?),
+            tsig: Some(key),
+            ..token
+        };
+        Ok(Add::Token {
+            owner,
+            token,
+            secret: lines,
         })
     }
 
@@ -92,17 +127,54 @@ fn add_token(batch: &Batch, owner: &str, token: &NewToken) -> Result<(), Failure
     if !token.domains.is_empty() {
         rules::check_token_domains(&token.domains, &batch.domain_names_of(owner_id)?, owner)?;
     }
+    if let Some(k) = &token.tsig {
+        if let Some(id) = batch.tsig_name_owner(&k.name)? {
+            return Err(Failure::from(format!(
+                "--key-name: {} is the TSIG key of token {id} already",
+                k.name
+            )));
+        }
+    }
     batch.add_token(owner_id, token)?;
     Ok(())
+}
+
+/// What `token add --tsig` prints once: the key in BIND's key-file format
+/// (`nsupdate -k FILE`), then the lines certbot's rfc2136 credentials file and
+/// lego's environment take, each after a `#` line saying so.
+pub fn tsig_lines(k: &TsigKey) -> String {
+    use base64::Engine;
+    let secret = base64::engine::general_purpose::STANDARD.encode(&k.secret);
+    let (name, alg) = (&k.name, &k.algorithm);
+    format!(
+        "key \"{name}\" {{\n\talgorithm {alg};\n\tsecret \"{secret}\";\n}};\n\
+         # certbot --dns-rfc2136-credentials FILE (with dns_rfc2136_server and dns_rfc2136_port):\n\
+         dns_rfc2136_name = {name}\n\
+         dns_rfc2136_secret = {secret}\n\
+         dns_rfc2136_algorithm = {}\n\
+         # lego --dns rfc2136 (with RFC2136_NAMESERVER=HOST:PORT):\n\
+         RFC2136_TSIG_KEY={name}\n\
+         RFC2136_TSIG_SECRET={secret}\n\
+         RFC2136_TSIG_ALGORITHM={alg}.",
+        alg.to_ascii_uppercase()
+    )
+}
+
+fn random_bytes(n: usize) -> Result<Vec<u8>, Failure> {
+    use ring::rand::SecureRandom;
+    let mut bytes = vec![0u8; n];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Failure::from("the system random generator failed".to_string()))?;
+    Ok(bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A new token secret: 192 random bits, URL-safe.
 fn new_secret() -> Result<String, Failure> {
     use base64::Engine;
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 24];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| Failure::from("the system random generator failed".to_string()))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(24)?))
 }

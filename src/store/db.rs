@@ -166,6 +166,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
         FROM split WHERE rest <> ''
     )
     SELECT token, name FROM split WHERE name <> '';",
+    // 5: TSIG keys (SPEC 14): a token made with `--tsig` has a key name, an
+    // algorithm and the secret the server computes HMACs with (the database is
+    // readable by the service user alone). Its `hash` is of a secret nobody was
+    // given, so it is never usable over HTTP. Other tokens: NULL.
+    "ALTER TABLE tokens ADD COLUMN tsig_name TEXT;
+    ALTER TABLE tokens ADD COLUMN tsig_algorithm TEXT
+        CHECK (tsig_algorithm IN ('hmac-sha256', 'hmac-sha512'));
+    ALTER TABLE tokens ADD COLUMN tsig_secret BLOB;
+    CREATE UNIQUE INDEX tokens_tsig_name ON tokens(tsig_name) WHERE tsig_name IS NOT NULL;",
 ];
 
 /// Under the write lock: token `token` still exists and is `owner`'s, else

@@ -13,6 +13,7 @@ use crate::update::acme::expiry_cutoff;
 use crate::update::address::Family;
 use crate::update::bounds::Bounds;
 use crate::update::directory::Scope;
+use crate::update::directory::TsigKey;
 use crate::update::ledger::{
     AcmeWriter, Applied, Decide, FamilyRecords, Holding, Judge, Ledger, LedgerError,
     MessageApplied, MessageName,
@@ -337,40 +338,55 @@ fn dir_err(e: impl std::fmt::Display) -> DirectoryError {
     DirectoryError(e.to_string())
 }
 
-impl Directory for Store {
-    fn token_by_hash(
-        &mut self,
-        hash: &[u8; 32],
-    ) -> std::result::Result<Option<Token>, DirectoryError> {
+/// The columns `token_row` reads, joined with the owner.
+const TOKEN_COLUMNS: &str = "SELECT t.id, t.owner, u.email, t.expires, t.allowed_subnets,
+        EXISTS(SELECT 1 FROM token_domains d WHERE d.token = t.id) OR t.domains <> '',
+        t.family, t.scope, t.tsig_name, t.tsig_algorithm, t.tsig_secret
+     FROM tokens t JOIN users u ON u.id = t.owner";
+
+impl Store {
+    /// One token found by `condition` on `key` (the hash, or the TSIG key name),
+    /// with its TSIG key when it is one. A stored policy that does not parse
+    /// fails closed (logged, `None`).
+    fn token_row(
+        &self,
+        condition: &str,
+        key: &dyn rusqlite::ToSql,
+    ) -> std::result::Result<Option<(Token, Option<TsigKey>)>, DirectoryError> {
         // Scoped or not is one index probe: the --domain list itself (which may be
         // long) is not read for a scoped token; `token_covers` asks about it name
         // by name. The text column is the fallback that keeps a token scoped
         // should its rows ever be missing (it is '' for an unscoped token).
         let mut st = self
             .conn
-            .prepare_cached(
-                "SELECT t.id, t.owner, u.email, t.expires, t.allowed_subnets,
-                        EXISTS(SELECT 1 FROM token_domains d WHERE d.token = t.id) OR t.domains <> '',
-                        t.family, t.scope
-                 FROM tokens t JOIN users u ON u.id = t.owner WHERE t.hash = ?1",
-            )
+            .prepare_cached(&format!("{TOKEN_COLUMNS} WHERE {condition}"))
             .map_err(dir_err)?;
         let row = st
-            .query_row([&hash[..]], |r| {
+            .query_row([key], |r| {
                 Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, bool>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, String>(7)?,
+                    (
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                    ),
+                    (
+                        r.get::<_, String>(4)?,
+                        r.get::<_, bool>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, String>(7)?,
+                    ),
+                    (
+                        r.get::<_, Option<String>>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, Option<Vec<u8>>>(10)?,
+                    ),
                 ))
             })
             .optional()
             .map_err(dir_err)?;
-        let Some((id, owner, owner_email, expires, subnets, scoped, family, scope)) = row else {
+        let Some(((id, owner, owner_email, expires), (subnets, scoped, family, scope), tsig)) = row
+        else {
             return Ok(None);
         };
         // A stored policy that does not parse fails closed: read permissively, a
@@ -395,7 +411,15 @@ impl Directory for Store {
         let Some(scope) = Scope::parse(&scope) else {
             return refuse("scope", &scope);
         };
-        Ok(Some(Token {
+        let tsig = match tsig {
+            (Some(name), Some(algorithm), Some(secret)) => Some(TsigKey {
+                name,
+                algorithm,
+                secret,
+            }),
+            _ => None,
+        };
+        let token = Token {
             id,
             owner,
             owner_email,
@@ -404,7 +428,27 @@ impl Directory for Store {
             scoped,
             family,
             scope,
-        }))
+        };
+        Ok(Some((token, tsig)))
+    }
+}
+
+impl Directory for Store {
+    fn token_by_hash(
+        &mut self,
+        hash: &[u8; 32],
+    ) -> std::result::Result<Option<Token>, DirectoryError> {
+        // A TSIG key's hash is of a secret nobody was given: never presentable.
+        Ok(self.token_row("t.hash = ?1", &&hash[..])?.map(|(t, _)| t))
+    }
+
+    fn tsig_key(
+        &mut self,
+        name: &str,
+    ) -> std::result::Result<Option<(Token, TsigKey)>, DirectoryError> {
+        Ok(self
+            .token_row("t.tsig_name = ?1", &name)?
+            .and_then(|(t, k)| Some((t, k?))))
     }
 
     fn domain_holding(

@@ -716,6 +716,18 @@ mod tests {
         ) -> Result<Option<crate::update::directory::Token>, DirectoryError> {
             Ok((*hash == crate::update::directory::token_hash("key")).then(|| self.token.clone()))
         }
+        fn tsig_key(
+            &mut self,
+            _name: &str,
+        ) -> Result<
+            Option<(
+                crate::update::directory::Token,
+                crate::update::directory::TsigKey,
+            )>,
+            DirectoryError,
+        > {
+            Ok(None)
+        }
         fn domain_holding(&mut self, name: &str) -> Result<Option<Domain>, DirectoryError> {
             let d = Domain {
                 id: 7,

@@ -139,6 +139,12 @@ mod tests {
         fn token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<Token>, DirectoryError> {
             Ok(self.tokens.get(hash).cloned())
         }
+        fn tsig_key(
+            &mut self,
+            _name: &str,
+        ) -> Result<Option<(Token, directory::TsigKey)>, DirectoryError> {
+            Ok(None)
+        }
         fn domain_holding(&mut self, name: &str) -> Result<Option<Domain>, DirectoryError> {
             Ok(self
                 .domains
