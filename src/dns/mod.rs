@@ -8,3 +8,5 @@ pub mod wire;
 
 #[cfg(test)]
 mod captured;
+#[cfg(test)]
+mod fuzz;
