@@ -10,3 +10,5 @@ pub mod wire;
 mod captured;
 #[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod interop;
