@@ -427,7 +427,11 @@ impl Message {
             offset: r.pos,
             what,
         };
-        let count = |i: usize| usize::from(u16::from_be_bytes([msg[4 + 2 * i], msg[5 + 2 * i]]));
+        // QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT: trusted only as far as the octets go.
+        let count = |i: usize| match msg.get(4 + 2 * i..6 + 2 * i) {
+            Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
+            _ => 0,
+        };
         let qd = count(0);
         let mut questions = Vec::with_capacity(qd.min(r.remaining() / MIN_QUESTION_LEN));
         for _ in 0..qd {
@@ -442,9 +446,6 @@ impl Message {
             let n = count(i + 1);
             section.reserve_exact(n.min(r.remaining() / MIN_RECORD_LEN));
             for k in 0..n {
-                if tsig.is_some() {
-                    return Err(fail(&r, Malformed::MisplacedTsig));
-                }
                 let start = r.pos;
                 let raw = r.raw_record().map_err(|w| fail(&r, w))?;
                 match raw.rtype {
@@ -462,6 +463,7 @@ impl Message {
                         rcode_high = (raw.ttl >> 24) as u16;
                     }
                     RType::Tsig => {
+                        // Last of the last section, so nothing follows it.
                         if i != 2 || k + 1 != n {
                             return Err(fail(&r, Malformed::MisplacedTsig));
                         }
@@ -989,6 +991,81 @@ mod tests {
         assert_eq!((t.name, t.rdata), (name("key"), vec![0]));
         assert_eq!(&wire[t.offset..t.offset + 4], b"\x03key");
         assert_eq!(back.additionals.len(), 1);
+    }
+
+    /// What nsupdate and knsupdate actually send, read as RFC 2136 2.4/2.5 forms.
+    #[test]
+    fn captured_updates_parse_into_rfc_2136_forms() {
+        use super::super::captured::{bytes, KNSUPDATE_SHA256, KNSUPDATE_SHA512, NSUPDATE_SHA256};
+        let host = "host.dyn.example";
+        let m = Message::parse(&bytes(NSUPDATE_SHA256)).unwrap();
+        assert_eq!(m.header.opcode, Opcode::Update);
+        let zone = &m.zone()[0];
+        assert_eq!((zone.rtype, zone.class), (RType::Soa, Class::In));
+        assert_eq!(zone.name, name("dyn.example"));
+        // prereq yxdomain Host.dyn.example: the name as typed, case kept.
+        let p = &m.prerequisites()[0];
+        assert_eq!(p, &rr(host, RType::Any, Class::Any, 0, RData::Empty));
+        assert_eq!(p.name.to_string(), "Host.dyn.example.");
+        assert_eq!(
+            m.updates(),
+            [
+                rr(host, RType::A, Class::Any, 0, RData::Empty),
+                rr(
+                    host,
+                    RType::A,
+                    Class::In,
+                    60,
+                    RData::A([192, 0, 2, 1].into())
+                ),
+                rr(
+                    host,
+                    RType::Aaaa,
+                    Class::In,
+                    60,
+                    RData::Aaaa("2001:db8::1".parse().unwrap())
+                ),
+            ]
+        );
+        assert!(m.tsig.is_some() && m.additionals.is_empty() && m.edns.is_none());
+
+        let m = Message::parse(&bytes(KNSUPDATE_SHA256)).unwrap();
+        assert_eq!(
+            m.prerequisites(),
+            [rr(host, RType::Aaaa, Class::None, 0, RData::Empty)]
+        );
+        assert_eq!(
+            m.updates(),
+            [
+                rr(
+                    host,
+                    RType::A,
+                    Class::In,
+                    60,
+                    RData::A([192, 0, 2, 7].into())
+                ),
+                rr(
+                    host,
+                    RType::A,
+                    Class::None,
+                    0,
+                    RData::A([192, 0, 2, 1].into())
+                ),
+            ]
+        );
+        let m = Message::parse(&bytes(KNSUPDATE_SHA512)).unwrap();
+        assert_eq!(
+            m.updates(),
+            [rr(host, RType::Any, Class::Any, 0, RData::Empty)]
+        );
+    }
+
+    #[test]
+    fn names_hash_as_they_compare() {
+        let set: std::collections::HashSet<Name> = [name("Host.Example"), name("host.example.")]
+            .into_iter()
+            .collect();
+        assert_eq!(set.len(), 1);
     }
 
     #[test]
