@@ -411,7 +411,24 @@ impl Message {
         }
     }
 
-    /// Parse a whole message (see the module doc for the bounds).
+    /// A header-only answer (no question): for a message whose sections could
+    /// not be read (FORMERR) or whose opcode is not served (NOTIMP). Never
+    /// larger than the message it answers, so it amplifies nothing.
+    pub fn bare_answer(request: &Header, rcode: Rcode) -> Message {
+        Message {
+            header: request.answer(rcode),
+            questions: Vec::new(),
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+            edns: None,
+            tsig: None,
+        }
+    }
+
+    /// Parse a whole message (see the module doc for the bounds). A message
+    /// with QR set parses too: the intake drops responses, so that two
+    /// servers cannot be made to answer each other.
     pub fn parse(msg: &[u8]) -> Result<Message, ParseError> {
         let header = Header::parse(msg).ok_or(ParseError {
             header: None,
@@ -904,6 +921,19 @@ mod tests {
         wire.truncate(wire.len() - 1);
         let e = Message::parse(&wire).unwrap_err();
         assert_eq!(e.header.unwrap().id, 0xBEEF);
+    }
+
+    #[test]
+    fn bare_answer_is_the_header_alone() {
+        let h = Header::parse(&update().to_wire()).unwrap();
+        let wire = Message::bare_answer(&h, Rcode::FormErr).to_wire();
+        assert_eq!(wire.len(), HEADER_LEN);
+        let back = Message::parse(&wire).unwrap();
+        assert_eq!(
+            (back.header.id, back.header.rcode),
+            (0xBEEF, Rcode::FormErr)
+        );
+        assert!(back.header.response);
     }
 
     #[test]
