@@ -123,9 +123,15 @@ fn mutate(rng: &mut Rng, wire: &mut Vec<u8>) {
     }
 }
 
-/// Bounded: about a second in a debug build on a small machine.
+/// Bounded: about a second in a debug build on a small machine. For a longer
+/// hunt: `DEDYN_FUZZ_SCALE=100 cargo test --release --lib dns::fuzz`.
 const MUTATED: usize = 100_000;
 const RANDOM: usize = 50_000;
+
+fn scaled(n: usize) -> usize {
+    let scale = std::env::var("DEDYN_FUZZ_SCALE").ok();
+    n * scale.and_then(|s| s.parse().ok()).unwrap_or(1usize)
+}
 
 #[test]
 fn mutated_real_messages_never_panic() {
@@ -133,7 +139,8 @@ fn mutated_real_messages_never_panic() {
     let mut rng = Rng(0x0DED_1A2B_C0FF_EE21);
     let seeds: Vec<Vec<u8>> = captured::ALL.iter().map(|(h, _, _)| bytes(h)).collect();
     let mut parsed = 0;
-    for i in 0..MUTATED {
+    let rounds = scaled(MUTATED);
+    for i in 0..rounds {
         let mut wire = seeds[i % seeds.len()].clone();
         for _ in 0..=rng.below(4) {
             if wire.len() > 12 {
@@ -143,9 +150,9 @@ fn mutated_real_messages_never_panic() {
         parsed += usize::from(exercise(&wire, &keys));
     }
     // The mutations must not all be rejected at once, or the deep paths go untried.
-    eprintln!("{parsed} of {MUTATED} mutated messages parsed");
+    eprintln!("{parsed} of {rounds} mutated messages parsed");
     assert!(
-        parsed > MUTATED / 20,
+        parsed > rounds / 20,
         "only {parsed} mutated messages parsed"
     );
 }
@@ -154,7 +161,7 @@ fn mutated_real_messages_never_panic() {
 fn random_messages_never_panic() {
     let keys = keys();
     let mut rng = Rng(0x5EED_0000_0000_0021);
-    for _ in 0..RANDOM {
+    for _ in 0..scaled(RANDOM) {
         let len = rng.below(600);
         let mut wire: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
         // Small counts, so the sections are reached more often than the header.
