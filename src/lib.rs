@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod edge;
 pub mod http;
 pub mod net;
