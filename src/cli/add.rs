@@ -4,6 +4,8 @@
 use super::args::{open, print_lines, Failure, Out};
 use super::rules;
 use crate::config::Config;
+use crate::dns::key::{bind_key_file, Algorithm};
+use crate::dns::name::Name;
 use crate::store::{Batch, NewToken};
 use crate::update::bounds::Bounds;
 use crate::update::directory::TsigKey;
@@ -52,19 +54,19 @@ impl Add {
         owner: String,
         token: NewToken,
         key_name: Option<String>,
-        algorithm: &'static str,
+        algorithm: Algorithm,
     ) -> Result<Add, Failure> {
-        let secret = random_bytes(if algorithm == "hmac-sha512" { 64 } else { 32 })?;
+        let secret = random_bytes(algorithm.secret_len())?;
         let name = match key_name {
             Some(n) => n,
             None => format!("key-{}", hex(&random_bytes(6)?)),
         };
+        let lines = tsig_lines(&name, algorithm, &secret)?;
         let key = TsigKey {
             name,
-            algorithm: algorithm.to_string(),
+            algorithm: algorithm.as_str().to_string(),
             secret,
         };
-        let lines = tsig_lines(&key);
         let token = NewToken {
             hash: crate::update::token_hash(&new_secret()?),
             tsig: Some(key),
@@ -142,12 +144,14 @@ fn add_token(batch: &Batch, owner: &str, token: &NewToken) -> Result<(), Failure
 /// What `token add --tsig` prints once: the key in BIND's key-file format
 /// (`nsupdate -k FILE`), then the lines certbot's rfc2136 credentials file and
 /// lego's environment take, each after a `#` line saying so.
-pub fn tsig_lines(k: &TsigKey) -> String {
+fn tsig_lines(name: &str, algorithm: Algorithm, secret: &[u8]) -> Result<String, Failure> {
     use base64::Engine;
-    let secret = base64::engine::general_purpose::STANDARD.encode(&k.secret);
-    let (name, alg) = (&k.name, &k.algorithm);
-    format!(
-        "key \"{name}\" {{\n\talgorithm {alg};\n\tsecret \"{secret}\";\n}};\n\
+    let secret = base64::engine::general_purpose::STANDARD.encode(secret);
+    let wire_name =
+        Name::from_text(name).map_err(|e| Failure::from(format!("--key-name: {name}: {e}")))?;
+    let alg = algorithm.as_str();
+    Ok(format!(
+        "{}\
          # certbot --dns-rfc2136-credentials FILE (with dns_rfc2136_server and dns_rfc2136_port):\n\
          dns_rfc2136_name = {name}\n\
          dns_rfc2136_secret = {secret}\n\
@@ -156,8 +160,9 @@ pub fn tsig_lines(k: &TsigKey) -> String {
          RFC2136_TSIG_KEY={name}\n\
          RFC2136_TSIG_SECRET={secret}\n\
          RFC2136_TSIG_ALGORITHM={alg}.",
+        bind_key_file(&wire_name, algorithm, &secret),
         alg.to_ascii_uppercase()
-    )
+    ))
 }
 
 fn random_bytes(n: usize) -> Result<Vec<u8>, Failure> {

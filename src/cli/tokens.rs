@@ -5,6 +5,7 @@ use super::add::{add_one, Add};
 use super::args::{open, open_existing, print_lines, usage, Args, Failure, Out};
 use super::rules::{check_token_name, normalize_email};
 use crate::config::Config;
+use crate::dns::key::Algorithm;
 use crate::net::cidr::Cidr;
 use crate::net::name;
 use crate::store::NewToken;
@@ -95,7 +96,7 @@ pub(crate) fn token_add(a: &Args) -> Result<Add, Failure> {
 /// `--tsig [--key-name NAME] [--algorithm hmac-sha256|hmac-sha512]`: the key's
 /// name (normalized: lower case, no trailing dot; a random one when not given)
 /// and algorithm. hmac-md5 and hmac-sha1 are not offered.
-fn tsig_choice(a: &Args) -> Result<Option<(Option<String>, &'static str)>, Failure> {
+fn tsig_choice(a: &Args) -> Result<Option<(Option<String>, Algorithm)>, Failure> {
     if !a.has("tsig") {
         for flag in ["key-name", "algorithm"] {
             if a.one(flag).is_some() {
@@ -104,14 +105,13 @@ fn tsig_choice(a: &Args) -> Result<Option<(Option<String>, &'static str)>, Failu
         }
         return Ok(None);
     }
-    let algorithm = match a.one("algorithm").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("hmac-sha256") => "hmac-sha256",
-        Some("hmac-sha512") => "hmac-sha512",
-        Some(other) => {
-            return Err(Failure::from(format!(
-                "--algorithm: '{other}' is not hmac-sha256 or hmac-sha512 (hmac-md5 and hmac-sha1 are not offered)"
-            )))
-        }
+    let algorithm = match a.one("algorithm") {
+        None => Algorithm::HmacSha256,
+        Some(given) => Algorithm::from_str_name(given).ok_or_else(|| {
+            Failure::from(format!(
+                "--algorithm: '{given}' is not hmac-sha256 or hmac-sha512 (hmac-md5 and hmac-sha1 are not offered)"
+            ))
+        })?,
     };
     let key_name = a
         .one("key-name")

@@ -1,5 +1,6 @@
-//! TSIG keys (RFC 8945 6): the two algorithms offered, a key's secret, making a
-//! new secret for `token add --tsig`, and the BIND key file printed for `nsupdate -k`.
+//! TSIG keys (RFC 8945 6): the two algorithms offered, a key's secret, and the
+//! BIND key file `token add --tsig` prints for `nsupdate -k` (the secret itself
+//! is drawn by the CLI, `cli/add.rs`).
 //!
 //! hmac-md5 and hmac-sha1 are not offered (SPEC 14): a request naming them gets BADKEY.
 
@@ -108,17 +109,6 @@ impl Key {
     }
 }
 
-/// A fresh random secret for `algorithm`, base64 (standard alphabet, padded:
-/// what BIND, Knot, certbot and lego read).
-pub fn generate_secret(algorithm: Algorithm) -> Result<String, String> {
-    use ring::rand::SecureRandom;
-    let mut secret = vec![0u8; algorithm.secret_len()];
-    ring::rand::SystemRandom::new()
-        .fill(&mut secret)
-        .map_err(|_| "the system's random number generator failed".to_string())?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(secret))
-}
-
 /// BIND's key-file text for `nsupdate -k FILE` (SPEC 14), the key name
 /// without its trailing dot as `tsig-keygen` writes it.
 pub fn bind_key_file(name: &Name, algorithm: Algorithm, secret_base64: &str) -> String {
@@ -152,18 +142,6 @@ mod tests {
     fn truncation_minimum_is_half_the_hash_and_at_least_10() {
         assert_eq!(Algorithm::HmacSha256.min_mac_len(), 16);
         assert_eq!(Algorithm::HmacSha512.min_mac_len(), 32);
-    }
-
-    #[test]
-    fn generated_secret_has_the_hash_length_and_differs_each_time() {
-        for alg in Algorithm::ALL {
-            let a = generate_secret(alg).unwrap();
-            let b = generate_secret(alg).unwrap();
-            assert_ne!(a, b);
-            let key = Key::from_base64(Name::root(), alg, &a).unwrap();
-            assert_eq!(key.secret.len(), alg.secret_len());
-            assert_eq!(key.secret_base64(), a);
-        }
     }
 
     #[test]

@@ -278,6 +278,23 @@ pub(super) fn writer_turn() -> std::sync::MutexGuard<'static, ()> {
     WRITERS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// SPEC 14: the database holds TSIG secrets, so whichever command creates it
+/// creates it readable by its owner alone (0600; SQLite gives the -wal and -shm
+/// files the same mode). An existing file keeps the mode the operator gave it.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Db(format!("{}: {e}", path.display()))),
+    }
+}
+
 /// One connection to the database; one `Store` per thread. Its methods live in
 /// the file of their job (accounts, update, zones, backup).
 pub struct Store {
@@ -294,6 +311,7 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", dir.display())))?;
         }
+        create_private(path)?;
         let conn = Connection::open(path)
             .map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
         conn.busy_timeout(LOCK_WAIT)?;
