@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod dnsupdate;
 pub mod edge;
 pub mod http;
 pub mod net;
@@ -16,3 +17,4 @@ pub mod ratelimit;
 pub mod serve;
 pub mod store;
 pub mod update;
+pub mod workers;

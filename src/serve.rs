@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::edge::{EdgeSettings, InternalHop};
-use crate::http::{metrics, Service, WorkerPool};
+use crate::http::{metrics, Service};
 use crate::os::private_dir::PrivateDir;
 use crate::os::serve_lock::{self, ServeLock};
 use crate::os::signals;
@@ -12,6 +12,7 @@ use crate::publish::state::PublishStats;
 use crate::publish::{self, LastUsed};
 use crate::store::Store;
 use crate::update::ledger::Ledger;
+use crate::workers::{Services, WorkerPool};
 use log::{error, info, warn};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,13 +98,12 @@ fn start_service(
         publisher.clone(),
         last_used,
     ));
-    let pool = WorkerPool::start(
-        config.server.workers,
-        internal,
-        service.clone(),
-        open_ledger,
-    )
-    .map_err(|e| e.to_string())?;
+    let services = Services {
+        http: service.clone(),
+        dns: None,
+    };
+    let pool = WorkerPool::start(config.server.workers, internal, services, open_ledger)
+        .map_err(|e| e.to_string())?;
     Ok((
         service,
         pool,
