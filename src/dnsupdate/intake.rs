@@ -21,6 +21,25 @@ pub struct DnsService {
 }
 
 impl DnsService {
+    /// The DNS side of the service; the limiters are the HTTP service's.
+    pub fn new(
+        config: Arc<Config>,
+        publisher: Publisher,
+        last_used: Arc<LastUsed>,
+        dyndns_limiter: Arc<Limiter<i64>>,
+        acme_limiter: Arc<Limiter<i64>>,
+        failed_auth_limiter: Arc<Limiter<IpAddr>>,
+    ) -> DnsService {
+        DnsService {
+            config,
+            publisher,
+            last_used,
+            dyndns_limiter,
+            acme_limiter,
+            failed_auth_limiter,
+        }
+    }
+
     /// The answer to one message (`None`: drop it), and the log line.
     pub fn answer(
         &self,

@@ -27,11 +27,12 @@ pub struct Service {
     pub hop: Arc<InternalHop>,
     pub publisher: Publisher,
     pub last_used: Arc<LastUsed>,
-    pub dyndns_limiter: Limiter<i64>,
-    pub failed_auth_limiter: Limiter<IpAddr>,
+    /// Shared with the DNS UPDATE intake (SPEC 14: counted together).
+    pub dyndns_limiter: Arc<Limiter<i64>>,
+    pub failed_auth_limiter: Arc<Limiter<IpAddr>>,
     pub checkip_limiter: Limiter<IpAddr>,
     /// acme-dns calls per registered domain (SPEC 10).
-    pub acme_limiter: Limiter<i64>,
+    pub acme_limiter: Arc<Limiter<i64>>,
     pub counters: Arc<Counters>,
 }
 
@@ -123,10 +124,13 @@ impl Service {
     ) -> Service {
         let rl = &config.rate_limit;
         Service {
-            dyndns_limiter: Limiter::new(rl.dyndns_per_domain.clone(), LIMITER_CAPACITY),
-            failed_auth_limiter: Limiter::new(rl.failed_auth_per_ip.clone(), LIMITER_CAPACITY),
+            dyndns_limiter: Arc::new(Limiter::new(rl.dyndns_per_domain.clone(), LIMITER_CAPACITY)),
+            failed_auth_limiter: Arc::new(Limiter::new(
+                rl.failed_auth_per_ip.clone(),
+                LIMITER_CAPACITY,
+            )),
             checkip_limiter: Limiter::new(rl.checkip_per_ip.clone(), LIMITER_CAPACITY),
-            acme_limiter: Limiter::new(rl.acme_per_domain.clone(), LIMITER_CAPACITY),
+            acme_limiter: Arc::new(Limiter::new(rl.acme_per_domain.clone(), LIMITER_CAPACITY)),
             config,
             hop,
             publisher,
