@@ -5,3 +5,6 @@
 
 pub mod intake;
 pub mod job;
+pub mod judge;
+pub mod rcode;
+pub mod translate;
