@@ -2,8 +2,6 @@
 //! zone checkers, a real ddclient, and the small process/tempdir helpers they need.
 //!
 //! Every external program comes from Debian; `tests/install-deps.sh` installs them.
-//! Not every test uses every helper, hence the blanket `dead_code` allowance.
-#![allow(dead_code)]
 
 pub mod acme;
 pub mod ddclient;

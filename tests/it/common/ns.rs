@@ -115,10 +115,6 @@ impl Nameserver {
         self.port
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// A `reload_command` for our config; the server replaces `{zone}` (and `{file}`,
     /// unused here). Tool paths are absolute: a server's PATH may lack /usr/sbin.
     pub fn reload_command(&self) -> String {
