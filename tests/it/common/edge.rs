@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use dedyn_update::edge::{self, EdgeHandle, EdgeSettings, InternalHop, CLIENT_HEADER};
 
-/// Tests in one binary run one at a time: several open thousands of sockets or
-/// measure the process's CPU time, which the others would disturb.
+/// The edge tests (`edge::stand_in_backend`, `edge::real_server`) run one at a
+/// time: several open thousands of sockets or measure CPU time, which another
+/// of them would disturb.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())

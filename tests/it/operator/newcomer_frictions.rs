@@ -245,7 +245,7 @@ fn the_token_policies_block_makes_one_token_with_every_policy() {
 
 /// Was: `pip install certbot certbot-dns-acmedns`, which Debian 12 refuses
 /// ("externally-managed-environment"). Now a virtual environment, with the
-/// versions tests/it/acme_clients.rs installs and runs the certbot recipe with.
+/// versions tests/it/acme/certbot_and_lego.rs installs and runs the certbot recipe with.
 #[test]
 fn the_certbot_install_block_makes_a_venv_with_the_tested_versions() {
     let block = crate::common::readme::recipe("certbot-install");

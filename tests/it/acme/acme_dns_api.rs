@@ -1,7 +1,7 @@
 //! The acme-dns update call over the real binary (SPEC 10): its answers, that every
 //! refusal writes nothing (database and zone file checked), token scope, `/register`,
 //! the rate limit, `acme set|clear`, values kept and rendered. The ACME clients
-//! against pebble and a real NSD are in tests/it/acme_clients.rs.
+//! against pebble and a real NSD are in tests/it/acme/certbot_and_lego.rs.
 
 use std::time::Duration;
 

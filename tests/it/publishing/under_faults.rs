@@ -223,7 +223,7 @@ fn ignored_reload_in_one_zone_never_delays_another_and_recovery_is_immediate() {
     zones_stay_independent("ignore", 1);
 }
 
-/// Recovery times for the report: `cargo test --test it publishing::recovery_times
+/// Recovery times for the report: `cargo test --test it publishing::under_faults::recovery_times
 /// -- --ignored --nocapture` (5 rounds per fault kind, median and max).
 #[test]
 #[ignore]

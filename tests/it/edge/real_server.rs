@@ -1,10 +1,11 @@
 //! The network edge in the real binary (SPEC 6, 9): `dedyn-update serve` with its
 //! config, TLS files, signals and descriptor limit, attacked from outside over loopback.
 //!
-//! `tests/it/edge.rs` tests the edge against a stand-in backend; here every rule is
-//! checked once more end to end, through the real handler and store. The tests
-//! run one at a time (`serial`): they open thousands of sockets or measure the
-//! server's CPU time, which a neighbour would disturb.
+//! `super::stand_in_backend` tests the edge against a stand-in backend; here
+//! every rule is checked once more end to end, through the real handler and
+//! store. These tests and those run one at a time (`serial`): they open
+//! thousands of sockets or measure the server's CPU time, which a neighbour
+//! would disturb. The rest of the program's tests do run beside them.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};

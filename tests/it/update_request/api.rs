@@ -1195,7 +1195,7 @@ fn forwarded_for_is_ignored_from_an_untrusted_peer() {
 fn forwarded_for_is_used_from_a_trusted_proxy() {
     let (s, tok) = alice_with(Setup {
         // Loopback is a proxy here only because the test says every local
-        // user may be one (SPEC 17; tests/it/proxy.rs has the default).
+        // user may be one (SPEC 17; tests/it/edge/trusted_proxies.rs has the default).
         server: vec![
             "trusted_proxies = [\"127.0.0.1/32\"]".into(),
             "trusted_proxies_allow_local_users = true".into(),
@@ -1245,7 +1245,7 @@ fn forwarded_for_headers_are_read_together_from_the_right() {
     // proof of anything, the proxy's (the last) names the client.
     let (s, _) = alice_with(Setup {
         // Loopback is a proxy here only because the test says every local
-        // user may be one (SPEC 17; tests/it/proxy.rs has the default).
+        // user may be one (SPEC 17; tests/it/edge/trusted_proxies.rs has the default).
         server: vec![
             "trusted_proxies = [\"127.0.0.1/32\"]".into(),
             "trusted_proxies_allow_local_users = true".into(),
@@ -1420,7 +1420,7 @@ fn keep_alive_connection_answers_one_request_after_another() {
     assert_eq!(s.records(ALICE), ["A 2.2.2.2"]);
 }
 
-// ---- SPEC 4.4: 429 (the limits themselves: tests/it/ratelimit.rs) ----
+// ---- SPEC 4.4: 429 (the limits themselves: tests/it/faults_and_abuse/rate_limits.rs) ----
 
 #[track_caller]
 fn assert_rate_limited(r: &Response, max_secs: u64) {
