@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::proc::TempDir;
 use dedyn_update::edge::{self, EdgeHandle, EdgeSettings, InternalHop, CLIENT_HEADER};
 
 /// The edge tests (`edge::stand_in_backend`, `edge::real_server`) run one at a
@@ -38,7 +39,7 @@ pub struct Backend {
 impl Backend {
     pub fn start() -> Backend {
         let dir = TempDir::new("hop");
-        let socket = dir.path("http.sock");
+        let socket = dir.path().join("http.sock");
         let server =
             Arc::new(tiny_http::Server::http_unix(&socket).expect("tiny_http on a unix socket"));
         let hop = Arc::new(InternalHop::new(socket, BACKEND_CONNECTIONS).expect("hop"));
@@ -258,32 +259,6 @@ pub fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
     }
 }
 
-/// A scratch directory, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "edge-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Runs `openssl ARGS` in `dir`, panicking with its stderr on failure.
 pub fn openssl(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("openssl")
@@ -304,13 +279,13 @@ pub fn openssl(dir: &Path, args: &[&str]) -> String {
 /// `rsa.pem` + `rsa.key` (PKCS#8) + `rsa1.key` (PKCS#1), `ec.pem` + `ec.key`
 /// (SEC1), each `*.pem` a full chain (leaf, CA); `ca.pem` for clients.
 pub struct Pki {
-    pub dir: TempDir,
+    dir: TempDir,
 }
 
 impl Pki {
     pub fn new() -> Pki {
         let dir = TempDir::new("pki");
-        let d = &dir.0;
+        let d = dir.path();
         std::fs::write(
             d.join("ext.cnf"),
             "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nbasicConstraints=CA:FALSE\n\
@@ -411,7 +386,7 @@ impl Pki {
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path(name)
+        self.dir.path().join(name)
     }
 
     /// The live pair a server is configured with (`live-cert.pem`, `live-key.pem`).

@@ -434,6 +434,17 @@ pub fn token(secret: &str) -> String {
     format!("Token {secret}")
 }
 
+/// GET with `Authorization: Token <secret>`.
+pub fn tget(s: &Server, target: &str, secret: &str) -> Response {
+    s.get(target, &[("Authorization", &token(secret))])
+}
+
+/// The update was answered `200 good`.
+#[track_caller]
+pub fn assert_good(r: &Response) {
+    assert_eq!((r.status, r.body.as_str()), (200, "good"), "{r:?}");
+}
+
 pub fn basic(user: &str, secret: &str) -> String {
     use base64::Engine;
     format!(

@@ -20,7 +20,7 @@ use crate::common::edge::{
     assert_only_tls12_and_tls13, client_hello, closed_within, cpu_time_of, curl, eventually,
     file_fingerprint, serial, served_fingerprint, Pki, CLOSE_NOTIFY,
 };
-use crate::common::server::{basic, parse_response, request, Response, Server, Setup};
+use crate::common::server::{assert_good, basic, parse_response, request, Response, Server, Setup};
 
 const EMAIL: &str = "alice@example.org";
 const ALICE: &str = "alice.dedyn.example";
@@ -61,11 +61,6 @@ fn update_https(s: &Server, pki: &Pki, tok: &str, ip: &str) -> Response {
     );
     assert!(ok, "curl over HTTPS failed: {err}");
     parse_response(out.as_bytes()).unwrap_or_else(|| panic!("unparsable response: {out}"))
-}
-
-#[track_caller]
-fn assert_good(r: &Response) {
-    assert_eq!((r.status, r.body.as_str()), (200, "good"), "{r:?}");
 }
 
 /// Raises this test process's soft RLIMIT_NOFILE to its hard limit (thousands

@@ -2,7 +2,7 @@
 //! every command, one-line errors that change nothing, the config file rules,
 //! what the database holds, and `explain` against what the live server then does.
 use crate::common::proc::TempDir;
-use crate::common::server::{basic, cli_in, soa_serial, token, CliOutput, Response, Server};
+use crate::common::server::{assert_good, basic, cli_in, soa_serial, tget, CliOutput, Server};
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,15 +26,6 @@ fn assert_fails_cleanly(o: &CliOutput, mentions: &str) {
 
 fn lines(text: &str) -> Vec<&str> {
     text.lines().collect()
-}
-
-fn tget(s: &Server, target: &str, secret: &str) -> Response {
-    s.get(target, &[("Authorization", &token(secret))])
-}
-
-#[track_caller]
-fn assert_good(r: &Response) {
-    assert_eq!((r.status, r.body.as_str()), (200, "good"), "{r:?}");
 }
 
 /// The database's bytes: the main file and the write-ahead log, if any.

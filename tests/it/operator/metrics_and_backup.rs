@@ -1,7 +1,7 @@
 //! Operations: the Prometheus metrics listener (what it shows, and that it is not
 //! the update API), and `backup`/`restore` of the live database under load.
 
-use crate::common::server::{free_tcp, metric as value, request, scrape, Server, Setup};
+use crate::common::server::{free_tcp, metric as value, request, scrape, token, Server, Setup};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,10 +18,6 @@ fn with_metrics() -> (Server, SocketAddr) {
         ..Setup::default()
     });
     (s, m)
-}
-
-fn token(tok: &str) -> String {
-    format!("Token {tok}")
 }
 
 #[test]

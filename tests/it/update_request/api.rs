@@ -3,7 +3,9 @@
 //! One test per rule of the seed and of SPEC 4, 7, 8 and 9, named after the rule,
 //! with the request and the record set it must leave in plain view. Every test
 //! starts its own server on free loopback ports, so they run in parallel.
-use crate::common::server::{basic, request, soa_serial, token, Response, Server, Setup};
+use crate::common::server::{
+    assert_good, basic, request, soa_serial, tget, token, Response, Server, Setup,
+};
 use std::time::{Duration, Instant};
 
 const EMAIL: &str = "alice@example.org";
@@ -20,16 +22,6 @@ fn alice_with(setup: Setup) -> (Server, String) {
     let s = Server::start_with(setup);
     let t = s.provision(EMAIL, ALICE);
     (s, t)
-}
-
-/// GET with `Authorization: Token <secret>`.
-fn tget(s: &Server, target: &str, secret: &str) -> Response {
-    s.get(target, &[("Authorization", &token(secret))])
-}
-
-#[track_caller]
-fn assert_good(r: &Response) {
-    assert_eq!((r.status, r.body.as_str()), (200, "good"), "{r:?}");
 }
 
 #[track_caller]
