@@ -1,7 +1,7 @@
 //! `dedyn-update serve`: wires the layers together — store, publisher, worker pool,
 //! edge, metrics — runs until SIGTERM/SIGINT and shuts down in order.
 
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::edge::{EdgeSettings, InternalHop};
 use crate::http::{metrics, Service, WorkerPool};
 use crate::os::private_dir::PrivateDir;

@@ -6,7 +6,7 @@
 mod common;
 
 use common::readme;
-use dedyn_update::config::Config;
+use dedyn_update::config::settings::Config;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

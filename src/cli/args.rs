@@ -1,7 +1,8 @@
 //! What every command shares: parsed arguments, the failure and its exit code,
 //! opening the store for the configured zones, and printing lines to stdout.
 
-use crate::config::{Config, ConfigError};
+use crate::config::error::ConfigError;
+use crate::config::settings::Config;
 use crate::store::{Store, StoreError};
 use std::io::Write;
 

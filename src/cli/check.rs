@@ -3,7 +3,7 @@
 //! listeners — naming each problem.
 
 use super::args::{open_existing, print_lines, usage, Failure, Out};
-use crate::config::{Config, Zone};
+use crate::config::settings::{Config, Zone};
 use crate::net::name;
 use crate::store::Store;
 use std::fs;

@@ -3,7 +3,7 @@
 //! zone's file would be overwritten by the first publication; a directory is
 //! no file at all. Paths are compared after resolving them, as the kernel will.
 
-use super::Config;
+use super::settings::Config;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
