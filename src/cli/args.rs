@@ -3,6 +3,7 @@
 
 use crate::config::error::ConfigError;
 use crate::config::settings::Config;
+use crate::net::name::NameError;
 use crate::store::{Store, StoreError};
 use std::io::Write;
 
@@ -16,6 +17,15 @@ pub struct Failure {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
+        Failure {
+            message: e.to_string(),
+            code: 1,
+        }
+    }
+}
+
+impl From<NameError> for Failure {
+    fn from(e: NameError) -> Self {
         Failure {
             message: e.to_string(),
             code: 1,

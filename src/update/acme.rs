@@ -136,7 +136,7 @@ pub fn check_value(value: &str) -> Result<(), AcmeRefusal> {
 /// Whether the owner holds it is the caller's question (also `bad_subdomain`).
 pub fn check_subdomain(raw: Option<&str>) -> Result<String, AcmeRefusal> {
     let raw = raw.ok_or_else(|| AcmeRefusal::BadSubdomain("no \"subdomain\" in body".into()))?;
-    let name = Hostname::parse(raw).map_err(AcmeRefusal::BadSubdomain)?;
+    let name = Hostname::parse(raw).map_err(|e| AcmeRefusal::BadSubdomain(e.to_string()))?;
     if name.as_str().starts_with("*.") {
         return Err(AcmeRefusal::BadSubdomain(format!(
             "{} is a wildcard: send its base name",
@@ -144,7 +144,7 @@ pub fn check_subdomain(raw: Option<&str>) -> Result<String, AcmeRefusal> {
         )));
     }
     name.prefixed(CHALLENGE_LABEL)
-        .map_err(AcmeRefusal::BadSubdomain)?;
+        .map_err(|e| AcmeRefusal::BadSubdomain(e.to_string()))?;
     Ok(name.into_string())
 }
 
