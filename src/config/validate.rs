@@ -1,6 +1,7 @@
 //! Validation of the file as written (`raw`) into the typed `settings`: every
 //! section checked and every problem named with its key, not only the first.
 
+use super::error::Problem;
 use super::paths;
 use super::raw::{RawConfig, RawDatabase, RawDns, RawLimits, RawRateLimit, RawServer, RawZone};
 use super::settings::{Config, Database, Dns, RateLimit, Server, Zone};
@@ -19,11 +20,11 @@ pub const DEFAULT_ZONE: &str = "dedyn.example";
 /// own; a value that is unusable comes back as `None`, so that only the
 /// checks that need it are skipped.
 #[derive(Default)]
-struct Problems(Vec<String>);
+struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn push(&mut self, problem: String) {
-        self.0.push(problem);
+    fn push(&mut self, problem: impl Into<Problem>) {
+        self.0.push(problem.into());
     }
 
     fn count(&self) -> usize {
@@ -31,7 +32,7 @@ impl Problems {
     }
 
     /// The value, or `None` with its problem noted.
-    fn one<T>(&mut self, r: Result<T, String>) -> Option<T> {
+    fn one<T>(&mut self, r: Result<T, Problem>) -> Option<T> {
         r.map_err(|e| self.push(e)).ok()
     }
 
@@ -40,7 +41,7 @@ impl Problems {
     fn every<V, T>(
         &mut self,
         values: &[V],
-        mut f: impl FnMut(&V) -> Result<T, String>,
+        mut f: impl FnMut(&V) -> Result<T, Problem>,
     ) -> Option<Vec<T>> {
         let before = self.count();
         let out: Vec<T> = values.iter().filter_map(|v| self.one(f(v))).collect();
@@ -48,9 +49,9 @@ impl Problems {
     }
 }
 
-fn listen_addr(key: &str, v: &str) -> Result<SocketAddr, String> {
+fn listen_addr(key: &str, v: &str) -> Result<SocketAddr, Problem> {
     v.parse().map_err(|_| {
-        format!("{key}: '{v}' is not an address:port (e.g. 127.0.0.1:8080 or [::]:443)")
+        format!("{key}: '{v}' is not an address:port (e.g. 127.0.0.1:8080 or [::]:443)").into()
     })
 }
 
@@ -64,7 +65,7 @@ fn http_listeners(values: &[String], p: &mut Problems) -> Option<(Vec<SocketAddr
         let entry = match v.strip_prefix("unix:") {
             Some(path) => unix_path(key, v, path).and_then(|path| {
                 if unix.contains(&path) {
-                    return Err(format!("{key}: '{v}' is listed twice"));
+                    return Err(format!("{key}: '{v}' is listed twice").into());
                 }
                 unix.push(path);
                 Ok(())
@@ -78,22 +79,21 @@ fn http_listeners(values: &[String], p: &mut Problems) -> Option<(Vec<SocketAddr
 
 /// The path of a `unix:` entry: absolute, printable ASCII without spaces (it
 /// travels in the edge's identity header), short enough for a socket address.
-fn unix_path(key: &str, entry: &str, path: &str) -> Result<PathBuf, String> {
+fn unix_path(key: &str, entry: &str, path: &str) -> Result<PathBuf, Problem> {
     if !path.starts_with('/') {
         return Err(format!(
             "{key}: '{entry}': the socket path must be absolute (e.g. unix:/run/dedyn-update/http.sock)"
-        ));
+        ).into());
     }
     if !path.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(format!(
             "{key}: '{entry}': the socket path may hold only printable ASCII without spaces"
-        ));
+        )
+        .into());
     }
     // sun_path holds 108 bytes with the NUL.
     if path.len() > 107 {
-        return Err(format!(
-            "{key}: '{entry}': the socket path is longer than 107 bytes"
-        ));
+        return Err(format!("{key}: '{entry}': the socket path is longer than 107 bytes").into());
     }
     Ok(PathBuf::from(path))
 }
@@ -121,7 +121,8 @@ fn trusted_proxies(
                 if http_unix.is_some_and(|listeners| !listeners.contains(&path)) {
                     return Err(format!(
                         "{key}: '{v}' is not a listener: add it to server.http_listen"
-                    ));
+                    )
+                    .into());
                 }
                 trusted.unix.push(path);
                 Ok(())
@@ -147,42 +148,42 @@ fn trusted_proxies(
 }
 
 /// `unix_mode`: octal permission bits, e.g. "0660".
-fn unix_mode(v: &str) -> Result<u32, String> {
+fn unix_mode(v: &str) -> Result<u32, Problem> {
     u32::from_str_radix(v.strip_prefix("0o").unwrap_or(v), 8)
         .ok()
         .filter(|m| *m <= 0o777)
-        .ok_or_else(|| format!("server.unix_mode = '{v}': not an octal file mode (e.g. \"0660\")"))
+        .ok_or_else(|| {
+            format!("server.unix_mode = '{v}': not an octal file mode (e.g. \"0660\")").into()
+        })
 }
 
-fn cidr(key: &str, v: &str) -> Result<Cidr, String> {
-    v.parse().map_err(|e| format!("{key}: {e}"))
+fn cidr(key: &str, v: &str) -> Result<Cidr, Problem> {
+    v.parse().map_err(|e| format!("{key}: {e}").into())
 }
 
 fn cidrs(key: &str, values: &[String], p: &mut Problems) -> Option<Vec<Cidr>> {
     p.every(values, |v| cidr(key, v))
 }
 
-fn positive(key: &str, v: i64, max: i64) -> Result<usize, String> {
+fn positive(key: &str, v: i64, max: i64) -> Result<usize, Problem> {
     if v < 1 || v > max {
-        return Err(format!("{key} = {v}: must be between 1 and {max}"));
+        return Err(format!("{key} = {v}: must be between 1 and {max}").into());
     }
     Ok(v as usize)
 }
 
-fn seconds(key: &str, v: f64) -> Result<Duration, String> {
+fn seconds(key: &str, v: f64) -> Result<Duration, Problem> {
     if !(v > 0.0 && v <= 86_400.0) {
-        return Err(format!(
-            "{key} = {v}: must be more than 0 and at most 86400 seconds"
-        ));
+        return Err(format!("{key} = {v}: must be more than 0 and at most 86400 seconds").into());
     }
     Ok(Duration::from_secs_f64(v))
 }
 
 /// Absolute DNS name with trailing dot, lower-case (for SOA/NS fields).
-fn absolute_name(key: &str, v: &str) -> Result<String, String> {
+fn absolute_name(key: &str, v: &str) -> Result<String, Problem> {
     let n = name::normalize(v);
     if name::check_syntax(&n).is_err() || n.starts_with('*') {
-        return Err(format!("{key}: '{v}' is not a valid DNS name"));
+        return Err(format!("{key}: '{v}' is not a valid DNS name").into());
     }
     Ok(format!("{n}."))
 }
@@ -195,7 +196,7 @@ pub(super) fn validate(
     raw: RawConfig,
     path: Option<&Path>,
     files: &mut paths::Files,
-) -> Result<Config, Vec<String>> {
+) -> Result<Config, Vec<Problem>> {
     let mut p = Problems::default();
     if !raw.database.path.is_empty() {
         files.database(Path::new(&raw.database.path));
@@ -240,7 +241,7 @@ fn validate_server(s: RawServer, p: &mut Problems) -> Option<Server> {
         if v.starts_with("unix:") {
             return Err(format!(
                 "server.https_listen: '{v}': a unix: listener is for a proxy that terminates TLS; put it in http_listen"
-            ));
+            ).into());
         }
         listen_addr("server.https_listen", v)
     });
@@ -259,7 +260,7 @@ fn validate_server(s: RawServer, p: &mut Problems) -> Option<Server> {
     ));
     let hsts_max_age = p.one(
         u64::try_from(s.hsts_max_age)
-            .map_err(|_| "server.hsts_max_age: must not be negative".to_string()),
+            .map_err(|_| Problem::from("server.hsts_max_age: must not be negative")),
     );
     let handshake_timeout = p.one(seconds(
         "server.handshake_timeout_secs",
@@ -279,20 +280,19 @@ fn validate_server(s: RawServer, p: &mut Problems) -> Option<Server> {
         1 << 20,
     ));
     if max_request_head_bytes.is_some_and(|b| b < 256) {
-        p.push("server.max_request_head_bytes: must be at least 256".into());
+        p.push("server.max_request_head_bytes: must be at least 256");
     }
     let blocked_subnets = cidrs("server.blocked_subnets", &s.blocked_subnets, p);
     let metrics_listen = match s.metrics_listen.as_str() {
         "" => Some(None),
         v => p.one(v.parse().map(Some).map_err(|_| {
             format!("server.metrics_listen: '{v}' is not an address:port (e.g. 127.0.0.1:9153)")
+                .into()
         })),
     };
     if let (Some((tcp, unix)), Some(https)) = (&listeners, &https_listen) {
         if tcp.is_empty() && unix.is_empty() && https.is_empty() {
-            p.push(
-                "server: http_listen and https_listen are both empty: nothing to serve on".into(),
-            );
+            p.push("server: http_listen and https_listen are both empty: nothing to serve on");
         }
     }
     if p.count() != before {
@@ -336,7 +336,7 @@ fn validate_database(db: RawDatabase, p: &mut Problems) -> Option<Database> {
         ));
     }
     if db.path.is_empty() {
-        p.push("database.path: must not be empty".into());
+        p.push("database.path: must not be empty");
     }
     (p.count() == before).then(|| Database {
         path: PathBuf::from(&db.path),
@@ -350,7 +350,7 @@ fn validate_dns(d: RawDns, p: &mut Problems) -> Option<Dns> {
         u32::try_from(d.ttl)
             .ok()
             .filter(|t| *t <= 2_147_483_647)
-            .ok_or_else(|| format!("dns.ttl = {}: must be between 0 and 2147483647", d.ttl)),
+            .ok_or_else(|| format!("dns.ttl = {}: must be between 0 and 2147483647", d.ttl).into()),
     );
     let publish_delay_ms = p.one(
         u64::try_from(d.publish_delay_ms)
@@ -361,6 +361,7 @@ fn validate_dns(d: RawDns, p: &mut Problems) -> Option<Dns> {
                     "dns.publish_delay_ms = {}: must be between 0 and 60000",
                     d.publish_delay_ms
                 )
+                .into()
             }),
     );
     let verify_server = if d.verify_server.is_empty() {
@@ -371,6 +372,7 @@ fn validate_dns(d: RawDns, p: &mut Problems) -> Option<Dns> {
                 "dns.verify_server: '{}' is not an address:port",
                 d.verify_server
             )
+            .into()
         }))
     };
     let reload_timeout = p.one(seconds("dns.reload_timeout_secs", d.reload_timeout_secs));
@@ -405,7 +407,7 @@ fn validate_zones(
     });
     let before = p.count();
     if raw_zones.is_empty() {
-        p.push("zone: at least one [[zone]] is needed".into());
+        p.push("zone: at least one [[zone]] is needed");
     }
     // Names and files seen so far, also of zones refused for another reason.
     let mut names: Vec<String> = Vec::new();
@@ -503,7 +505,7 @@ fn validate_rate_limit(r: RawRateLimit, p: &mut Problems) -> Option<RateLimit> {
     let mut rule = |key: &str, v: &str| {
         p.one(
             v.parse::<Limits>()
-                .map_err(|e| format!("rate_limit.{key}: {e}")),
+                .map_err(|e| format!("rate_limit.{key}: {e}").into()),
         )
     };
     let dyndns_per_domain = rule("dyndns_per_domain", &r.dyndns_per_domain);
@@ -523,7 +525,7 @@ fn validate_limits(l: RawLimits, p: &mut Problems) -> Option<Bounds> {
     let mut count = |key: &str, v: i64| {
         p.one(
             u64::try_from(v)
-                .map_err(|_| format!("limits.{key} = {v}: must be 0 (no limit) or more")),
+                .map_err(|_| format!("limits.{key} = {v}: must be 0 (no limit) or more").into()),
         )
     };
     let names_per_domain = count("names_per_domain", l.names_per_domain);
