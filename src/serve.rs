@@ -1,7 +1,7 @@
 //! `dedyn-update serve`: wires the layers together — store, publisher, worker pool,
 //! edge, metrics — runs until SIGTERM/SIGINT and shuts down in order.
 
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::edge::{EdgeSettings, InternalHop};
 use crate::http::{metrics, Service};
 use crate::os::private_dir::PrivateDir;
@@ -154,7 +154,8 @@ pub fn serve(config: Config) -> Result<(), String> {
         .server
         .metrics_listen
         .map(metrics::bind)
-        .transpose()?;
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let edge = Arc::new(
         crate::edge::start(edge_settings(&config), hop.clone()).map_err(|e| e.to_string())?,
     );
@@ -175,7 +176,8 @@ pub fn serve(config: Config) -> Result<(), String> {
                 publish: stats,
                 open_connections: Box::new(move || e.open_connections()),
             },
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
     }
     info!(
         "dedyn-update {} serving with {} workers, at most {} connections",

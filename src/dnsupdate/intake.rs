@@ -8,7 +8,7 @@ use super::job::Transport;
 use super::judge::{txt_value, Deletable, Scene};
 use super::rcode;
 use super::translate::{translate, Change, Update, Value};
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::dns::key::Algorithm;
 use crate::dns::name::Name;
 use crate::dns::tsig::{self, Checked, KeyMaterial};
