@@ -1003,6 +1003,111 @@ mod tests {
         );
     }
 
+    /// A time signed further off than the fudge: NOTAUTH with TSIG error
+    /// BADTIME, and the answer is signed (the MAC was right).
+    #[test]
+    fn a_request_signed_too_long_ago_is_badtime_and_writes_nothing() {
+        let mut f = fixture("badtime");
+        let k = key("k.update.", SECRET);
+        let m = update(vec![add_a("alice.dedyn.example.", "192.0.2.7")], vec![]);
+        let (wire, mac) = tsig::sign_request(m.to_wire(), &k, now_unix() as u64 - 1000);
+        let answer = f
+            .dns
+            .answer(&mut f.store, &wire, source(), Transport::Tcp)
+            .expect("an answer");
+        assert_eq!(
+            Message::parse(&answer).unwrap().header.rcode,
+            Rcode::NotAuth
+        );
+        assert_eq!(
+            tsig::check_answer(&answer, &k, &mac),
+            Ok(Some(crate::dns::tsig::TsigError::BadTime))
+        );
+        assert!(records(&f, "alice.dedyn.example").is_empty());
+    }
+
+    /// The prerequisite rcodes RFC 2136 names, each leaving the name as it was.
+    #[test]
+    fn each_unmet_prerequisite_has_its_rcode_and_writes_nothing() {
+        let mut f = fixture("prereq");
+        let k = key("k.update.", SECRET);
+        let first = update(vec![add_a("alice.dedyn.example.", "192.0.2.1")], vec![]);
+        assert_eq!(ask(&mut f, &first, Some(&k)).0, Rcode::NoError);
+        let alice = "alice.dedyn.example.";
+        let cases = [
+            (
+                rec(alice, RType::Any, Class::None, 0, RData::Empty),
+                Rcode::YxDomain,
+            ),
+            (
+                rec(alice, RType::A, Class::None, 0, RData::Empty),
+                Rcode::YxRrset,
+            ),
+            (
+                rec(alice, RType::Aaaa, Class::Any, 0, RData::Empty),
+                Rcode::NxRrset,
+            ),
+            (add_a(alice, "192.0.2.99"), Rcode::NxRrset),
+        ];
+        for (mut prereq, expected) in cases {
+            if prereq.class == Class::In {
+                prereq.ttl = 0;
+            }
+            let m = update(vec![add_a(alice, "192.0.2.2")], vec![prereq.clone()]);
+            assert_eq!(ask(&mut f, &m, Some(&k)).0, expected, "{prereq:?}");
+            assert_eq!(
+                records(&f, "alice.dedyn.example"),
+                vec!["192.0.2.1".parse::<IpAddr>().unwrap()]
+            );
+        }
+    }
+
+    /// Token policies: an update that the HTTP API would refuse is REFUSED and
+    /// writes nothing (a malformed update record is FORMERR).
+    #[test]
+    fn a_forbidden_family_or_a_malformed_record_changes_nothing() {
+        let mut f = fixture("policy");
+        let k = key("k.update.", SECRET);
+        let b = f.store.batch().expect("batch");
+        let alice = b.user_id("alice@x.org").expect("id");
+        let v4_only = NewToken {
+            hash: [9; 32],
+            family: Some(crate::update::directory::FamilyPolicy::V4),
+            tsig: Some(TsigKey {
+                name: "k.v4".into(),
+                algorithm: "hmac-sha256".into(),
+                secret: SECRET.to_vec(),
+            }),
+            ..NewToken::default()
+        };
+        b.add_token(alice, &v4_only).expect("token");
+        b.commit().expect("commit");
+        let aaaa = rec(
+            "alice.dedyn.example.",
+            RType::Aaaa,
+            Class::In,
+            60,
+            RData::Aaaa("2001:db8::1".parse().unwrap()),
+        );
+        let m = update(vec![aaaa], vec![]);
+        assert_eq!(
+            ask(&mut f, &m, Some(&key("k.v4.", SECRET))).0,
+            Rcode::Refused
+        );
+        let bad = rec(
+            "alice.dedyn.example.",
+            RType::A,
+            Class::Any,
+            60,
+            RData::Empty,
+        );
+        assert_eq!(
+            ask(&mut f, &update(vec![bad], vec![]), Some(&k)).0,
+            Rcode::FormErr
+        );
+        assert!(records(&f, "alice.dedyn.example").is_empty());
+    }
+
     #[test]
     fn unparsable_and_unknown_opcodes_get_formerr_and_notimp_and_answers_are_dropped() {
         let mut f = fixture("bad");
