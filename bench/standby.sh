@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The warm standby's bounds (SPEC 16) over many kills: `bench/standby.sh [KILLS]`
-# (default 20) runs tests/standby.rs's kill-and-promote test (the suite runs it
+# (default 20) runs tests/it/standby/kill_and_promote.rs's kill-and-promote test (the suite runs it
 # with 5) on the release build with DEDYN_STANDBY_KILLS=KILLS: each round kills
 # the primary's process group (service and Litestream) with SIGKILL under 200
 # changing updates a second and promotes the standby by docs/standby.md's
@@ -18,7 +18,7 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 started=$(date -u +%Y-%m-%dT%H:%MZ)
 status=0
-DEDYN_STANDBY_KILLS=$KILLS cargo test --release --quiet --test standby \
+DEDYN_STANDBY_KILLS=$KILLS cargo test --release --quiet --test it \
   killing_the_primary -- --nocapture >"$out" 2>&1 || status=$?
 if grep -q '^SKIPPED:' "$out"; then
   grep '^SKIPPED:' "$out" >&2

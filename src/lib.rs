@@ -5,6 +5,8 @@
 #![deny(unsafe_code)]
 pub mod cli;
 pub mod config;
+pub mod dns;
+pub mod dnsupdate;
 pub mod edge;
 pub mod http;
 pub mod net;
@@ -16,3 +18,4 @@ pub mod serve;
 pub mod standby;
 pub mod store;
 pub mod update;
+pub mod workers;

@@ -19,15 +19,31 @@ pub struct Limit {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Limits(pub Vec<Limit>);
 
-impl FromStr for Limits {
-    type Err = String;
+/// A comma-separated part of a rate-limit value that is not `COUNT/WINDOW`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitsError {
+    pub part: String,
+}
 
-    fn from_str(s: &str) -> Result<Limits, String> {
+impl fmt::Display for LimitsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "'{}' is not a rate (expected COUNT/WINDOW like 2/120s, 10/1m, 100/1d)",
+            self.part
+        )
+    }
+}
+
+impl std::error::Error for LimitsError {}
+
+impl FromStr for Limits {
+    type Err = LimitsError;
+
+    fn from_str(s: &str) -> Result<Limits, LimitsError> {
         let mut out = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let bad = || {
-                format!("'{part}' is not a rate (expected COUNT/WINDOW like 2/120s, 10/1m, 100/1d)")
-            };
+            let bad = || LimitsError { part: part.into() };
             let (count, window) = part.split_once('/').ok_or_else(bad)?;
             let count: u32 = count
                 .trim()
@@ -216,6 +232,35 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         let (_, pivot, _) = last.select_nth_unstable(cut);
         let pivot = *pivot;
         keys.retain(|_, h| h.back().is_some_and(|t| *t > pivot));
+    }
+}
+
+/// The key failed authentications are counted under: the address, or its /64.
+pub fn auth_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(_) => crate::net::cidr::mask(ip, 64),
+        v4 => v4,
+    }
+}
+
+/// Count a failed authentication of `client` towards the lock-out, in the log
+/// line fail2ban matches — the same for the HTTP API, acme-dns calls and DNS
+/// UPDATE over TCP.
+pub fn note_failed_auth(
+    limiter: &Limiter<std::net::IpAddr>,
+    client: std::net::IpAddr,
+    reason: &str,
+    now: Instant,
+) {
+    let key = auth_key(client);
+    // fail2ban: failregex = failed authentication from <HOST>
+    log::warn!("failed authentication from {client}: {reason}");
+    limiter.hit(&key, now);
+    if let Some(wait) = limiter.blocked(&key, now) {
+        log::warn!(
+            "locking out {key} for {} s: too many failed authentications",
+            crate::update::refusal::retry_after_secs(wait)
+        );
     }
 }
 

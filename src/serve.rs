@@ -1,15 +1,18 @@
 //! `dedyn-update serve`: wires the layers together — store, publisher, worker pool,
 //! edge, metrics — runs until SIGTERM/SIGINT and shuts down in order.
 
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::edge::{EdgeSettings, InternalHop};
-use crate::http::{metrics, Service, WorkerPool};
+use crate::http::{metrics, Service};
 use crate::os::private_dir::PrivateDir;
 use crate::os::serve_lock::{self, ServeLock};
 use crate::os::signals;
+use crate::publish::feed::{OpenFeed, ZoneFeed};
 use crate::publish::state::PublishStats;
 use crate::publish::{self, LastUsed};
 use crate::store::Store;
+use crate::update::ledger::Ledger;
+use crate::workers::{Services, WorkerPool};
 use log::{error, info, warn};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +48,8 @@ type Running = (
 );
 
 /// The store, the publisher (which publishes every zone once) and the worker pool.
+/// `String` error, like `serve`'s: the sentence `main` prints before exit 1,
+/// gathered from every layer's own error and never matched on.
 fn start_service(
     config: &Arc<Config>,
     internal: Arc<tiny_http::Server>,
@@ -55,15 +60,20 @@ fn start_service(
     crate::standby::refuse_if_fenced(config)?;
     let db = config.database.clone();
     if publish::is_new_database(&db.path) {
-        publish::refuse_to_empty_published_zones(config)?;
+        publish::refuse_to_empty_published_zones(config).map_err(|e| e.to_string())?;
         log::info!(
             "creating a new database at {} ({})",
             db.path.display(),
             config.origin()
         );
     }
-    let open = move || Store::open(&db.path, &db.synchronous).map_err(|e| e.to_string());
-    let mut store = open()?;
+    // Every thread gets its own connection, seen through the port it needs.
+    let open = move || Store::open(&db.path, &db.synchronous);
+    let mut store = open().map_err(|e| e.to_string())?;
+    let open_feed = open.clone();
+    let open_feed: Arc<OpenFeed> =
+        Arc::new(move || Ok(Box::new(open_feed()?) as Box<dyn ZoneFeed + Send>));
+    let open_ledger = move || Ok(Box::new(open()?) as Box<dyn Ledger + Send>);
     // SPEC 17: `check` tells by this lock that we hold the listeners.
     let serve_lock = ServeLock::hold(&config.database.path)
         .map_err(|e| {
@@ -77,16 +87,26 @@ fn start_service(
     store.ensure_zones(&zone_names).map_err(|e| e.to_string())?;
     let last_used = Arc::new(LastUsed::default());
     let stats = Arc::new(PublishStats::default());
-    let (publisher, publisher_thread) =
-        publish::spawn(config.clone(), store, last_used.clone(), stats.clone())
-            .map_err(|e| format!("cannot start publisher: {e}"))?;
+    let (publisher, publisher_thread) = publish::spawn(
+        config.clone(),
+        Box::new(store),
+        open_feed,
+        last_used.clone(),
+        stats.clone(),
+    )
+    .map_err(|e| format!("cannot start publisher: {e}"))?;
     let service = Arc::new(Service::new(
         config.clone(),
         hop,
         publisher.clone(),
         last_used,
     ));
-    let pool = WorkerPool::start(config.server.workers, internal, service.clone(), open)?;
+    let services = Services {
+        http: service.clone(),
+        dns: None,
+    };
+    let pool = WorkerPool::start(config.server.workers, internal, services, open_ledger)
+        .map_err(|e| e.to_string())?;
     Ok((
         service,
         pool,
@@ -99,6 +119,8 @@ fn start_service(
 
 /// Run until SIGTERM/SIGINT, then finish in-flight requests, publish what is
 /// pending and return. SIGHUP reloads the TLS certificate and key.
+/// `String` error: the top of the program, a sentence for the operator (each
+/// layer's typed error is phrased into it where it meets serve).
 pub fn serve(config: Config) -> Result<(), String> {
     signals::block();
     // Before any socket: the edge sizes max_connections to fit the limit it finds.
@@ -135,7 +157,8 @@ pub fn serve(config: Config) -> Result<(), String> {
         .server
         .metrics_listen
         .map(metrics::bind)
-        .transpose()?;
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let edge = Arc::new(
         crate::edge::start(edge_settings(&config), hop.clone()).map_err(|e| e.to_string())?,
     );
@@ -164,7 +187,8 @@ pub fn serve(config: Config) -> Result<(), String> {
                 publish: stats,
                 open_connections: Box::new(move || e.open_connections()),
             },
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
     }
     info!(
         "dedyn-update {} serving with {} workers, at most {} connections",

@@ -8,7 +8,7 @@
 //! reaches (S3-compatible, file, SFTP, …) with the operator's credentials, and no
 //! storage client of our own.
 
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::os::clock::{now_unix, rfc3339};
 use crate::store::{Store, HEARTBEAT_EVERY};
 use log::{info, warn};

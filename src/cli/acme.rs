@@ -3,9 +3,11 @@
 
 use super::args::held;
 use super::args::{open, usage, Args, Failure, Out};
-use crate::config::{Bounds, Config};
-use crate::store::{AcmeWriter, Store};
+use crate::config::settings::Config;
+use crate::store::Store;
 use crate::update::acme::{challenge_name, check_subdomain, check_value};
+use crate::update::bounds::Bounds;
+use crate::update::ledger::AcmeWriter;
 
 /// `TXT _acme-challenge.NAME "VALUE"` for each live value of `name`, oldest first.
 pub fn txt_lines(store: &Store, zone: &str, name: &str) -> Result<Vec<String>, Failure> {

@@ -3,8 +3,12 @@
 
 use super::args::{open, print_lines, Failure, Out};
 use super::rules;
-use crate::config::{Bounds, Config};
+use crate::config::settings::Config;
+use crate::dns::key::{bind_key_file, Algorithm};
+use crate::dns::name::Name;
 use crate::store::{Batch, NewToken};
+use crate::update::bounds::Bounds;
+use crate::update::directory::TsigKey;
 
 /// One `user add`, `domain add` or `token add`, parsed and checked as far as the
 /// command line goes — a token's secret already made and hashed — so that `run`,
@@ -20,8 +24,10 @@ pub enum Add {
     },
     Token {
         owner: String,
-        /// Its `hash` is the secret's.
+        /// Its `hash` is the secret's; with `--tsig`, its key.
         token: NewToken,
+        /// What is shown once after the commit: the secret, or the TSIG key's
+        /// lines (`tsig_lines`).
         secret: String,
     },
 }
@@ -38,6 +44,38 @@ impl Add {
             owner,
             token,
             secret,
+        })
+    }
+
+    /// A TSIG key addition (SPEC 14): a new secret for the HMAC, stored; the
+    /// token's hash is of another random secret, shown to nobody, so the key is
+    /// never usable over HTTP. `key_name`: a random `key-…` name when not given.
+    pub fn tsig(
+        owner: String,
+        token: NewToken,
+        key_name: Option<String>,
+        algorithm: Algorithm,
+    ) -> Result<Add, Failure> {
+        let secret = random_bytes(algorithm.secret_len())?;
+        let name = match key_name {
+            Some(n) => n,
+            None => format!("key-{}", hex(&random_bytes(6)?)),
+        };
+        let lines = tsig_lines(&name, algorithm, &secret)?;
+        let key = TsigKey {
+            name,
+            algorithm: algorithm.as_str().to_string(),
+            secret,
+        };
+        let token = NewToken {
+            hash: crate::update::token_hash(&new_secret()?),
+            tsig: Some(key),
+            ..token
+        };
+        Ok(Add::Token {
+            owner,
+            token,
+            secret: lines,
         })
     }
 
@@ -91,17 +129,57 @@ fn add_token(batch: &Batch, owner: &str, token: &NewToken) -> Result<(), Failure
     if !token.domains.is_empty() {
         rules::check_token_domains(&token.domains, &batch.domain_names_of(owner_id)?, owner)?;
     }
+    if let Some(k) = &token.tsig {
+        if let Some(id) = batch.tsig_name_owner(&k.name)? {
+            return Err(Failure::from(format!(
+                "--key-name: {} is the TSIG key of token {id} already",
+                k.name
+            )));
+        }
+    }
     batch.add_token(owner_id, token)?;
     Ok(())
+}
+
+/// What `token add --tsig` prints once: the key in BIND's key-file format
+/// (`nsupdate -k FILE`), then the lines certbot's rfc2136 credentials file and
+/// lego's environment take, each after a `#` line saying so.
+fn tsig_lines(name: &str, algorithm: Algorithm, secret: &[u8]) -> Result<String, Failure> {
+    use base64::Engine;
+    let secret = base64::engine::general_purpose::STANDARD.encode(secret);
+    let wire_name =
+        Name::from_text(name).map_err(|e| Failure::from(format!("--key-name: {name}: {e}")))?;
+    let alg = algorithm.as_str();
+    Ok(format!(
+        "{}\
+         # certbot --dns-rfc2136-credentials FILE (with dns_rfc2136_server and dns_rfc2136_port):\n\
+         dns_rfc2136_name = {name}\n\
+         dns_rfc2136_secret = {secret}\n\
+         dns_rfc2136_algorithm = {}\n\
+         # lego --dns rfc2136 (with RFC2136_NAMESERVER=HOST:PORT):\n\
+         RFC2136_TSIG_KEY={name}\n\
+         RFC2136_TSIG_SECRET={secret}\n\
+         RFC2136_TSIG_ALGORITHM={alg}.",
+        bind_key_file(&wire_name, algorithm, &secret),
+        alg.to_ascii_uppercase()
+    ))
+}
+
+fn random_bytes(n: usize) -> Result<Vec<u8>, Failure> {
+    use ring::rand::SecureRandom;
+    let mut bytes = vec![0u8; n];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Failure::from("the system random generator failed".to_string()))?;
+    Ok(bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A new token secret: 192 random bits, URL-safe.
 fn new_secret() -> Result<String, Failure> {
     use base64::Engine;
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 24];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| Failure::from("the system random generator failed".to_string()))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(24)?))
 }

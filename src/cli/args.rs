@@ -1,7 +1,9 @@
 //! What every command shares: parsed arguments, the failure and its exit code,
 //! opening the store for the configured zones, and printing lines to stdout.
 
-use crate::config::{Config, ConfigError};
+use crate::config::error::ConfigError;
+use crate::config::settings::Config;
+use crate::net::name::NameError;
 use crate::store::{Store, StoreError};
 use std::io::Write;
 
@@ -15,6 +17,15 @@ pub struct Failure {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
+        Failure {
+            message: e.to_string(),
+            code: 1,
+        }
+    }
+}
+
+impl From<NameError> for Failure {
+    fn from(e: NameError) -> Self {
         Failure {
             message: e.to_string(),
             code: 1,
@@ -145,7 +156,7 @@ impl Args {
 pub fn open(config: &Config) -> Result<Store, Failure> {
     if crate::publish::is_new_database(&config.database.path) {
         // SPEC 17: nor does `user add` start an empty database over published zones.
-        crate::publish::refuse_to_empty_published_zones(config)?;
+        crate::publish::refuse_to_empty_published_zones(config).map_err(|e| e.to_string())?;
     }
     let created = !database_exists(config);
     let s = open_store(config)?;

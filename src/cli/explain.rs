@@ -3,10 +3,9 @@
 //! name, and the answer it would give.
 
 use super::args::{open_existing, print_lines, usage, Args, Failure, Out};
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::edge::{forwarded_client, Peer};
-use crate::http::service::store_refusal;
-use crate::store::{FamilyRecords, StoreError};
+use crate::update::ledger::{FamilyRecords, Ledger, LedgerError};
 use crate::update::{self, Family, Refusal};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -109,17 +108,14 @@ fn run_pipeline(
     };
     lines.extend(plan.trace.iter().map(|t| format!("  {t}")));
     let decide = &crate::update::outcome::decide;
-    let applied = match store.dry_run(&plan.names, decide, &config.limits) {
+    let applied = match Ledger::dry_run(store, &plan.names, decide, &config.limits) {
         Ok(a) => a,
         // A bound is a refusal, as the live server gives it (SPEC 13).
-        Err(e @ StoreError::OverLimit(_)) => {
+        Err(e @ LedgerError::OverLimit(_)) => {
             let names: Vec<&str> = plan.names.iter().map(|n| n.name.as_str()).collect();
-            return refused(
-                store_refusal(e, "update", "update", &names.join(",")),
-                lines,
-            );
+            return refused(e.refusal("update", "update", &names.join(",")), lines);
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e.to_string().into()),
     };
     for ((name, out), sets) in applied.outcomes.iter().zip(&applied.records) {
         lines.push(format!(

@@ -121,7 +121,7 @@ pub fn check_domain_free(name: &str, overlap: &Overlap) -> Result<(), Failure> {
 /// `domain add` (SPEC 13 `[limits] domains_per_user`, `0` = none): `owner`
 /// (normalized email) holds `held` domains; one more may not go over `limit`.
 pub fn check_domains_per_user(owner: &str, held: u64, limit: u64) -> Result<(), Failure> {
-    if crate::config::Bounds::over(limit, held + 1) {
+    if crate::update::bounds::Bounds::over(limit, held + 1) {
         return Err(Failure::from(format!(
             "limits.domains_per_user: {owner} already has {held} domains (at most {limit}; --force adds past it)"
         )));

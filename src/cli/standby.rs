@@ -10,7 +10,7 @@
 
 use super::args::{missing_database, print_lines, usage, Args, Failure, Out};
 use super::backup::{sibling, sync_dir_of, sync_file};
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::os::clock::{now_unix, rfc3339};
 use crate::standby::{self, fence_location, Fence};
 use crate::store::{self, read_copy, CopyState, Promotion, Store, HEARTBEAT_EVERY};

@@ -4,7 +4,8 @@
 use super::add::{add_one, Add};
 use super::args::{open, open_existing, print_lines, usage, Args, Failure, Out};
 use super::rules::{check_token_name, normalize_email};
-use crate::config::Config;
+use crate::config::settings::Config;
+use crate::dns::key::Algorithm;
 use crate::net::cidr::Cidr;
 use crate::net::name;
 use crate::store::NewToken;
@@ -19,7 +20,12 @@ pub(crate) const TOKEN_FLAGS: &[&str] = &[
     "domain",
     "family",
     "scope",
+    "key-name",
+    "algorithm",
 ];
+
+/// `token add --tsig`: a TSIG key instead of a secret for HTTP (SPEC 14).
+pub(crate) const TOKEN_SWITCHES: &[&str] = &["tsig"];
 
 pub(crate) fn token_add(a: &Args) -> Result<Add, Failure> {
     a.exactly(1, "token add --owner EMAIL [options]")?;
@@ -68,6 +74,7 @@ pub(crate) fn token_add(a: &Args) -> Result<Add, Failure> {
         .transpose()?
         .unwrap_or_default();
     let name = check_token_name(a.one("name").unwrap_or(""))?;
+    let tsig = tsig_choice(a)?;
     let token = NewToken {
         hash: [0; 32], // made with the secret, by Add::token
         name,
@@ -76,12 +83,50 @@ pub(crate) fn token_add(a: &Args) -> Result<Add, Failure> {
         domains,
         family,
         scope,
+        tsig: None, // made with the secret, by Add::tsig
     };
-    Add::token(normalize_email(owner), token)
+    match tsig {
+        Some((key_name, algorithm)) => {
+            Add::tsig(normalize_email(owner), token, key_name, algorithm)
+        }
+        None => Add::token(normalize_email(owner), token),
+    }
+}
+
+/// `--tsig [--key-name NAME] [--algorithm hmac-sha256|hmac-sha512]`: the key's
+/// name (normalized: lower case, no trailing dot; a random one when not given)
+/// and algorithm. hmac-md5 and hmac-sha1 are not offered.
+fn tsig_choice(a: &Args) -> Result<Option<(Option<String>, Algorithm)>, Failure> {
+    if !a.has("tsig") {
+        for flag in ["key-name", "algorithm"] {
+            if a.one(flag).is_some() {
+                return Err(usage(format!("--{flag} goes with --tsig")));
+            }
+        }
+        return Ok(None);
+    }
+    let algorithm = match a.one("algorithm") {
+        None => Algorithm::HmacSha256,
+        Some(given) => Algorithm::from_str_name(given).ok_or_else(|| {
+            Failure::from(format!(
+                "--algorithm: '{given}' is not hmac-sha256 or hmac-sha512 (hmac-md5 and hmac-sha1 are not offered)"
+            ))
+        })?,
+    };
+    let key_name = a
+        .one("key-name")
+        .map(|k| {
+            let n = name::normalize(k);
+            name::check_syntax(&n)
+                .map(|_| n)
+                .map_err(|e| Failure::from(format!("--key-name: {e}")))
+        })
+        .transpose()?;
+    Ok(Some((key_name, algorithm)))
 }
 
 pub fn token(config: &Config, args: &[String]) -> Out {
-    let a = Args::parse(args, TOKEN_FLAGS)?;
+    let a = Args::parse_with_switches(args, TOKEN_FLAGS, TOKEN_SWITCHES)?;
     match a.positional.first().map(String::as_str) {
         Some("add") => add_one(config, token_add(&a)?)?,
         Some("list") => {
@@ -89,7 +134,7 @@ pub fn token(config: &Config, args: &[String]) -> Out {
             let time = |t: Option<i64>| t.map_or("never".to_string(), crate::os::clock::rfc3339);
             print_lines(open_existing(config)?.list_tokens(a.one("owner").map(normalize_email).as_deref())?.into_iter().map(|t| {
                 format!(
-                    "{}\towner={}\tname={}\tcreated={}\tlast_used={}\texpires={}\tsubnets={}\tdomains={}\tfamily={}\tscope={}",
+                    "{}\towner={}\tname={}\tcreated={}\tlast_used={}\texpires={}\tsubnets={}\tdomains={}\tfamily={}\tscope={}\ttsig={}",
                     t.id,
                     t.owner,
                     t.name,
@@ -99,7 +144,8 @@ pub fn token(config: &Config, args: &[String]) -> Out {
                     if t.allowed_subnets.is_empty() { "any".into() } else { t.allowed_subnets.replace(' ', ",") },
                     if t.domains.is_empty() { "all".into() } else { t.domains.replace(' ', ",") },
                     t.family,
-                    t.scope
+                    t.scope,
+                    t.tsig_name.as_deref().unwrap_or("no")
                 )
             }));
         }

@@ -69,7 +69,10 @@ pub fn start(mut settings: EdgeSettings, hop: Arc<InternalHop>) -> io::Result<Ed
     let tls = if settings.https_listen.is_empty() {
         None
     } else {
-        Some(tls::TlsStore::load(&settings.tls_cert, &settings.tls_key)?)
+        Some(tls::ReloadableTls::load(
+            &settings.tls_cert,
+            &settings.tls_key,
+        )?)
     };
     let mut listeners = Vec::new();
     for &addr in &settings.http_listen {

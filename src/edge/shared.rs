@@ -31,7 +31,7 @@ pub(crate) struct Shared {
     pub backends: Arc<backend::BackendPool>,
     pub limits: Arc<limits::Limits>,
     /// Present when there are HTTPS listeners.
-    pub tls: Option<tls::TlsStore>,
+    pub tls: Option<tls::ReloadableTls>,
     pub stopping: AtomicBool,
     pub accept_errors: AtomicU64,
 }

@@ -77,16 +77,16 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsEr
 }
 
 /// The current configuration and where it came from.
-pub(crate) struct TlsStore {
+pub(crate) struct ReloadableTls {
     cert: PathBuf,
     key: PathBuf,
     current: RwLock<Arc<ServerConfig>>,
 }
 
-impl TlsStore {
-    pub(crate) fn load(cert: &Path, key: &Path) -> Result<TlsStore, TlsError> {
+impl ReloadableTls {
+    pub(crate) fn load(cert: &Path, key: &Path) -> Result<ReloadableTls, TlsError> {
         let config = load_server_config(cert, key)?;
-        Ok(TlsStore {
+        Ok(ReloadableTls {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             current: RwLock::new(Arc::new(config)),

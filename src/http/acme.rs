@@ -2,9 +2,10 @@
 //! to JSON reply — the same lock-out, workers, store transaction and receipt as an
 //! address update, its own per-domain rate limit — and `POST /register`, refused.
 
-use super::service::{auth_key, store_refusal, Incoming, Reply, Service};
-use crate::store::{AcmeWriter, Store, StoreError};
+use super::service::{Incoming, Reply, Service};
+use crate::ratelimit::auth_key;
 use crate::update::acme::{self, from_update, Call};
+use crate::update::ledger::{AcmeWriter, Ledger, LedgerError};
 use crate::update::refusal::AcmeRefusal;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -24,8 +25,8 @@ impl Reply {
 
 impl Service {
     /// Answer one acme-dns call; returns the reply and a log summary (no secret).
-    pub fn acme(&self, store: &mut Store, rq: &Incoming, now: Instant) -> (Reply, String) {
-        let (reply, summary) = match self.acme_update(store, rq, now) {
+    pub fn acme(&self, ledger: &mut dyn Ledger, rq: &Incoming, now: Instant) -> (Reply, String) {
+        let (reply, summary) = match self.acme_update(ledger, rq, now) {
             Ok(done) => done,
             Err(r) => {
                 self.counters.acme_refused.fetch_add(1, Ordering::Relaxed);
@@ -38,7 +39,7 @@ impl Service {
 
     fn acme_update(
         &self,
-        store: &mut Store,
+        ledger: &mut dyn Ledger,
         rq: &Incoming,
         now: Instant,
     ) -> Result<(Reply, String), AcmeRefusal> {
@@ -60,7 +61,7 @@ impl Service {
         };
         let write = acme::plan(
             &call,
-            store,
+            ledger,
             self.config.as_ref(),
             crate::os::clock::now_unix(),
         )
@@ -73,7 +74,7 @@ impl Service {
             id: write.token_id,
             owner: write.owner,
         };
-        let serial = store
+        let serial = ledger
             .acme_set(
                 &write.domain,
                 &write.name,
@@ -83,8 +84,8 @@ impl Service {
             )
             .map_err(|e| match e {
                 // SPEC 17: the bound's own word, not bad_subdomain.
-                StoreError::OverLimit(m) => AcmeRefusal::NamesPerDomain(m),
-                e => from_update(store_refusal(e, "call", "acme-dns update", &write.name)),
+                LedgerError::OverLimit(m) => AcmeRefusal::NamesPerDomain(m),
+                e => from_update(e.refusal("call", "acme-dns update", &write.name)),
             })?;
         self.last_used.note(write.token_id);
         self.counters.acme_updates.fetch_add(1, Ordering::Relaxed);

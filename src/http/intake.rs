@@ -4,14 +4,14 @@
 
 use super::service::{Incoming, Reply, Service};
 use crate::edge::{forwarded_client, CLIENT_HEADER};
-use crate::store::Store;
+use crate::update::ledger::Ledger;
 use crate::update::Refusal;
 use log::info;
 use std::io::{Read, Write};
 use std::time::Instant;
 
 /// Answer one tiny_http request (the pool catches a panic in here).
-pub fn handle(service: &Service, store: &mut Store, mut rq: tiny_http::Request) {
+pub fn handle(service: &Service, ledger: &mut dyn Ledger, mut rq: tiny_http::Request) {
     let started = Instant::now();
     let identity = rq
         .headers()
@@ -78,7 +78,7 @@ pub fn handle(service: &Service, store: &mut Store, mut rq: tiny_http::Request) 
         client,
         conn,
     };
-    let (reply, summary) = service.process(store, &incoming);
+    let (reply, summary) = service.process(ledger, &incoming);
     let status = reply.status;
     info!(
         "{client} {} {} {} {summary} ({} us)",

@@ -1,11 +1,9 @@
-//! The update service behind the edge: tiny_http on the internal hop, the fixed
-//! worker pool, each request from intake to reply, and the metrics listener.
+//! The update service behind the edge: tiny_http on the internal hop, each
+//! request from intake to reply, and the metrics listener.
 
 pub mod acme;
 pub mod intake;
 pub mod metrics;
-pub mod pool;
 pub mod service;
 
-pub use pool::WorkerPool;
 pub use service::{Incoming, Reply, Service};

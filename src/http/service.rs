@@ -3,15 +3,13 @@
 //! outcome and receipt headers. Independent of tiny_http (see `intake`).
 
 use super::metrics::Counters;
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::edge::{ConnInfo, InternalHop};
-use crate::net::cidr::mask;
 use crate::os::clock::now_unix;
 use crate::publish::{LastUsed, Publisher};
-use crate::ratelimit::Limiter;
-use crate::store::{Applied, Store, StoreError};
+use crate::ratelimit::{auth_key, note_failed_auth, Limiter};
+use crate::update::ledger::{Applied, Ledger};
 use crate::update::{self, address::Family, Refusal};
-use log::{error, warn};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,11 +25,12 @@ pub struct Service {
     pub hop: Arc<InternalHop>,
     pub publisher: Publisher,
     pub last_used: Arc<LastUsed>,
-    pub dyndns_limiter: Limiter<i64>,
-    pub failed_auth_limiter: Limiter<IpAddr>,
+    /// Shared with the DNS UPDATE intake (SPEC 14: counted together).
+    pub dyndns_limiter: Arc<Limiter<i64>>,
+    pub failed_auth_limiter: Arc<Limiter<IpAddr>>,
     pub checkip_limiter: Limiter<IpAddr>,
     /// acme-dns calls per registered domain (SPEC 10).
-    pub acme_limiter: Limiter<i64>,
+    pub acme_limiter: Arc<Limiter<i64>>,
     pub counters: Arc<Counters>,
 }
 
@@ -64,34 +63,6 @@ impl Reply {
             headers,
             content_type: "text/plain",
         }
-    }
-}
-
-/// A store failure during the write as the refusal the client gets: the token
-/// or a domain vanished between plan and write, a `[limits]` bound would be
-/// exceeded (`400` naming it), or the database failed (`911`). `explain` uses it
-/// too, so that it predicts the same answer, and the acme-dns call (`during` "call",
-/// `action` "acme-dns update"); an address update is `during` "update", `action` "update".
-pub(crate) fn store_refusal(e: StoreError, during: &str, action: &str, names: &str) -> Refusal {
-    match e {
-        StoreError::Revoked => Refusal::BadAuth {
-            counted: false,
-            reason: format!("token revoked during the {during}"),
-        },
-        StoreError::Gone(d) => Refusal::NoHost(format!("{d} was removed during the {during}")),
-        StoreError::OverLimit(m) => Refusal::BadRequest(m),
-        e => {
-            error!("{action} of {names} failed: {e}");
-            Refusal::Database(e.to_string())
-        }
-    }
-}
-
-/// The key failed authentications are counted under: the address, or its /64.
-pub(super) fn auth_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(_) => mask(ip, 64),
-        v4 => v4,
     }
 }
 
@@ -143,10 +114,13 @@ impl Service {
     ) -> Service {
         let rl = &config.rate_limit;
         Service {
-            dyndns_limiter: Limiter::new(rl.dyndns_per_domain.clone(), LIMITER_CAPACITY),
-            failed_auth_limiter: Limiter::new(rl.failed_auth_per_ip.clone(), LIMITER_CAPACITY),
+            dyndns_limiter: Arc::new(Limiter::new(rl.dyndns_per_domain.clone(), LIMITER_CAPACITY)),
+            failed_auth_limiter: Arc::new(Limiter::new(
+                rl.failed_auth_per_ip.clone(),
+                LIMITER_CAPACITY,
+            )),
             checkip_limiter: Limiter::new(rl.checkip_per_ip.clone(), LIMITER_CAPACITY),
-            acme_limiter: Limiter::new(rl.acme_per_domain.clone(), LIMITER_CAPACITY),
+            acme_limiter: Arc::new(Limiter::new(rl.acme_per_domain.clone(), LIMITER_CAPACITY)),
             config,
             hop,
             publisher,
@@ -157,16 +131,16 @@ impl Service {
 
     /// Handle one request; returns the reply and a log summary (never a secret).
     /// A refusal ends it at the step that refused: `Err` carries its log summary.
-    pub fn process(&self, store: &mut Store, rq: &Incoming) -> (Reply, String) {
+    pub fn process(&self, ledger: &mut dyn Ledger, rq: &Incoming) -> (Reply, String) {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         if rq.host.is_some_and(|h| self.is_checkip_host(h)) {
             return self.checkip(rq.client, now);
         }
         if crate::update::acme::is_acme_call(rq.method, rq.target) {
-            return self.acme(store, rq, now);
+            return self.acme(ledger, rq, now);
         }
-        match self.update(store, rq, now) {
+        match self.update(ledger, rq, now) {
             Ok(done) => done,
             Err((r, summary)) => (Reply::refusal(&r), summary),
         }
@@ -186,7 +160,7 @@ impl Service {
     /// limit, the write, and the `good` reply with its outcome and receipt.
     fn update(
         &self,
-        store: &mut Store,
+        ledger: &mut dyn Ledger,
         rq: &Incoming,
         now: Instant,
     ) -> Result<(Reply, String), (Refusal, String)> {
@@ -209,7 +183,7 @@ impl Service {
             let summary = format!("locked out after failed authentications: {r}");
             return Err((r, summary));
         }
-        let plan = update::plan(&req, store, self.config.as_ref(), now_unix())
+        let plan = update::plan(&req, ledger, self.config.as_ref(), now_unix())
             .map_err(|r| self.count_failed_auth(r, rq.client, now))
             .map_err(refused)?;
         let names: Vec<&str> = plan.names.iter().map(|n| n.name.as_str()).collect();
@@ -221,15 +195,15 @@ impl Service {
             let summary = format!("{} {r}", names.join(","));
             return Err((r, summary));
         }
-        let applied = store
-            .apply_with(
+        let applied = ledger
+            .apply(
                 &plan.names,
                 plan.token_id,
                 plan.owner,
                 &update::outcome::decide,
                 &self.config.limits,
             )
-            .map_err(|e| refused(store_refusal(e, "update", "update", &names.join(","))))?;
+            .map_err(|e| refused(e.refusal("update", "update", &names.join(","))))?;
         self.last_used.note(plan.token_id);
         Ok(self.good(&applied))
     }
@@ -250,17 +224,8 @@ impl Service {
     /// Count a failed authentication towards the lock-out, in the log line
     /// fail2ban matches (also for acme-dns calls).
     pub(super) fn note_failed_auth(&self, client: IpAddr, reason: &str, now: Instant) {
-        let key = auth_key(client);
         self.counters.failed_auth.fetch_add(1, Ordering::Relaxed);
-        // fail2ban: failregex = failed authentication from <HOST>
-        warn!("failed authentication from {client}: {reason}");
-        self.failed_auth_limiter.hit(&key, now);
-        if let Some(wait) = self.failed_auth_limiter.blocked(&key, now) {
-            warn!(
-                "locking out {key} for {} s: too many failed authentications",
-                update::retry_after_secs(wait)
-            );
-        }
+        note_failed_auth(&self.failed_auth_limiter, client, reason, now);
     }
 
     /// `200 good` with `X-Update-Result`, and `X-Zone-Serial` when something changed

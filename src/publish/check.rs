@@ -55,11 +55,22 @@ pub struct LeftOut {
 }
 
 impl LeftOut {
-    pub fn new(row: &Row, reason: String) -> LeftOut {
+    pub fn new(row: &Row, reason: Unfit) -> LeftOut {
         LeftOut {
             row: row.describe(),
-            reason,
+            reason: reason.0,
         }
+    }
+}
+
+/// Why a row cannot go into the zone file: the rule it breaks, for the log line
+/// and `zone render` that name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unfit(pub String);
+
+impl std::fmt::Display for Unfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -83,35 +94,35 @@ impl<'z> ZoneCheck<'z> {
     /// fits DNS's limits (≤ 253 characters, labels of 1–63 of the SPEC 4.2
     /// alphabet) and lies in the zone; a TXT value is one character-string of
     /// the digest alphabet (≤ 255, nothing to quote). `Err` says which rule broke.
-    pub fn row(&mut self, row: &Row) -> Result<(), String> {
+    pub fn row(&mut self, row: &Row) -> Result<(), Unfit> {
         match *row {
             Row::Address { name, .. } => self.owner(name),
-            Row::BadAddress { .. } => {
-                Err("an address is stored in 4 bytes (A) or 16 (AAAA)".to_string())
-            }
+            Row::BadAddress { .. } => Err(Unfit(
+                "an address is stored in 4 bytes (A) or 16 (AAAA)".into(),
+            )),
             Row::AcmeTxt { name, value } => {
-                check_value(value).map_err(|e| e.to_string())?;
+                check_value(value).map_err(|e| Unfit(e.to_string()))?;
                 self.owner(&challenge_name(name))
             }
         }
     }
 
-    fn owner(&mut self, owner: &str) -> Result<(), String> {
+    fn owner(&mut self, owner: &str) -> Result<(), Unfit> {
         if !self.last_ok.is_empty() && owner == self.last_ok {
             return Ok(());
         }
         if owner.len() > MAX_NAME_LEN {
-            return Err(format!(
+            return Err(Unfit(format!(
                 "owner name is {} characters, longer than DNS allows ({MAX_NAME_LEN})",
                 owner.len()
-            ));
+            )));
         }
-        check_syntax(owner).map_err(|e| format!("owner name: {e}"))?;
+        check_syntax(owner).map_err(|e| Unfit(format!("owner name: {e}")))?;
         if !is_at_or_below(owner, self.zone) {
-            return Err(format!(
+            return Err(Unfit(format!(
                 "owner name {} lies outside the zone",
                 quoted(owner)
-            ));
+            )));
         }
         self.last_ok.clear();
         self.last_ok.push_str(owner);

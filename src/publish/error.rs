@@ -1,7 +1,7 @@
 //! The publisher's one error type: why a publication attempt failed, phrased so
 //! that an operator reading the log (or `status`) knows what to look at.
 
-use crate::store::StoreError;
+use super::feed::FeedError;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,9 +13,12 @@ use std::time::Duration;
 #[derive(Debug)]
 pub enum PublishError {
     /// The database could not be read or written.
-    Store(StoreError),
+    Feed(FeedError),
     /// The zone's `include` file could not be read (the message names it).
     Include(String),
+    /// SPEC 17: a new, empty database would replace the names a zone file
+    /// already publishes; nothing is created (the message names the file).
+    WouldEmpty(String),
     /// The zone file could not be written.
     Write {
         file: PathBuf,
@@ -67,8 +70,8 @@ pub enum PublishError {
 impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PublishError::Store(e) => write!(f, "{e}"),
-            PublishError::Include(m) => f.write_str(m),
+            PublishError::Feed(e) => write!(f, "{e}"),
+            PublishError::Include(m) | PublishError::WouldEmpty(m) => f.write_str(m),
             PublishError::Write { file, error } => write!(
                 f,
                 "cannot write zone file {}: {error} (the directory must exist and be writable by the service's user)",
@@ -144,8 +147,8 @@ impl PublishError {
 
 impl std::error::Error for PublishError {}
 
-impl From<StoreError> for PublishError {
-    fn from(e: StoreError) -> Self {
-        PublishError::Store(e)
+impl From<FeedError> for PublishError {
+    fn from(e: FeedError) -> Self {
+        PublishError::Feed(e)
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! The rules it keeps (SPEC 13): the published generation is written only after
 //! the reload succeeded (and `verify_server` serves the serial), in one statement
-//! (`Store::record_published`); a failure records nothing that matters (its error
+//! (`ZoneFeed::record_published`); a failure records nothing that matters (its error
 //! text, best-effort), so the zone simply stays dirty and is tried again; backoff
 //! holds only while nothing new arrived — a newer change goes at once, and
 //! (SPEC 17) one that arrives while a reload or a `verify_server` wait has run
@@ -11,13 +11,13 @@
 //! superseded: no backoff, the next attempt starts at once.
 
 use super::error::PublishError;
+use super::feed::{Attempt, ZoneFeed};
 use super::reload::{run_reload, wait_until_served, SUPERSEDE_AFTER};
 use super::render::render_zone;
 use super::state::{PublishStats, StopClock, ZoneState};
 use super::zone::write_atomically;
-use crate::config::{Config, Zone};
+use crate::config::settings::{Config, Zone};
 use crate::os::clock::now_unix;
-use crate::store::{Attempt, Store};
 use log::{error, info, warn};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -54,7 +54,7 @@ struct Retry {
 pub(super) struct Lane {
     zone: Zone,
     config: Arc<Config>,
-    store: Store,
+    feed: Box<dyn ZoneFeed + Send>,
     stats: Arc<PublishStats>,
     /// When the stopping service must be done with reloads (SPEC 17).
     stop: Arc<StopClock>,
@@ -79,14 +79,14 @@ impl Lane {
     pub(super) fn new(
         zone: Zone,
         config: Arc<Config>,
-        store: Store,
+        feed: Box<dyn ZoneFeed + Send>,
         stats: Arc<PublishStats>,
         stop: Arc<StopClock>,
     ) -> Lane {
         Lane {
             zone,
             config,
-            store,
+            feed,
             stats,
             stop,
             retry: None,
@@ -132,7 +132,7 @@ impl Lane {
     /// The zone's (generation, published generation), and its state for the
     /// metrics; `None` when the database cannot say (logged).
     fn generations(&mut self) -> Option<(i64, i64)> {
-        match self.store.generations(&self.zone.name) {
+        match self.feed.generations(&self.zone.name) {
             Ok(Some((g, p))) => {
                 let state = if g == p {
                     ZoneState::Published
@@ -224,7 +224,7 @@ impl Lane {
                 // Proved; now recorded. If this fails the zone stays dirty and is
                 // published again (harmless), after a backoff so a failing database
                 // does not make us reload in a tight loop.
-                if let Err(e) = self.store.record_published(&name, a) {
+                if let Err(e) = self.feed.record_published(&name, a) {
                     error!("zone {name} serial {} is published but recording it failed: {e}; publishing it again", a.serial);
                     self.back_off(a.generation);
                 }
@@ -235,7 +235,7 @@ impl Lane {
                 self.stats.zone(&name, |z| z.failures += 1);
                 let written = attempt.filter(|a| self.written == Some(a.generation));
                 // Only for `status`: whether or not this is written, the zone stays dirty.
-                if let Err(re) = self.store.record_failure(&name, &e.to_string(), written) {
+                if let Err(re) = self.feed.record_failure(&name, &e.to_string(), written) {
                     error!("zone {name}: cannot record the failure ({re}); the zone stays pending and is retried");
                 }
                 if e.is_superseded() {
@@ -271,7 +271,7 @@ impl Lane {
     /// taken, so that a failure can say which generation it was about.
     fn try_publish(&mut self, attempt: &mut Option<Attempt>) -> Result<Attempt, PublishError> {
         let work_started = Instant::now();
-        let a = self.store.start_publication(&self.zone.name)?;
+        let a = self.feed.start_publication(&self.zone.name)?;
         *attempt = Some(a);
         let mut text = std::mem::take(&mut self.buf);
         text.clear();
@@ -279,7 +279,7 @@ impl Lane {
             &self.zone,
             self.config.dns.ttl,
             a.serial,
-            &self.store,
+            &*self.feed,
             &mut text,
         );
         if let Ok(r) = &read {
@@ -304,11 +304,10 @@ impl Lane {
         self.stats
             .zone(&self.zone.name, |z| z.state = ZoneState::Written);
         let dns = &self.config.dns;
-        let (store, zone) = (&self.store, &self.zone.name);
+        let (feed, zone) = (&self.feed, &self.zone.name);
         // A newer change: the generation moved past this attempt's.
         let mut newer = || {
-            store
-                .generations(zone)
+            feed.generations(zone)
                 .is_ok_and(|g| g.is_some_and(|(g, _)| g > a.generation))
         };
         if !dns.reload_command.is_empty() {
@@ -340,5 +339,178 @@ impl Lane {
             self.last_verify = verify_started.elapsed();
         }
         Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish::feed::fake::FakeFeed;
+    use crate::publish::feed::{BadAddr, FeedError};
+    use std::net::IpAddr;
+    use std::path::{Path, PathBuf};
+    use std::sync::{mpsc, Mutex};
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dedyn-lane-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    /// A lane over `fake` for one zone whose file is in `dir`, run until the
+    /// `Shutdown` already queued: it publishes once (SPEC 5), then stops.
+    /// Returns the fake as the lane left it, the stats and the zone file.
+    fn run_once(
+        dir: &Path,
+        fake: FakeFeed,
+        reload: &str,
+    ) -> (FakeFeed, Arc<PublishStats>, PathBuf) {
+        let file = dir.join("dedyn.example.zone");
+        let text = format!(
+            "[dns]\nreload_command = \"{reload}\"\n[[zone]]\nname = \"dedyn.example\"\nfile = \"{}\"\n",
+            file.display()
+        );
+        let config = Arc::new(Config::parse(&text, None).expect("config"));
+        let out = Arc::new(Mutex::new(None));
+        let feed = Recording {
+            inner: fake,
+            out: out.clone(),
+        };
+        let (tx, rx) = mpsc::channel();
+        tx.send(Msg::Shutdown).expect("queued");
+        let stats = Arc::new(PublishStats::default());
+        let zone = config.zones[0].clone();
+        Lane::new(zone, config, Box::new(feed), stats.clone(), Arc::default()).run(rx);
+        let fake = out
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the lane dropped its feed");
+        (fake, stats, file)
+    }
+
+    /// SPEC 13: a publication is recorded only once the reload proved it, and
+    /// with the serial the file carries.
+    #[test]
+    fn a_dirty_zone_is_written_reloaded_and_then_recorded() {
+        let dir = scratch("ok");
+        let fake = FakeFeed {
+            generation: 7,
+            published: 6,
+            next_serial: 2026120701,
+            rows: vec![("a.dedyn.example".into(), Ok("192.0.2.1".parse().unwrap()))],
+            ..FakeFeed::default()
+        };
+        let (fake, stats, file) = run_once(&dir, fake, "true");
+        let attempt = Attempt {
+            serial: 2026120701,
+            generation: 7,
+        };
+        assert_eq!(fake.recorded, vec![attempt]);
+        assert!(fake.failures.is_empty(), "{:?}", fake.failures);
+        let zone = std::fs::read_to_string(&file).expect("the zone file");
+        assert!(zone.contains("2026120701"), "{zone}");
+        assert!(zone.contains("192.0.2.1"), "{zone}");
+        assert_eq!(stats.publications.load(Ordering::Relaxed), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A reload that fails records the failure (with the file it wrote) and
+    /// never the publication: the zone stays dirty.
+    #[test]
+    fn a_failed_reload_records_the_failure_and_never_the_publication() {
+        let dir = scratch("fail");
+        let fake = FakeFeed {
+            generation: 3,
+            published: 2,
+            next_serial: 10,
+            ..FakeFeed::default()
+        };
+        let (fake, stats, _) = run_once(&dir, fake, "exit 3");
+        assert!(fake.recorded.is_empty(), "{:?}", fake.recorded);
+        assert_eq!(fake.published, 2);
+        let (error, written) = fake.failures.first().expect("a failure recorded");
+        assert!(error.contains('3'), "{error}");
+        let attempt = Attempt {
+            serial: 10,
+            generation: 3,
+        };
+        assert_eq!(*written, Some(attempt));
+        assert!(stats.failures.load(Ordering::Relaxed) >= 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A database that cannot start a publication: nothing written, nothing recorded.
+    #[test]
+    fn a_feed_that_cannot_start_a_publication_records_nothing_published() {
+        let dir = scratch("broken");
+        let fake = FakeFeed {
+            generation: 3,
+            published: 2,
+            broken: Some("database error: disk I/O error".into()),
+            ..FakeFeed::default()
+        };
+        let (fake, _, file) = run_once(&dir, fake, "true");
+        assert!(fake.recorded.is_empty(), "{:?}", fake.recorded);
+        let (error, written) = fake.failures.first().expect("a failure recorded");
+        assert!(error.contains("disk I/O error"), "{error}");
+        assert_eq!(*written, None);
+        assert!(!file.exists(), "no zone file without a serial");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Hands the fake back when the lane drops it, so a test can read what was recorded.
+    struct Recording {
+        inner: FakeFeed,
+        out: Arc<Mutex<Option<FakeFeed>>>,
+    }
+
+    impl Drop for Recording {
+        fn drop(&mut self) {
+            let inner = std::mem::take(&mut self.inner);
+            *self.out.lock().unwrap() = Some(inner);
+        }
+    }
+
+    impl ZoneFeed for Recording {
+        fn generations(&self, z: &str) -> Result<Option<(i64, i64)>, FeedError> {
+            self.inner.generations(z)
+        }
+        fn start_publication(&mut self, z: &str) -> Result<Attempt, FeedError> {
+            self.inner.start_publication(z)
+        }
+        fn record_published(&mut self, z: &str, a: Attempt) -> Result<(), FeedError> {
+            self.inner.record_published(z, a)
+        }
+        fn record_failure(
+            &mut self,
+            z: &str,
+            e: &str,
+            w: Option<Attempt>,
+        ) -> Result<(), FeedError> {
+            self.inner.record_failure(z, e, w)
+        }
+        fn for_each_record(
+            &self,
+            z: &str,
+            f: &mut dyn FnMut(&str, Result<IpAddr, BadAddr>),
+        ) -> Result<usize, FeedError> {
+            self.inner.for_each_record(z, f)
+        }
+        fn for_each_acme_value(
+            &self,
+            z: &str,
+            now: i64,
+            f: &mut dyn FnMut(&str, &str),
+        ) -> Result<usize, FeedError> {
+            self.inner.for_each_acme_value(z, now, f)
+        }
+        fn expire_acme(&mut self, now: i64) -> Result<Vec<String>, FeedError> {
+            self.inner.expire_acme(now)
+        }
+        fn touch_tokens(&mut self, u: &[(i64, i64)]) -> Result<(), FeedError> {
+            self.inner.touch_tokens(u)
+        }
     }
 }

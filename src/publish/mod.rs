@@ -9,6 +9,7 @@
 
 pub mod check;
 mod error;
+pub mod feed;
 mod lane;
 pub(crate) mod reload;
 pub mod render;
@@ -18,9 +19,9 @@ pub mod zone;
 pub use error::PublishError;
 pub use reload::{run_reload, wait_until_served};
 
-use crate::config::{Config, Zone};
+use crate::config::settings::{Config, Zone};
 use crate::os::clock::now_unix;
-use crate::store::Store;
+use feed::{OpenFeed, ZoneFeed};
 use lane::{Msg, POLL};
 use log::{error, info, warn};
 use state::{PublishStats, StopClock};
@@ -86,11 +87,12 @@ impl Publisher {
 }
 
 /// Start the coordinator and one lane per zone. Every zone is published once
-/// first (by its lane, all in parallel). `store` is the coordinator's; each lane
-/// opens its own connection.
+/// first (by its lane, all in parallel). `feed` is the coordinator's; each lane
+/// opens its own connection with `open`.
 pub fn spawn(
     config: Arc<Config>,
-    store: Store,
+    feed: Box<dyn ZoneFeed + Send>,
+    open: Arc<OpenFeed>,
     last_used: Arc<LastUsed>,
     stats: Arc<PublishStats>,
 ) -> std::io::Result<(Publisher, JoinHandle<()>)> {
@@ -103,38 +105,43 @@ pub fn spawn(
     };
     let mut lanes = Vec::new();
     for z in &config.zones {
-        let body = lane_body(&config, &stats, &stop, z);
+        let body = lane_body(&config, &open, &stats, &stop, z);
         lanes.push(LaneHandle::spawn(&z.name, body)?);
     }
     let handle = std::thread::Builder::new()
         .name("publisher".into())
         .spawn(move || {
-            let mut store = store;
+            let mut feed = feed;
             let respawn = |name: &str| {
                 config
                     .zone(name)
-                    .map(|z| lane_body(&config, &stats, &stop, z))
-                    .ok_or_else(|| format!("zone {name} is not configured"))
+                    .map(|z| lane_body(&config, &open, &stats, &stop, z))
             };
-            coordinate(rx, lanes, &respawn, &stats, &mut store, &last_used);
+            coordinate(rx, lanes, &respawn, &stats, &mut *feed, &last_used);
         })?;
     Ok((publisher, handle))
 }
 
 type LaneBody = Box<dyn FnOnce(Receiver<Msg>) + Send>;
 
-/// What a lane thread runs: open its own store, then publish `zone` until told to stop.
+/// What a lane thread runs: open its own feed, then publish `zone` until told to stop.
 fn lane_body(
     config: &Arc<Config>,
+    open: &Arc<OpenFeed>,
     stats: &Arc<PublishStats>,
     stop: &Arc<StopClock>,
     zone: &Zone,
 ) -> LaneBody {
-    let (config, stats, stop, zone) = (config.clone(), stats.clone(), stop.clone(), zone.clone());
+    let (config, open, stats, stop, zone) = (
+        config.clone(),
+        open.clone(),
+        stats.clone(),
+        stop.clone(),
+        zone.clone(),
+    );
     Box::new(move |rx| {
-        let db = &config.database;
-        match Store::open(&db.path, &db.synchronous) {
-            Ok(store) => lane::Lane::new(zone, config.clone(), store, stats, stop).run(rx),
+        match open() {
+            Ok(feed) => lane::Lane::new(zone, config, feed, stats, stop).run(rx),
             // Returning counts as dying: the coordinator restarts the lane.
             Err(e) => error!(
                 "publisher for zone {}: cannot open the database: {e}",
@@ -172,9 +179,9 @@ impl LaneHandle {
 fn coordinate(
     rx: Receiver<Msg>,
     mut lanes: Vec<LaneHandle>,
-    respawn: &dyn Fn(&str) -> Result<LaneBody, String>,
+    respawn: &dyn Fn(&str) -> Option<LaneBody>,
     stats: &PublishStats,
-    store: &mut Store,
+    feed: &mut dyn ZoneFeed,
     last_used: &LastUsed,
 ) {
     let mut last_flush = Instant::now();
@@ -195,14 +202,14 @@ fn coordinate(
         // Every POLL, not on every change signal: values live an hour.
         if last_expire.elapsed() >= POLL {
             last_expire = Instant::now();
-            if expire_acme(store) {
+            if expire_acme(feed) {
                 for l in &lanes {
                     let _ = l.tx.send(Msg::Changed(Instant::now()));
                 }
             }
         }
         if last_flush.elapsed() >= LAST_USED_FLUSH {
-            flush_last_used(&mut *store, last_used);
+            flush_last_used(feed, last_used);
             last_flush = Instant::now();
         }
     }
@@ -218,7 +225,7 @@ fn coordinate(
             );
         }
     }
-    flush_last_used(&mut *store, last_used);
+    flush_last_used(feed, last_used);
     info!("publisher stopped");
 }
 
@@ -226,8 +233,8 @@ fn coordinate(
 /// written, with no call; their zones are then dirty like any other change.
 /// One indexed EXISTS every POLL when nothing expired.
 /// Returns whether anything was removed.
-fn expire_acme(store: &mut Store) -> bool {
-    match store.expire_acme(now_unix()) {
+fn expire_acme(feed: &mut dyn ZoneFeed) -> bool {
+    match feed.expire_acme(now_unix()) {
         Ok(zones) if !zones.is_empty() => {
             info!("expired _acme-challenge values in {}", zones.join(", "));
             true
@@ -240,8 +247,8 @@ fn expire_acme(store: &mut Store) -> bool {
     }
 }
 
-fn flush_last_used(store: &mut Store, last_used: &LastUsed) {
-    if let Err(e) = store.touch_tokens(&last_used.take()) {
+fn flush_last_used(feed: &mut dyn ZoneFeed, last_used: &LastUsed) {
+    if let Err(e) = feed.touch_tokens(&last_used.take()) {
         warn!("could not record token last-used times: {e}");
     }
 }
@@ -251,7 +258,7 @@ fn flush_last_used(store: &mut Store, last_used: &LastUsed) {
 /// nothing a dead lane did counts as published.
 fn supervise(
     lanes: &mut [LaneHandle],
-    respawn: &dyn Fn(&str) -> Result<LaneBody, String>,
+    respawn: &dyn Fn(&str) -> Option<LaneBody>,
     stats: &PublishStats,
 ) {
     for l in lanes.iter_mut() {
@@ -268,16 +275,24 @@ fn supervise(
         if l.thread.is_some() || l.started.elapsed() < RESTART_EVERY {
             continue;
         }
-        let started = respawn(&l.zone).and_then(|body| {
-            LaneHandle::spawn(&l.zone, body).map_err(|e| format!("cannot start a thread: {e}"))
-        });
-        match started {
+        let Some(body) = respawn(&l.zone) else {
+            error!(
+                "cannot restart the publisher for zone {}: zone {} is not configured",
+                l.zone, l.zone
+            );
+            l.started = Instant::now();
+            continue;
+        };
+        match LaneHandle::spawn(&l.zone, body) {
             Ok(new) => {
                 stats.restarts.fetch_add(1, Ordering::Relaxed);
                 *l = new;
             }
             Err(e) => {
-                error!("cannot restart the publisher for zone {}: {e}", l.zone);
+                error!(
+                    "cannot restart the publisher for zone {}: cannot start a thread: {e}",
+                    l.zone
+                );
                 l.started = Instant::now();
             }
         }
@@ -305,7 +320,9 @@ pub fn is_new_database(path: &std::path::Path) -> bool {
 /// database (by `serve` or a command that writes) is created only when none of the zone files its first publication
 /// would replace holds names published from a database (a lost or moved
 /// database, a wrong `database.path`); else the start refuses, naming the file.
-pub fn refuse_to_empty_published_zones(config: &crate::config::Config) -> Result<(), String> {
+pub fn refuse_to_empty_published_zones(
+    config: &crate::config::settings::Config,
+) -> Result<(), PublishError> {
     for (i, z) in config.zones.iter().enumerate() {
         let text = match std::fs::read(&z.file) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -320,15 +337,15 @@ pub fn refuse_to_empty_published_zones(config: &crate::config::Config) -> Result
                 continue
             }
             Err(e) => {
-                return Err(format!(
+                return Err(PublishError::WouldEmpty(format!(
                     "no database at {} yet, and zone[{i}].file {} cannot be read to tell whether it holds published names ({e}); nothing was created",
                     config.database.path.display(),
                     z.file.display()
-                ))
+                )))
             }
         };
         if zone::holds_published_names(&z.name, &text) {
-            return Err(format!(
+            return Err(PublishError::WouldEmpty(format!(
                 "no database at {} ({}), but zone[{i}].file {} holds names published from one: \
                  a new, empty database would remove them from DNS. Restore the database \
                  (or fix database.path); to start afresh on purpose, move the zone file away. \
@@ -336,7 +353,7 @@ pub fn refuse_to_empty_published_zones(config: &crate::config::Config) -> Result
                 config.database.path.display(),
                 config.origin(),
                 z.file.display()
-            ));
+            )));
         }
     }
     Ok(())
@@ -381,7 +398,7 @@ mod tests {
         let mut lanes = vec![LaneHandle::spawn("z", body(runs.clone())).unwrap()];
         let stats = PublishStats::default();
         let r = runs.clone();
-        let respawn = move |_: &str| Ok(body(r.clone()));
+        let respawn = move |_: &str| Some(body(r.clone()));
         let deadline = Instant::now() + Duration::from_secs(10);
         while runs.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
             supervise(&mut lanes, &respawn, &stats);

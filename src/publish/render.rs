@@ -3,10 +3,10 @@
 
 use super::check::{self, LeftOut, Row, ZoneCheck};
 use super::error::PublishError;
+use super::feed::ZoneFeed;
 use super::zone;
-use crate::config::Zone;
+use crate::config::settings::Zone;
 use crate::os::clock::now_unix;
-use crate::store::Store;
 use log::error;
 
 /// What `render_zone` put into the file.
@@ -30,10 +30,10 @@ pub fn render_zone(
     zone: &Zone,
     ttl: u32,
     serial: u32,
-    store: &Store,
+    feed: &dyn ZoneFeed,
     out: &mut Vec<u8>,
 ) -> Result<Rendered, PublishError> {
-    let include = zone::read_include(zone).map_err(PublishError::Include)?;
+    let include = zone::read_include(zone)?;
     let mut check = ZoneCheck::new(&zone.name);
     let mut left_out = Vec::new();
     let records = zone::render(
@@ -42,7 +42,7 @@ pub fn render_zone(
         serial,
         include.as_deref(),
         |emit| {
-            store.for_each_record(&zone.name, |name, stored| {
+            feed.for_each_record(&zone.name, &mut |name, stored| {
                 let row = match stored {
                     Ok(addr) => Row::Address { name, addr },
                     Err(bad) => Row::BadAddress {
@@ -62,7 +62,7 @@ pub fn render_zone(
         out,
     )?;
     // SPEC 10: the live _acme-challenge values, after the addresses.
-    let values = store.for_each_acme_value(&zone.name, now_unix(), |name, value| {
+    let values = feed.for_each_acme_value(&zone.name, now_unix(), &mut |name, value| {
         let row = Row::AcmeTxt { name, value };
         match check.row(&row) {
             Ok(()) => zone::render_acme_txt(name, ttl, value, out),
@@ -86,4 +86,72 @@ pub fn render_zone(
         records: (records + values).saturating_sub(left_out.len()),
         left_out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish::feed::fake::FakeFeed;
+    use crate::publish::feed::BadAddr;
+    use crate::update::address::Family;
+    use std::path::PathBuf;
+
+    fn zone() -> Zone {
+        Zone {
+            name: "dedyn.example".into(),
+            file: PathBuf::from("/nonexistent/dedyn.example.zone"),
+            dynamic: true,
+            nameservers: vec!["ns1.dedyn.example.".into()],
+            hostmaster: "hostmaster.dedyn.example.".into(),
+            include: None,
+        }
+    }
+
+    /// The composition over the publisher's port alone: good rows rendered,
+    /// the malformed one left out and named, the acme value after the addresses.
+    #[test]
+    fn a_feed_renders_its_rows_and_leaves_out_a_malformed_one() {
+        let feed = FakeFeed {
+            rows: vec![
+                (
+                    "alice.dedyn.example".into(),
+                    Ok("192.0.2.7".parse().unwrap()),
+                ),
+                (
+                    "bob.dedyn.example".into(),
+                    Err(BadAddr {
+                        family: Family::V6,
+                        len: 5,
+                    }),
+                ),
+                (
+                    "carol.dedyn.example".into(),
+                    Ok("2001:db8::9".parse().unwrap()),
+                ),
+            ],
+            acme: vec![(
+                "alice.dedyn.example".into(),
+                "Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg".into(),
+            )],
+            ..FakeFeed::default()
+        };
+        let mut out = Vec::new();
+        let r = render_zone(&zone(), 60, 4242, &feed, &mut out).expect("renders");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(r.records, 3, "{text}");
+        assert_eq!(r.left_out.len(), 1);
+        assert!(
+            r.left_out[0].row.contains("bob.dedyn.example"),
+            "{:?}",
+            r.left_out
+        );
+        assert!(text.contains("4242"), "{text}");
+        let alice = text.find("192.0.2.7").expect("alice's A");
+        assert!(text.contains("2001:db8::9"), "{text}");
+        assert!(!text.contains("bob.dedyn.example"), "{text}");
+        let txt = text
+            .find("Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg")
+            .expect("the acme value");
+        assert!(alice < txt, "addresses first: {text}");
+    }
 }

@@ -4,7 +4,7 @@
 use super::db::{invalid, reverse_labels, writer_turn, Result, Store, StoreError};
 use crate::net::cidr::Cidr;
 use crate::os::clock::now_unix;
-use crate::update::directory::Scope;
+use crate::update::directory::{Scope, TsigKey};
 use crate::update::{name_and_parents, Domain, FamilyPolicy};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -21,6 +21,8 @@ pub struct TokenInfo {
     pub domains: String,
     pub family: String,
     pub scope: String,
+    /// A TSIG key's name (`token add --tsig`); never its secret.
+    pub tsig_name: Option<String>,
 }
 
 /// A token row to insert: the CLI has checked it and made the secret whose hash
@@ -34,6 +36,8 @@ pub struct NewToken {
     pub domains: Vec<String>,
     pub family: Option<FamilyPolicy>,
     pub scope: Scope,
+    /// `--tsig`: the key stored for HMACs (SPEC 14).
+    pub tsig: Option<TsigKey>,
 }
 
 /// `PRAGMA cache_size` of a batch, in KiB when negative: 256 MiB at most.
@@ -191,7 +195,7 @@ impl Store {
     pub fn list_tokens(&self, owner: Option<&str>) -> Result<Vec<TokenInfo>> {
         let owner_id = owner.map(|o| self.user_id(o)).transpose()?;
         let mut st = self.conn.prepare(
-            "SELECT t.id, u.email, t.name, t.created, t.last_used, t.expires, t.allowed_subnets, t.domains, t.family, t.scope
+            "SELECT t.id, u.email, t.name, t.created, t.last_used, t.expires, t.allowed_subnets, t.domains, t.family, t.scope, t.tsig_name
              FROM tokens t JOIN users u ON u.id = t.owner WHERE ?1 IS NULL OR t.owner = ?1 ORDER BY t.id",
         )?;
         let rows = st
@@ -207,6 +211,7 @@ impl Store {
                     domains: r.get(7)?,
                     family: r.get(8)?,
                     scope: r.get(9)?,
+                    tsig_name: r.get(10)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -349,6 +354,15 @@ impl Batch<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The id of the token whose TSIG key is named `name`, if any.
+    pub fn tsig_name_owner(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT id FROM tokens WHERE tsig_name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?)
+    }
+
     /// Insert a token for `owner_id`; returns its id. It expires `expires_in`
     /// seconds after its creation, counted here so both come from one clock read.
     pub fn add_token(&self, owner_id: i64, t: &NewToken) -> Result<i64> {
@@ -358,7 +372,7 @@ impl Batch<'_> {
             .map(|s| now.saturating_add(s.min(i64::MAX as u64 / 2) as i64));
         let subnets: Vec<String> = t.allowed_subnets.iter().map(Cidr::to_string).collect();
         self.tx.prepare_cached(
-            "INSERT INTO tokens(owner, hash, name, created, expires, allowed_subnets, domains, family, scope) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO tokens(owner, hash, name, created, expires, allowed_subnets, domains, family, scope, tsig_name, tsig_algorithm, tsig_secret) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?.execute(params![
                 owner_id,
                 &t.hash[..],
@@ -368,7 +382,10 @@ impl Batch<'_> {
                 subnets.join(" "),
                 t.domains.join(" "),
                 t.family.unwrap_or(FamilyPolicy::Both).as_str(),
-                t.scope.as_str()
+                t.scope.as_str(),
+                t.tsig.as_ref().map(|k| &k.name),
+                t.tsig.as_ref().map(|k| &k.algorithm),
+                t.tsig.as_ref().map(|k| &k.secret),
             ])?;
         let id = self.tx.last_insert_rowid();
         let mut scope = self

@@ -7,22 +7,15 @@
 
 use super::db::{
     bump_generation, check_domain_held, check_token_held, invalid, text_at, writer_turn, Result,
-    Store, StoreError,
+    Store,
 };
-use super::update::names_in_domain;
-use crate::config::Bounds;
+use super::update::check_room_for_name;
 use crate::os::clock::now_unix;
 use crate::update::acme::{challenge_name, expiry_cutoff as cutoff, VALUES_PER_NAME};
+use crate::update::bounds::Bounds;
+use crate::update::ledger::AcmeWriter;
 use crate::update::Domain;
 use rusqlite::{params, TransactionBehavior};
-
-/// Who asks for a write: a token (re-checked under the write lock, as for address
-/// updates) or the operator on the command line.
-#[derive(Clone, Copy, Debug)]
-pub enum Writer {
-    Token { id: i64, owner: i64 },
-    Operator,
-}
 
 impl Store {
     /// Write `value` for `name` (held through `domain`): it becomes the most recent,
@@ -35,7 +28,7 @@ impl Store {
         domain: &Domain,
         name: &str,
         value: &str,
-        who: Writer,
+        who: AcmeWriter,
         limits: &Bounds,
     ) -> Result<u32> {
         self.check_same_file()?;
@@ -44,11 +37,11 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let owner = match who {
-            Writer::Token { id, owner } => {
+            AcmeWriter::Token { id, owner } => {
                 check_token_held(&tx, id, owner)?;
                 Some(owner)
             }
-            Writer::Operator => None,
+            AcmeWriter::Operator => None,
         };
         check_domain_held(&tx, domain.id, &domain.name, owner)?;
         // Under the write lock, so that concurrent calls cannot both squeeze under it.
@@ -90,16 +83,7 @@ impl Store {
         if live {
             return Ok(());
         }
-        let has = names_in_domain(conn, domain.id, now)?;
-        let will = has.saturating_add(1).max(0) as u64;
-        if Bounds::over(max, will) {
-            return Err(StoreError::OverLimit(format!(
-                "limits.names_per_domain: {} already has {has} names with records; {} would make it {will} (at most {max})",
-                domain.name,
-                challenge_name(name)
-            )));
-        }
-        Ok(())
+        check_room_for_name(conn, domain, &challenge_name(name), max, now)
     }
 
     /// Delete every value of `name` (`acme clear`); `Invalid` when it had none.
@@ -231,19 +215,31 @@ mod tests {
     fn a_third_value_replaces_the_oldest_and_a_repeat_becomes_newest() {
         let (mut s, path, d) = store("keep");
         for v in ["v1", "v2", "v3"] {
-            s.acme_set(&d, "a.dedyn.example", v, Writer::Operator, &Bounds::NONE)
-                .expect("set");
+            s.acme_set(
+                &d,
+                "a.dedyn.example",
+                v,
+                AcmeWriter::Operator,
+                &Bounds::NONE,
+            )
+            .expect("set");
         }
         assert_eq!(values(&s, "a.dedyn.example"), ["v2", "v3"]);
-        s.acme_set(&d, "a.dedyn.example", "v2", Writer::Operator, &Bounds::NONE)
-            .expect("set");
+        s.acme_set(
+            &d,
+            "a.dedyn.example",
+            "v2",
+            AcmeWriter::Operator,
+            &Bounds::NONE,
+        )
+        .expect("set");
         assert_eq!(values(&s, "a.dedyn.example"), ["v3", "v2"]);
         // Another name below the same domain has its own two.
         s.acme_set(
             &d,
             "www.a.dedyn.example",
             "w1",
-            Writer::Operator,
+            AcmeWriter::Operator,
             &Bounds::NONE,
         )
         .expect("set");
@@ -269,8 +265,14 @@ mod tests {
         let (mut s, path, d) = store("check");
         for bad in ["a\"b", "a b", "a\nb", ""] {
             assert!(
-                s.acme_set(&d, "a.dedyn.example", bad, Writer::Operator, &Bounds::NONE)
-                    .is_err(),
+                s.acme_set(
+                    &d,
+                    "a.dedyn.example",
+                    bad,
+                    AcmeWriter::Operator,
+                    &Bounds::NONE
+                )
+                .is_err(),
                 "{bad:?} was stored"
             );
         }
@@ -285,7 +287,7 @@ mod tests {
             &d,
             "a.dedyn.example",
             "old",
-            Writer::Operator,
+            AcmeWriter::Operator,
             &Bounds::NONE,
         )
         .expect("set");
@@ -319,14 +321,14 @@ mod tests {
             names_per_domain: 2,
             ..Bounds::NONE
         };
-        s.acme_set(&d, "a.dedyn.example", "v1", Writer::Operator, &two)
+        s.acme_set(&d, "a.dedyn.example", "v1", AcmeWriter::Operator, &two)
             .expect("first name");
-        s.acme_set(&d, "x.a.dedyn.example", "v1", Writer::Operator, &two)
+        s.acme_set(&d, "x.a.dedyn.example", "v1", AcmeWriter::Operator, &two)
             .expect("second name");
         // The same names again: no new place needed.
-        s.acme_set(&d, "a.dedyn.example", "v2", Writer::Operator, &two)
+        s.acme_set(&d, "a.dedyn.example", "v2", AcmeWriter::Operator, &two)
             .expect("a name already counted");
-        let r = s.acme_set(&d, "y.a.dedyn.example", "v1", Writer::Operator, &two);
+        let r = s.acme_set(&d, "y.a.dedyn.example", "v1", AcmeWriter::Operator, &two);
         match r {
             Err(StoreError::OverLimit(m)) => assert_eq!(
                 m,
@@ -342,7 +344,7 @@ mod tests {
                 [],
             )
             .expect("age");
-        s.acme_set(&d, "y.a.dedyn.example", "v1", Writer::Operator, &two)
+        s.acme_set(&d, "y.a.dedyn.example", "v1", AcmeWriter::Operator, &two)
             .expect("an expired name freed its place");
         cleanup(&path);
     }
@@ -358,12 +360,18 @@ mod tests {
             &d,
             "a.dedyn.example",
             "v",
-            Writer::Token { id: 999, owner },
+            AcmeWriter::Token { id: 999, owner },
             &Bounds::NONE,
         );
         assert!(matches!(r, Err(StoreError::Revoked)), "{r:?}");
         s.remove_domain("a.dedyn.example").expect("remove");
-        let r = s.acme_set(&d, "a.dedyn.example", "v", Writer::Operator, &Bounds::NONE);
+        let r = s.acme_set(
+            &d,
+            "a.dedyn.example",
+            "v",
+            AcmeWriter::Operator,
+            &Bounds::NONE,
+        );
         assert!(matches!(r, Err(StoreError::Gone(_))), "{r:?}");
         assert_eq!(count(&s), 0);
         cleanup(&path);

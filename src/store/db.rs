@@ -1,7 +1,6 @@
 //! The database itself: opening it, its schema and migrations (`PRAGMA user_version`),
 //! the store's typed error, and the helpers the store's parts share.
 
-use crate::update::family::Family;
 use rusqlite::{Connection, TransactionBehavior};
 use std::fmt;
 use std::net::IpAddr;
@@ -41,6 +40,27 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+/// A failed write in the words of the worker's port: the outcomes the rules
+/// turn into refusals keep their kind, every other failure is the database's.
+impl From<StoreError> for crate::update::ledger::LedgerError {
+    fn from(e: StoreError) -> Self {
+        use crate::update::ledger::LedgerError;
+        match e {
+            StoreError::Revoked => LedgerError::Revoked,
+            StoreError::Gone(d) => LedgerError::Gone(d),
+            StoreError::OverLimit(m) => LedgerError::OverLimit(m),
+            e @ (StoreError::Invalid(_) | StoreError::Db(_)) => LedgerError::Failed(e.to_string()),
+        }
+    }
+}
+
+/// A failure in the words of the publisher's port.
+impl From<StoreError> for crate::publish::feed::FeedError {
+    fn from(e: StoreError) -> Self {
+        crate::publish::feed::FeedError(e.to_string())
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -146,7 +166,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
         FROM split WHERE rest <> ''
     )
     SELECT token, name FROM split WHERE name <> '';",
-    // 5: a warm standby (SPEC 16): the serving process's heartbeat (one row,
+    // 5: TSIG keys (SPEC 14): a token made with `--tsig` has a key name, an
+    // algorithm and the secret the server computes HMACs with (the database is
+    // readable by the service user alone). Its `hash` is of a secret nobody was
+    // given, so it is never usable over HTTP. Other tokens: NULL.
+    "ALTER TABLE tokens ADD COLUMN tsig_name TEXT;
+    ALTER TABLE tokens ADD COLUMN tsig_algorithm TEXT
+        CHECK (tsig_algorithm IN ('hmac-sha256', 'hmac-sha512'));
+    ALTER TABLE tokens ADD COLUMN tsig_secret BLOB;
+    CREATE UNIQUE INDEX tokens_tsig_name ON tokens(tsig_name) WHERE tsig_name IS NOT NULL;",
+    // 6: a warm standby (SPEC 16): the serving process's heartbeat (one row,
     // rewritten at most every 10 s, so a standby's copy tells a dead primary
     // from an idle one), and each promotion of a standby's copy (what it took
     // over and the serial floor it set), which is also what makes it idempotent.
@@ -248,14 +277,6 @@ pub(super) fn blob_addr(b: &[u8]) -> std::result::Result<IpAddr, usize> {
         .map_err(|_| b.len())
 }
 
-/// A row of `records` whose address blob is neither 4 nor 16 bytes long (see
-/// `blob_addr`): its type and the length it has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BadAddr {
-    pub family: Family,
-    pub len: usize,
-}
-
 /// How long a connection waits for another's write lock before it fails with
 /// `database is locked` (SPEC 13: no CLI command may make an update fail). It is
 /// twice the longest any writer holds the lock: the CLI's largest transaction,
@@ -276,6 +297,23 @@ pub(super) fn writer_turn() -> std::sync::MutexGuard<'static, ()> {
     WRITERS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// SPEC 14: the database holds TSIG secrets, so whichever command creates it
+/// creates it readable by its owner alone (0600; SQLite gives the -wal and -shm
+/// files the same mode). An existing file keeps the mode the operator gave it.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Db(format!("{}: {e}", path.display()))),
+    }
+}
+
 /// One connection to the database; one `Store` per thread. Its methods live in
 /// the file of their job (accounts, update, zones, backup).
 pub struct Store {
@@ -292,6 +330,7 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", dir.display())))?;
         }
+        create_private(path)?;
         let conn = Connection::open(path)
             .map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
         conn.busy_timeout(LOCK_WAIT)?;
@@ -367,5 +406,38 @@ impl Store {
         Ok(self
             .conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))?)
+    }
+}
+
+/// A database in the temp directory for a unit test, removed (with its -wal
+/// and -shm) when dropped.
+#[cfg(test)]
+pub(crate) struct ScratchDb {
+    pub path: PathBuf,
+}
+
+#[cfg(test)]
+impl ScratchDb {
+    /// A fresh database named after `tag` (and this process), opened, with `zones`.
+    pub(crate) fn open(tag: &str, zones: &[&str]) -> (Store, ScratchDb) {
+        let path = std::env::temp_dir().join(format!("dedyn-{tag}-{}.sqlite3", std::process::id()));
+        let scratch = ScratchDb { path };
+        scratch.remove();
+        let mut store = Store::open(&scratch.path, "NORMAL").expect("open a scratch database");
+        store.ensure_zones(zones).expect("zones");
+        (store, scratch)
+    }
+
+    fn remove(&self) {
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", self.path.display()));
+        }
+    }
+}
+
+#[cfg(test)]
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        self.remove();
     }
 }

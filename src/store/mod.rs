@@ -6,13 +6,14 @@ mod acme;
 mod backup;
 mod db;
 mod heartbeat;
+mod message;
 mod update;
 mod zones;
 
 pub use accounts::{Batch, NewToken, Overlap, TokenInfo};
-pub use acme::Writer as AcmeWriter;
 pub use backup::{check_restorable, ensure_not_in_use, BackupInfo};
-pub use db::{BadAddr, Store, StoreError, LOCK_WAIT, MAX_CLI_HOLD};
+#[cfg(test)]
+pub(crate) use db::ScratchDb;
+pub use db::{Store, StoreError, LOCK_WAIT, MAX_CLI_HOLD};
 pub use heartbeat::{read_copy, CopyState, Heartbeat, Promotion, HEARTBEAT_EVERY};
-pub use update::{Applied, Decide, FamilyRecords};
-pub use zones::{Attempt, Counts, Publication};
+pub use zones::{Counts, Publication};

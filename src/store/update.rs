@@ -6,48 +6,33 @@ use super::db::{
     addr_blob, blob_addr, bump_generation, check_domain_held, check_token_held, writer_turn,
     Result, Store, StoreError,
 };
-use crate::config::Bounds;
 use crate::net::cidr::Cidr;
 use crate::net::name::quoted;
 use crate::os::clock::now_unix;
 use crate::update::acme::expiry_cutoff;
 use crate::update::address::Family;
+use crate::update::bounds::Bounds;
 use crate::update::directory::Scope;
+use crate::update::directory::TsigKey;
+use crate::update::ledger::{
+    AcmeWriter, Applied, Decide, FamilyRecords, Holding, Judge, Ledger, LedgerError,
+    MessageApplied, MessageName,
+};
 use crate::update::{Directory, DirectoryError, Domain, FamilyPolicy, NamePlan, Outcome, Token};
 use log::warn;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// What `apply` did: per name, the outcome of each family and its records before
-/// and after; per changed zone, the serial of the publication that will contain
-/// the change.
-#[derive(Clone, Debug, Default)]
-pub struct Applied {
-    pub outcomes: Vec<(String, [Outcome; 2])>,
-    /// Per name, in the order of `outcomes`: A, then AAAA.
-    pub records: Vec<[FamilyRecords; 2]>,
-    pub serials: Vec<(String, u32)>,
-}
-
-/// One family of one name: the records stored before the update and after it
-/// (equal when nothing changes), each in numeric order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FamilyRecords {
-    pub before: Vec<IpAddr>,
-    pub after: Vec<IpAddr>,
-}
-
-impl Applied {
-    pub fn changed(&self) -> bool {
-        !self.serials.is_empty()
-    }
-}
-
 impl Store {
     // ---- records ----
 
-    fn current(conn: &Connection, zone: &str, name: &str, f: Family) -> Result<Vec<IpAddr>> {
+    pub(super) fn current(
+        conn: &Connection,
+        zone: &str,
+        name: &str,
+        f: Family,
+    ) -> Result<Vec<IpAddr>> {
         let mut st = conn.prepare_cached(
             "SELECT addr FROM records WHERE zone = ?1 AND name = ?2 AND type = ?3 ORDER BY addr",
         )?;
@@ -275,6 +260,29 @@ pub(super) fn names_in_domain(conn: &Connection, domain: i64, now: i64) -> Resul
         .query_row(params![domain, expiry_cutoff(now)], |r| r.get(0))?)
 }
 
+/// SPEC 13/17: one more name holding records (`new_name`, an owner name) in
+/// `domain` may not take it past `max` (`0` = no bound); `OverLimit` naming the bound.
+pub(super) fn check_room_for_name(
+    conn: &Connection,
+    domain: &Domain,
+    new_name: &str,
+    max: u64,
+    now: i64,
+) -> Result<()> {
+    if max == 0 {
+        return Ok(());
+    }
+    let has = names_in_domain(conn, domain.id, now)?;
+    let will = has.saturating_add(1).max(0) as u64;
+    if Bounds::over(max, will) {
+        return Err(StoreError::OverLimit(format!(
+            "limits.names_per_domain: {} already has {has} names with records; {new_name} would make it {will} (at most {max})",
+            domain.name
+        )));
+    }
+    Ok(())
+}
+
 /// Whether an update has logged a malformed address row yet (see `bad_row_read`).
 static BAD_ROW_LOGGED: AtomicBool = AtomicBool::new(false);
 
@@ -293,52 +301,121 @@ fn bad_row_read(zone: &str, name: &str, f: Family, len: usize) {
     }
 }
 
-/// The caller's decision for one family of one name, given the records stored
-/// now: the records after the update, and the outcome to report for it.
-pub type Decide = dyn Fn(&NamePlan, Family, &[IpAddr]) -> (Vec<IpAddr>, Outcome);
-
 /// One (name, family) whose records change, with its records after the update.
 type Change<'p> = (&'p NamePlan, Family, Vec<IpAddr>);
+
+/// The worker's port: the store's own methods, their failures in the rules' words.
+impl Ledger for Store {
+    fn apply(
+        &mut self,
+        names: &[NamePlan],
+        token: i64,
+        owner: i64,
+        decide: &Decide,
+        limits: &Bounds,
+    ) -> std::result::Result<Applied, LedgerError> {
+        Ok(self.apply_with(names, token, owner, decide, limits)?)
+    }
+
+    fn dry_run(
+        &mut self,
+        names: &[NamePlan],
+        decide: &Decide,
+        limits: &Bounds,
+    ) -> std::result::Result<Applied, LedgerError> {
+        Ok(Store::dry_run(self, names, decide, limits)?)
+    }
+
+    fn acme_set(
+        &mut self,
+        domain: &Domain,
+        name: &str,
+        value: &str,
+        who: AcmeWriter,
+        limits: &Bounds,
+    ) -> std::result::Result<u32, LedgerError> {
+        Ok(Store::acme_set(self, domain, name, value, who, limits)?)
+    }
+
+    fn apply_message(
+        &mut self,
+        token: i64,
+        owner: i64,
+        names: &[MessageName],
+        judge: &Judge<'_>,
+        limits: &Bounds,
+    ) -> std::result::Result<MessageApplied, LedgerError> {
+        Store::apply_message(self, token, owner, names, judge, limits)?.map_err(LedgerError::Unmet)
+    }
+
+    fn holdings(
+        &mut self,
+        names: &[MessageName],
+    ) -> std::result::Result<Vec<Holding>, LedgerError> {
+        Ok(Store::holdings(self, names)?)
+    }
+
+    fn soa_serial(&mut self, zone: &str) -> std::result::Result<Option<u32>, LedgerError> {
+        Ok(self
+            .publication(zone)?
+            .map(|p| p.published_serial.unwrap_or(p.pending_serial)))
+    }
+}
 
 /// The one translation of a store failure into the pipeline's directory error.
 fn dir_err(e: impl std::fmt::Display) -> DirectoryError {
     DirectoryError(e.to_string())
 }
 
-impl Directory for Store {
-    fn token_by_hash(
-        &mut self,
-        hash: &[u8; 32],
-    ) -> std::result::Result<Option<Token>, DirectoryError> {
+/// The columns `token_row` reads, joined with the owner.
+const TOKEN_COLUMNS: &str = "SELECT t.id, t.owner, u.email, t.expires, t.allowed_subnets,
+        EXISTS(SELECT 1 FROM token_domains d WHERE d.token = t.id) OR t.domains <> '',
+        t.family, t.scope, t.tsig_name, t.tsig_algorithm, t.tsig_secret
+     FROM tokens t JOIN users u ON u.id = t.owner";
+
+impl Store {
+    /// One token found by `condition` on `key` (the hash, or the TSIG key name),
+    /// with its TSIG key when it is one. A stored policy that does not parse
+    /// fails closed (logged, `None`).
+    fn token_row(
+        &self,
+        condition: &str,
+        key: &dyn rusqlite::ToSql,
+    ) -> std::result::Result<Option<(Token, Option<TsigKey>)>, DirectoryError> {
         // Scoped or not is one index probe: the --domain list itself (which may be
         // long) is not read for a scoped token; `token_covers` asks about it name
         // by name. The text column is the fallback that keeps a token scoped
         // should its rows ever be missing (it is '' for an unscoped token).
         let mut st = self
             .conn
-            .prepare_cached(
-                "SELECT t.id, t.owner, u.email, t.expires, t.allowed_subnets,
-                        EXISTS(SELECT 1 FROM token_domains d WHERE d.token = t.id) OR t.domains <> '',
-                        t.family, t.scope
-                 FROM tokens t JOIN users u ON u.id = t.owner WHERE t.hash = ?1",
-            )
+            .prepare_cached(&format!("{TOKEN_COLUMNS} WHERE {condition}"))
             .map_err(dir_err)?;
         let row = st
-            .query_row([&hash[..]], |r| {
+            .query_row([key], |r| {
                 Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, bool>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, String>(7)?,
+                    (
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                    ),
+                    (
+                        r.get::<_, String>(4)?,
+                        r.get::<_, bool>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, String>(7)?,
+                    ),
+                    (
+                        r.get::<_, Option<String>>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, Option<Vec<u8>>>(10)?,
+                    ),
                 ))
             })
             .optional()
             .map_err(dir_err)?;
-        let Some((id, owner, owner_email, expires, subnets, scoped, family, scope)) = row else {
+        let Some(((id, owner, owner_email, expires), (subnets, scoped, family, scope), tsig)) = row
+        else {
             return Ok(None);
         };
         // A stored policy that does not parse fails closed: read permissively, a
@@ -363,7 +440,15 @@ impl Directory for Store {
         let Some(scope) = Scope::parse(&scope) else {
             return refuse("scope", &scope);
         };
-        Ok(Some(Token {
+        let tsig = match tsig {
+            (Some(name), Some(algorithm), Some(secret)) => Some(TsigKey {
+                name,
+                algorithm,
+                secret,
+            }),
+            _ => None,
+        };
+        let token = Token {
             id,
             owner,
             owner_email,
@@ -372,7 +457,27 @@ impl Directory for Store {
             scoped,
             family,
             scope,
-        }))
+        };
+        Ok(Some((token, tsig)))
+    }
+}
+
+impl Directory for Store {
+    fn token_by_hash(
+        &mut self,
+        hash: &[u8; 32],
+    ) -> std::result::Result<Option<Token>, DirectoryError> {
+        // A TSIG key's hash is of a secret nobody was given: never presentable.
+        Ok(self.token_row("t.hash = ?1", &&hash[..])?.map(|(t, _)| t))
+    }
+
+    fn tsig_key(
+        &mut self,
+        name: &str,
+    ) -> std::result::Result<Option<(Token, TsigKey)>, DirectoryError> {
+        Ok(self
+            .token_row("t.tsig_name = ?1", &name)?
+            .and_then(|(t, k)| Some((t, k?))))
     }
 
     fn domain_holding(

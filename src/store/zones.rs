@@ -1,8 +1,9 @@
 //! Zones: their rows and serials, publication bookkeeping for the publisher, and
 //! the reads of a whole zone (`for_each_record`) and of the database (`counts`).
 
-use super::db::{blob_addr, text_at, writer_turn, BadAddr, Result, Store, StoreError};
+use super::db::{blob_addr, text_at, writer_turn, Result, Store, StoreError};
 use crate::os::clock::now_unix;
+use crate::publish::feed::{Attempt, BadAddr, FeedError, ZoneFeed};
 use crate::update::family::Family;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::net::IpAddr;
@@ -240,14 +241,6 @@ impl Store {
     }
 }
 
-/// One publication attempt: the serial it carries and the generation (change
-/// counter) whose changes it contains.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Attempt {
-    pub serial: u32,
-    pub generation: i64,
-}
-
 /// A zone's publication bookkeeping, as `status` reads it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Publication {
@@ -273,6 +266,55 @@ pub struct Counts {
     pub domains: i64,
     pub tokens: i64,
     pub records: i64,
+}
+
+/// The publisher's port: the store's own methods, their failures as the feed's.
+impl ZoneFeed for Store {
+    fn generations(&self, zone: &str) -> std::result::Result<Option<(i64, i64)>, FeedError> {
+        Ok(Store::generations(self, zone)?)
+    }
+
+    fn start_publication(&mut self, zone: &str) -> std::result::Result<Attempt, FeedError> {
+        Ok(Store::start_publication(self, zone)?)
+    }
+
+    fn record_published(&mut self, zone: &str, a: Attempt) -> std::result::Result<(), FeedError> {
+        Ok(Store::record_published(self, zone, a)?)
+    }
+
+    fn record_failure(
+        &mut self,
+        zone: &str,
+        error: &str,
+        written: Option<Attempt>,
+    ) -> std::result::Result<(), FeedError> {
+        Ok(Store::record_failure(self, zone, error, written)?)
+    }
+
+    fn for_each_record(
+        &self,
+        zone: &str,
+        f: &mut dyn FnMut(&str, std::result::Result<IpAddr, BadAddr>),
+    ) -> std::result::Result<usize, FeedError> {
+        Ok(Store::for_each_record(self, zone, f)?)
+    }
+
+    fn for_each_acme_value(
+        &self,
+        zone: &str,
+        now: i64,
+        f: &mut dyn FnMut(&str, &str),
+    ) -> std::result::Result<usize, FeedError> {
+        Ok(Store::for_each_acme_value(self, zone, now, f)?)
+    }
+
+    fn expire_acme(&mut self, now: i64) -> std::result::Result<Vec<String>, FeedError> {
+        Ok(Store::expire_acme(self, now)?)
+    }
+
+    fn touch_tokens(&mut self, used: &[(i64, i64)]) -> std::result::Result<(), FeedError> {
+        Ok(Store::touch_tokens(self, used)?)
+    }
 }
 
 #[cfg(test)]

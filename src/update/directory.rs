@@ -20,6 +20,27 @@ pub struct Token {
     pub scope: Scope,
 }
 
+/// A token's TSIG key (SPEC 14): its name (lower case, no trailing dot), its
+/// algorithm (`hmac-sha256` or `hmac-sha512`) and the secret the HMAC is keyed
+/// with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TsigKey {
+    pub name: String,
+    pub algorithm: String,
+    pub secret: Vec<u8>,
+}
+
+/// Never the secret, also not in a debug line.
+impl std::fmt::Debug for TsigKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TsigKey {{ name: {:?}, algorithm: {:?} }}",
+            self.name, self.algorithm
+        )
+    }
+}
+
 /// A registered domain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Domain {
@@ -47,6 +68,9 @@ impl std::error::Error for DirectoryError {}
 /// grow with the number of names its owner holds.
 pub trait Directory {
     fn token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<Token>, DirectoryError>;
+    /// The token whose TSIG key is named `name` (lower case, no trailing dot),
+    /// with the key (SPEC 14).
+    fn tsig_key(&mut self, name: &str) -> Result<Option<(Token, TsigKey)>, DirectoryError>;
     /// The registered domain that holds `name` (equal to it or above it), whoever
     /// its owner is. Registered domains never nest, so there is at most one.
     fn domain_holding(&mut self, name: &str) -> Result<Option<Domain>, DirectoryError>;

@@ -7,9 +7,11 @@
 pub mod acme;
 pub mod address;
 pub mod auth;
+pub mod bounds;
 pub mod directory;
 pub mod family;
 pub mod hostname;
+pub mod ledger;
 pub mod outcome;
 pub mod plan;
 pub mod refusal;
@@ -136,6 +138,12 @@ mod tests {
     impl Directory for Fake {
         fn token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<Token>, DirectoryError> {
             Ok(self.tokens.get(hash).cloned())
+        }
+        fn tsig_key(
+            &mut self,
+            _name: &str,
+        ) -> Result<Option<(Token, directory::TsigKey)>, DirectoryError> {
+            Ok(None)
         }
         fn domain_holding(&mut self, name: &str) -> Result<Option<Domain>, DirectoryError> {
             Ok(self
