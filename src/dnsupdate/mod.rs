@@ -5,3 +5,5 @@
 
 pub mod intake;
 pub mod job;
+pub mod listen;
+pub mod stats;
