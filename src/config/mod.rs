@@ -54,6 +54,7 @@ pub struct Config {
     pub server: Server,
     pub database: Database,
     pub dns: Dns,
+    pub dns_update: DnsUpdate,
     pub zones: Vec<Zone>,
     pub rate_limit: RateLimit,
     pub limits: Bounds,
@@ -128,6 +129,15 @@ pub struct Dns {
     pub verify_server: Option<SocketAddr>,
 }
 
+/// `[dns_update]`: the DNS UPDATE listeners (SPEC 14). Their TCP connections
+/// are bounded by `[server]`'s `max_connections`, `keepalive_timeout_secs`,
+/// `request_head_timeout_secs` and `max_request_head_bytes`, like the edge's.
+#[derive(Clone, Debug)]
+pub struct DnsUpdate {
+    /// UDP and TCP on each (empty: off).
+    pub listen: Vec<SocketAddr>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Zone {
     /// Lower-case, without trailing dot.
@@ -152,7 +162,9 @@ pub struct RateLimit {
 pub mod edit;
 mod paths;
 mod raw;
-use raw::{RawConfig, RawDatabase, RawDns, RawLimits, RawRateLimit, RawServer, RawZone};
+use raw::{
+    RawConfig, RawDatabase, RawDns, RawDnsUpdate, RawLimits, RawRateLimit, RawServer, RawZone,
+};
 
 pub const DEFAULT_ZONE: &str = "dedyn.example";
 
@@ -453,24 +465,34 @@ fn validate(
     let server = validate_server(raw.server, &mut p);
     let database = validate_database(raw.database, &mut p);
     let dns = validate_dns(raw.dns, &mut p);
+    let dns_update = validate_dns_update(
+        raw.dns_update,
+        dns.as_ref().and_then(|d| d.verify_server),
+        &mut p,
+    );
     let zones = validate_zones(raw.zone, &mut p, files);
     files.tls(&tls.0, &tls.1);
     let rate_limit = validate_rate_limit(raw.rate_limit, &mut p);
     let limits = validate_limits(raw.limits, &mut p);
-    match (server, database, dns, zones, rate_limit, limits) {
-        (Some(server), Some(database), Some(dns), Some(zones), Some(rate_limit), Some(limits))
-            if p.0.is_empty() =>
-        {
-            Ok(Config {
-                source: path.map(Path::to_path_buf),
-                server,
-                database,
-                dns,
-                zones,
-                rate_limit,
-                limits,
-            })
-        }
+    match (server, database, dns, dns_update, zones, rate_limit, limits) {
+        (
+            Some(server),
+            Some(database),
+            Some(dns),
+            Some(dns_update),
+            Some(zones),
+            Some(rate_limit),
+            Some(limits),
+        ) if p.0.is_empty() => Ok(Config {
+            source: path.map(Path::to_path_buf),
+            server,
+            database,
+            dns,
+            dns_update,
+            zones,
+            rate_limit,
+            limits,
+        }),
         _ => {
             debug_assert!(!p.0.is_empty(), "a section refused without naming why");
             Err(p.0)
@@ -629,6 +651,44 @@ fn validate_dns(d: RawDns, p: &mut Problems) -> Option<Dns> {
         guard_fallback: guard_fallback?,
         verify_server: verify_server?,
     })
+}
+
+/// `[dns_update]`: its listeners, never where the local nameserver
+/// (`dns.verify_server`) listens unless `allow_nameserver_address` says so
+/// (SPEC 14): the two would take turns answering the nameserver's queries.
+fn validate_dns_update(
+    d: RawDnsUpdate,
+    verify_server: Option<SocketAddr>,
+    p: &mut Problems,
+) -> Option<DnsUpdate> {
+    let key = "dns_update.listen";
+    let listen = p.every(&d.listen, |v| {
+        let a = listen_addr(key, v)?;
+        match verify_server {
+            Some(ns) if !d.allow_nameserver_address && overlaps(a, ns) => Err(format!(
+                "{key}: '{v}' is where the local nameserver listens (dns.verify_server = \"{ns}\"): \
+                 use another port (e.g. 5353), or set dns_update.allow_nameserver_address = true \
+                 if that nameserver does not take this address"
+            )),
+            _ => Ok(a),
+        }
+    })?;
+    for (i, a) in listen.iter().enumerate() {
+        if listen[..i].contains(a) {
+            p.push(format!("{key}: '{a}' is listed twice"));
+            return None;
+        }
+    }
+    Some(DnsUpdate { listen })
+}
+
+/// Whether a listener on `a` would take packets meant for `b`: the same port,
+/// and the same address or a wildcard of the same family (v6 sockets are
+/// IPV6_V6ONLY).
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// `[[zone]]`: names, files, NS and hostmaster; the built-in zone when none is
@@ -822,6 +882,7 @@ mod tests {
             "[server]",
             "[database]",
             "[dns]",
+            "[dns_update]",
             "[[zone]]",
             "[rate_limit]",
             "[limits]",
@@ -1063,6 +1124,38 @@ mod tests {
             "http_listen = [\"{sock}\"]\ntrusted_proxies = [\"127.0.0.0/8\", \"{sock}\"]\n"
         ))
         .is_none());
+    }
+
+    /// SPEC 14: off by default; never where the local nameserver listens
+    /// unless told to; each address once.
+    #[test]
+    fn dns_update_listeners_keep_off_the_nameservers_address() {
+        assert!(Config::defaults().dns_update.listen.is_empty());
+        let with = |dns: &str, listen: &str| {
+            Config::parse(
+                &format!("[dns]\n{dns}\n[dns_update]\nlisten = [{listen}]\n"),
+                None,
+            )
+        };
+        let c = with("", "\"127.0.0.1:5353\", \"[::1]:5353\"").unwrap();
+        assert_eq!(c.dns_update.listen.len(), 2);
+        let ns = "verify_server = \"127.0.0.1:53\"";
+        for clash in ["\"127.0.0.1:53\"", "\"0.0.0.0:53\""] {
+            let e = with(ns, clash).unwrap_err().to_string();
+            assert!(
+                e.contains("dns_update.listen") && e.contains("allow_nameserver_address"),
+                "{e}"
+            );
+        }
+        assert!(with(ns, "\"127.0.0.2:53\", \"127.0.0.1:5353\", \"[::1]:53\"").is_ok());
+        let allowed = format!("[dns]\n{ns}\n[dns_update]\nlisten = [\"127.0.0.1:53\"]\nallow_nameserver_address = true\n");
+        assert!(Config::parse(&allowed, None).is_ok());
+        let e = with("", "\"127.0.0.1:5353\", \"127.0.0.1:5353\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listed twice"), "{e}");
+        let e = with("", "\"nonsense\"").unwrap_err().to_string();
+        assert!(e.contains("dns_update.listen: 'nonsense'"), "{e}");
     }
 
     #[test]
