@@ -22,7 +22,7 @@ wait_for() {
 }
 
 # start_nsd PORT ZONE ZONEFILE: NSD on 127.0.0.1:PORT serving ZONE from
-# ZONEFILE, configured as tests/common/ns.rs does (loopback, no privilege
+# ZONEFILE, configured as tests/it/common/ns.rs does (loopback, no privilege
 # drop, control socket $T/nsd.ctl, config $T/nsd.conf); waits until it answers.
 start_nsd() {
   local port=$1 zone=$2 file=$3

@@ -9,7 +9,7 @@
 # What it sets up, in a temp dir: N registered names with tokens (`dedyn-update
 # import`), the release build serving them as deployed (`serve`, the public edge in
 # front), NSD serving the zone (reloaded by the server through nsd-control over a
-# unix socket, config as in tests/common/ns.rs), and nginx returning a fixed
+# unix socket, config as in tests/it/common/ns.rs), and nginx returning a fixed
 # `200 good` on HTTP and HTTPS (same ECDSA P-256 certificate) as the reference.
 #
 # Scenarios (wrk, bench/update.lua; 64 connections; median of the repetitions):

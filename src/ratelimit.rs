@@ -219,6 +219,35 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     }
 }
 
+/// The key failed authentications are counted under: the address, or its /64.
+pub fn auth_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(_) => crate::net::cidr::mask(ip, 64),
+        v4 => v4,
+    }
+}
+
+/// Count a failed authentication of `client` towards the lock-out, in the log
+/// line fail2ban matches — the same for the HTTP API, acme-dns calls and DNS
+/// UPDATE over TCP.
+pub fn note_failed_auth(
+    limiter: &Limiter<std::net::IpAddr>,
+    client: std::net::IpAddr,
+    reason: &str,
+    now: Instant,
+) {
+    let key = auth_key(client);
+    // fail2ban: failregex = failed authentication from <HOST>
+    log::warn!("failed authentication from {client}: {reason}");
+    limiter.hit(&key, now);
+    if let Some(wait) = limiter.blocked(&key, now) {
+        log::warn!(
+            "locking out {key} for {} s: too many failed authentications",
+            crate::update::refusal::retry_after_secs(wait)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 # zone checkers, DNS clients, ddclient, load tools, the ACME test CA pebble and
 # the ACME client lego, python3-venv, cross compilers and qemu-user for the
 # packages) on Debian 12 (bookworm). certbot and its dns-acmedns plugin come
-# from PyPI, into a venv tests/acme_clients.rs makes.
+# from PyPI, into a venv tests/it/acme/certbot_and_lego.rs makes.
 #
 # Idempotent: when every command is already on PATH it does nothing (no apt).
 # As root it installs what is missing; otherwise it fails naming the commands
@@ -11,13 +11,13 @@
 #
 # Note on kzonecheck: Debian 12's `knot` package does NOT ship it; it is in
 # `knot-dnssecutils` (moved there from knot-dnsutils, Debian bug #925035).
-# tests/common/ns.rs still falls back to loading the zone in a throwaway
+# tests/it/common/ns.rs still falls back to loading the zone in a throwaway
 # knotd when kzonecheck is absent, so a machine without it is not blocked.
 set -euo pipefail
 
 # command -> Debian package that ships it (bookworm)
 declare -A PKG=(
-  [man]=man-db          # tests/man.rs, tests/packages.sh: the manual pages render
+  [man]=man-db          # tests/it/packages/man_pages.rs, tests/packages.sh: the manual pages render
   [nsd]=nsd
   [nsd-control]=nsd
   [nsd-checkzone]=nsd
@@ -25,28 +25,28 @@ declare -A PKG=(
   [knotc]=knot
   [kzonecheck]=knot-dnssecutils
   [named-checkzone]=bind9-utils
-  [named]=bind9         # tests/nameserver.rs: BIND from Debian's stock named.conf
+  [named]=bind9         # tests/it/operator/nameserver_command.rs: BIND from Debian's stock named.conf
   [rndc]=bind9-utils
   [rndc-confgen]=bind9-utils
   [dnssec-dsfromkey]=bind9-utils
-  [apparmor_parser]=apparmor # tests/nameserver.rs: parses named's profile with our override
-  [delv]=bind9-dnsutils # tests/nameserver.rs: validates Knot's signatures
-  [keymgr]=knot         # tests/nameserver.rs: the DS record for the parent
+  [apparmor_parser]=apparmor # tests/it/operator/nameserver_command.rs: parses named's profile with our override
+  [delv]=bind9-dnsutils # tests/it/operator/nameserver_command.rs: validates Knot's signatures
+  [keymgr]=knot         # tests/it/operator/nameserver_command.rs: the DS record for the parent
   [dig]=bind9-dnsutils
   [kdig]=knot-dnsutils
   [ddclient]=ddclient
-  [inadyn]=inadyn        # tests/recipes.rs: the README's inadyn recipe
+  [inadyn]=inadyn        # tests/it/operator/client_recipes.rs: the README's inadyn recipe
   [curl]=curl
   [openssl]=openssl
   [wrk]=wrk
-  [fail2ban-regex]=fail2ban  # tests/logs.rs: the README filter, as fail2ban reads it
+  [fail2ban-regex]=fail2ban  # tests/it/logging/fail2ban.rs: the README filter, as fail2ban reads it
   [strace]=strace
-  [setpriv]=util-linux   # tests/hop.rs: a request from another user
+  [setpriv]=util-linux   # tests/it/edge/internal_hop.rs: a request from another user
   [systemd-analyze]=systemd
   [nginx]=nginx-light   # bench/run.sh: the reference HTTP server
   [strip]=binutils      # bench/run.sh: size of the stripped binary
-  [pebble]=pebble       # tests/acme_clients.rs: the ACME test CA
-  [lego]=lego           # tests/acme_clients.rs: ACME client (exec provider + our hook)
+  [pebble]=pebble       # tests/it/acme/certbot_and_lego.rs: the ACME test CA
+  [lego]=lego           # tests/it/acme/certbot_and_lego.rs: ACME client (exec provider + our hook)
   # tests/packages.sh: cross toolchains, qemu-user for the foreign binaries, the
   # .deb tools (cargo-deb runs dpkg-shlibdeps) and what the package's postinst uses.
   [aarch64-linux-gnu-gcc]=gcc-aarch64-linux-gnu
@@ -57,7 +57,7 @@ declare -A PKG=(
   [adduser]=adduser
   [setpriv]=util-linux
   [ss]=iproute2          # tests/packages.sh: is port 53 free for the README's NSD?
-  [unshare]=util-linux   # tests/operator.rs: a read-only mount in a private namespace
+  [unshare]=util-linux   # tests/it/operator/config_and_check.rs: a read-only mount in a private namespace
   [gpasswd]=passwd       # tests/packages.sh: takes nsd out of group dedyn-update again
 )
 # Files no command stands for -> Debian package (the cross C libraries: the
@@ -94,7 +94,7 @@ for file in "${!FILE_PKG[@]}"; do
 done
 
 # Not a command: Debian's python3 needs python3-venv (venv + ensurepip) for the
-# venv tests/acme_clients.rs makes to pip-install certbot and its dns-acmedns plugin.
+# venv tests/it/acme/certbot_and_lego.rs makes to pip-install certbot and its dns-acmedns plugin.
 venv_ok() { /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1; }
 extra_pkgs=()
 venv_ok || extra_pkgs+=(python3-venv)

@@ -358,7 +358,7 @@ serve_update() {
 }
 
 # readme_block MARKER: the fenced block right after the line `<!-- MARKER -->` in
-# README.md or docs/*.md (tests/common/readme.rs reads them alike); the marker must
+# README.md or docs/*.md (tests/it/common/readme.rs reads them alike); the marker must
 # occur exactly once across them.
 readme_block() {
   local n

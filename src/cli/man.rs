@@ -1,8 +1,8 @@
 //! `dedyn-update man 8|5` (not in `--help`): the manual pages dedyn-update(8) and
 //! dedyn-update.toml(5) as roff, made from the texts `--help` prints and from the
-//! configuration reference, docs/configuration.md (whose table tests/docs.rs holds
+//! configuration reference, docs/configuration.md (whose table tests/it/docs.rs holds
 //! to `Config::defaults()`), so that none of the three can drift from the others.
-//! The package ships the pages as generated into data/man/ (tests/man.rs checks
+//! The package ships the pages as generated into data/man/ (tests/it/packages/man_pages.rs checks
 //! they are current and that `man -l` renders them).
 
 use super::args::{print_lines, usage, Out};

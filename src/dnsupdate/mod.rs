@@ -5,5 +5,8 @@
 
 pub mod intake;
 pub mod job;
+pub mod judge;
 pub mod listen;
+pub mod rcode;
 pub mod stats;
+pub mod translate;

@@ -2,7 +2,8 @@
 //! to JSON reply — the same lock-out, workers, store transaction and receipt as an
 //! address update, its own per-domain rate limit — and `POST /register`, refused.
 
-use super::service::{auth_key, Incoming, Reply, Service};
+use super::service::{Incoming, Reply, Service};
+use crate::ratelimit::auth_key;
 use crate::update::acme::{self, from_update, Call};
 use crate::update::ledger::{AcmeWriter, Ledger, LedgerError};
 use crate::update::refusal::AcmeRefusal;

@@ -5,13 +5,11 @@
 use super::metrics::Counters;
 use crate::config::Config;
 use crate::edge::{ConnInfo, InternalHop};
-use crate::net::cidr::mask;
 use crate::os::clock::now_unix;
 use crate::publish::{LastUsed, Publisher};
-use crate::ratelimit::Limiter;
+use crate::ratelimit::{auth_key, note_failed_auth, Limiter};
 use crate::update::ledger::{Applied, Ledger};
 use crate::update::{self, address::Family, Refusal};
-use log::warn;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -65,14 +63,6 @@ impl Reply {
             headers,
             content_type: "text/plain",
         }
-    }
-}
-
-/// The key failed authentications are counted under: the address, or its /64.
-pub(super) fn auth_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(_) => mask(ip, 64),
-        v4 => v4,
     }
 }
 
@@ -234,17 +224,8 @@ impl Service {
     /// Count a failed authentication towards the lock-out, in the log line
     /// fail2ban matches (also for acme-dns calls).
     pub(super) fn note_failed_auth(&self, client: IpAddr, reason: &str, now: Instant) {
-        let key = auth_key(client);
         self.counters.failed_auth.fetch_add(1, Ordering::Relaxed);
-        // fail2ban: failregex = failed authentication from <HOST>
-        warn!("failed authentication from {client}: {reason}");
-        self.failed_auth_limiter.hit(&key, now);
-        if let Some(wait) = self.failed_auth_limiter.blocked(&key, now) {
-            warn!(
-                "locking out {key} for {} s: too many failed authentications",
-                update::retry_after_secs(wait)
-            );
-        }
+        note_failed_auth(&self.failed_auth_limiter, client, reason, now);
     }
 
     /// `200 good` with `X-Update-Result`, and `X-Zone-Serial` when something changed

@@ -59,7 +59,7 @@ impl Store {
         token: i64,
         owner: i64,
         names: &[MessageName],
-        judge: &Judge,
+        judge: &Judge<'_>,
         limits: &Bounds,
     ) -> Result<std::result::Result<MessageApplied, Unmet>> {
         self.check_same_file()?;

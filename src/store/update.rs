@@ -319,7 +319,7 @@ impl Ledger for Store {
         token: i64,
         owner: i64,
         names: &[MessageName],
-        judge: &Judge,
+        judge: &Judge<'_>,
         limits: &Bounds,
     ) -> std::result::Result<MessageApplied, LedgerError> {
         Store::apply_message(self, token, owner, names, judge, limits)?.map_err(LedgerError::Unmet)
@@ -330,6 +330,12 @@ impl Ledger for Store {
         names: &[MessageName],
     ) -> std::result::Result<Vec<Holding>, LedgerError> {
         Ok(Store::holdings(self, names)?)
+    }
+
+    fn soa_serial(&mut self, zone: &str) -> std::result::Result<Option<u32>, LedgerError> {
+        Ok(self
+            .publication(zone)?
+            .map(|p| p.published_serial.unwrap_or(p.pending_serial)))
     }
 }
 

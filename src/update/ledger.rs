@@ -108,7 +108,7 @@ pub struct MessageName {
 /// The DNS intake's part of a message write: what the store holds for each of
 /// the message's names in (read under the write lock, in the order given), the
 /// holdings after the message out, or the prerequisite that does not hold.
-pub type Judge = dyn Fn(&[Holding]) -> Result<Vec<Holding>, Unmet>;
+pub type Judge<'a> = dyn Fn(&[Holding]) -> Result<Vec<Holding>, Unmet> + 'a;
 
 /// What a message write did: per name, before and after; the serials of the
 /// zones it changed (empty: nothing changed, nothing written).
@@ -203,10 +203,14 @@ pub trait Ledger: Directory {
         token: i64,
         owner: i64,
         names: &[MessageName],
-        judge: &Judge,
+        judge: &Judge<'_>,
         limits: &Bounds,
     ) -> Result<MessageApplied, LedgerError>;
 
     /// What `names` hold now (one read), for a query's answer.
     fn holdings(&mut self, names: &[MessageName]) -> Result<Vec<Holding>, LedgerError>;
+
+    /// The serial the zone's SOA carries now (the last proven publication; the
+    /// pending one before the first), for an SOA query's answer.
+    fn soa_serial(&mut self, zone: &str) -> Result<Option<u32>, LedgerError>;
 }
