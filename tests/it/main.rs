@@ -45,6 +45,7 @@ mod acme {
 
 /// SPEC 14: DNS UPDATE (RFC 2136) with TSIG, the second way in.
 mod dns_update {
+    mod certbot_and_lego;
     mod nsupdate_and_rcodes;
 }
 
