@@ -106,6 +106,15 @@ fn nsupdate_or_skip(test: &str) -> bool {
     true
 }
 
+/// The docs' `[dns_update]` block is a valid config with UDP and TCP on both families.
+#[test]
+fn the_docs_listen_block_is_a_config_that_listens_on_both_families() {
+    let c = dedyn_update::config::Config::parse(&recipe("dns-update-listen"), None)
+        .expect("the docs' [dns_update] block parses");
+    let listen: Vec<String> = c.dns_update.listen.iter().map(|a| a.to_string()).collect();
+    assert_eq!(listen, ["0.0.0.0:5353", "[::]:5353"]);
+}
+
 /// The docs' recipes: add (NSD serves it), then delete (NSD serves nothing).
 #[test]
 fn nsupdate_with_the_printed_key_file_sets_and_deletes_an_address_nsd_serves() {
@@ -344,8 +353,8 @@ impl Scene {
         }
     }
 
-    /// `msg` (signed with `key` at `time` when given, else sent as it is) gets
-    /// `rcode` and the TSIG error `tsig`, and nothing is written.
+    /// `wire`, sent as it is over TCP, gets `rcode`, and nothing is written;
+    /// the answer, for more checks.
     fn refused(&self, what: &str, wire: Vec<u8>, rcode: Rcode) -> Vec<u8> {
         let before = snapshot(&self.server, &self.names);
         let answer = exchange_tcp(self.dns, &wire);
@@ -358,6 +367,9 @@ impl Scene {
         answer
     }
 
+    /// `msg` signed with `key` at `time` gets `rcode`, with the TSIG error
+    /// `error` in an answer the client can check (`None`: signed, no error),
+    /// and nothing is written.
     fn signed_refused(
         &self,
         what: &str,
