@@ -2,7 +2,7 @@
 //! names, as the publisher does per publication (each row through the publisher's
 //! own check, SPEC 17, as `render_zone` does); prints the median in ms per N.
 
-use dedyn_update::config::Config;
+use dedyn_update::config::settings::Config;
 use dedyn_update::publish::check::{Row, ZoneCheck};
 use dedyn_update::publish::zone::{render, write_atomically};
 use std::net::{IpAddr, Ipv4Addr};

@@ -4,7 +4,7 @@
 
 use dedyn_update::cli::args::print_lines;
 use dedyn_update::cli::{self, usage, Failure, HELP};
-use dedyn_update::config::Config;
+use dedyn_update::config::settings::Config;
 use std::io::Write;
 use std::path::PathBuf;
 

@@ -19,15 +19,31 @@ pub struct Limit {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Limits(pub Vec<Limit>);
 
-impl FromStr for Limits {
-    type Err = String;
+/// A comma-separated part of a rate-limit value that is not `COUNT/WINDOW`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitsError {
+    pub part: String,
+}
 
-    fn from_str(s: &str) -> Result<Limits, String> {
+impl fmt::Display for LimitsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "'{}' is not a rate (expected COUNT/WINDOW like 2/120s, 10/1m, 100/1d)",
+            self.part
+        )
+    }
+}
+
+impl std::error::Error for LimitsError {}
+
+impl FromStr for Limits {
+    type Err = LimitsError;
+
+    fn from_str(s: &str) -> Result<Limits, LimitsError> {
         let mut out = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let bad = || {
-                format!("'{part}' is not a rate (expected COUNT/WINDOW like 2/120s, 10/1m, 100/1d)")
-            };
+            let bad = || LimitsError { part: part.into() };
             let (count, window) = part.split_once('/').ok_or_else(bad)?;
             let count: u32 = count
                 .trim()

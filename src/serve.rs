@@ -1,7 +1,7 @@
 //! `dedyn-update serve`: wires the layers together — store, publisher, worker pool,
 //! edge, metrics — runs until SIGTERM/SIGINT and shuts down in order.
 
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::dnsupdate::intake::DnsService;
 use crate::dnsupdate::listen::{self as dns_listen, Bounds};
 use crate::dnsupdate::stats::DnsStats;
@@ -179,7 +179,8 @@ pub fn serve(config: Config) -> Result<(), String> {
         .server
         .metrics_listen
         .map(metrics::bind)
-        .transpose()?;
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let dns_bound = dns_listen::bind(&config.dns_update.listen)?;
     let edge = Arc::new(
         crate::edge::start(edge_settings(&config), hop.clone()).map_err(|e| e.to_string())?,
@@ -216,7 +217,8 @@ pub fn serve(config: Config) -> Result<(), String> {
                 // and dnsupdate/ stay beside each other, neither imports the other.
                 more: Box::new(move || dns_stats.render()),
             },
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
     }
     info!(
         "dedyn-update {} serving with {} workers, at most {} connections",

@@ -3,7 +3,7 @@
 
 use super::args::held;
 use super::args::{open, usage, Args, Failure, Out};
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::store::Store;
 use crate::update::acme::{challenge_name, check_subdomain, check_value};
 use crate::update::bounds::Bounds;

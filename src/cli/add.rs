@@ -3,7 +3,7 @@
 
 use super::args::{open, print_lines, Failure, Out};
 use super::rules;
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::dns::key::{bind_key_file, Algorithm};
 use crate::dns::name::Name;
 use crate::store::{Batch, NewToken};

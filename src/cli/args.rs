@@ -1,7 +1,9 @@
 //! What every command shares: parsed arguments, the failure and its exit code,
 //! opening the store for the configured zones, and printing lines to stdout.
 
-use crate::config::{Config, ConfigError};
+use crate::config::error::ConfigError;
+use crate::config::settings::Config;
+use crate::net::name::NameError;
 use crate::store::{Store, StoreError};
 use std::io::Write;
 
@@ -15,6 +17,15 @@ pub struct Failure {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
+        Failure {
+            message: e.to_string(),
+            code: 1,
+        }
+    }
+}
+
+impl From<NameError> for Failure {
+    fn from(e: NameError) -> Self {
         Failure {
             message: e.to_string(),
             code: 1,

@@ -9,7 +9,7 @@
 //! so FILE is always either the previous backup or a complete new one.
 
 use super::args::{print_lines, Args, Failure, Out};
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::store::{self, Store};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};

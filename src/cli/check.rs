@@ -3,10 +3,12 @@
 //! listeners (DNS UPDATE's UDP and TCP too) — naming each problem.
 
 use super::args::{open_existing, print_lines, usage, Failure, Out};
-use crate::config::{Config, Zone};
+use crate::config::settings::{Config, Zone};
 use crate::net::name;
 use crate::store::Store;
+use std::fmt;
 use std::fs;
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -109,21 +111,57 @@ fn database_problems(config: &Config, store: &Store) -> Result<Vec<String>, Fail
     Ok(problems)
 }
 
+/// Why the service could not write where a configured file lives; `check`
+/// prints it after the key and the file's path.
+#[derive(Debug)]
+enum DirProblem {
+    /// Creating a file in `dir` failed.
+    NotWritable { dir: PathBuf, error: io::Error },
+    /// A file was created in `dir` but could not be removed again.
+    CannotRemove { dir: PathBuf, error: io::Error },
+    /// An ancestor of the file exists but is no directory.
+    NotADirectory { path: PathBuf },
+}
+
+impl fmt::Display for DirProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DirProblem::NotWritable { dir, error } => write!(
+                f,
+                "directory {} is not writable for this user (creating a file failed: {error})",
+                dir.display()
+            ),
+            DirProblem::CannotRemove { dir, error } => write!(
+                f,
+                "directory {}: cannot remove a file: {error}",
+                dir.display()
+            ),
+            DirProblem::NotADirectory { path } => write!(
+                f,
+                "{} is not a directory, so the zone file's directory can never be created",
+                path.display()
+            ),
+        }
+    }
+}
+
 /// Create and remove a file in `dir`, as the publisher's atomic write does: the
 /// only test that also catches ownership, ACLs and read-only mounts.
-fn try_write_in(dir: &Path) -> Result<(), String> {
+fn try_write_in(dir: &Path) -> Result<(), DirProblem> {
     let probe = dir.join(format!(".dedyn-update-check.{}", std::process::id()));
     match fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&probe)
     {
-        Ok(_) => fs::remove_file(&probe)
-            .map_err(|e| format!("directory {}: cannot remove a file: {e}", dir.display())),
-        Err(e) => Err(format!(
-            "directory {} is not writable for this user (creating a file failed: {e})",
-            dir.display()
-        )),
+        Ok(_) => fs::remove_file(&probe).map_err(|error| DirProblem::CannotRemove {
+            dir: dir.to_path_buf(),
+            error,
+        }),
+        Err(error) => Err(DirProblem::NotWritable {
+            dir: dir.to_path_buf(),
+            error,
+        }),
     }
 }
 
@@ -132,15 +170,14 @@ fn try_write_in(dir: &Path) -> Result<(), String> {
 /// `Err` names an ancestor that exists but is no directory (issue 20: a
 /// regular file where a directory should be), below which nothing can ever be
 /// created.
-fn existing_dir_of(path: &Path) -> Result<Option<PathBuf>, String> {
+fn existing_dir_of(path: &Path) -> Result<Option<PathBuf>, DirProblem> {
     for d in path.ancestors().skip(1) {
         match fs::metadata(d) {
             Ok(m) if m.is_dir() => return Ok(Some(d.to_path_buf())),
             Ok(_) => {
-                return Err(format!(
-                    "{} is not a directory, so the zone file's directory can never be created",
-                    d.display()
-                ))
+                return Err(DirProblem::NotADirectory {
+                    path: d.to_path_buf(),
+                })
             }
             Err(_) => continue,
         }

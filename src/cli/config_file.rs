@@ -8,7 +8,8 @@
 
 use super::args::failure_lines;
 use super::args::{usage, Failure, Out};
-use crate::config::{edit, Config};
+use crate::config::edit;
+use crate::config::settings::Config;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};

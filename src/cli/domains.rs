@@ -4,7 +4,7 @@
 use super::add::{add_one, Add};
 use super::args::{open, open_existing, print_lines, usage, Args, Failure, Out};
 use super::rules::{check_domain_name, check_not_nameserver, normalize_email};
-use crate::config::{Config, Zone};
+use crate::config::settings::{Config, Zone};
 use crate::net::name;
 
 pub(crate) const DOMAIN_FLAGS: &[&str] = &["owner"];

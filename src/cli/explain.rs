@@ -3,7 +3,7 @@
 //! name, and the answer it would give.
 
 use super::args::{open_existing, print_lines, usage, Args, Failure, Out};
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::edge::{forwarded_client, Peer};
 use crate::update::ledger::{FamilyRecords, Ledger, LedgerError};
 use crate::update::{self, Family, Refusal};

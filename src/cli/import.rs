@@ -6,7 +6,7 @@ use super::args::{open, print_lines, usage, Args, Failure, Out};
 use super::domains::{domain_add, DOMAIN_FLAGS, DOMAIN_SWITCHES};
 use super::tokens::{token_add, TOKEN_FLAGS};
 use super::users::{user_add, USER_FLAGS};
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::os::clock;
 use crate::store::MAX_CLI_HOLD;
 use log::info;

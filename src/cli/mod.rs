@@ -1,7 +1,7 @@
 //! The administrative commands (SPEC 2) over the store, one file per command group,
 //! and their help texts; `run` dispatches every command but `serve` to its file.
 
-use crate::config::Config;
+use crate::config::settings::Config;
 
 pub mod acme;
 pub mod add;

@@ -23,7 +23,7 @@
 //!   the IXFR journal goes to `/var/lib/bind`, not next to our zone.
 
 use super::args::{usage, Failure, Out};
-use crate::config::{Config, Zone};
+use crate::config::settings::{Config, Zone};
 use std::fmt::{self, Write};
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! file as it would be published now.
 
 use super::args::{held, open_existing, print_lines, usage, Args, Failure, Out};
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::net::name;
 use std::io::Write;
 use std::net::IpAddr;

@@ -3,7 +3,7 @@
 
 use super::args::held;
 use super::args::{open_existing, print_lines, Args, Out};
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::net::dnsquery::{self, Answer};
 use crate::os::clock::rfc3339;
 use crate::store::Publication;

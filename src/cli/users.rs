@@ -4,7 +4,7 @@
 use super::add::{add_one, Add};
 use super::args::{open, open_existing, print_lines, usage, Args, Failure, Out};
 use super::rules::{check_email, normalize_email};
-use crate::config::Config;
+use crate::config::settings::Config;
 
 pub(crate) const USER_FLAGS: &[&str] = &[];
 

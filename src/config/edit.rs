@@ -8,8 +8,8 @@
 //! never read as keys or headers, and a key whose value spans lines (a multi-line
 //! array or string) is refused: nothing is written.
 
+use super::error::ConfigError;
 use super::raw::RawConfig;
-use super::ConfigError;
 
 /// The sections `config set` addresses: the tables of the file. `[[zone]]` entries
 /// are an array and are edited by hand.

@@ -3,7 +3,8 @@
 //! zone's file would be overwritten by the first publication; a directory is
 //! no file at all. Paths are compared after resolving them, as the kernel will.
 
-use super::Config;
+use super::error::Problem;
+use super::settings::Config;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -96,18 +97,18 @@ impl Files {
 
 /// Every clash among the paths, each naming both keys and paths; and every
 /// path that is an existing directory (it clashes with nothing).
-pub(super) fn check_distinct(files: &Files) -> Result<(), Vec<String>> {
+pub(super) fn check_distinct(files: &Files) -> Result<(), Vec<Problem>> {
     let all = &files.0;
     let resolved: Vec<Resolved> = all.iter().map(|e| Resolved::of(&e.path)).collect();
     let mut problems = Vec::new();
     for (i, a) in all.iter().enumerate() {
         // The config file itself is a directory only in a path nobody could read.
         if a.key != "the config file" && resolved[i].is_dir {
-            problems.push(format!(
+            problems.push(Problem::from(format!(
                 "{} {}: is a directory, not a file path",
                 a.key,
                 a.path.display()
-            ));
+            )));
         }
     }
     for (i, a) in all.iter().enumerate() {
@@ -125,13 +126,13 @@ pub(super) fn check_distinct(files: &Files) -> Result<(), Vec<String>> {
             if resolved[i].same_file(&resolved[j]) {
                 // Name the written one first: it is the one that would destroy the other.
                 let (w, o) = if a.written { (a, b) } else { (b, a) };
-                problems.push(format!(
+                problems.push(Problem::from(format!(
                     "{} {} is the same file as {} ({}): the service would overwrite it; give each its own path",
                     w.key,
                     w.path.display(),
                     o.key,
                     o.path.display()
-                ));
+                )));
             }
         }
     }

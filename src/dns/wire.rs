@@ -212,6 +212,22 @@ pub struct Header {
 }
 
 impl Header {
+    /// A request's header as a client sends it: `id`, `opcode`, no flag set.
+    pub fn request(id: u16, opcode: Opcode) -> Header {
+        Header {
+            id,
+            response: false,
+            opcode,
+            authoritative: false,
+            truncated: false,
+            recursion_desired: false,
+            recursion_available: false,
+            authentic_data: false,
+            checking_disabled: false,
+            rcode: Rcode::NoError,
+        }
+    }
+
     /// The fixed 12 octets, or `None` when the message is shorter: then there is
     /// nobody to answer (SPEC 14: dropped).
     pub fn parse(msg: &[u8]) -> Option<Header> {
@@ -799,18 +815,7 @@ mod tests {
     fn update() -> Message {
         let host = "host.dyn.example";
         Message {
-            header: Header {
-                id: 0xBEEF,
-                response: false,
-                opcode: Opcode::Update,
-                authoritative: false,
-                truncated: false,
-                recursion_desired: false,
-                recursion_available: false,
-                authentic_data: false,
-                checking_disabled: false,
-                rcode: Rcode::NoError,
-            },
+            header: Header::request(0xBEEF, Opcode::Update),
             questions: vec![Question {
                 name: name("dyn.example"),
                 rtype: RType::Soa,

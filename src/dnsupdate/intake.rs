@@ -8,7 +8,7 @@ use super::job::Transport;
 use super::judge::{txt_value, Deletable, Scene};
 use super::rcode;
 use super::translate::{translate, Change, Update, Value};
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::dns::key::Algorithm;
 use crate::dns::name::Name;
 use crate::dns::tsig::{self, Checked, KeyMaterial};
@@ -125,29 +125,13 @@ impl DnsService {
             Ok(_) => return None,
             Err(e) => {
                 let h = e.header.filter(|h| !h.response)?;
-                if !self.may_answer_untrusted(client, transport, now) {
-                    return None;
-                }
-                self.log(
-                    source,
-                    transport,
-                    "-",
-                    &Outcome::new(Rcode::FormErr, format!("{:?}", e.what)),
-                );
-                return Some(Message::bare_answer(&h, Rcode::FormErr).to_wire());
+                let o = Outcome::new(Rcode::FormErr, format!("{:?}", e.what));
+                return self.bare(&h, o, source, transport, now);
             }
         };
         if let Opcode::Other(op) = msg.header.opcode {
-            if !self.may_answer_untrusted(client, transport, now) {
-                return None;
-            }
-            self.log(
-                source,
-                transport,
-                "-",
-                &Outcome::new(Rcode::NotImp, format!("opcode {op}")),
-            );
-            return Some(Message::bare_answer(&msg.header, Rcode::NotImp).to_wire());
+            let o = Outcome::new(Rcode::NotImp, format!("opcode {op}"));
+            return self.bare(&msg.header, o, source, transport, now);
         }
         if transport == Transport::Tcp
             && self
@@ -167,12 +151,8 @@ impl DnsService {
         let checked = match checked {
             Ok(c) => c,
             Err(e) => {
-                if !self.may_answer_untrusted(client, transport, now) {
-                    return None;
-                }
                 let o = Outcome::new(Rcode::FormErr, format!("malformed TSIG: {e:?}"));
-                self.log(source, transport, "-", &o);
-                return Some(Message::bare_answer(&msg.header, Rcode::FormErr).to_wire());
+                return self.bare(&msg.header, o, source, transport, now);
             }
         };
         let key_name = checked
@@ -222,6 +202,23 @@ impl DnsService {
             wire = Message::bare_answer(&msg.header, outcome.rcode).to_wire();
         }
         Some(tsig::sign_answer(wire, &checked, now_unix().max(0) as u64))
+    }
+
+    /// An unsigned header-only answer to a message that failed before its TSIG
+    /// was read (dropped over UDP past the source's budget), logged.
+    fn bare(
+        &self,
+        header: &crate::dns::wire::Header,
+        o: Outcome,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) -> Option<Vec<u8>> {
+        if !self.may_answer_untrusted(source.ip(), transport, now) {
+            return None;
+        }
+        self.log(source, transport, "-", &o);
+        Some(Message::bare_answer(header, o.rcode).to_wire())
     }
 
     /// Over UDP, a failed or unsigned message from a source prefix that sent
@@ -655,7 +652,7 @@ mod tests {
     use super::*;
     use crate::dns::key::Key;
     use crate::dns::wire::{Header, Question};
-    use crate::store::{NewToken, Store};
+    use crate::store::{NewToken, ScratchDb, Store};
     use crate::update::directory::{Scope, TsigKey};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -665,28 +662,14 @@ mod tests {
     struct Fixture {
         dns: DnsService,
         store: Store,
-        path: std::path::PathBuf,
+        _db: ScratchDb,
         changed: Arc<AtomicUsize>,
-    }
-
-    impl Drop for Fixture {
-        fn drop(&mut self) {
-            for ext in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{ext}", self.path.display()));
-            }
-        }
     }
 
     /// A real database with alice's domain and two TSIG keys: `k.update`
     /// (scope update) and `k.acme` (scope acme); bob holds bob.dedyn.example.
     fn fixture(tag: &str) -> Fixture {
-        let path =
-            std::env::temp_dir().join(format!("dedyn-dnsin-{tag}-{}.sqlite3", std::process::id()));
-        for ext in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
-        }
-        let mut store = Store::open(&path, "NORMAL").expect("open");
-        store.ensure_zones(&[ZONE]).expect("zones");
+        let (mut store, db) = ScratchDb::open(&format!("dnsin-{tag}"), &[ZONE]);
         let b = store.batch().expect("batch");
         for (email, domain) in [
             ("alice@x.org", "alice.dedyn.example"),
@@ -716,7 +699,7 @@ mod tests {
         b.commit().expect("commit");
         let text = format!(
             "[rate_limit]\ndyndns_per_domain = \"\"\n[[zone]]\nname = \"{ZONE}\"\nfile = \"{}.zone\"\nnameservers = [\"ns1.dedyn.example.\"]\n",
-            path.display()
+            db.path.display()
         );
         let config = Arc::new(Config::parse(&text, None).expect("config"));
         let changed = Arc::new(AtomicUsize::new(0));
@@ -736,7 +719,7 @@ mod tests {
         Fixture {
             dns,
             store,
-            path,
+            _db: db,
             changed,
         }
     }
@@ -746,18 +729,7 @@ mod tests {
     }
 
     fn header(opcode: Opcode) -> Header {
-        Header {
-            id: 4242,
-            response: false,
-            opcode,
-            authoritative: false,
-            truncated: false,
-            recursion_desired: false,
-            recursion_available: false,
-            authentic_data: false,
-            checking_disabled: false,
-            rcode: Rcode::NoError,
-        }
+        Header::request(4242, opcode)
     }
 
     fn update(updates: Vec<Record>, prereqs: Vec<Record>) -> Message {
@@ -1029,6 +1001,111 @@ mod tests {
             .0,
             Rcode::NoError
         );
+    }
+
+    /// A time signed further off than the fudge: NOTAUTH with TSIG error
+    /// BADTIME, and the answer is signed (the MAC was right).
+    #[test]
+    fn a_request_signed_too_long_ago_is_badtime_and_writes_nothing() {
+        let mut f = fixture("badtime");
+        let k = key("k.update.", SECRET);
+        let m = update(vec![add_a("alice.dedyn.example.", "192.0.2.7")], vec![]);
+        let (wire, mac) = tsig::sign_request(m.to_wire(), &k, now_unix() as u64 - 1000);
+        let answer = f
+            .dns
+            .answer(&mut f.store, &wire, source(), Transport::Tcp)
+            .expect("an answer");
+        assert_eq!(
+            Message::parse(&answer).unwrap().header.rcode,
+            Rcode::NotAuth
+        );
+        assert_eq!(
+            tsig::check_answer(&answer, &k, &mac),
+            Ok(Some(crate::dns::tsig::TsigError::BadTime))
+        );
+        assert!(records(&f, "alice.dedyn.example").is_empty());
+    }
+
+    /// The prerequisite rcodes RFC 2136 names, each leaving the name as it was.
+    #[test]
+    fn each_unmet_prerequisite_has_its_rcode_and_writes_nothing() {
+        let mut f = fixture("prereq");
+        let k = key("k.update.", SECRET);
+        let first = update(vec![add_a("alice.dedyn.example.", "192.0.2.1")], vec![]);
+        assert_eq!(ask(&mut f, &first, Some(&k)).0, Rcode::NoError);
+        let alice = "alice.dedyn.example.";
+        let cases = [
+            (
+                rec(alice, RType::Any, Class::None, 0, RData::Empty),
+                Rcode::YxDomain,
+            ),
+            (
+                rec(alice, RType::A, Class::None, 0, RData::Empty),
+                Rcode::YxRrset,
+            ),
+            (
+                rec(alice, RType::Aaaa, Class::Any, 0, RData::Empty),
+                Rcode::NxRrset,
+            ),
+            (add_a(alice, "192.0.2.99"), Rcode::NxRrset),
+        ];
+        for (mut prereq, expected) in cases {
+            if prereq.class == Class::In {
+                prereq.ttl = 0;
+            }
+            let m = update(vec![add_a(alice, "192.0.2.2")], vec![prereq.clone()]);
+            assert_eq!(ask(&mut f, &m, Some(&k)).0, expected, "{prereq:?}");
+            assert_eq!(
+                records(&f, "alice.dedyn.example"),
+                vec!["192.0.2.1".parse::<IpAddr>().unwrap()]
+            );
+        }
+    }
+
+    /// Token policies: an update that the HTTP API would refuse is REFUSED and
+    /// writes nothing (a malformed update record is FORMERR).
+    #[test]
+    fn a_forbidden_family_or_a_malformed_record_changes_nothing() {
+        let mut f = fixture("policy");
+        let k = key("k.update.", SECRET);
+        let b = f.store.batch().expect("batch");
+        let alice = b.user_id("alice@x.org").expect("id");
+        let v4_only = NewToken {
+            hash: [9; 32],
+            family: Some(crate::update::directory::FamilyPolicy::V4),
+            tsig: Some(TsigKey {
+                name: "k.v4".into(),
+                algorithm: "hmac-sha256".into(),
+                secret: SECRET.to_vec(),
+            }),
+            ..NewToken::default()
+        };
+        b.add_token(alice, &v4_only).expect("token");
+        b.commit().expect("commit");
+        let aaaa = rec(
+            "alice.dedyn.example.",
+            RType::Aaaa,
+            Class::In,
+            60,
+            RData::Aaaa("2001:db8::1".parse().unwrap()),
+        );
+        let m = update(vec![aaaa], vec![]);
+        assert_eq!(
+            ask(&mut f, &m, Some(&key("k.v4.", SECRET))).0,
+            Rcode::Refused
+        );
+        let bad = rec(
+            "alice.dedyn.example.",
+            RType::A,
+            Class::Any,
+            60,
+            RData::Empty,
+        );
+        assert_eq!(
+            ask(&mut f, &update(vec![bad], vec![]), Some(&k)).0,
+            Rcode::FormErr
+        );
+        assert!(records(&f, "alice.dedyn.example").is_empty());
     }
 
     #[test]

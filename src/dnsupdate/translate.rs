@@ -190,7 +190,7 @@ pub fn translate(msg: &Message, zones: &[&str]) -> Result<Update, Unfit> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::wire::{Header, Opcode, Question, Rcode};
+    use crate::dns::wire::{Header, Opcode, Question};
 
     fn name(s: &str) -> Name {
         Name::from_text(s).unwrap()
@@ -208,18 +208,7 @@ mod tests {
 
     fn update(prereqs: Vec<Record>, updates: Vec<Record>) -> Message {
         Message {
-            header: Header {
-                id: 7,
-                response: false,
-                opcode: Opcode::Update,
-                authoritative: false,
-                truncated: false,
-                recursion_desired: false,
-                recursion_available: false,
-                authentic_data: false,
-                checking_disabled: false,
-                rcode: Rcode::NoError,
-            },
+            header: Header::request(7, Opcode::Update),
             questions: vec![Question {
                 name: name("Dedyn.Example."),
                 rtype: RType::Soa,

@@ -9,8 +9,8 @@
 use crate::publish::state::{PublishStats, ZoneState, ZoneStats};
 use log::{info, warn};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::io::{Read, Write};
+use std::fmt::{self, Write as _};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -374,16 +374,40 @@ fn per_zone(
     }
 }
 
+/// Why the metrics listener could not start; `serve` stops with it.
+#[derive(Debug)]
+pub enum MetricsError {
+    /// `server.metrics_listen` cannot be bound: the message names the key.
+    Bind { addr: SocketAddr, error: io::Error },
+    /// The bound socket has no local address.
+    LocalAddr(io::Error),
+    /// The serving thread could not be started.
+    Thread(io::Error),
+}
+
+impl fmt::Display for MetricsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetricsError::Bind { addr, error } => {
+                write!(f, "server.metrics_listen: cannot listen on {addr}: {error}")
+            }
+            MetricsError::LocalAddr(e) => write!(f, "{e}"),
+            MetricsError::Thread(e) => write!(f, "cannot start the metrics thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for MetricsError {}
+
 /// Bind `addr` for the metrics listener; the error names the key. `serve`
 /// binds it with the public listeners, before it writes anything (SPEC 17).
-pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr)
-        .map_err(|e| format!("server.metrics_listen: cannot listen on {addr}: {e}"))
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
+    TcpListener::bind(addr).map_err(|error| MetricsError::Bind { addr, error })
 }
 
 /// Serve `/metrics` on `listener` from one thread.
-pub fn spawn(listener: TcpListener, src: Sources) -> Result<SocketAddr, String> {
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+pub fn spawn(listener: TcpListener, src: Sources) -> Result<SocketAddr, MetricsError> {
+    let local = listener.local_addr().map_err(MetricsError::LocalAddr)?;
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || loop {
@@ -396,7 +420,7 @@ pub fn spawn(listener: TcpListener, src: Sources) -> Result<SocketAddr, String> 
                 }
             }
         })
-        .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+        .map_err(MetricsError::Thread)?;
     info!("metrics on http://{local}/metrics");
     Ok(local)
 }

@@ -3,7 +3,7 @@
 //! outcome and receipt headers. Independent of tiny_http (see `intake`).
 
 use super::metrics::Counters;
-use crate::config::Config;
+use crate::config::settings::Config;
 use crate::edge::{ConnInfo, InternalHop};
 use crate::os::clock::now_unix;
 use crate::publish::{LastUsed, Publisher};

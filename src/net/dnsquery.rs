@@ -2,6 +2,8 @@
 //! the local nameserver what it serves right now, and the publisher asks
 //! `verify_server` for the zone's serial after a reload.
 
+use std::fmt;
+use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
@@ -16,14 +18,60 @@ pub struct Answer {
     pub soa_serial: Option<u32>,
 }
 
-fn encode_name(name: &str, out: &mut Vec<u8>) -> Result<(), String> {
+/// Why a question got no usable answer. The caller names the server and the
+/// question: these messages do not repeat them.
+#[derive(Debug)]
+pub enum QueryError {
+    /// A label of the asked name is over 63 octets.
+    LabelTooLong {
+        name: String,
+    },
+    /// The local socket could not be opened or set up.
+    Socket(io::Error),
+    Send(io::Error),
+    /// Nothing came back within the timeout.
+    Timeout(Duration),
+    /// ICMP port unreachable: no nameserver listens there.
+    Refused,
+    Receive(io::Error),
+    /// Answers came only from other addresses than the server's.
+    OnlyFromOthers,
+    /// The answer does not parse, or answers another question.
+    Malformed,
+    /// An rcode other than NOERROR and NXDOMAIN.
+    Rcode(u8),
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryError::LabelTooLong { name } => write!(f, "label too long in {name}"),
+            QueryError::Socket(e) => write!(f, "{e}"),
+            QueryError::Send(e) => write!(f, "cannot send the query: {e}"),
+            QueryError::Timeout(t) => write!(f, "no answer within {} s", t.as_secs_f64()),
+            QueryError::Refused => {
+                f.write_str("no answer: nothing listens there (connection refused)")
+            }
+            QueryError::Receive(e) => write!(f, "no answer ({e})"),
+            QueryError::OnlyFromOthers => {
+                f.write_str("no answer from that address (only from others)")
+            }
+            QueryError::Malformed => f.write_str("malformed DNS response"),
+            QueryError::Rcode(rcode) => write!(f, "nameserver answered with rcode {rcode}"),
+        }
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+fn encode_name(name: &str, out: &mut Vec<u8>) -> Result<(), QueryError> {
     for label in name
         .trim_end_matches('.')
         .split('.')
         .filter(|l| !l.is_empty())
     {
         if label.len() > 63 {
-            return Err(format!("label too long in {name}"));
+            return Err(QueryError::LabelTooLong { name: name.into() });
         }
         out.push(label.len() as u8);
         out.extend_from_slice(label.as_bytes());
@@ -50,14 +98,14 @@ fn u16_at(msg: &[u8], pos: usize) -> Option<u16> {
 }
 
 /// Parse the answer section of a response to question `id` (pure, unit-tested).
-pub fn parse(msg: &[u8], id: u16) -> Result<Answer, String> {
-    let bad = || "malformed DNS response".to_string();
+pub fn parse(msg: &[u8], id: u16) -> Result<Answer, QueryError> {
+    let bad = || QueryError::Malformed;
     if msg.len() < 12 || u16_at(msg, 0) != Some(id) {
         return Err(bad());
     }
     let rcode = msg[3] & 0x0F;
     if rcode != 0 && rcode != 3 {
-        return Err(format!("nameserver answered with rcode {rcode}"));
+        return Err(QueryError::Rcode(rcode));
     }
     let qd = u16_at(msg, 4).ok_or_else(bad)?;
     let an = u16_at(msg, 6).ok_or_else(bad)?;
@@ -99,7 +147,7 @@ pub fn query(
     name: &str,
     qtype: u16,
     timeout: Duration,
-) -> Result<Answer, String> {
+) -> Result<Answer, QueryError> {
     let id = (std::process::id() as u16) ^ (crate::os::clock::now_unix() as u16);
     let mut msg = Vec::with_capacity(64);
     msg.extend_from_slice(&id.to_be_bytes());
@@ -112,28 +160,22 @@ pub fn query(
     } else {
         "[::]:0"
     };
-    let sock = UdpSocket::bind(bind).map_err(|e| e.to_string())?;
+    let sock = UdpSocket::bind(bind).map_err(QueryError::Socket)?;
     sock.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    // The caller names the server: these messages do not repeat it.
-    sock.send_to(&msg, server)
-        .map_err(|e| format!("cannot send the query: {e}"))?;
+        .map_err(QueryError::Socket)?;
+    sock.send_to(&msg, server).map_err(QueryError::Send)?;
     let mut buf = [0u8; 4096];
     for _ in 0..8 {
         let (n, from) = sock.recv_from(&mut buf).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                format!("no answer within {} s", timeout.as_secs_f64())
-            }
-            std::io::ErrorKind::ConnectionRefused => {
-                "no answer: nothing listens there (connection refused)".to_string()
-            }
-            _ => format!("no answer ({e})"),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => QueryError::Timeout(timeout),
+            io::ErrorKind::ConnectionRefused => QueryError::Refused,
+            _ => QueryError::Receive(e),
         })?;
         if from == server {
             return parse(&buf[..n], id);
         }
     }
-    Err("no answer from that address (only from others)".to_string())
+    Err(QueryError::OnlyFromOthers)
 }
 
 #[cfg(test)]

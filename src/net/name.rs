@@ -15,17 +15,56 @@ pub const MAX_NAME_LEN: usize = 253;
 /// DNS's limit on one label (RFC 1035 2.3.4).
 pub const MAX_LABEL_LEN: usize = 63;
 
+/// Why a name is not one DNS can hold (SPEC 4.2), phrased for the client or
+/// operator who sent it; the bad name is shown quoted (`quoted`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NameError {
+    Empty,
+    /// Longer than `MAX_NAME_LEN`: its first 40 characters.
+    TooLong {
+        start: String,
+    },
+    /// A label is empty, too long, or holds a character outside `[A-Za-z0-9_-]`.
+    Invalid {
+        name: String,
+    },
+    /// `label.name` (`Hostname::prefixed`) would be `len` characters.
+    PrefixedTooLong {
+        label: String,
+        name: String,
+        len: usize,
+    },
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameError::Empty => f.write_str("empty hostname"),
+            NameError::TooLong { start } => {
+                write!(f, "hostname is longer than 253 characters: {}...", quoted(start))
+            }
+            NameError::Invalid { name } => write!(f, "invalid hostname {}", quoted(name)),
+            NameError::PrefixedTooLong { label, name, len } => write!(
+                f,
+                "{label}.{} would be {len} characters, longer than DNS allows ({MAX_NAME_LEN}): use a shorter name",
+                quoted(name)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NameError {}
+
 /// SPEC 4.2: at most 253 characters of labels of 1–63 letters, digits, `-` or `_`,
 /// optionally starting with a `*` label. Expects a normalized name.
-pub fn check_syntax(name: &str) -> Result<(), String> {
+pub fn check_syntax(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err("empty hostname".into());
+        return Err(NameError::Empty);
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "hostname is longer than 253 characters: {}...",
-            quoted(&name.chars().take(40).collect::<String>())
-        ));
+        return Err(NameError::TooLong {
+            start: name.chars().take(40).collect(),
+        });
     }
     for (i, label) in name.split('.').enumerate() {
         let ok = if i == 0 && label == "*" {
@@ -38,7 +77,7 @@ pub fn check_syntax(name: &str) -> Result<(), String> {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
         if !ok {
-            return Err(format!("invalid hostname {}", quoted(name)));
+            return Err(NameError::Invalid { name: name.into() });
         }
     }
     Ok(())
@@ -112,7 +151,7 @@ pub struct Hostname(String);
 
 impl Hostname {
     /// Normalizes `raw` and checks its syntax; the error names the bad name.
-    pub fn parse(raw: &str) -> Result<Hostname, String> {
+    pub fn parse(raw: &str) -> Result<Hostname, NameError> {
         let n = normalize(raw);
         check_syntax(&n)?;
         Ok(Hostname(n))
@@ -135,14 +174,14 @@ impl Hostname {
     /// `_acme-challenge.NAME`), if it still fits DNS's limits. SPEC 17: every name
     /// the service writes does, whatever the intake (acme-dns API, CLI, DNS UPDATE):
     /// each asks here and refuses the request, writing nothing, on an error.
-    pub fn prefixed(&self, label: &str) -> Result<Hostname, String> {
+    pub fn prefixed(&self, label: &str) -> Result<Hostname, NameError> {
         let derived = format!("{label}.{}", self.0);
         if derived.len() > MAX_NAME_LEN {
-            return Err(format!(
-                "{label}.{} would be {} characters, longer than DNS allows ({MAX_NAME_LEN}): use a shorter name",
-                quoted(&self.0),
-                derived.len()
-            ));
+            return Err(NameError::PrefixedTooLong {
+                label: label.into(),
+                name: self.0.clone(),
+                len: derived.len(),
+            });
         }
         check_syntax(&derived)?;
         Ok(Hostname(derived))
@@ -165,18 +204,22 @@ mod tests {
             panic!("{e:?}");
         }
         assert_eq!(
-            check_syntax(&format!("{}.example", "a".repeat(64))),
+            check_syntax(&format!("{}.example", "a".repeat(64))).map_err(|e| e.to_string()),
             Err(format!("invalid hostname '{}.example'", "a".repeat(64)))
         );
         let long = vec!["abcdefghi"; 26].join(".");
         assert!(long.len() > 253);
         assert!(check_syntax(&long)
             .unwrap_err()
+            .to_string()
             .starts_with("hostname is longer than 253 characters"));
         if let Err(e) = check_syntax("_dmarc.x.example") {
             panic!("{e:?}");
         }
-        assert_eq!(check_syntax("a..b"), Err("invalid hostname 'a..b'".into()));
+        assert_eq!(
+            check_syntax("a..b").map_err(|e| e.to_string()),
+            Err("invalid hostname 'a..b'".into())
+        );
     }
 
     #[test]
@@ -184,6 +227,7 @@ mod tests {
         let name = format!("{}\u{e9}{}", "a".repeat(39), "a".repeat(300));
         assert!(check_syntax(&name)
             .unwrap_err()
+            .to_string()
             .starts_with("hostname is longer than 253 characters"));
     }
 
@@ -195,7 +239,7 @@ mod tests {
         let at_limit = format!("{}.{labels}alice.dedyn.example", "b".repeat(41));
         assert_eq!(at_limit.len(), 253);
         let h = Hostname::parse(&at_limit).expect("253 characters is a valid name");
-        let e = h.prefixed("_acme-challenge").unwrap_err();
+        let e = h.prefixed("_acme-challenge").unwrap_err().to_string();
         assert!(
             e.starts_with("_acme-challenge.'bbbb") && e.contains("would be 269 characters"),
             "{e}"
@@ -254,7 +298,7 @@ mod tests {
         assert_eq!(h.as_str(), "alice.dedyn.example");
         assert!(h.is_at_or_below("dedyn.example"));
         assert_eq!(
-            Hostname::parse("bad name"),
+            Hostname::parse("bad name").map_err(|e| e.to_string()),
             Err("invalid hostname 'bad name'".into())
         );
     }

@@ -16,7 +16,7 @@ use super::reload::{run_reload, wait_until_served, SUPERSEDE_AFTER};
 use super::render::render_zone;
 use super::state::{PublishStats, StopClock, ZoneState};
 use super::zone::write_atomically;
-use crate::config::{Config, Zone};
+use crate::config::settings::{Config, Zone};
 use crate::os::clock::now_unix;
 use log::{error, info, warn};
 use std::sync::atomic::Ordering;

@@ -19,7 +19,7 @@ pub mod zone;
 pub use error::PublishError;
 pub use reload::{run_reload, wait_until_served};
 
-use crate::config::{Config, Zone};
+use crate::config::settings::{Config, Zone};
 use crate::os::clock::now_unix;
 use feed::{OpenFeed, ZoneFeed};
 use lane::{Msg, POLL};
@@ -320,7 +320,9 @@ pub fn is_new_database(path: &std::path::Path) -> bool {
 /// database (by `serve` or a command that writes) is created only when none of the zone files its first publication
 /// would replace holds names published from a database (a lost or moved
 /// database, a wrong `database.path`); else the start refuses, naming the file.
-pub fn refuse_to_empty_published_zones(config: &crate::config::Config) -> Result<(), PublishError> {
+pub fn refuse_to_empty_published_zones(
+    config: &crate::config::settings::Config,
+) -> Result<(), PublishError> {
     for (i, z) in config.zones.iter().enumerate() {
         let text = match std::fs::read(&z.file) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),

@@ -44,7 +44,7 @@ pub fn wait_until_served(
                 Some(s) => format!("serial {s}"),
                 None => "an answer without the zone's SOA (does it serve the zone?)".into(),
             },
-            Err(e) => e,
+            Err(e) => e.to_string(),
         };
         if Instant::now() >= deadline {
             return Err(PublishError::NotServed {

@@ -5,7 +5,7 @@ use super::check::{self, LeftOut, Row, ZoneCheck};
 use super::error::PublishError;
 use super::feed::ZoneFeed;
 use super::zone;
-use crate::config::Zone;
+use crate::config::settings::Zone;
 use crate::os::clock::now_unix;
 use log::error;
 

@@ -2,7 +2,7 @@
 //! guarantees a nameserver never reads a partial zone file.
 
 use super::error::PublishError;
-use crate::config::Zone;
+use crate::config::settings::Zone;
 use std::fs;
 use std::io::{self, Write};
 use std::net::IpAddr;

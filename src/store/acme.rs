@@ -7,9 +7,9 @@
 
 use super::db::{
     bump_generation, check_domain_held, check_token_held, invalid, text_at, writer_turn, Result,
-    Store, StoreError,
+    Store,
 };
-use super::update::names_in_domain;
+use super::update::check_room_for_name;
 use crate::os::clock::now_unix;
 use crate::update::acme::{challenge_name, expiry_cutoff as cutoff, VALUES_PER_NAME};
 use crate::update::bounds::Bounds;
@@ -83,16 +83,7 @@ impl Store {
         if live {
             return Ok(());
         }
-        let has = names_in_domain(conn, domain.id, now)?;
-        let will = has.saturating_add(1).max(0) as u64;
-        if Bounds::over(max, will) {
-            return Err(StoreError::OverLimit(format!(
-                "limits.names_per_domain: {} already has {has} names with records; {} would make it {will} (at most {max})",
-                domain.name,
-                challenge_name(name)
-            )));
-        }
-        Ok(())
+        check_room_for_name(conn, domain, &challenge_name(name), max, now)
     }
 
     /// Delete every value of `name` (`acme clear`); `Invalid` when it had none.

@@ -389,3 +389,36 @@ impl Store {
             .query_row("PRAGMA quick_check", [], |r| r.get(0))?)
     }
 }
+
+/// A database in the temp directory for a unit test, removed (with its -wal
+/// and -shm) when dropped.
+#[cfg(test)]
+pub(crate) struct ScratchDb {
+    pub path: PathBuf,
+}
+
+#[cfg(test)]
+impl ScratchDb {
+    /// A fresh database named after `tag` (and this process), opened, with `zones`.
+    pub(crate) fn open(tag: &str, zones: &[&str]) -> (Store, ScratchDb) {
+        let path = std::env::temp_dir().join(format!("dedyn-{tag}-{}.sqlite3", std::process::id()));
+        let scratch = ScratchDb { path };
+        scratch.remove();
+        let mut store = Store::open(&scratch.path, "NORMAL").expect("open a scratch database");
+        store.ensure_zones(zones).expect("zones");
+        (store, scratch)
+    }
+
+    fn remove(&self) {
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", self.path.display()));
+        }
+    }
+}
+
+#[cfg(test)]
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}

@@ -9,7 +9,7 @@ use super::db::{
     addr_blob, bump_generation, check_domain_held, check_token_held, text_at, writer_turn, Result,
     Store, StoreError,
 };
-use super::update::names_in_domain;
+use super::update::check_room_for_name;
 use crate::os::clock::now_unix;
 use crate::update::acme::{expiry_cutoff, CHALLENGE_LABEL, VALUES_PER_NAME};
 use crate::update::address::Family;
@@ -203,17 +203,9 @@ fn check_message_limits(
             )));
         }
     }
-    let max = limits.names_per_domain;
-    if max != 0 && before.is_empty() && !after.is_empty() {
+    if before.is_empty() && !after.is_empty() {
         if let Some(d) = &m.domain {
-            let has = names_in_domain(conn, d.id, now)?;
-            let will = has.saturating_add(1).max(0) as u64;
-            if Bounds::over(max, will) {
-                return Err(StoreError::OverLimit(format!(
-                    "limits.names_per_domain: {} already has {has} names with records; {} would make it {will} (at most {max})",
-                    d.name, m.name
-                )));
-            }
+            check_room_for_name(conn, d, &m.name, limits.names_per_domain, now)?;
         }
     }
     Ok(())
@@ -223,32 +215,19 @@ fn check_message_limits(
 mod tests {
     use super::*;
     use crate::store::NewToken;
+    use crate::store::ScratchDb;
     use crate::update::Domain;
 
     struct Fixture {
         s: Store,
-        path: std::path::PathBuf,
+        _db: ScratchDb,
         domain: Domain,
         token: i64,
         owner: i64,
     }
 
-    impl Drop for Fixture {
-        fn drop(&mut self) {
-            for ext in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{ext}", self.path.display()));
-            }
-        }
-    }
-
     fn fixture(tag: &str) -> Fixture {
-        let path =
-            std::env::temp_dir().join(format!("dedyn-msg-{tag}-{}.sqlite3", std::process::id()));
-        for ext in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
-        }
-        let mut s = Store::open(&path, "NORMAL").expect("open");
-        s.ensure_zones(&["dedyn.example"]).expect("zones");
+        let (mut s, db) = ScratchDb::open(&format!("msg-{tag}"), &["dedyn.example"]);
         let b = s.batch().expect("batch");
         b.add_user("a@x.org").expect("user");
         let owner = b.user_id("a@x.org").expect("owner");
@@ -270,7 +249,7 @@ mod tests {
             .expect("held");
         Fixture {
             s,
-            path,
+            _db: db,
             domain,
             token,
             owner,

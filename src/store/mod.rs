@@ -11,5 +11,7 @@ mod zones;
 
 pub use accounts::{Batch, NewToken, Overlap, TokenInfo};
 pub use backup::{check_restorable, ensure_not_in_use, BackupInfo};
+#[cfg(test)]
+pub(crate) use db::ScratchDb;
 pub use db::{Store, StoreError, LOCK_WAIT, MAX_CLI_HOLD};
 pub use zones::{Counts, Publication};

@@ -260,6 +260,29 @@ pub(super) fn names_in_domain(conn: &Connection, domain: i64, now: i64) -> Resul
         .query_row(params![domain, expiry_cutoff(now)], |r| r.get(0))?)
 }
 
+/// SPEC 13/17: one more name holding records (`new_name`, an owner name) in
+/// `domain` may not take it past `max` (`0` = no bound); `OverLimit` naming the bound.
+pub(super) fn check_room_for_name(
+    conn: &Connection,
+    domain: &Domain,
+    new_name: &str,
+    max: u64,
+    now: i64,
+) -> Result<()> {
+    if max == 0 {
+        return Ok(());
+    }
+    let has = names_in_domain(conn, domain.id, now)?;
+    let will = has.saturating_add(1).max(0) as u64;
+    if Bounds::over(max, will) {
+        return Err(StoreError::OverLimit(format!(
+            "limits.names_per_domain: {} already has {has} names with records; {new_name} would make it {will} (at most {max})",
+            domain.name
+        )));
+    }
+    Ok(())
+}
+
 /// Whether an update has logged a malformed address row yet (see `bad_row_read`).
 static BAD_ROW_LOGGED: AtomicBool = AtomicBool::new(false);
 

@@ -11,6 +11,7 @@
 //! repeats [`check_value`] so that not even a hand-edited database can put a quote
 //! or a newline into a zone file; the renderer checks once more ([`zone_line`]).
 
+use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -53,7 +54,7 @@ pub fn parse_body(body: &[u8]) -> Result<UpdateBody, AcmeRefusal> {
     if body.len() > MAX_BODY {
         return Err(AcmeRefusal::TooLarge);
     }
-    let malformed = |why: String| AcmeRefusal::BadSubdomain(format!("malformed JSON body: {why}"));
+    let malformed = |e: JsonError| AcmeRefusal::BadSubdomain(format!("malformed JSON body: {e}"));
     let mut r = Reader { b: body, i: 0 };
     let mut out = UpdateBody::default();
     r.ws();
@@ -86,7 +87,7 @@ pub fn parse_body(body: &[u8]) -> Result<UpdateBody, AcmeRefusal> {
                     return Err(AcmeRefusal::BadTxt("\"txt\" is not a string".into()));
                 }
                 (Some(_), _) => {
-                    return Err(malformed("\"subdomain\" is not a string".into()));
+                    return Err(malformed(JsonError::SubdomainNotString));
                 }
                 (None, _) => r.skip_value(0).map_err(malformed)?,
             }
@@ -94,13 +95,13 @@ pub fn parse_body(body: &[u8]) -> Result<UpdateBody, AcmeRefusal> {
             match r.next() {
                 Some(b',') => continue,
                 Some(b'}') => break,
-                _ => return Err(malformed(format!("expected ',' or '}}' at byte {}", r.i))),
+                _ => return Err(malformed(JsonError::ExpectedCommaOrClose { at: r.i })),
             }
         }
     }
     r.ws();
     if r.i != body.len() {
-        return Err(malformed(format!("trailing data at byte {}", r.i)));
+        return Err(malformed(JsonError::TrailingData { at: r.i }));
     }
     Ok(out)
 }
@@ -136,7 +137,7 @@ pub fn check_value(value: &str) -> Result<(), AcmeRefusal> {
 /// Whether the owner holds it is the caller's question (also `bad_subdomain`).
 pub fn check_subdomain(raw: Option<&str>) -> Result<String, AcmeRefusal> {
     let raw = raw.ok_or_else(|| AcmeRefusal::BadSubdomain("no \"subdomain\" in body".into()))?;
-    let name = Hostname::parse(raw).map_err(AcmeRefusal::BadSubdomain)?;
+    let name = Hostname::parse(raw).map_err(|e| AcmeRefusal::BadSubdomain(e.to_string()))?;
     if name.as_str().starts_with("*.") {
         return Err(AcmeRefusal::BadSubdomain(format!(
             "{} is a wildcard: send its base name",
@@ -144,7 +145,7 @@ pub fn check_subdomain(raw: Option<&str>) -> Result<String, AcmeRefusal> {
         )));
     }
     name.prefixed(CHALLENGE_LABEL)
-        .map_err(AcmeRefusal::BadSubdomain)?;
+        .map_err(|e| AcmeRefusal::BadSubdomain(e.to_string()))?;
     Ok(name.into_string())
 }
 
@@ -271,6 +272,69 @@ pub fn expiry_cutoff(now: i64) -> i64 {
     now.saturating_sub(LIFETIME.as_secs() as i64)
 }
 
+/// Why a body is not the one JSON object `parse_body` reads; shown after
+/// "malformed JSON body: " in the `bad_subdomain` answer. Byte offsets count
+/// from the body's start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum JsonError {
+    Expected { want: u8, at: usize, found: u8 },
+    ExpectedAtEnd { want: u8 },
+    ExpectedCommaOrClose { at: usize },
+    UnexpectedValue { at: usize },
+    BadNumber { at: usize },
+    BadEscape { at: usize },
+    BadUnicodeEscape { at: usize },
+    UnpairedSurrogate { before: usize },
+    ControlCharacter { at: usize },
+    UnterminatedString,
+    UnterminatedEscape,
+    UnterminatedContainer { at: usize },
+    NotUtf8,
+    TooDeep,
+    TrailingData { at: usize },
+    SubdomainNotString,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JsonError::Expected { want, at, found } => write!(
+                f,
+                "expected '{}' at byte {at}, found '{}'",
+                *want as char,
+                (*found as char).escape_default()
+            ),
+            JsonError::ExpectedAtEnd { want } => {
+                write!(f, "expected '{}', found the end", *want as char)
+            }
+            JsonError::ExpectedCommaOrClose { at } => {
+                write!(f, "expected ',' or '}}' at byte {at}")
+            }
+            JsonError::UnexpectedValue { at } => write!(f, "unexpected value at byte {at}"),
+            JsonError::BadNumber { at } => write!(f, "bad number at byte {at}"),
+            JsonError::BadEscape { at } => write!(f, "bad escape at byte {at}"),
+            JsonError::BadUnicodeEscape { at } => write!(f, "bad \\u escape at byte {at}"),
+            JsonError::UnpairedSurrogate { before } => {
+                write!(f, "unpaired surrogate before byte {before}")
+            }
+            JsonError::ControlCharacter { at } => {
+                write!(f, "control character in string at byte {at}")
+            }
+            JsonError::UnterminatedString => f.write_str("unterminated string"),
+            JsonError::UnterminatedEscape => f.write_str("unterminated escape"),
+            JsonError::UnterminatedContainer { at } => {
+                write!(f, "unterminated array or object at byte {at}")
+            }
+            JsonError::NotUtf8 => f.write_str("string is not UTF-8"),
+            JsonError::TooDeep => f.write_str("nested too deeply"),
+            JsonError::TrailingData { at } => write!(f, "trailing data at byte {at}"),
+            JsonError::SubdomainNotString => f.write_str("\"subdomain\" is not a string"),
+        }
+    }
+}
+
+impl std::error::Error for JsonError {}
+
 /// A cursor over the body bytes.
 struct Reader<'a> {
     b: &'a [u8],
@@ -297,50 +361,50 @@ impl Reader<'_> {
         }
     }
 
-    fn expect(&mut self, c: u8) -> Result<(), String> {
+    fn expect(&mut self, c: u8) -> Result<(), JsonError> {
         match self.next() {
             Some(x) if x == c => Ok(()),
-            Some(x) => Err(format!(
-                "expected '{}' at byte {}, found '{}'",
-                c as char,
-                self.i - 1,
-                (x as char).escape_default()
-            )),
-            None => Err(format!("expected '{}', found the end", c as char)),
+            Some(x) => Err(JsonError::Expected {
+                want: c,
+                at: self.i - 1,
+                found: x,
+            }),
+            None => Err(JsonError::ExpectedAtEnd { want: c }),
         }
     }
 
-    fn literal(&mut self, word: &str) -> Result<(), String> {
+    fn literal(&mut self, word: &str) -> Result<(), JsonError> {
         if self.b[self.i..].starts_with(word.as_bytes()) {
             self.i += word.len();
             Ok(())
         } else {
-            Err(format!("unexpected value at byte {}", self.i))
+            Err(JsonError::UnexpectedValue { at: self.i })
         }
     }
 
-    fn hex4(&mut self) -> Result<u32, String> {
+    fn hex4(&mut self) -> Result<u32, JsonError> {
         let digits = self
             .b
             .get(self.i..self.i + 4)
             .and_then(|d| std::str::from_utf8(d).ok())
             .filter(|d| d.bytes().all(|c| c.is_ascii_hexdigit()))
-            .ok_or_else(|| format!("bad \\u escape at byte {}", self.i))?;
-        let v = u32::from_str_radix(digits, 16).map_err(|e| e.to_string())?;
+            .ok_or(JsonError::BadUnicodeEscape { at: self.i })?;
+        let v = u32::from_str_radix(digits, 16)
+            .map_err(|_| JsonError::BadUnicodeEscape { at: self.i })?;
         self.i += 4;
         Ok(v)
     }
 
     /// A JSON string, unescaped; the reader stands on its opening quote.
-    fn string(&mut self) -> Result<String, String> {
+    fn string(&mut self) -> Result<String, JsonError> {
         self.expect(b'"')?;
         let mut out: Vec<u8> = Vec::new();
         loop {
-            let c = self.next().ok_or("unterminated string")?;
+            let c = self.next().ok_or(JsonError::UnterminatedString)?;
             match c {
                 b'"' => break,
                 b'\\' => {
-                    let e = self.next().ok_or("unterminated escape")?;
+                    let e = self.next().ok_or(JsonError::UnterminatedEscape)?;
                     let simple = match e {
                         b'"' => Some(b'"'),
                         b'\\' => Some(b'\\'),
@@ -351,7 +415,7 @@ impl Reader<'_> {
                         b'r' => Some(b'\r'),
                         b't' => Some(b'\t'),
                         b'u' => None,
-                        _ => return Err(format!("bad escape at byte {}", self.i - 1)),
+                        _ => return Err(JsonError::BadEscape { at: self.i - 1 }),
                     };
                     if let Some(s) = simple {
                         out.push(s);
@@ -363,31 +427,26 @@ impl Reader<'_> {
                         self.literal("\\u")?;
                         let low = self.hex4()?;
                         if !(0xDC00..0xE000).contains(&low) {
-                            return Err(format!("unpaired surrogate before byte {}", self.i));
+                            return Err(JsonError::UnpairedSurrogate { before: self.i });
                         }
                         cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
                     }
                     let ch = char::from_u32(cp)
-                        .ok_or_else(|| format!("unpaired surrogate before byte {}", self.i))?;
+                        .ok_or(JsonError::UnpairedSurrogate { before: self.i })?;
                     let mut buf = [0u8; 4];
                     out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
                 }
-                0..=0x1f => {
-                    return Err(format!(
-                        "control character in string at byte {}",
-                        self.i - 1
-                    ))
-                }
+                0..=0x1f => return Err(JsonError::ControlCharacter { at: self.i - 1 }),
                 _ => out.push(c),
             }
         }
-        String::from_utf8(out).map_err(|_| "string is not UTF-8".to_string())
+        String::from_utf8(out).map_err(|_| JsonError::NotUtf8)
     }
 
     /// Skip one JSON value of a member we do not use.
-    fn skip_value(&mut self, depth: usize) -> Result<(), String> {
+    fn skip_value(&mut self, depth: usize) -> Result<(), JsonError> {
         if depth > MAX_DEPTH {
-            return Err("nested too deeply".into());
+            return Err(JsonError::TooDeep);
         }
         self.ws();
         match self.peek() {
@@ -407,7 +466,7 @@ impl Reader<'_> {
                     .ok()
                     .and_then(|n| n.parse::<f64>().ok())
                     .map(drop)
-                    .ok_or_else(|| format!("bad number at byte {start}"))
+                    .ok_or(JsonError::BadNumber { at: start })
             }
             Some(open @ (b'[' | b'{')) => {
                 let close = if open == b'[' { b']' } else { b'}' };
@@ -429,13 +488,11 @@ impl Reader<'_> {
                     match self.next() {
                         Some(b',') => continue,
                         Some(c) if c == close => return Ok(()),
-                        _ => {
-                            return Err(format!("unterminated array or object at byte {}", self.i))
-                        }
+                        _ => return Err(JsonError::UnterminatedContainer { at: self.i }),
                     }
                 }
             }
-            _ => Err(format!("unexpected value at byte {}", self.i)),
+            _ => Err(JsonError::UnexpectedValue { at: self.i }),
         }
     }
 }
@@ -531,6 +588,37 @@ mod tests {
             parse_body(invalid_utf8),
             Err(AcmeRefusal::BadSubdomain(_))
         ));
+    }
+
+    /// The `bad_subdomain` message names what is wrong and where, word for word.
+    #[test]
+    fn a_malformed_body_is_named_with_its_byte() {
+        for (s, why) in [
+            ("", "expected '{', found the end"),
+            ("[]", "expected '{' at byte 0, found '['"),
+            (
+                r#"{"subdomain" "a"}"#,
+                "expected ':' at byte 13, found '\\\"'",
+            ),
+            (r#"{"subdomain": "a"} x"#, "trailing data at byte 19"),
+            (r#"{"subdomain": "a\x"}"#, "bad escape at byte 17"),
+            (r#"{"subdomain": "\uzz12"}"#, "bad \\u escape at byte 17"),
+            (
+                r#"{"subdomain": "\ud800\u0041"}"#,
+                "unpaired surrogate before byte 27",
+            ),
+            (r#"{"a": [1 2]}"#, "unterminated array or object at byte 10"),
+            (r#"{"other": 1-}"#, "bad number at byte 10"),
+            (r#"{"subdomain": 5}"#, "\"subdomain\" is not a string"),
+        ] {
+            assert_eq!(
+                body(s),
+                Err(AcmeRefusal::BadSubdomain(format!(
+                    "malformed JSON body: {why}"
+                ))),
+                "{s}"
+            );
+        }
     }
 
     #[test]

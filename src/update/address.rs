@@ -89,6 +89,78 @@ enum Element<'a> {
     Address(&'a str),
 }
 
+/// Why an address parameter's value is refused (`400`, SPEC 4.3): each names
+/// the parameter (`key`, request text, shown by `show_key`) and the bad value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddressError {
+    /// Addresses together with `preserve` or an empty element.
+    MixedWithAddresses { key: String },
+    /// `preserve` together with an empty element.
+    PreserveWithEmpty { key: String },
+    /// More than `MAX_ADDRESSES` addresses.
+    TooMany { key: String, count: usize },
+    /// An `addr/len` together with other addresses.
+    PrefixWithOthers { key: String },
+    /// An `addr/len` whose length is not 0 to `max`.
+    PrefixLength { key: String, value: String, max: u8 },
+    /// Not an address of `family`.
+    NotAnAddress {
+        key: String,
+        text: String,
+        family: Family,
+    },
+    /// `::ffff:a.b.c.d` sent as IPv6.
+    Ipv4Mapped { key: String, text: String },
+}
+
+impl fmt::Display for AddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddressError::MixedWithAddresses { key } => write!(
+                f,
+                "{}: 'preserve' or an empty value cannot be mixed with addresses",
+                show_key(key)
+            ),
+            AddressError::PreserveWithEmpty { key } => write!(
+                f,
+                "{}: 'preserve' cannot be mixed with empty values",
+                show_key(key)
+            ),
+            AddressError::TooMany { key, count } => write!(
+                f,
+                "{}: too many addresses: {count} (at most {MAX_ADDRESSES} per family)",
+                show_key(key)
+            ),
+            AddressError::PrefixWithOthers { key } => write!(
+                f,
+                "{}: a prefix (addr/len) cannot be combined with other addresses",
+                show_key(key)
+            ),
+            AddressError::PrefixLength { key, value, max } => write!(
+                f,
+                "{}: invalid prefix length in {} (0 to {max})",
+                show_key(key),
+                name::quoted(value)
+            ),
+            AddressError::NotAnAddress { key, text, family } => write!(
+                f,
+                "{}: {} is not a valid {} address",
+                show_key(key),
+                name::quoted(text),
+                family.name()
+            ),
+            AddressError::Ipv4Mapped { key, text } => write!(
+                f,
+                "{}: {} is an IPv4-mapped IPv6 address; send the IPv4 address as such",
+                show_key(key),
+                name::quoted(text)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AddressError {}
+
 /// At most this many addresses per family and name in one request (the SPEC sets
 /// no bound; it keeps one request from writing thousands of records).
 pub const MAX_ADDRESSES: usize = 32;
@@ -99,7 +171,7 @@ pub fn parse_value(
     key: &str,
     value: &str,
     family: Family,
-) -> Result<Option<AddressAction>, String> {
+) -> Result<Option<AddressAction>, AddressError> {
     let elements = elements_of(value, family);
     if elements.is_empty() {
         return Ok(None);
@@ -111,25 +183,20 @@ pub fn parse_value(
             _ => None,
         })
         .collect();
-    let show = show_key;
     if addresses.is_empty() {
         return delete_or_preserve(key, &elements).map(Some);
     }
     if addresses.len() != elements.len() {
-        return Err(format!(
-            "{}: 'preserve' or an empty value cannot be mixed with addresses",
-            show(key)
-        ));
+        return Err(AddressError::MixedWithAddresses { key: key.into() });
     }
     if addresses.iter().any(|a| a.contains('/')) {
         return replace_prefix(key, &addresses, family).map(Some);
     }
     if addresses.len() > MAX_ADDRESSES {
-        return Err(format!(
-            "{}: too many addresses: {} (at most {MAX_ADDRESSES} per family)",
-            show(key),
-            addresses.len()
-        ));
+        return Err(AddressError::TooMany {
+            key: key.into(),
+            count: addresses.len(),
+        });
     }
     let mut list = addresses
         .iter()
@@ -175,65 +242,59 @@ fn elements_of(value: &str, family: Family) -> Vec<Element<'_>> {
 }
 
 /// Only empty elements: delete; only `preserve`: preserve; both mixed: `400`.
-fn delete_or_preserve(key: &str, elements: &[Element]) -> Result<AddressAction, String> {
+fn delete_or_preserve(key: &str, elements: &[Element]) -> Result<AddressAction, AddressError> {
     if elements.iter().all(|e| matches!(e, Element::Empty)) {
         return Ok(AddressAction::Delete);
     }
     if elements.iter().all(|e| matches!(e, Element::Preserve)) {
         return Ok(AddressAction::Preserve);
     }
-    Err(format!(
-        "{}: 'preserve' cannot be mixed with empty values",
-        show_key(key)
-    ))
+    Err(AddressError::PreserveWithEmpty { key: key.into() })
 }
 
 /// One `addr/len`: the prefix replacement (host bits of the value ignored);
 /// alone or `400`.
-fn replace_prefix(key: &str, addresses: &[&str], family: Family) -> Result<AddressAction, String> {
-    let show = show_key;
+fn replace_prefix(
+    key: &str,
+    addresses: &[&str],
+    family: Family,
+) -> Result<AddressAction, AddressError> {
     if addresses.len() > 1 {
-        return Err(format!(
-            "{}: a prefix (addr/len) cannot be combined with other addresses",
-            show(key)
-        ));
+        return Err(AddressError::PrefixWithOthers { key: key.into() });
     }
     let (addr, len) = addresses[0].split_once('/').unwrap_or((addresses[0], ""));
     let ip = parse_address(key, addr, family)?;
     let max = if family == Family::V4 { 32 } else { 128 };
-    let len: u8 = len.parse().ok().filter(|l| *l <= max).ok_or_else(|| {
-        format!(
-            "{}: invalid prefix length in {} (0 to {max})",
-            show(key),
-            name::quoted(addresses[0])
-        )
-    })?;
+    let len: u8 =
+        len.parse()
+            .ok()
+            .filter(|l| *l <= max)
+            .ok_or_else(|| AddressError::PrefixLength {
+                key: key.into(),
+                value: addresses[0].into(),
+                max,
+            })?;
     Ok(AddressAction::ReplacePrefix {
         network: mask(ip, len),
         len,
     })
 }
 
-fn parse_address(key: &str, text: &str, family: Family) -> Result<IpAddr, String> {
-    let show = show_key;
-    let bad = || {
-        format!(
-            "{}: {} is not a valid {} address",
-            show(key),
-            name::quoted(text),
-            family.name()
-        )
+fn parse_address(key: &str, text: &str, family: Family) -> Result<IpAddr, AddressError> {
+    let bad = || AddressError::NotAnAddress {
+        key: key.into(),
+        text: text.into(),
+        family,
     };
     match family {
         Family::V4 => text.parse::<Ipv4Addr>().map(IpAddr::V4).map_err(|_| bad()),
         Family::V6 => {
             let v6 = text.parse::<Ipv6Addr>().map_err(|_| bad())?;
             if v6.to_ipv4_mapped().is_some() {
-                return Err(format!(
-                    "{}: {} is an IPv4-mapped IPv6 address; send the IPv4 address as such",
-                    show(key),
-                    name::quoted(text)
-                ));
+                return Err(AddressError::Ipv4Mapped {
+                    key: key.into(),
+                    text: text.into(),
+                });
             }
             Ok(IpAddr::V6(v6))
         }
@@ -247,7 +308,7 @@ pub fn family_action(
     family: Family,
     peer: IpAddr,
     guard: &[Cidr],
-) -> Result<(AddressAction, ActionSource), String> {
+) -> Result<(AddressAction, ActionSource), AddressError> {
     for key in family.parameters() {
         if let Some(value) = query.get(key) {
             if let Some(action) = parse_value(key, value, family)? {
@@ -302,7 +363,7 @@ pub fn per_name_parameters(query: &Query) -> Result<Vec<PerName>, Refusal> {
             other => other,
         })?;
         let action = parse_value(key, value, family)
-            .map_err(Refusal::BadRequest)?
+            .map_err(|e| Refusal::BadRequest(e.to_string()))?
             .ok_or_else(|| {
                 Refusal::BadRequest(format!(
                     "{}: no {} address in {}",
@@ -350,7 +411,7 @@ pub fn general_actions(
     let one = |f| {
         family_action(&req.query, f, req.client, zones.guard_fallback())
             .map(|(action, source)| FamilyPlan { action, source })
-            .map_err(Refusal::BadRequest)
+            .map_err(|e| Refusal::BadRequest(e.to_string()))
     };
     Ok(Some([one(Family::V4)?, one(Family::V6)?]))
 }
@@ -427,7 +488,9 @@ mod tests {
     }
 
     fn act(query: &str, family: Family, peer: &str) -> Result<AddressAction, String> {
-        family_action(&Query::parse(query), family, ip(peer), &[]).map(|(a, _)| a)
+        family_action(&Query::parse(query), family, ip(peer), &[])
+            .map(|(a, _)| a)
+            .map_err(|e| e.to_string())
     }
 
     #[test]

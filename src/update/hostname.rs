@@ -5,7 +5,7 @@ use super::auth::{AuthMethod, Credentials};
 use super::directory::{Directory, DirectoryError, Domain, Token, ZonePolicy};
 use super::refusal::Refusal;
 use super::request::{Query, Request};
-use crate::net::name::{check_syntax, normalize};
+use crate::net::name::{check_syntax, normalize, NameError};
 
 /// Which step of the seed gave the names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +34,7 @@ impl HostnameSource {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostnameError {
     /// 400: a name that is not a valid hostname.
-    Invalid(String),
+    Invalid(NameError),
     /// 404 `nohost`: nothing found, or an empty list element.
     NotFound(&'static str),
     /// The owner's domains could not be read.
@@ -110,7 +110,7 @@ pub fn determine(
 /// naming the name, nothing found is `404 nohost`.
 pub fn refusal(e: HostnameError) -> Refusal {
     match e {
-        HostnameError::Invalid(m) => Refusal::BadRequest(m),
+        HostnameError::Invalid(e) => Refusal::BadRequest(e.to_string()),
         HostnameError::NotFound(m) => Refusal::NoHost(m.into()),
         HostnameError::Directory(e) => e.into(),
     }

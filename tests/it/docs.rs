@@ -4,7 +4,7 @@
 //! can use.
 
 use crate::common::readme;
-use dedyn_update::config::Config;
+use dedyn_update::config::settings::Config;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

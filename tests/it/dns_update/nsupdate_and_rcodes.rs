@@ -109,7 +109,7 @@ fn nsupdate_or_skip(test: &str) -> bool {
 /// The docs' `[dns_update]` block is a valid config with UDP and TCP on both families.
 #[test]
 fn the_docs_listen_block_is_a_config_that_listens_on_both_families() {
-    let c = dedyn_update::config::Config::parse(&recipe("dns-update-listen"), None)
+    let c = dedyn_update::config::settings::Config::parse(&recipe("dns-update-listen"), None)
         .expect("the docs' [dns_update] block parses");
     let listen: Vec<String> = c.dns_update.listen.iter().map(|a| a.to_string()).collect();
     assert_eq!(listen, ["0.0.0.0:5353", "[::]:5353"]);
