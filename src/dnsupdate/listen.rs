@@ -492,7 +492,11 @@ fn read_message(
     let deadline = Instant::now() + b.message_timeout;
     read_by(stream, &mut len[1..], deadline)?;
     let n = usize::from(u16::from_be_bytes(len));
-    if n == 0 || n > b.max_message_bytes {
+    if n == 0 {
+        // Not a message: nothing to answer, nothing to count.
+        return Err(End::Closed);
+    }
+    if n > b.max_message_bytes {
         shared.stats.note_oversized(Transport::Tcp);
         return Err(End::Closed);
     }
