@@ -756,3 +756,38 @@ fn a_dns_listener_that_cannot_bind_fails_the_start_and_check() {
         out.stderr
     );
 }
+
+/// RFC 1035 4.2.2 on the real path: one TCP connection carries several
+/// signed UPDATEs, each answered (and signed) before the next is read.
+#[test]
+fn one_tcp_connection_carries_several_updates() {
+    use std::io::{Read, Write};
+    let s = Scene::start(Setup::default());
+    let mut conn = TcpStream::connect_timeout(&s.dns, Duration::from_secs(5)).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for (i, addr) in ["192.0.2.11", "192.0.2.12", "192.0.2.13"]
+        .iter()
+        .enumerate()
+    {
+        let replace = update(
+            ZONE,
+            vec![],
+            vec![
+                rr(NAME, RType::A, Class::Any, 0, RData::Empty),
+                add_a(NAME, addr),
+            ],
+        );
+        let (wire, mac) = tsig::sign_request(replace.to_wire(), &s.key, now());
+        let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&wire);
+        conn.write_all(&framed).expect("send");
+        let mut len = [0u8; 2];
+        conn.read_exact(&mut len).expect("an answer");
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        conn.read_exact(&mut answer).expect("the whole answer");
+        assert_eq!(rcode_of(&answer), Rcode::NoError, "message {i}");
+        assert_eq!(tsig::check_answer(&answer, &s.key, &mac), Ok(None));
+        assert_eq!(s.server.records(NAME), [format!("A {addr}")]);
+    }
+}
