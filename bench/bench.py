@@ -308,10 +308,21 @@ def report(args):
         return account_report(args, res, rows, sizes, s1, s1_ref, names, secs, reps)
     ratio_row(f"S2 changing updates (a write each), 64 conns", "s2", 12)
     ratio_row("S3 HTTPS, new connection per request", "s3", 50, "handshakes/s")
+    s2 = median(res, "s2_ours", "rps")
+    for key, label, target in (("s5_udp", "S5 signed DNS UPDATEs over UDP (a write each), 16 clients", 100),
+                               ("s5_tcp", "S5 the same over TCP, one connection per client", None)):
+        v = median(res, key, "rps")
+        r = None if v is None or not s2 else 100 * v / s2
+        rows.append((label, fmt(v, "req/s"), "S2 " + fmt(s2, "req/s"),
+                     "n/a" if r is None else f"{r:.1f} %",
+                     f"≥ {target} % of S2" if target else "–",
+                     verdict(None if r is None else r >= target) if target else "info"))
     for key, label in (("s1", "S1 p99 latency"), ("s2", "S2 p99 latency")):
         ref = median(res, key + "_ref", "p99_ms")
         limit_row(label, median(res, key + "_ours", "p99_ms"), "ms", 10, 2,
                   ref=None if ref is None else f"nginx {ref:.2f} ms")
+    limit_row("S5 UDP p99 latency", median(res, "s5_udp", "p99_ms"), "ms", 10, 2)
+    limit_row("S5 TCP p99 latency", median(res, "s5_tcp", "p99_ms"), "ms", 10, 2)
     for key, label in (("s1", "S1"), ("s2", "S2")):
         v = median(res, key + "_ours", "vcs_per_req")
         if v is not None:

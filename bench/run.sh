@@ -19,6 +19,11 @@
 #   S4 account:   as S1, but every name belongs to ONE account with one token
 #                 (100,000 names; --quick 10,000), and a variant whose token is
 #                 limited with `--domain` to 1,000 of them; target: ≥ 90 % of S1
+#   S5 DNS UPDATE: signed UPDATEs (TSIG), each a new IPv4 for a random name of
+#                 S4's account (a write each), from 16 clients with one message
+#                 outstanding each (bench/dns_load: examples/dns_load.rs), over
+#                 UDP and over TCP (one connection per client, reused); target:
+#                 UDP ≥ 100 % of S2's req/s, p99 ≤ 10 ms
 #   propagation:  200 changing updates/s; per sampled update, `good` → NSD answers
 #   render:       zone render + atomic write (examples/render_bench.rs)
 #   footprint:    VmRSS idle, VmHWM under S2, stripped binary, start → first answer
@@ -89,9 +94,10 @@ fi
 # ---- build ----
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 say "cargo build --release"
-cargo build --release --quiet --bin dedyn-update --example render_bench
+cargo build --release --quiet --bin dedyn-update --example render_bench --example dns_load
 BIN=$TARGET/release/dedyn-update
 RENDER=$TARGET/release/examples/render_bench
+DNSLOAD=$TARGET/release/examples/dns_load
 
 # ---- temp dir and cleanup: everything we start is stopped by PID ----
 T=$(mktemp -d /tmp/dedyn-bench.XXXXXX)
@@ -128,7 +134,7 @@ record() { echo "$*" >>"$RES"; }
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 HTTP_PORT=$(free_port) HTTPS_PORT=$(free_port) NGX_PORT=$(free_port) NGX_TLS_PORT=$(free_port)
-DNS_PORT=$(free_port)
+DNS_PORT=$(free_port) UPD_PORT=$(free_port)
 
 # ---- certificate: self-signed ECDSA P-256, for us and nginx alike ----
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -155,6 +161,10 @@ path = "$T/db.sqlite3"
 reload_command = "$(command -v nsd-control) -c $T/nsd.conf reload {zone}"
 # As the README recommends: pace publications to what NSD has loaded.
 verify_server = "127.0.0.1:$DNS_PORT"
+
+# S5: DNS UPDATE with a TSIG key.
+[dns_update]
+listen = ["127.0.0.1:$UPD_PORT"]
 
 [[zone]]
 name = "dedyn.example"
@@ -213,6 +223,9 @@ for n in $ACCOUNTS; do
   account_creds "$n" "$(sed -n "${i}p" "$T/account-secrets.txt")" "$n" "$T/creds-a$n.tsv"
 done
 account_creds "$LARGEST" "$(sed -n "$((i + 1))p" "$T/account-secrets.txt")" "$LIMITED" "$T/creds-limited.tsv"
+# S5: a TSIG key of the largest account, for all of its names.
+dedyn token add --owner "a$LARGEST@bench.example" --tsig --key-name s5.bench.example >"$T/s5.key"
+cut -f1 "$T/creds-a$LARGEST.tsv" >"$T/s5-names.txt"
 dedyn zone render dedyn.example >"$T/zones/dedyn.example.zone"
 
 # ---- NSD ----
@@ -408,6 +421,28 @@ for rep in $(seq "$REPS"); do
   run_wrk s2_ref "$REF" changing
 done
 record "rss_peak kb=$(status_kb VmHWM)"
+
+# ---- S5: signed DNS UPDATEs, UDP and TCP, a write each ----
+run_dns() { # KEY TRANSPORT: appends `KEY requests=… rps=… p99_ms=…`
+  local out line
+  out=$("$DNSLOAD" --server "127.0.0.1:$UPD_PORT" --transport "$2" --key "$T/s5.key" \
+    --names "$T/s5-names.txt" --zone dedyn.example --seconds "$SECS" --clients 16 2>&1) || {
+    echo "$out" >&2
+    return 1
+  }
+  line=$(grep '^RESULT ' <<<"$out" || true)
+  if [ -z "$line" ]; then
+    echo "bench: dns_load printed no RESULT line for $1:" >&2
+    echo "$out" >&2
+    return 1
+  fi
+  record "$1 ${line#RESULT }"
+  say "$1 ${line#RESULT }"
+}
+for rep in $(seq "$REPS"); do
+  run_dns s5_udp udp
+  run_dns s5_tcp tcp
+done
 
 # ---- propagation: steady 200 changing updates/s, good → NSD answers ----
 say "propagation: 200 updates/s for $PROP_SECS s, 1 in $PROP_EVERY sampled"

@@ -2,6 +2,9 @@
 //! edge, metrics — runs until SIGTERM/SIGINT and shuts down in order.
 
 use crate::config::settings::Config;
+use crate::dnsupdate::intake::DnsService;
+use crate::dnsupdate::listen::{self as dns_listen, Bounds};
+use crate::dnsupdate::stats::DnsStats;
 use crate::edge::{EdgeSettings, InternalHop};
 use crate::http::{metrics, Service};
 use crate::os::private_dir::PrivateDir;
@@ -34,6 +37,17 @@ pub fn edge_settings(config: &Config) -> EdgeSettings {
         head_timeout: s.request_head_timeout,
         idle_timeout: s.keepalive_timeout,
         max_head_bytes: s.max_request_head_bytes,
+    }
+}
+
+/// The DNS UPDATE listeners' bounds: the edge's, from `[server]` (SPEC 14).
+pub fn dns_bounds(config: &Config) -> Bounds {
+    let s = &config.server;
+    Bounds {
+        max_connections: s.max_connections,
+        idle_timeout: s.keepalive_timeout,
+        message_timeout: s.request_head_timeout,
+        max_message_bytes: s.max_request_head_bytes,
     }
 }
 
@@ -99,11 +113,22 @@ fn start_service(
         config.clone(),
         hop,
         publisher.clone(),
-        last_used,
+        last_used.clone(),
     ));
+    // SPEC 14: the same rate limiters, counted together with HTTP.
+    let dns = (!config.dns_update.listen.is_empty()).then(|| {
+        Arc::new(DnsService::new(
+            config.clone(),
+            publisher.clone(),
+            last_used,
+            service.dyndns_limiter.clone(),
+            service.acme_limiter.clone(),
+            service.failed_auth_limiter.clone(),
+        ))
+    });
     let services = Services {
         http: service.clone(),
-        dns: None,
+        dns,
     };
     let pool = WorkerPool::start(config.server.workers, internal, services, open_ledger)
         .map_err(|e| e.to_string())?;
@@ -159,6 +184,7 @@ pub fn serve(config: Config) -> Result<(), String> {
         .map(metrics::bind)
         .transpose()
         .map_err(|e| e.to_string())?;
+    let dns_bound = dns_listen::bind(&config.dns_update.listen)?;
     let edge = Arc::new(
         crate::edge::start(edge_settings(&config), hop.clone()).map_err(|e| e.to_string())?,
     );
@@ -170,6 +196,18 @@ pub fn serve(config: Config) -> Result<(), String> {
             return Err(e);
         }
     };
+    let dns_stats = Arc::new(DnsStats::default());
+    let dns_listeners =
+        match dns_bound.start(dns_bounds(&config), pool.dns_submitter(), dns_stats.clone()) {
+            Ok(l) => l,
+            Err(e) => {
+                edge.shutdown();
+                pool.stop();
+                publisher.shutdown();
+                let _ = publisher_thread.join();
+                return Err(e);
+            }
+        };
     // SPEC 16: a standby's copy tells a dead primary from an idle one.
     let heartbeat = match crate::standby::HeartbeatThread::spawn(&config) {
         Ok(h) => Some(h),
@@ -186,6 +224,9 @@ pub fn serve(config: Config) -> Result<(), String> {
                 counters: service.counters.clone(),
                 publish: stats,
                 open_connections: Box::new(move || e.open_connections()),
+                // The DNS intake's counters, rendered by its own room: http/
+                // and dnsupdate/ stay beside each other, neither imports the other.
+                more: Box::new(move || dns_stats.render()),
             },
         )
         .map_err(|e| e.to_string())?;
@@ -213,6 +254,10 @@ pub fn serve(config: Config) -> Result<(), String> {
     // From now on reloads get reload_timeout_secs in all (SPEC 17).
     publisher.stopping();
     edge.shutdown();
+    // Every listener stops submitting before the workers finish the queue.
+    if !dns_listeners.stop(Duration::from_secs(10)) {
+        warn!("some DNS UPDATE TCP connections were still open after 10 s; closed them");
+    }
     if !edge.wait_closed(Duration::from_secs(10)) {
         warn!("some connections were still open after 10 s; closing them");
     }

@@ -33,6 +33,7 @@ declare -A PKG=(
   [delv]=bind9-dnsutils # tests/it/operator/nameserver_command.rs: validates Knot's signatures
   [keymgr]=knot         # tests/it/operator/nameserver_command.rs: the DS record for the parent
   [dig]=bind9-dnsutils
+  [nsupdate]=bind9-dnsutils # tests/it/dns_update: the docs' nsupdate -k recipes
   [kdig]=knot-dnsutils
   [ddclient]=ddclient
   [inadyn]=inadyn        # tests/it/operator/client_recipes.rs: the README's inadyn recipe

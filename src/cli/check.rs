@@ -1,6 +1,6 @@
 //! `check`: after the config loaded, try what the service will do — open the
 //! database, write into the zone directories, load the TLS pair, bind the
-//! listeners — naming each problem.
+//! listeners (DNS UPDATE's UDP and TCP too) — naming each problem.
 
 use super::args::{open_existing, print_lines, usage, Failure, Out};
 use crate::config::settings::{Config, Zone};
@@ -273,7 +273,14 @@ fn listener_problems(config: &Config) -> (Vec<String>, String) {
         .iter()
         .map(|a| ("server.http_listen", *a))
         .chain(s.https_listen.iter().map(|a| ("server.https_listen", *a)))
-        .chain(s.metrics_listen.map(|a| ("server.metrics_listen", a)));
+        .chain(s.metrics_listen.map(|a| ("server.metrics_listen", a)))
+        .chain(
+            config
+                .dns_update
+                .listen
+                .iter()
+                .map(|a| ("dns_update.listen", *a)),
+        );
     let mut problems = Vec::new();
     let (mut tried, mut untried) = (Vec::new(), Vec::new());
     for (key, addr) in all {
@@ -281,6 +288,11 @@ fn listener_problems(config: &Config) -> (Vec<String>, String) {
         // the metrics one as `metrics::bind` does (std).
         let bound = if key == "server.metrics_listen" {
             std::net::TcpListener::bind(addr).map(drop)
+        } else if key == "dns_update.listen" {
+            // UDP and TCP, as `serve` binds them.
+            crate::os::sys::bind_udp(addr)
+                .and_then(|_udp| crate::os::sys::listen_tcp(addr, 1))
+                .map(drop)
         } else {
             crate::os::sys::listen_tcp(addr, 1).map(drop)
         };

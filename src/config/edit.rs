@@ -17,6 +17,7 @@ pub const SECTIONS: &[&str] = &[
     "server",
     "database",
     "dns",
+    "dns_update",
     "rate_limit",
     "limits",
     "standby",

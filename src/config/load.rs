@@ -121,6 +121,7 @@ mod tests {
             "[server]",
             "[database]",
             "[dns]",
+            "[dns_update]",
             "[[zone]]",
             "[rate_limit]",
             "[limits]",
@@ -362,6 +363,40 @@ mod tests {
             "http_listen = [\"{sock}\"]\ntrusted_proxies = [\"127.0.0.0/8\", \"{sock}\"]\n"
         ))
         .is_none());
+    }
+
+    /// SPEC 14: off by default; never where the local nameserver listens
+    /// unless told to; each address once.
+    #[test]
+    fn dns_update_listeners_keep_off_the_nameservers_address() {
+        assert!(Config::defaults().dns_update.listen.is_empty());
+        let with = |dns: &str, listen: &str| {
+            Config::parse(
+                &format!("[dns]\n{dns}\n[dns_update]\nlisten = [{listen}]\n"),
+                None,
+            )
+        };
+        let c = with("", "\"127.0.0.1:5353\", \"[::1]:5353\"").unwrap();
+        assert_eq!(c.dns_update.listen.len(), 2);
+        let ns = "verify_server = \"127.0.0.1:53\"";
+        for clash in ["\"127.0.0.1:53\"", "\"0.0.0.0:53\""] {
+            let e = with(ns, clash).unwrap_err().to_string();
+            assert!(
+                e.contains("dns_update.listen") && e.contains("allow_nameserver_address"),
+                "{e}"
+            );
+        }
+        assert!(with(ns, "\"127.0.0.2:53\", \"127.0.0.1:5353\", \"[::1]:53\"").is_ok());
+        let allowed = format!(
+            "[dns]\n{ns}\n[dns_update]\nlisten = [\"127.0.0.1:53\"]\nallow_nameserver_address = true\n"
+        );
+        assert!(Config::parse(&allowed, None).is_ok());
+        let e = with("", "\"127.0.0.1:5353\", \"127.0.0.1:5353\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listed twice"), "{e}");
+        let e = with("", "\"nonsense\"").unwrap_err().to_string();
+        assert!(e.contains("dns_update.listen: 'nonsense'"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub(super) struct RawConfig {
     pub(super) server: RawServer,
     pub(super) database: RawDatabase,
     pub(super) dns: RawDns,
+    pub(super) dns_update: RawDnsUpdate,
     pub(super) zone: Option<Vec<RawZone>>,
     pub(super) rate_limit: RawRateLimit,
     pub(super) limits: RawLimits,
@@ -105,6 +106,13 @@ impl Default for RawDns {
             verify_server: String::new(),
         }
     }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawDnsUpdate {
+    pub(super) listen: Vec<String>,
+    pub(super) allow_nameserver_address: bool,
 }
 
 #[derive(Deserialize)]

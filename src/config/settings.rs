@@ -19,6 +19,7 @@ pub struct Config {
     pub server: Server,
     pub database: Database,
     pub dns: Dns,
+    pub dns_update: DnsUpdate,
     pub zones: Vec<Zone>,
     pub rate_limit: RateLimit,
     pub limits: Bounds,
@@ -92,6 +93,15 @@ pub struct Dns {
     pub reload_timeout: Duration,
     pub guard_fallback: Vec<Cidr>,
     pub verify_server: Option<SocketAddr>,
+}
+
+/// `[dns_update]`: the DNS UPDATE listeners (SPEC 14). Their TCP connections
+/// are bounded by `[server]`'s `max_connections`, `keepalive_timeout_secs`,
+/// `request_head_timeout_secs` and `max_request_head_bytes`, like the edge's.
+#[derive(Clone, Debug)]
+pub struct DnsUpdate {
+    /// UDP and TCP on each (empty: off).
+    pub listen: Vec<SocketAddr>,
 }
 
 #[derive(Clone, Debug)]

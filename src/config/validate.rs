@@ -4,9 +4,10 @@
 use super::error::Problem;
 use super::paths;
 use super::raw::{
-    RawConfig, RawDatabase, RawDns, RawLimits, RawRateLimit, RawServer, RawStandby, RawZone,
+    RawConfig, RawDatabase, RawDns, RawDnsUpdate, RawLimits, RawRateLimit, RawServer, RawStandby,
+    RawZone,
 };
-use super::settings::{Config, Database, Dns, RateLimit, Server, Standby, Zone};
+use super::settings::{Config, Database, Dns, DnsUpdate, RateLimit, Server, Standby, Zone};
 use crate::edge::TrustedProxies;
 use crate::net::cidr::Cidr;
 use crate::net::name;
@@ -210,16 +211,24 @@ pub(super) fn validate(
     let server = validate_server(raw.server, &mut p);
     let database = validate_database(raw.database, &mut p);
     let dns = validate_dns(raw.dns, &mut p);
+    let dns_update = validate_dns_update(
+        raw.dns_update,
+        dns.as_ref().and_then(|d| d.verify_server),
+        &mut p,
+    );
     let zones = validate_zones(raw.zone, &mut p, files);
     files.tls(&tls.0, &tls.1);
     let rate_limit = validate_rate_limit(raw.rate_limit, &mut p);
     let limits = validate_limits(raw.limits, &mut p);
     let standby = validate_standby(raw.standby, &mut p);
-    match (server, database, dns, zones, rate_limit, limits, standby) {
+    match (
+        server, database, dns, dns_update, zones, rate_limit, limits, standby,
+    ) {
         (
             Some(server),
             Some(database),
             Some(dns),
+            Some(dns_update),
             Some(zones),
             Some(rate_limit),
             Some(limits),
@@ -229,6 +238,7 @@ pub(super) fn validate(
             server,
             database,
             dns,
+            dns_update,
             zones,
             rate_limit,
             limits,
@@ -393,6 +403,45 @@ fn validate_dns(d: RawDns, p: &mut Problems) -> Option<Dns> {
         guard_fallback: guard_fallback?,
         verify_server: verify_server?,
     })
+}
+
+/// `[dns_update]`: its listeners, never where the local nameserver
+/// (`dns.verify_server`) listens unless `allow_nameserver_address` says so
+/// (SPEC 14): the two would take turns answering the nameserver's queries.
+fn validate_dns_update(
+    d: RawDnsUpdate,
+    verify_server: Option<SocketAddr>,
+    p: &mut Problems,
+) -> Option<DnsUpdate> {
+    let key = "dns_update.listen";
+    let listen = p.every(&d.listen, |v| {
+        let a = listen_addr(key, v)?;
+        match verify_server {
+            Some(ns) if !d.allow_nameserver_address && overlaps(a, ns) => Err(format!(
+                "{key}: '{v}' is where the local nameserver listens (dns.verify_server = \"{ns}\"): \
+                 use another port (e.g. 5353), or set dns_update.allow_nameserver_address = true \
+                 if that nameserver does not take this address"
+            )
+            .into()),
+            _ => Ok(a),
+        }
+    })?;
+    for (i, a) in listen.iter().enumerate() {
+        if listen[..i].contains(a) {
+            p.push(format!("{key}: '{a}' is listed twice"));
+            return None;
+        }
+    }
+    Some(DnsUpdate { listen })
+}
+
+/// Whether a listener on `a` would take packets meant for `b`: the same port,
+/// and the same address or a wildcard of the same family (v6 sockets are
+/// IPV6_V6ONLY).
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// `[[zone]]`: names, files, NS and hostmaster; the built-in zone when none is

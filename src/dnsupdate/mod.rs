@@ -6,5 +6,7 @@
 pub mod intake;
 pub mod job;
 pub mod judge;
+pub mod listen;
 pub mod rcode;
+pub mod stats;
 pub mod translate;

@@ -85,11 +85,14 @@ impl RequestStats {
 }
 
 /// What the metrics page is made of. `open_connections` is a closure so that the
-/// edge can report its own count (its connection budget's open slots).
+/// edge can report its own count (its connection budget's open slots); `more`
+/// appends families rendered elsewhere (the DNS intake's, SPEC 14), so that
+/// this room needs no import of theirs.
 pub struct Sources {
     pub counters: Arc<Counters>,
     pub publish: Arc<PublishStats>,
     pub open_connections: Box<dyn Fn() -> usize + Send + Sync>,
+    pub more: Box<dyn Fn() -> String + Send + Sync>,
 }
 
 fn load(a: &AtomicU64) -> u64 {
@@ -118,6 +121,7 @@ pub fn render(src: &Sources) -> String {
     render_requests(&mut out, src);
     render_latency(&mut out, &src.counters.requests_by_status);
     render_publications(&mut out, &src.publish);
+    out.push_str(&(src.more)());
     out
 }
 
@@ -477,6 +481,7 @@ mod tests {
             counters: Arc::new(Counters::default()),
             publish: Arc::new(PublishStats::default()),
             open_connections: Box::new(|| 3),
+            more: Box::new(|| "dedyn_update_more 1\n".into()),
         }
     }
 
@@ -490,6 +495,8 @@ mod tests {
             .requests_by_status
             .observe(401, Duration::from_secs(9));
         let text = render(&s);
+        // Families rendered elsewhere (the DNS intake's) come last, as given.
+        assert!(text.ends_with("\ndedyn_update_more 1\n"), "{text}");
         assert!(
             text.contains("dedyn_update_request_duration_seconds_bucket{le=\"0.0005\"} 0\n"),
             "{text}"

@@ -1,6 +1,6 @@
 //! The few operating-system calls std does not offer, each wrapped and explained:
-//! listening sockets (IPV6_V6ONLY, deep backlog), poll(2), listener shutdown, RLIMIT_NOFILE,
-//! and reload commands as process groups (waitid without reaping, killpg).
+//! listening sockets (IPV6_V6ONLY, deep backlog; UDP too), poll(2), listener
+//! shutdown, RLIMIT_NOFILE, and reload commands as process groups (waitid without reaping, killpg).
 //!
 //! Every `unsafe` block of the crate lives in `os/`. Linux is the target
 //! (systemd service on a VPS or a Raspberry Pi); the calls are plain POSIX apart
@@ -8,7 +8,7 @@
 
 use std::io;
 use std::mem;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -20,12 +20,29 @@ use std::time::Duration;
 /// EADDRINUSE), and a backlog deeper than std's 128, because under a connection
 /// flood the listen backlog is where real clients wait (SPEC 9).
 pub(crate) fn listen_tcp(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    let fd = bound_socket(addr, libc::SOCK_STREAM)?;
+    // SAFETY: listen(2) on a descriptor we own; no pointers.
+    if unsafe { libc::listen(fd.as_raw_fd(), backlog) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpListener::from(fd))
+}
+
+/// A UDP socket bound to `addr`, with `IPV6_V6ONLY` for the same reason as
+/// `listen_tcp`: `[::]:5353` and `0.0.0.0:5353` can both be configured (DNS
+/// UPDATE listens on UDP and TCP on each address, SPEC 14).
+pub(crate) fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    Ok(UdpSocket::from(bound_socket(addr, libc::SOCK_DGRAM)?))
+}
+
+/// A socket of `kind` bound to `addr`: SO_REUSEADDR, and IPV6_V6ONLY for IPv6.
+fn bound_socket(addr: SocketAddr, kind: libc::c_int) -> io::Result<OwnedFd> {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
     };
     // SAFETY: socket(2) takes no pointers; a negative result is checked below.
-    let raw = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    let raw = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -81,11 +98,7 @@ pub(crate) fn listen_tcp(addr: SocketAddr, backlog: i32) -> io::Result<TcpListen
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: listen(2) on a descriptor we own; no pointers.
-    if unsafe { libc::listen(fd.as_raw_fd(), backlog) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(TcpListener::from(fd))
+    Ok(fd)
 }
 
 fn set_int_option(

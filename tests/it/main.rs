@@ -43,6 +43,12 @@ mod acme {
     mod certbot_and_lego;
 }
 
+/// SPEC 14: DNS UPDATE (RFC 2136) with TSIG, the second way in.
+mod dns_update {
+    mod certbot_and_lego;
+    mod nsupdate_and_rcodes;
+}
+
 /// SPEC 11: what the package ships.
 mod packages {
     mod man_pages;

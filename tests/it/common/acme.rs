@@ -1,6 +1,7 @@
 //! Real ACME software for the DNS-01 end-to-end tests (SPEC 10): pebble (Let's
 //! Encrypt's test CA, Debian package) validating against our nameserver, certbot
-//! with the `dns-acmedns` plugin in a venv made here from PyPI, and Debian's lego.
+//! with the `dns-acmedns` and `dns-rfc2136` plugins in a venv made here from PyPI,
+//! and Debian's lego.
 //!
 //! Pebble (`pebble -config pebble.json -dnsserver 127.0.0.1:PORT`):
 //! - Debian ships no test certificate for pebble's own HTTPS API, so one is made
@@ -32,8 +33,15 @@ use super::server::free_tcp;
 const PEBBLE_START: Duration = Duration::from_secs(30);
 /// Bound on making the venv and installing certbot into it.
 const VENV_INSTALL: Duration = Duration::from_secs(600);
-/// The versions checked to work together (certbot 5.8 loads dns-acmedns 0.1.0).
-pub const CERTBOT_PACKAGES: &[&str] = &["certbot==5.8.0", "certbot-dns-acmedns==0.1.0"];
+/// The versions checked to work together (certbot 5.8 loads dns-acmedns 0.1.0
+/// and its own dns-rfc2136, SPEC 14).
+pub const CERTBOT_PACKAGES: &[&str] = &[
+    "certbot==5.8.0",
+    "certbot-dns-acmedns==0.1.0",
+    "certbot-dns-rfc2136==5.8.0",
+];
+/// The authenticators the venv must list.
+const CERTBOT_PLUGINS: &[&str] = &["dns-acmedns", "dns-rfc2136"];
 
 pub use super::proc::skip;
 
@@ -176,7 +184,7 @@ impl Drop for Pebble {
     }
 }
 
-/// The directory of a venv with certbot and the dns-acmedns plugin, made once per
+/// The directory of a venv with certbot and its two DNS plugins, made once per
 /// build directory (`target/tmp/certbot-venv`) and reused while it works.
 /// `Err` says why it could not be made (no python3 venv module, no PyPI...).
 pub fn certbot_venv() -> Result<PathBuf, String> {
@@ -189,7 +197,7 @@ pub fn certbot_venv() -> Result<PathBuf, String> {
         let mut cmd = Command::new(&certbot);
         cmd.arg("plugins").arg("--authenticators");
         let out = run_with_timeout(cmd, scratch, Duration::from_secs(60));
-        out.success() && out.text.contains("dns-acmedns")
+        out.success() && CERTBOT_PLUGINS.iter().all(|p| out.text.contains(p))
     };
     let scratch = TempDir::new("venv");
     if certbot.is_file() && works(scratch.path()) {
@@ -224,7 +232,10 @@ pub fn certbot_venv() -> Result<PathBuf, String> {
         ));
     }
     if !works(scratch.path()) {
-        return Err("certbot installed but does not list the dns-acmedns plugin".into());
+        return Err(format!(
+            "certbot installed but does not list the plugins {}",
+            CERTBOT_PLUGINS.join(", ")
+        ));
     }
     Ok(venv)
 }

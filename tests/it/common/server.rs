@@ -34,6 +34,9 @@ pub struct Setup {
     /// A command the binary is run under, e.g. `["prlimit", "--nofile=256:256"]`.
     /// It must exec the binary, so that the PID the harness signals stays the server's.
     pub wrapper: Vec<String>,
+    /// Listen for DNS UPDATE (UDP and TCP) on a free IPv4 loopback port
+    /// (`[dns_update] listen`), with these extra lines for that section.
+    pub dns_update: Option<Vec<String>>,
 }
 
 impl Setup {
@@ -58,6 +61,8 @@ pub struct Server {
     pub http6: Option<SocketAddr>,
     /// The HTTPS listener, when `Setup::tls` asked for one.
     pub https: Option<SocketAddr>,
+    /// The DNS UPDATE listener (UDP and TCP), when `Setup::dns_update` asked for one.
+    pub dns: Option<SocketAddr>,
     wrapper: Vec<String>,
     child: Option<Child>,
 }
@@ -159,6 +164,18 @@ impl Server {
         if !setup.limits.is_empty() {
             text.push_str(&format!("\n[limits]\n{}\n", setup.limits.join("\n")));
         }
+        // The port is free for TCP when chosen; a UDP clash fails the start
+        // ("cannot listen on"), and `start_with` tries new ports.
+        let dns = setup
+            .dns_update
+            .as_ref()
+            .map(|_| free_tcp("127.0.0.1").expect("a free IPv4 loopback port"));
+        if let (Some(addr), Some(lines)) = (dns, &setup.dns_update) {
+            text.push_str(&format!(
+                "\n[dns_update]\nlisten = [\"{addr}\"]\n{}\n",
+                lines.join("\n")
+            ));
+        }
         let config = d.join("config.toml");
         std::fs::write(&config, text).unwrap();
         Server {
@@ -167,6 +184,7 @@ impl Server {
             http,
             http6,
             https,
+            dns,
             wrapper: setup.wrapper.clone(),
             child: None,
         }
@@ -213,6 +231,10 @@ impl Server {
             .chain(self.http6)
             .map(|a| format!("listening on http://{a}"))
             .chain(self.https.map(|a| format!("listening on https://{a}")))
+            .chain(
+                self.dns
+                    .map(|a| format!("listening for DNS UPDATE on udp://{a} and tcp://{a}")),
+            )
             // The listeners come up first (a start that fails on them touches
             // nothing); this line says the workers and the metrics listener run.
             .chain(std::iter::once(" serving with ".to_string()))

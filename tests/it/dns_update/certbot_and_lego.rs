@@ -1,0 +1,236 @@
+//! Certificates through DNS UPDATE (SPEC 14): certbot with its `dns-rfc2136`
+//! plugin (from PyPI, in the venv `common::acme` makes) and lego with
+//! `--dns rfc2136`, each run as docs/dns-update.md shows it with the key that
+//! `token add --tsig` printed, each obtaining one certificate for NAME and
+//! *.NAME from pebble, which validates against the NSD the server publishes
+//! into. Both clients add the two challenge values with UPDATEs and delete them
+//! again afterwards. A client or pebble that cannot be had is a loud `SKIPPED:`.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::acme::{certbot_venv, dns_sans, lego, substitute, verify_chain, Pebble};
+use crate::common::dns::Rig;
+use crate::common::ns::Kind;
+use crate::common::proc::{read_lossy, run_with_timeout, skip, TempDir};
+use crate::common::readme::{cli_args, recipe};
+use crate::common::server::Setup;
+
+const NAME: &str = "alice.dedyn.example";
+const EMAIL: &str = "alice@example.org";
+/// Bound on one client run (issuance normally takes seconds).
+const CLIENT: Duration = Duration::from_secs(240);
+
+/// NSD serving the zone, the server with a DNS UPDATE listener publishing into
+/// it, pebble validating against NSD, and the docs' TSIG key for NAME (the
+/// printed text).
+fn rig(test: &str) -> Option<(Rig, Pebble, String)> {
+    let rig = Rig::start(
+        Kind::Nsd,
+        Setup {
+            dns_update: Some(Vec::new()),
+            ..Setup::default()
+        },
+    );
+    let pebble = Pebble::start(test, rig.ns.port())?;
+    rig.server.cli_ok(&["user", "add", EMAIL]);
+    rig.server
+        .cli_ok(&["domain", "add", NAME, "--owner", EMAIL]);
+    let args = cli_args(&recipe("tsig-token"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let printed = rig.server.cli_ok(&args);
+    Some((rig, pebble, printed))
+}
+
+/// The value of `key = value` / `KEY=value` in the printed lines.
+fn printed_value(printed: &str, key: &str) -> String {
+    printed
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no {key} in:\n{printed}"))
+}
+
+fn assert_certificate(cert: &Path, pebble: &Pebble, scratch: &Path) {
+    assert_eq!(
+        dns_sans(cert, scratch),
+        [format!("*.{NAME}"), NAME.to_string()],
+        "{}",
+        cert.display()
+    );
+    verify_chain(pebble, cert, scratch);
+}
+
+/// The client deleted both challenge values once done (delete RR, RFC 2136 2.5.4),
+/// and the server logged the two it added.
+fn assert_values_added_and_deleted(rig: &Rig) {
+    let txt: Vec<String> = rig
+        .server
+        .records(NAME)
+        .into_iter()
+        .filter(|l| l.starts_with("TXT "))
+        .collect();
+    assert!(txt.is_empty(), "challenge values left behind: {txt:?}");
+    let log = rig.server.log();
+    let added = log
+        .lines()
+        .filter(|l| l.contains("dns-update ") && l.contains(": NOERROR ") && l.contains("TXT +"))
+        .count();
+    assert!(added >= 2, "expected two added values:\n{log}");
+}
+
+fn timing(what: &str, d: Duration) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("\nTIMING: {what}: {d:.1?}\n").as_bytes());
+}
+
+#[test]
+fn certbot_with_the_dns_rfc2136_plugin_gets_name_and_wildcard() {
+    const TEST: &str = "certbot_with_the_dns_rfc2136_plugin_gets_name_and_wildcard";
+    let venv = match certbot_venv() {
+        Ok(v) => v,
+        Err(why) => return skip(TEST, &format!("certbot could not be installed: {why}")),
+    };
+    let Some((rig, pebble, printed)) = rig(TEST) else {
+        return;
+    };
+    let dns = rig.server.dns.expect("a DNS UPDATE listener");
+    let dir = TempDir::new("certbot");
+    let d = dir.path();
+    let ini_path = d.join("rfc2136.ini");
+    let ini = recipe("certbot-rfc2136-ini");
+    assert_eq!(ini.lines().next(), Some("# /etc/letsencrypt/rfc2136.ini"));
+    // The docs' lines are the ones `token add --tsig` printed for certbot.
+    for key in ["dns_rfc2136_name", "dns_rfc2136_algorithm"] {
+        assert_eq!(
+            printed_value(&ini, key),
+            printed_value(&printed, key),
+            "{key}"
+        );
+    }
+    let secret = printed_value(&printed, "dns_rfc2136_secret");
+    let ini = substitute(
+        &ini,
+        &[
+            ("192.0.2.53", &dns.ip().to_string()),
+            ("5353", &dns.port().to_string()),
+            ("SECRET", &secret),
+        ],
+    );
+    fs::write(&ini_path, ini).expect("write the ini");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&ini_path, fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    }
+    let command = substitute(
+        &recipe("certbot-rfc2136"),
+        &[
+            ("/etc/letsencrypt/rfc2136.ini", &ini_path.to_string_lossy()),
+            (
+                "certbot certonly",
+                &format!(
+                    "certbot certonly --non-interactive --agree-tos -m {EMAIL} \
+                     --dns-rfc2136-propagation-seconds 1 \
+                     --server {} --config-dir {d}/config --work-dir {d}/work --logs-dir {d}/logs",
+                    pebble.directory,
+                    d = d.display()
+                ),
+            ),
+        ],
+    );
+    let started = Instant::now();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-euc")
+        .arg(&command)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                venv.join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("REQUESTS_CA_BUNDLE", &pebble.tls_ca)
+        .current_dir(d);
+    let out = run_with_timeout(cmd, d, CLIENT);
+    let took = started.elapsed();
+    let cert = d.join(format!("config/live/{NAME}/cert.pem"));
+    assert!(
+        out.success() && cert.is_file(),
+        "certbot failed:\n{}\n--- certbot log ---\n{}\n--- pebble ---\n{}\n--- server ---\n{}",
+        out.text,
+        read_lossy(&d.join("logs/letsencrypt.log")),
+        pebble.log(),
+        rig.server.log()
+    );
+    timing("certbot (dns-rfc2136) start to certificate", took);
+    assert_certificate(&cert, &pebble, d);
+    assert_values_added_and_deleted(&rig);
+}
+
+#[test]
+fn lego_with_dns_rfc2136_gets_name_and_wildcard() {
+    const TEST: &str = "lego_with_dns_rfc2136_gets_name_and_wildcard";
+    let Some(lego) = lego(TEST) else {
+        return;
+    };
+    let Some((rig, pebble, printed)) = rig(TEST) else {
+        return;
+    };
+    let dns = rig.server.dns.expect("a DNS UPDATE listener");
+    let dir = TempDir::new("lego");
+    let d = dir.path();
+    let block = recipe("lego-rfc2136");
+    for key in ["RFC2136_TSIG_KEY", "RFC2136_TSIG_ALGORITHM"] {
+        assert_eq!(
+            printed_value(&block, &format!("export {key}")),
+            printed_value(&printed, key),
+            "{key}"
+        );
+    }
+    let secret = printed_value(&printed, "RFC2136_TSIG_SECRET");
+    // lego checks the new values through the zone's nameservers on port 53 in
+    // production; here that is the test NSD, and the check is skipped.
+    let script = substitute(
+        &block,
+        &[
+            ("dyn.example.org:5353", &dns.to_string()),
+            ("=SECRET", &format!("={secret}")),
+            (
+                "lego --email",
+                &format!(
+                    "{} --server {} --dns.resolvers 127.0.0.1:{} --dns.disable-cp --email",
+                    lego.display(),
+                    pebble.directory,
+                    rig.ns.port()
+                ),
+            ),
+        ],
+    );
+    let started = Instant::now();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-euc")
+        .arg(&script)
+        .env("LEGO_CA_CERTIFICATES", &pebble.tls_ca)
+        // Between the two challenges of one name (not in the docs: the
+        // default suits real nameservers, a test needs no wait).
+        .env("RFC2136_SEQUENCE_INTERVAL", "1")
+        .current_dir(d);
+    let out = run_with_timeout(cmd, d, CLIENT);
+    let took = started.elapsed();
+    let cert = d.join(format!(".lego/certificates/{NAME}.crt"));
+    assert!(
+        out.success() && cert.is_file(),
+        "lego failed:\n{}\n--- pebble ---\n{}\n--- server ---\n{}",
+        out.text,
+        pebble.log(),
+        rig.server.log()
+    );
+    timing("lego (rfc2136) start to certificate", took);
+    assert_certificate(&cert, &pebble, d);
+    assert_values_added_and_deleted(&rig);
+}
