@@ -209,7 +209,11 @@ pub fn serve(config: Config) -> Result<(), String> {
             }
         };
     // SPEC 16: a standby's copy tells a dead primary from an idle one.
-    let heartbeat = match crate::standby::HeartbeatThread::spawn(&config) {
+    let db = &config.database;
+    let heartbeat = match Store::open(&db.path, &db.synchronous)
+        .map_err(|e| format!("heartbeat: {e}"))
+        .and_then(|s| crate::standby::HeartbeatThread::spawn(Box::new(s)))
+    {
         Ok(h) => Some(h),
         Err(e) => {
             error!("{e}");

@@ -10,7 +10,7 @@
 
 use crate::config::settings::Config;
 use crate::os::clock::{now_unix, rfc3339};
-use crate::store::{Store, HEARTBEAT_EVERY};
+use crate::store::HEARTBEAT_EVERY;
 use log::{info, warn};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -308,6 +308,12 @@ fn promoted_and_not_served_since(db: &Path) -> Option<i64> {
     }
 }
 
+/// The heartbeat thread's port: all it may do to the database is rewrite its
+/// one row (`store` implements it; `serve` hands it an open connection).
+pub trait Beat: Send {
+    fn beat(&mut self, now: i64, started: i64, host: &str, pid: u32) -> Result<(), String>;
+}
+
 /// `serve`'s heartbeat thread: one row every `HEARTBEAT_EVERY`, the first at
 /// once. Stopped (and joined) by `stop`.
 pub struct HeartbeatThread {
@@ -316,9 +322,7 @@ pub struct HeartbeatThread {
 }
 
 impl HeartbeatThread {
-    pub fn spawn(config: &Config) -> Result<HeartbeatThread, String> {
-        let db = config.database.clone();
-        let mut store = Store::open(&db.path, &db.synchronous).map_err(|e| e.to_string())?;
+    pub fn spawn(mut store: Box<dyn Beat>) -> Result<HeartbeatThread, String> {
         let (stop, rx) = mpsc::channel::<()>();
         let host = host_name();
         let started = now_unix();

@@ -168,6 +168,19 @@ impl Store {
     }
 }
 
+/// The heartbeat thread's port (`standby::Beat`): this connection, its one row.
+impl crate::standby::Beat for Store {
+    fn beat(
+        &mut self,
+        now: i64,
+        started: i64,
+        host: &str,
+        pid: u32,
+    ) -> std::result::Result<(), String> {
+        Store::beat(self, now, started, host, pid).map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
