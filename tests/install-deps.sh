@@ -95,7 +95,8 @@ for file in "${!FILE_PKG[@]}"; do
 done
 
 # Not a command: Debian's python3 needs python3-venv (venv + ensurepip) for the
-# venv tests/it/acme/certbot_and_lego.rs makes to pip-install certbot and its dns-acmedns plugin.
+# venv tests/it/acme/certbot_and_lego.rs makes to pip-install certbot and its dns-acmedns plugin,
+# and for tests/it/standby/kill_and_promote.rs's (Litestream and moto, docs/standby.md).
 venv_ok() { /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1; }
 extra_pkgs=()
 venv_ok || extra_pkgs+=(python3-venv)
