@@ -119,18 +119,7 @@ fn update(id: u16, zone: &Name, name: &Name, addr: Ipv4Addr) -> Message {
         rdata,
     };
     Message {
-        header: Header {
-            id,
-            response: false,
-            opcode: Opcode::Update,
-            authoritative: false,
-            truncated: false,
-            recursion_desired: false,
-            recursion_available: false,
-            authentic_data: false,
-            checking_disabled: false,
-            rcode: Rcode::NoError,
-        },
+        header: Header::request(id, Opcode::Update),
         questions: vec![Question {
             name: zone.clone(),
             rtype: RType::Soa,

@@ -202,18 +202,7 @@ fn name(text: &str) -> Name {
 }
 
 fn header(opcode: Opcode) -> Header {
-    Header {
-        id: 0x2136,
-        response: false,
-        opcode,
-        authoritative: false,
-        truncated: false,
-        recursion_desired: false,
-        recursion_available: false,
-        authentic_data: false,
-        checking_disabled: false,
-        rcode: Rcode::NoError,
-    }
+    Header::request(0x2136, opcode)
 }
 
 fn rr(owner: &str, rtype: RType, class: Class, ttl: u32, rdata: RData) -> Record {
