@@ -71,7 +71,7 @@ fn start_service(
 ) -> Result<Running, String> {
     // SPEC 16: an old primary whose replica location a standby took over
     // must not serve as a second writer.
-    crate::standby::refuse_if_fenced(config)?;
+    crate::standby::refuse_if_fenced(config).map_err(|e| e.to_string())?;
     let db = config.database.clone();
     if publish::is_new_database(&db.path) {
         publish::refuse_to_empty_published_zones(config).map_err(|e| e.to_string())?;
@@ -184,7 +184,7 @@ pub fn serve(config: Config) -> Result<(), String> {
         .map(metrics::bind)
         .transpose()
         .map_err(|e| e.to_string())?;
-    let dns_bound = dns_listen::bind(&config.dns_update.listen)?;
+    let dns_bound = dns_listen::bind(&config.dns_update.listen).map_err(|e| e.to_string())?;
     let edge = Arc::new(
         crate::edge::start(edge_settings(&config), hop.clone()).map_err(|e| e.to_string())?,
     );
@@ -205,15 +205,16 @@ pub fn serve(config: Config) -> Result<(), String> {
                 pool.stop();
                 publisher.shutdown();
                 let _ = publisher_thread.join();
-                return Err(e);
+                return Err(e.to_string());
             }
         };
     // SPEC 16: a standby's copy tells a dead primary from an idle one.
     let db = &config.database;
     let heartbeat = match Store::open(&db.path, &db.synchronous)
         .map_err(|e| format!("heartbeat: {e}"))
-        .and_then(|s| crate::standby::HeartbeatThread::spawn(Box::new(s)))
-    {
+        .and_then(|s| {
+            crate::standby::HeartbeatThread::spawn(Box::new(s)).map_err(|e| e.to_string())
+        }) {
         Ok(h) => Some(h),
         Err(e) => {
             error!("{e}");

@@ -42,6 +42,19 @@ pub fn fence_location(replica: &str) -> String {
     }
 }
 
+/// Why a Litestream command, the fence or the heartbeat thread failed: one
+/// sentence naming the command or file, for the operator (nothing matches on it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StandbyError(pub String);
+
+impl std::fmt::Display for StandbyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StandbyError {}
+
 /// The fence a promotion writes: who took the location over, when, and where
 /// the promoted standby replicates now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,11 +105,15 @@ fn remove_db_files(path: &Path) {
 
 /// Run `litestream ARGS` to its end (bounded by `LITESTREAM_TIMEOUT`); `Err`
 /// names the command and carries the end of its output.
-pub fn litestream(config: &Config, args: &[&str]) -> Result<(), String> {
+pub fn litestream(config: &Config, args: &[&str]) -> Result<(), StandbyError> {
     litestream_within(config, args, LITESTREAM_TIMEOUT)
 }
 
-fn litestream_within(config: &Config, args: &[&str], timeout: Duration) -> Result<(), String> {
+fn litestream_within(
+    config: &Config,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<(), StandbyError> {
     let bin = &config.standby.litestream;
     let shown = format!("{bin} {}", args.join(" "));
     // Litestream 0.5's S3 client refuses to start while AWS_CA_BUNDLE is set
@@ -109,9 +126,9 @@ fn litestream_within(config: &Config, args: &[&str], timeout: Duration) -> Resul
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
-            format!(
+            StandbyError(format!(
                 "cannot run {bin} (standby.litestream): {e}; install Litestream (docs/standby.md)"
-            )
+            ))
         })?;
     let stderr = child.stderr.take();
     let reader = std::thread::spawn(move || {
@@ -130,9 +147,11 @@ fn litestream_within(config: &Config, args: &[&str], timeout: Duration) -> Resul
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                break Err(format!("{shown}: still running after {timeout:?}; killed"));
+                break Err(StandbyError(format!(
+                    "{shown}: still running after {timeout:?}; killed"
+                )));
             }
-            Err(e) => break Err(format!("{shown}: {e}")),
+            Err(e) => break Err(StandbyError(format!("{shown}: {e}"))),
         }
     };
     let text = reader.join().unwrap_or_default();
@@ -142,12 +161,15 @@ fn litestream_within(config: &Config, args: &[&str], timeout: Duration) -> Resul
     }
     let tail: Vec<&str> = text.lines().rev().take(3).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
-    Err(format!("{shown}: {status}: {}", tail.join(" / ")))
+    Err(StandbyError(format!(
+        "{shown}: {status}: {}",
+        tail.join(" / ")
+    )))
 }
 
 /// Read the fence beside `replica`, if there is one (Litestream restores it
 /// into a temporary file beside the database).
-pub fn read_fence(config: &Config, replica: &str) -> Result<Option<Fence>, String> {
+pub fn read_fence(config: &Config, replica: &str) -> Result<Option<Fence>, StandbyError> {
     read_fence_within(config, replica, LITESTREAM_TIMEOUT)
 }
 
@@ -155,7 +177,7 @@ fn read_fence_within(
     config: &Config,
     replica: &str,
     timeout: Duration,
-) -> Result<Option<Fence>, String> {
+) -> Result<Option<Fence>, StandbyError> {
     let tmp = beside(&config.database.path, "fence");
     remove_db_files(&tmp);
     let out = tmp.to_string_lossy().into_owned();
@@ -170,7 +192,7 @@ fn read_fence_within(
             return Ok(None);
         }
         let conn = Connection::open_with_flags(&tmp, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+            .map_err(|e| StandbyError(format!("{}: {e}", tmp.display())))?;
         conn.query_row("SELECT at, host, new_replica FROM fence", [], |r| {
             Ok(Fence {
                 at: r.get(0)?,
@@ -179,17 +201,18 @@ fn read_fence_within(
             })
         })
         .map(Some)
-        .map_err(|e| format!("the fence at {location} is not ours: {e}"))
+        .map_err(|e| StandbyError(format!("the fence at {location} is not ours: {e}")))
     });
     remove_db_files(&tmp);
     result
 }
 
 /// Leave `fence` beside `replica` (SPEC 16: the old primary's start refuses).
-pub fn write_fence(config: &Config, replica: &str, fence: &Fence) -> Result<(), String> {
+pub fn write_fence(config: &Config, replica: &str, fence: &Fence) -> Result<(), StandbyError> {
     let dir = beside(&config.database.path, "fence-write");
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| StandbyError(format!("creating {}: {e}", dir.display())))?;
     let db = dir.join("fence.sqlite3");
     let result = Connection::open(&db)
         .and_then(|c| {
@@ -203,7 +226,7 @@ pub fn write_fence(config: &Config, replica: &str, fence: &Fence) -> Result<(), 
             )?;
             Ok(())
         })
-        .map_err(|e| format!("{}: {e}", db.display()))
+        .map_err(|e| StandbyError(format!("{}: {e}", db.display())))
         .and_then(|()| {
             let db = db.to_string_lossy().into_owned();
             litestream(
@@ -267,7 +290,7 @@ pub fn followers_of(db: &Path) -> Vec<u32> {
 /// `serve`'s fencing (SPEC 16): with `[standby] replica`, refuse when a
 /// promoted standby took that location over. When Litestream cannot tell (not
 /// installed, location unreachable), a primary still serves: it says so.
-pub fn refuse_if_fenced(config: &Config) -> Result<(), String> {
+pub fn refuse_if_fenced(config: &Config) -> Result<(), StandbyError> {
     let replica = &config.standby.replica;
     if replica.is_empty() {
         return Ok(());
@@ -283,7 +306,7 @@ pub fn refuse_if_fenced(config: &Config) -> Result<(), String> {
         return Ok(());
     }
     match read_fence_within(config, replica, SERVE_FENCE_TIMEOUT) {
-        Ok(Some(f)) => Err(f.refusal(replica)),
+        Ok(Some(f)) => Err(StandbyError(f.refusal(replica))),
         Ok(None) => {
             info!("standby: {replica} is this machine's own replica location (no fence)");
             Ok(())
@@ -311,7 +334,7 @@ fn promoted_and_not_served_since(db: &Path) -> Option<i64> {
 /// The heartbeat thread's port: all it may do to the database is rewrite its
 /// one row (`store` implements it; `serve` hands it an open connection).
 pub trait Beat: Send {
-    fn beat(&mut self, now: i64, started: i64, host: &str, pid: u32) -> Result<(), String>;
+    fn beat(&mut self, now: i64, started: i64, host: &str, pid: u32) -> Result<(), StandbyError>;
 }
 
 /// `serve`'s heartbeat thread: one row every `HEARTBEAT_EVERY`, the first at
@@ -322,7 +345,7 @@ pub struct HeartbeatThread {
 }
 
 impl HeartbeatThread {
-    pub fn spawn(mut store: Box<dyn Beat>) -> Result<HeartbeatThread, String> {
+    pub fn spawn(mut store: Box<dyn Beat>) -> Result<HeartbeatThread, StandbyError> {
         let (stop, rx) = mpsc::channel::<()>();
         let host = host_name();
         let started = now_unix();
@@ -338,7 +361,7 @@ impl HeartbeatThread {
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                 }
             })
-            .map_err(|e| format!("cannot start the heartbeat thread: {e}"))?;
+            .map_err(|e| StandbyError(format!("cannot start the heartbeat thread: {e}")))?;
         Ok(HeartbeatThread { stop, handle })
     }
 

@@ -12,7 +12,7 @@ use super::args::{missing_database, print_lines, usage, Args, Failure, Out};
 use super::backup::{sibling, sync_dir_of, sync_file};
 use crate::config::settings::Config;
 use crate::os::clock::{now_unix, rfc3339};
-use crate::standby::{self, fence_location, Fence};
+use crate::standby::{self, fence_location, Fence, StandbyError};
 use crate::store::{self, read_copy, CopyState, Promotion, Store, HEARTBEAT_EVERY};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -68,7 +68,7 @@ fn replicate(config: &Config, args: &[String]) -> Out {
             config.origin()
         )));
     }
-    standby::refuse_if_fenced(config)?;
+    standby::refuse_if_fenced(config).map_err(|e| Failure::from(e.to_string()))?;
     let db =
         std::path::absolute(&config.database.path).unwrap_or_else(|_| config.database.path.clone());
     let e = std::process::Command::new(&s.litestream)
@@ -141,10 +141,10 @@ fn describe_heartbeat(copy: &CopyState, now: i64) -> String {
 }
 
 /// Whether `primary` (`HOST:PORT`) accepts a TCP connection within 2 s.
-fn primary_answers(primary: &str) -> Result<(), String> {
+fn primary_answers(primary: &str) -> Result<(), StandbyError> {
     let addrs: Vec<_> = primary
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve: {e}"))?
+        .map_err(|e| StandbyError(format!("cannot resolve: {e}")))?
         .collect();
     let mut last = String::from("no address");
     for a in addrs {
@@ -153,7 +153,7 @@ fn primary_answers(primary: &str) -> Result<(), String> {
             Err(e) => last = format!("{a}: {e}"),
         }
     }
-    Err(last)
+    Err(StandbyError(last))
 }
 
 /// `standby status`
@@ -263,7 +263,7 @@ fn fence(
     config: &Config,
     follow: &str,
     ours: &Fence,
-    found: Result<Option<Fence>, String>,
+    found: Result<Option<Fence>, StandbyError>,
 ) -> Result<(), Failure> {
     match found {
         Ok(Some(f)) if f.host == ours.host => Ok(()),
@@ -430,7 +430,7 @@ fn judge_age(config: &Config, copy: &CopyState, now: i64, what: &str) -> Result<
 }
 
 /// What the fencing thread leaves: done, or the fence it found for later.
-type Fencing = Result<Option<Result<Option<Fence>, String>>, Failure>;
+type Fencing = Result<Option<Result<Option<Fence>, StandbyError>>, Failure>;
 
 /// Restore into `staging`, check, judge the age, move the serials, fence.
 ///

@@ -57,12 +57,44 @@ pub struct Bound {
     sockets: Vec<(SocketAddr, UdpSocket, TcpListener)>,
 }
 
+/// Why the DNS listeners could not be set up: an address that cannot be
+/// bound (named, with the key), or a thread that cannot start.
+#[derive(Debug)]
+pub enum ListenError {
+    Bind {
+        addr: SocketAddr,
+        transport: &'static str,
+        error: io::Error,
+    },
+    Thread(io::Error),
+}
+
+impl std::fmt::Display for ListenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenError::Bind {
+                addr,
+                transport,
+                error,
+            } => write!(
+                f,
+                "cannot listen on {addr} ({transport}, dns_update.listen): {error}"
+            ),
+            ListenError::Thread(e) => write!(f, "cannot start a thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ListenError {}
+
 /// Bind UDP and TCP on each address; the error names the address and the key.
-pub fn bind(addrs: &[SocketAddr]) -> Result<Bound, String> {
+pub fn bind(addrs: &[SocketAddr]) -> Result<Bound, ListenError> {
     let mut sockets = Vec::with_capacity(addrs.len());
     for &addr in addrs {
-        let named = |what: &str, e: io::Error| {
-            format!("cannot listen on {addr} ({what}, dns_update.listen): {e}")
+        let named = |transport: &'static str, error: io::Error| ListenError::Bind {
+            addr,
+            transport,
+            error,
         };
         let udp = sys::bind_udp(addr).map_err(|e| named("UDP", e))?;
         // Port 0 (tests): TCP on the port UDP got.
@@ -85,7 +117,7 @@ impl Bound {
         bounds: Bounds,
         submit: Arc<Submit>,
         stats: Arc<DnsStats>,
-    ) -> Result<Listeners, String> {
+    ) -> Result<Listeners, ListenError> {
         let shared = Arc::new(Shared {
             bounds,
             submit,
@@ -108,7 +140,7 @@ impl Bound {
                 .spawn(move || udp_loop(&s, &u));
             match spawned {
                 Ok(t) => listeners.threads.push(t),
-                Err(e) => return Err(listeners.abandon(format!("cannot start a thread: {e}"))),
+                Err(e) => return Err(listeners.abandon(ListenError::Thread(e))),
             }
             let s = shared.clone();
             let spawned = thread::Builder::new()
@@ -116,7 +148,7 @@ impl Bound {
                 .spawn(move || accept_loop(&s, &tcp));
             match spawned {
                 Ok(t) => listeners.threads.push(t),
-                Err(e) => return Err(listeners.abandon(format!("cannot start a thread: {e}"))),
+                Err(e) => return Err(listeners.abandon(ListenError::Thread(e))),
             }
             log::info!("listening for DNS UPDATE on udp://{addr} and tcp://{addr}");
         }
@@ -147,7 +179,7 @@ impl Listeners {
     }
 
     /// A start that failed half-way: stop what runs, return `why`.
-    fn abandon(self, why: String) -> String {
+    fn abandon(self, why: ListenError) -> ListenError {
         self.stop(Duration::from_secs(1));
         why
     }
@@ -699,7 +731,7 @@ mod tests {
         let addr = taken.local_addr().unwrap();
         // UDP may be free on that port: the TCP bind must fail then.
         let e = match bind(&[addr]) {
-            Err(e) => e,
+            Err(e) => e.to_string(),
             Ok(_) => panic!("bound {addr} twice"),
         };
         assert!(

@@ -176,8 +176,9 @@ impl crate::standby::Beat for Store {
         started: i64,
         host: &str,
         pid: u32,
-    ) -> std::result::Result<(), String> {
-        Store::beat(self, now, started, host, pid).map_err(|e| e.to_string())
+    ) -> std::result::Result<(), crate::standby::StandbyError> {
+        Store::beat(self, now, started, host, pid)
+            .map_err(|e| crate::standby::StandbyError(e.to_string()))
     }
 }
 
