@@ -71,7 +71,8 @@ fn start_service(
 ) -> Result<Running, String> {
     // SPEC 16: an old primary whose replica location a standby took over
     // must not serve as a second writer.
-    crate::standby::refuse_if_fenced(config).map_err(|e| e.to_string())?;
+    let promoted = crate::store::promoted_and_not_served_since(&config.database.path);
+    crate::standby::refuse_if_fenced(config, promoted).map_err(|e| e.to_string())?;
     let db = config.database.clone();
     if publish::is_new_database(&db.path) {
         publish::refuse_to_empty_published_zones(config).map_err(|e| e.to_string())?;

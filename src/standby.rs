@@ -10,13 +10,16 @@
 
 use crate::config::settings::Config;
 use crate::os::clock::{now_unix, rfc3339};
-use crate::store::HEARTBEAT_EVERY;
 use log::{info, warn};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
+
+/// How often `serve` rewrites its heartbeat row: the newest beat a standby's
+/// copy holds is at most this old (plus the replication lag) while the primary lives.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
 /// How long one Litestream command may take (a restore of 100k names from a
 /// local S3 endpoint took 0.76 s; a remote bucket over a slow link far more).
@@ -290,12 +293,14 @@ pub fn followers_of(db: &Path) -> Vec<u32> {
 /// `serve`'s fencing (SPEC 16): with `[standby] replica`, refuse when a
 /// promoted standby took that location over. When Litestream cannot tell (not
 /// installed, location unreachable), a primary still serves: it says so.
-pub fn refuse_if_fenced(config: &Config) -> Result<(), StandbyError> {
+/// `promoted`: when this database was promoted with no `serve` on it since
+/// (`store::promoted_and_not_served_since`).
+pub fn refuse_if_fenced(config: &Config, promoted: Option<i64>) -> Result<(), StandbyError> {
     let replica = &config.standby.replica;
     if replica.is_empty() {
         return Ok(());
     }
-    if let Some(at) = promoted_and_not_served_since(&config.database.path) {
+    if let Some(at) = promoted {
         // Nothing of this database has been replicated to the location yet, so
         // no standby can have taken it over: the first start after a promotion
         // does not wait for a round of requests to it.
@@ -317,17 +322,6 @@ pub fn refuse_if_fenced(config: &Config) -> Result<(), StandbyError> {
             );
             Ok(())
         }
-    }
-}
-
-/// When the database was promoted and no `serve` has run on it since (its
-/// heartbeat, if any, is the old primary's): the promotion's time.
-fn promoted_and_not_served_since(db: &Path) -> Option<i64> {
-    let copy = crate::store::read_copy(db).ok()?;
-    let promoted = copy.promotions.iter().map(|p| p.at).max()?;
-    match copy.heartbeat {
-        Some(h) if h.started >= promoted => None,
-        _ => Some(promoted),
     }
 }
 

@@ -12,8 +12,9 @@ use super::args::{missing_database, print_lines, usage, Args, Failure, Out};
 use super::backup::{sibling, sync_dir_of, sync_file};
 use crate::config::settings::Config;
 use crate::os::clock::{now_unix, rfc3339};
+use crate::standby::HEARTBEAT_EVERY;
 use crate::standby::{self, fence_location, Fence, StandbyError};
-use crate::store::{self, read_copy, CopyState, Promotion, Store, HEARTBEAT_EVERY};
+use crate::store::{self, read_copy, CopyState, Promotion, Store};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -68,7 +69,8 @@ fn replicate(config: &Config, args: &[String]) -> Out {
             config.origin()
         )));
     }
-    standby::refuse_if_fenced(config).map_err(|e| Failure::from(e.to_string()))?;
+    let promoted = store::promoted_and_not_served_since(&config.database.path);
+    standby::refuse_if_fenced(config, promoted).map_err(|e| Failure::from(e.to_string()))?;
     let db =
         std::path::absolute(&config.database.path).unwrap_or_else(|_| config.database.path.clone());
     let e = std::process::Command::new(&s.litestream)

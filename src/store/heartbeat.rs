@@ -10,10 +10,6 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use std::path::Path;
 use std::time::Duration;
 
-/// How often `serve` rewrites its heartbeat row: the newest beat a standby's
-/// copy holds is at most this old (plus the replication lag) while the primary lives.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
-
 /// The newest heartbeat: which serve wrote it, and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Heartbeat {
@@ -119,6 +115,17 @@ fn read_state(conn: &Connection) -> Result<CopyState> {
 }
 
 /// Read a copy without writing to it (no migration, no journal-mode change).
+/// When the database at `db` was promoted and no `serve` has run on it since
+/// (its heartbeat, if any, is the old primary's): the promotion's time.
+pub fn promoted_and_not_served_since(db: &Path) -> Option<i64> {
+    let copy = read_copy(db).ok()?;
+    let promoted = copy.promotions.iter().map(|p| p.at).max()?;
+    match copy.heartbeat {
+        Some(h) if h.started >= promoted => None,
+        _ => Some(promoted),
+    }
+}
+
 pub fn read_copy(path: &Path) -> Result<CopyState> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;

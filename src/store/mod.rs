@@ -15,5 +15,5 @@ pub use backup::{check_restorable, ensure_not_in_use, BackupInfo};
 #[cfg(test)]
 pub(crate) use db::ScratchDb;
 pub use db::{Store, StoreError, LOCK_WAIT, MAX_CLI_HOLD};
-pub use heartbeat::{read_copy, CopyState, Heartbeat, Promotion, HEARTBEAT_EVERY};
+pub use heartbeat::{promoted_and_not_served_since, read_copy, CopyState, Heartbeat, Promotion};
 pub use zones::{Counts, Publication};
