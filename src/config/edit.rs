@@ -13,7 +13,15 @@ use super::ConfigError;
 
 /// The sections `config set` addresses: the tables of the file. `[[zone]]` entries
 /// are an array and are edited by hand.
-pub const SECTIONS: &[&str] = &["server", "database", "dns", "rate_limit", "limits"];
+pub const SECTIONS: &[&str] = &[
+    "server",
+    "database",
+    "dns",
+    "rate_limit",
+    "limits",
+    "history",
+    "events",
+];
 
 /// `SECTION.KEY` from the command line.
 fn split_name(name: &str) -> Result<(&str, &str), ConfigError> {

@@ -57,6 +57,8 @@ pub struct Config {
     pub zones: Vec<Zone>,
     pub rate_limit: RateLimit,
     pub limits: Bounds,
+    pub history: History,
+    pub events: Events,
 }
 
 #[derive(Clone, Debug)]
@@ -126,6 +128,9 @@ pub struct Dns {
     pub reload_timeout: Duration,
     pub guard_fallback: Vec<Cidr>,
     pub verify_server: Option<SocketAddr>,
+    /// The bounds of `domain set NAME --ttl` (SPEC 15).
+    pub min_ttl: u32,
+    pub max_ttl: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -149,10 +154,33 @@ pub struct RateLimit {
     pub acme_per_domain: Limits,
 }
 
+/// `[history]` (SPEC 15): what is kept of each name's changes.
+#[derive(Clone, Debug)]
+pub struct History {
+    /// The newest entries kept per name.
+    pub per_name: u32,
+    /// None older than this.
+    pub max_age: Duration,
+}
+
+/// `[events]` (SPEC 15): the program run for each committed change, and stale names.
+#[derive(Clone, Debug)]
+pub struct Events {
+    /// `None`: no events are delivered.
+    pub command: Option<PathBuf>,
+    /// A run of the command longer than this is killed (and retried).
+    pub timeout: Duration,
+    /// A name with records not updated for this long is stale; `None`: off.
+    pub stale_after: Option<Duration>,
+}
+
 pub mod edit;
 mod paths;
 mod raw;
-use raw::{RawConfig, RawDatabase, RawDns, RawLimits, RawRateLimit, RawServer, RawZone};
+use raw::{
+    RawConfig, RawDatabase, RawDns, RawEvents, RawHistory, RawLimits, RawRateLimit, RawServer,
+    RawZone,
+};
 
 pub const DEFAULT_ZONE: &str = "dedyn.example";
 
@@ -457,20 +485,31 @@ fn validate(
     files.tls(&tls.0, &tls.1);
     let rate_limit = validate_rate_limit(raw.rate_limit, &mut p);
     let limits = validate_limits(raw.limits, &mut p);
-    match (server, database, dns, zones, rate_limit, limits) {
-        (Some(server), Some(database), Some(dns), Some(zones), Some(rate_limit), Some(limits))
-            if p.0.is_empty() =>
-        {
-            Ok(Config {
-                source: path.map(Path::to_path_buf),
-                server,
-                database,
-                dns,
-                zones,
-                rate_limit,
-                limits,
-            })
-        }
+    let history = validate_history(raw.history, &mut p);
+    let events = validate_events(raw.events, &mut p);
+    match (
+        server, database, dns, zones, rate_limit, limits, history, events,
+    ) {
+        (
+            Some(server),
+            Some(database),
+            Some(dns),
+            Some(zones),
+            Some(rate_limit),
+            Some(limits),
+            Some(history),
+            Some(events),
+        ) if p.0.is_empty() => Ok(Config {
+            source: path.map(Path::to_path_buf),
+            server,
+            database,
+            dns,
+            zones,
+            rate_limit,
+            limits,
+            history,
+            events,
+        }),
         _ => {
             debug_assert!(!p.0.is_empty(), "a section refused without naming why");
             Err(p.0)
@@ -621,6 +660,21 @@ fn validate_dns(d: RawDns, p: &mut Problems) -> Option<Dns> {
     };
     let reload_timeout = p.one(seconds("dns.reload_timeout_secs", d.reload_timeout_secs));
     let guard_fallback = cidrs("dns.guard_fallback", &d.guard_fallback, p);
+    let ttl_bound = |key: &str, v: i64| {
+        u32::try_from(v)
+            .ok()
+            .filter(|t| *t <= 2_147_483_647)
+            .ok_or_else(|| format!("dns.{key} = {v}: must be between 0 and 2147483647"))
+    };
+    let min_ttl = p.one(ttl_bound("min_ttl", d.min_ttl));
+    let max_ttl = p.one(ttl_bound("max_ttl", d.max_ttl));
+    if let (Some(lo), Some(hi)) = (min_ttl, max_ttl) {
+        if lo > hi {
+            p.push(format!(
+                "dns.min_ttl = {lo} is above dns.max_ttl = {hi}: no TTL could be set"
+            ));
+        }
+    }
     Some(Dns {
         ttl: ttl?,
         reload_command: d.reload_command,
@@ -628,6 +682,8 @@ fn validate_dns(d: RawDns, p: &mut Problems) -> Option<Dns> {
         reload_timeout: reload_timeout?,
         guard_fallback: guard_fallback?,
         verify_server: verify_server?,
+        min_ttl: min_ttl?,
+        max_ttl: max_ttl?,
     })
 }
 
@@ -779,6 +835,83 @@ fn validate_limits(l: RawLimits, p: &mut Problems) -> Option<Bounds> {
         names_per_domain: names_per_domain?,
         records_per_name: records_per_name?,
         domains_per_user: domains_per_user?,
+    })
+}
+
+/// SPEC 15's durations: a whole number and a unit, `s`, `m`, `h` or `d`
+/// (`"90d"`, `"3s"`); at least a second.
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let v = v.trim();
+    let (digits, unit) = v.split_at(v.len().saturating_sub(1));
+    let per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "'{v}' is not a duration (a number and s, m, h or d: \"90d\")"
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .ok()
+        .filter(|n| *n >= 1 && *n <= 100 * 365)
+        .ok_or_else(|| {
+            format!("'{v}' is not a duration (a number from 1 and s, m, h or d: \"90d\")")
+        })?;
+    Ok(Duration::from_secs(n * per))
+}
+
+/// `[history]`: entries per name, their age.
+fn validate_history(h: RawHistory, p: &mut Problems) -> Option<History> {
+    let per_name = p.one(
+        u32::try_from(h.per_name)
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .ok_or_else(|| {
+                format!(
+                    "history.per_name = {}: must be between 1 and 100000",
+                    h.per_name
+                )
+            }),
+    );
+    let max_age = p.one(parse_duration(&h.max_age).map_err(|e| format!("history.max_age: {e}")));
+    Some(History {
+        per_name: per_name?,
+        max_age: max_age?,
+    })
+}
+
+/// `[events]`: the command (an absolute path: it runs without a shell), its
+/// timeout, and stale names.
+fn validate_events(e: RawEvents, p: &mut Problems) -> Option<Events> {
+    let command = if e.command.is_empty() {
+        Some(None)
+    } else if !Path::new(&e.command).is_absolute() {
+        p.push(format!(
+            "events.command = '{}': must be an absolute path (it runs without a shell)",
+            e.command
+        ));
+        None
+    } else {
+        Some(Some(PathBuf::from(e.command)))
+    };
+    let timeout = p.one(seconds("events.timeout_secs", e.timeout_secs));
+    let stale_after = if e.stale_after.is_empty() {
+        Some(None)
+    } else {
+        p.one(
+            parse_duration(&e.stale_after)
+                .map(Some)
+                .map_err(|m| format!("events.stale_after: {m}")),
+        )
+    };
+    Some(Events {
+        command: command?,
+        timeout: timeout?,
+        stale_after: stale_after?,
     })
 }
 
