@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod edge;
+pub mod events;
 pub mod http;
 pub mod net;
 #[allow(unsafe_code)]

@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::edge::{EdgeSettings, InternalHop};
+use crate::events::{self, EventStats, Events};
 use crate::http::{metrics, Service, WorkerPool};
 use crate::os::private_dir::PrivateDir;
 use crate::os::serve_lock::{self, ServeLock};
@@ -37,14 +38,16 @@ pub fn edge_settings(config: &Config) -> EdgeSettings {
 }
 
 /// What runs behind the edge, with the handles `serve` stops in order.
-type Running = (
-    Arc<Service>,
-    WorkerPool,
-    publish::Publisher,
-    std::thread::JoinHandle<()>,
-    Arc<PublishStats>,
-    Option<ServeLock>,
-);
+struct Running {
+    service: Arc<Service>,
+    pool: WorkerPool,
+    publisher: publish::Publisher,
+    publisher_thread: std::thread::JoinHandle<()>,
+    stats: Arc<PublishStats>,
+    events: Events,
+    event_stats: Arc<EventStats>,
+    serve_lock: Option<ServeLock>,
+}
 
 /// The store, the publisher (which publishes every zone once) and the worker pool.
 /// `String` error, like `serve`'s: the sentence `main` prints before exit 1,
@@ -69,6 +72,7 @@ fn start_service(
     let open_feed = open.clone();
     let open_feed: Arc<OpenFeed> =
         Arc::new(move || Ok(Box::new(open_feed()?) as Box<dyn ZoneFeed + Send>));
+    let events_store = open().map_err(|e| e.to_string())?;
     let open_ledger = move || Ok(Box::new(open()?) as Box<dyn Ledger + Send>);
     // SPEC 17: `check` tells by this lock that we hold the listeners.
     let serve_lock = ServeLock::hold(&config.database.path)
@@ -104,14 +108,26 @@ fn start_service(
         open_ledger,
     )
     .map_err(|e| e.to_string())?;
-    Ok((
+    // SPEC 15: its own thread and connection, so that no event command ever
+    // holds up an update.
+    let event_stats = Arc::new(EventStats::default());
+    let events = events::spawn(
+        config.events.clone(),
+        config.history.clone(),
+        Box::new(events_store),
+        event_stats.clone(),
+    )
+    .map_err(|e| format!("cannot start the events thread: {e}"))?;
+    Ok(Running {
         service,
         pool,
         publisher,
         publisher_thread,
         stats,
+        events,
+        event_stats,
         serve_lock,
-    ))
+    })
 }
 
 /// Run until SIGTERM/SIGINT, then finish in-flight requests, publish what is
@@ -159,7 +175,16 @@ pub fn serve(config: Config) -> Result<(), String> {
         crate::edge::start(edge_settings(&config), hop.clone()).map_err(|e| e.to_string())?,
     );
     let started = start_service(&config, internal, hop);
-    let (service, pool, publisher, publisher_thread, stats, serve_lock) = match started {
+    let Running {
+        service,
+        pool,
+        publisher,
+        publisher_thread,
+        stats,
+        events,
+        event_stats,
+        serve_lock,
+    } = match started {
         Ok(s) => s,
         Err(e) => {
             edge.shutdown();
@@ -173,6 +198,7 @@ pub fn serve(config: Config) -> Result<(), String> {
             metrics::Sources {
                 counters: service.counters.clone(),
                 publish: stats,
+                events: event_stats,
                 open_connections: Box::new(move || e.open_connections()),
             },
         )?;
@@ -206,6 +232,7 @@ pub fn serve(config: Config) -> Result<(), String> {
     pool.stop();
     publisher.shutdown();
     let _ = publisher_thread.join();
+    events.stop();
     drop(socket_dir);
     drop(serve_lock);
     info!("stopped");

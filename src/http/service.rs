@@ -9,7 +9,7 @@ use crate::net::cidr::mask;
 use crate::os::clock::now_unix;
 use crate::publish::{LastUsed, Publisher};
 use crate::ratelimit::Limiter;
-use crate::update::ledger::{Applied, Ledger};
+use crate::update::ledger::{Applied, Ledger, Provenance, Via};
 use crate::update::{self, address::Family, Refusal};
 use log::warn;
 use std::net::IpAddr;
@@ -201,16 +201,27 @@ impl Service {
             let summary = format!("{} {r}", names.join(","));
             return Err((r, summary));
         }
+        let from = Provenance {
+            via: Via::Http,
+            client: Some(rq.client),
+            token: Some(plan.token_id),
+        };
         let applied = ledger
             .apply(
                 &plan.names,
-                plan.token_id,
+                &from,
                 plan.owner,
                 &update::outcome::decide,
                 &self.config.limits,
             )
             .map_err(|e| refused(e.refusal("update", "update", &names.join(","))))?;
-        self.last_used.note(plan.token_id);
+        // Last seen, changed or not (SPEC 15): in memory, written in batches.
+        self.last_used.note_update(
+            Some(plan.token_id),
+            plan.names
+                .iter()
+                .map(|n| (n.name.as_str(), n.zone.as_str(), n.domain_id)),
+        );
         Ok(self.good(&applied))
     }
 

@@ -4,7 +4,7 @@
 //! Why a thread per zone: a reload that fails, hangs or is ignored in one zone must
 //! never delay another (SPEC 13), and a blocking reload with a timeout is simplest
 //! when nothing else waits behind it. The coordinator restarts a lane that died
-//! (a panic) and writes token last-used times. A zone counts as published only
+//! (a panic) and writes token last-used and name last-seen times. A zone counts as published only
 //! once its lane proved it (`lane.rs`); see "Publishing" in docs/architecture.md.
 
 pub mod check;
@@ -21,7 +21,7 @@ pub use reload::{run_reload, wait_until_served};
 
 use crate::config::{Config, Zone};
 use crate::os::clock::now_unix;
-use feed::{OpenFeed, ZoneFeed};
+use feed::{OpenFeed, Seen, ZoneFeed};
 use lane::{Msg, POLL};
 use log::{error, info, warn};
 use state::{PublishStats, StopClock};
@@ -32,31 +32,83 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How often token last-used times are written (coalesced: one write per batch).
+/// How often token last-used and name last-seen times are written (coalesced:
+/// one write per batch; SPEC 15 allows last seen to lag by up to 60 s).
 const LAST_USED_FLUSH: Duration = Duration::from_secs(30);
 /// A lane that died is restarted at most this often (a lane that cannot even open
 /// the database must not spin).
 const RESTART_EVERY: Duration = Duration::from_secs(1);
 
-/// Token id → last use (unix time), written in batches by the coordinator.
+/// What the workers saw, written in batches by the coordinator: token id →
+/// last use, and name → last seen (SPEC 15: no database write per unchanged
+/// update; it may lag by up to a flush interval).
 #[derive(Default)]
-pub struct LastUsed(Mutex<HashMap<i64, i64>>);
+pub struct LastUsed(Mutex<Noted>);
+
+#[derive(Default)]
+struct Noted {
+    tokens: HashMap<i64, i64>,
+    /// name → (zone, domain id, unix time).
+    names: HashMap<String, (String, i64, i64)>,
+}
 
 impl LastUsed {
     pub fn note(&self, token: i64) {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .tokens
             .insert(token, now_unix());
     }
 
-    fn take(&self) -> Vec<(i64, i64)> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .collect()
+    /// An authenticated update: its token, and each name it named (zone,
+    /// domain id), changed or not. A name seen before costs no allocation.
+    pub fn note_update<'a>(
+        &self,
+        token: Option<i64>,
+        names: impl IntoIterator<Item = (&'a str, &'a str, i64)>,
+    ) {
+        let now = now_unix();
+        let mut noted = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = token {
+            noted.tokens.insert(t, now);
+        }
+        for (name, zone, domain) in names {
+            match noted.names.get_mut(name) {
+                Some(seen) if seen.1 == domain => seen.2 = now,
+                _ => {
+                    noted
+                        .names
+                        .insert(name.to_string(), (zone.to_string(), domain, now));
+                }
+            }
+        }
     }
+
+    fn take(&self) -> (Vec<(i64, i64)>, Vec<Seen>) {
+        let mut noted = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let tokens = noted.tokens.drain().collect();
+        let names = noted
+            .names
+            .drain()
+            .map(|(name, (zone, domain, at))| Seen {
+                name,
+                zone,
+                domain,
+                at,
+            })
+            .collect();
+        (tokens, names)
+    }
+}
+
+/// How often what the workers saw is written: every `LAST_USED_FLUSH`, or with
+/// `[events] stale_after` at least twice within it (a name updated in time must
+/// not be found stale for want of a flush), at least a second apart.
+pub fn flush_every(stale_after: Option<Duration>) -> Duration {
+    stale_after.map_or(LAST_USED_FLUSH, |s| {
+        (s / 2).clamp(Duration::from_secs(1), LAST_USED_FLUSH)
+    })
 }
 
 /// The handle the workers use to say "something changed".
@@ -117,7 +169,8 @@ pub fn spawn(
                     .zone(name)
                     .map(|z| lane_body(&config, &open, &stats, &stop, z))
             };
-            coordinate(rx, lanes, &respawn, &stats, &mut *feed, &last_used);
+            let flush = flush_every(config.events.stale_after);
+            coordinate(rx, lanes, &respawn, &stats, &mut *feed, &last_used, flush);
         })?;
     Ok((publisher, handle))
 }
@@ -183,6 +236,7 @@ fn coordinate(
     stats: &PublishStats,
     feed: &mut dyn ZoneFeed,
     last_used: &LastUsed,
+    flush: Duration,
 ) {
     let mut last_flush = Instant::now();
     let mut last_expire = Instant::now();
@@ -208,7 +262,7 @@ fn coordinate(
                 }
             }
         }
-        if last_flush.elapsed() >= LAST_USED_FLUSH {
+        if last_flush.elapsed() >= flush {
             flush_last_used(feed, last_used);
             last_flush = Instant::now();
         }
@@ -248,8 +302,9 @@ fn expire_acme(feed: &mut dyn ZoneFeed) -> bool {
 }
 
 fn flush_last_used(feed: &mut dyn ZoneFeed, last_used: &LastUsed) {
-    if let Err(e) = feed.touch_tokens(&last_used.take()) {
-        warn!("could not record token last-used times: {e}");
+    let (tokens, names) = last_used.take();
+    if let Err(e) = feed.touch(&tokens, &names) {
+        warn!("could not record token last-used and name last-seen times: {e}");
     }
 }
 

@@ -166,6 +166,44 @@ pub(super) const MIGRATIONS: &[&str] = &[
         FROM split WHERE rest <> ''
     )
     SELECT token, name FROM split WHERE name <> '';",
+    // 5: what happened to a name (SPEC 15). `history`: each committed change of a
+    // name's A or AAAA records, in commit order (AUTOINCREMENT: an id is never
+    // reused, so the events' delivered-up-to mark stays meaningful when the
+    // newest rows are pruned); addresses as text, numeric order, space-separated.
+    // `name_state`: last changed (in the update's transaction), last seen
+    // (flushed in batches), stale. `events_mark`: the outbox's delivered-up-to
+    // history id. `domains.ttl`: `domain set NAME --ttl`, NULL: dns.ttl.
+    "CREATE TABLE history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        zone TEXT NOT NULL,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL CHECK (type IN ('A', 'AAAA')),
+        old TEXT NOT NULL,
+        new TEXT NOT NULL,
+        via TEXT NOT NULL,               -- http, dns-update, cli
+        client TEXT,
+        token INTEGER,                   -- no reference: the history outlives the token
+        serial INTEGER NOT NULL          -- the zone serial that publishes it
+    );
+    CREATE INDEX history_name ON history(name, id);
+    CREATE INDEX history_at ON history(at);
+    CREATE TABLE name_state (
+        name TEXT PRIMARY KEY,
+        zone TEXT NOT NULL,
+        domain INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+        last_changed INTEGER,
+        last_seen INTEGER,
+        stale_at INTEGER,                -- found stale then; NULL: not stale
+        stale_notified INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE INDEX name_state_domain ON name_state(domain);
+    CREATE INDEX name_state_seen ON name_state(last_seen);
+    CREATE TABLE events_mark (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        delivered INTEGER NOT NULL
+    );
+    ALTER TABLE domains ADD COLUMN ttl INTEGER;",
 ];
 
 /// Under the write lock: token `token` still exists and is `owner`'s, else
@@ -203,6 +241,13 @@ pub(super) fn check_domain_held(
         Ok(())
     } else {
         Err(StoreError::Gone(name.to_string()))
+    }
+}
+
+/// The events port's failures: the store's message.
+impl From<StoreError> for crate::events::OutboxError {
+    fn from(e: StoreError) -> Self {
+        crate::events::OutboxError(e.to_string())
     }
 }
 

@@ -5,10 +5,12 @@ mod accounts;
 mod acme;
 mod backup;
 mod db;
+mod history;
 mod update;
 mod zones;
 
 pub use accounts::{Batch, NewToken, Overlap, TokenInfo};
 pub use backup::{check_restorable, ensure_not_in_use, BackupInfo};
 pub use db::{Store, StoreError, LOCK_WAIT, MAX_CLI_HOLD};
+pub use history::NameState;
 pub use zones::{Counts, Publication};
