@@ -37,6 +37,7 @@ declare -A PKG=(
   [ddclient]=ddclient
   [inadyn]=inadyn        # tests/recipes.rs: the README's inadyn recipe
   [curl]=curl
+  [msmtp]=msmtp          # tests/events_recipes.rs: docs/events.md's mail recipe, msmtp as sendmail
   [openssl]=openssl
   [wrk]=wrk
   [fail2ban-regex]=fail2ban  # tests/logs.rs: the README filter, as fail2ban reads it
@@ -65,6 +66,8 @@ declare -A PKG=(
 declare -A FILE_PKG=(
   [/usr/aarch64-linux-gnu/include/stdio.h]=libc6-dev-arm64-cross
   [/usr/arm-linux-gnueabihf/include/stdio.h]=libc6-dev-armhf-cross
+  # tests/events_recipes.rs: the loopback SMTP sink the mail recipe sends to.
+  [/usr/lib/python3/dist-packages/aiosmtpd/__init__.py]=python3-aiosmtpd
 )
 # Packages that come with a system daemon -> its service unit.
 declare -A DAEMON_UNIT=(
