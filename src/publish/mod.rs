@@ -11,105 +11,31 @@ pub mod check;
 mod error;
 pub mod feed;
 mod lane;
+mod last_used;
 pub(crate) mod reload;
 pub mod render;
 pub mod state;
 pub mod zone;
 
 pub use error::PublishError;
+pub use last_used::{flush_every, LastUsed};
 pub use reload::{run_reload, wait_until_served};
 
 use crate::config::{Config, Zone};
 use crate::os::clock::now_unix;
-use feed::{OpenFeed, Seen, ZoneFeed};
+use feed::{OpenFeed, ZoneFeed};
 use lane::{Msg, POLL};
 use log::{error, info, warn};
 use state::{PublishStats, StopClock};
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How often token last-used and name last-seen times are written (coalesced:
-/// one write per batch; SPEC 15 allows last seen to lag by up to 60 s).
-const LAST_USED_FLUSH: Duration = Duration::from_secs(30);
 /// A lane that died is restarted at most this often (a lane that cannot even open
 /// the database must not spin).
 const RESTART_EVERY: Duration = Duration::from_secs(1);
-
-/// What the workers saw, written in batches by the coordinator: token id →
-/// last use, and name → last seen (SPEC 15: no database write per unchanged
-/// update; it may lag by up to a flush interval).
-#[derive(Default)]
-pub struct LastUsed(Mutex<Noted>);
-
-#[derive(Default)]
-struct Noted {
-    tokens: HashMap<i64, i64>,
-    /// name → (zone, domain id, unix time).
-    names: HashMap<String, (String, i64, i64)>,
-}
-
-impl LastUsed {
-    pub fn note(&self, token: i64) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .tokens
-            .insert(token, now_unix());
-    }
-
-    /// An authenticated update: its token, and each name it named (zone,
-    /// domain id), changed or not. A name seen before costs no allocation.
-    pub fn note_update<'a>(
-        &self,
-        token: Option<i64>,
-        names: impl IntoIterator<Item = (&'a str, &'a str, i64)>,
-    ) {
-        let now = now_unix();
-        let mut noted = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = token {
-            noted.tokens.insert(t, now);
-        }
-        for (name, zone, domain) in names {
-            match noted.names.get_mut(name) {
-                Some(seen) if seen.1 == domain => seen.2 = now,
-                _ => {
-                    noted
-                        .names
-                        .insert(name.to_string(), (zone.to_string(), domain, now));
-                }
-            }
-        }
-    }
-
-    fn take(&self) -> (Vec<(i64, i64)>, Vec<Seen>) {
-        let mut noted = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let tokens = noted.tokens.drain().collect();
-        let names = noted
-            .names
-            .drain()
-            .map(|(name, (zone, domain, at))| Seen {
-                name,
-                zone,
-                domain,
-                at,
-            })
-            .collect();
-        (tokens, names)
-    }
-}
-
-/// How often what the workers saw is written: every `LAST_USED_FLUSH`, or with
-/// `[events] stale_after` at least twice within it (a name updated in time must
-/// not be found stale for want of a flush), at least a second apart.
-pub fn flush_every(stale_after: Option<Duration>) -> Duration {
-    stale_after.map_or(LAST_USED_FLUSH, |s| {
-        (s / 2).clamp(Duration::from_secs(1), LAST_USED_FLUSH)
-    })
-}
 
 /// The handle the workers use to say "something changed".
 #[derive(Clone)]
