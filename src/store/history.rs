@@ -449,3 +449,129 @@ impl Outbox for Store {
         })?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewToken;
+    use crate::update::address::{ActionSource, AddressAction};
+    use crate::update::bounds::Bounds;
+    use crate::update::ledger::Via;
+    use crate::update::{FamilyPlan, NamePlan};
+
+    const NAME: &str = "a.dedyn.example";
+
+    /// A store with one user, one domain and one token; the token's id.
+    fn store(tag: &str) -> (Store, std::path::PathBuf, i64) {
+        let path = std::env::temp_dir().join(format!(
+            "dedyn-history-{tag}-{}.sqlite3",
+            std::process::id()
+        ));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+        let mut s = Store::open(&path, "NORMAL").unwrap();
+        s.ensure_zones(&["dedyn.example"]).unwrap();
+        let b = s.batch().unwrap();
+        b.add_user("a@x.org").unwrap();
+        let owner = b.user_id("a@x.org").unwrap();
+        b.add_domain(NAME, "dedyn.example", owner).unwrap();
+        let token = NewToken {
+            hash: crate::update::token_hash("a"),
+            ..NewToken::default()
+        };
+        let tok = b.add_token(owner, &token).unwrap();
+        b.commit().unwrap();
+        (s, path, tok)
+    }
+
+    fn set(s: &mut Store, tok: i64, ip: &str) {
+        let d = s.domain_holding(NAME).unwrap().unwrap();
+        let plan = NamePlan {
+            name: NAME.into(),
+            domain_id: d.id,
+            domain: d.name,
+            zone: d.zone,
+            v4: FamilyPlan {
+                action: AddressAction::Set(vec![ip.parse().unwrap()]),
+                source: ActionSource::Connection,
+            },
+            v6: FamilyPlan {
+                action: AddressAction::Preserve,
+                source: ActionSource::NotNamedForThisName,
+            },
+        };
+        let from = Provenance {
+            via: Via::Http,
+            client: Some("192.0.2.99".parse().unwrap()),
+            token: Some(tok),
+        };
+        s.apply_with(
+            &[plan],
+            &from,
+            d.owner,
+            &crate::update::outcome::decide,
+            &Bounds::NONE,
+        )
+        .unwrap();
+    }
+
+    /// A change is in the history with its provenance; an unchanged update
+    /// adds nothing.
+    #[test]
+    fn a_change_is_recorded_with_its_provenance_and_an_unchanged_one_is_not() {
+        let (mut s, path, tok) = store("record");
+        set(&mut s, tok, "192.0.2.1");
+        set(&mut s, tok, "192.0.2.1");
+        set(&mut s, tok, "192.0.2.2");
+        let h = s.history(NAME, 10).unwrap();
+        assert_eq!(h.len(), 2, "{h:#?}");
+        assert_eq!(
+            (h[0].old.as_slice(), h[0].new.as_slice()),
+            (
+                &["192.0.2.1".to_string()][..],
+                &["192.0.2.2".to_string()][..]
+            )
+        );
+        assert_eq!(h[0].via, "http");
+        assert_eq!(h[0].client.as_deref(), Some("192.0.2.99"));
+        assert_eq!(h[0].token, Some(tok));
+        assert!(s.name_state(NAME).unwrap().last_changed.is_some());
+        let _ = std::fs::remove_file(path);
+    }
+
+    /// Pruning keeps the newest `per_name`, and never goes past the mark
+    /// (`up_to`): an undelivered change stays whatever the count.
+    #[test]
+    fn pruning_keeps_the_newest_and_nothing_undelivered() {
+        let (mut s, path, tok) = store("prune");
+        for i in 1..=5 {
+            set(&mut s, tok, &format!("192.0.2.{i}"));
+        }
+        let ids: Vec<i64> = s
+            .history(NAME, 10)
+            .unwrap()
+            .iter()
+            .map(|c| c.id)
+            .rev()
+            .collect();
+        let keep = |up_to| Keep {
+            per_name: 2,
+            older_than: 0,
+            up_to,
+        };
+        let (cursor, gone) = s.prune_names(0, &keep(ids[1])).unwrap();
+        assert_eq!((cursor, gone), (ids[1], 2));
+        let (cursor, gone) = s.prune_names(cursor, &keep(ids[4])).unwrap();
+        assert_eq!((cursor, gone), (ids[4], 1));
+        let left: Vec<i64> = s
+            .history(NAME, 10)
+            .unwrap()
+            .iter()
+            .map(|c| c.id)
+            .rev()
+            .collect();
+        assert_eq!(left, ids[3..]);
+        let _ = std::fs::remove_file(path);
+    }
+}
