@@ -6,7 +6,7 @@
 
 use super::command::{self, RunError};
 use super::json;
-use super::outbox::{Keep, Outbox, StaleName};
+use super::outbox::{Keep, Outbox, OutboxError, StaleName};
 use super::stats::EventStats;
 use crate::config::{Events as EventsConfig, History};
 use crate::os::clock::now_unix;
@@ -137,7 +137,7 @@ impl<'a> Worker<'a> {
     /// Events on: deliver from the mark, which starts at the newest change when
     /// events are first turned on (the history before is not replayed). Events
     /// off: the mark goes, so that turning them on later starts afresh.
-    fn start_mark(&mut self) -> Result<(), super::OutboxError> {
+    fn start_mark(&mut self) -> Result<(), OutboxError> {
         match (&self.events.command, self.outbox.delivered()?) {
             (Some(_), None) => {
                 let newest = self.outbox.newest()?;
@@ -235,7 +235,7 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn outbox_failed(&mut self, e: &super::OutboxError) {
+    fn outbox_failed(&mut self, e: &OutboxError) {
         error!("events: the history cannot be read or marked: {e}; retrying");
         let count = self.failing.as_ref().map_or(1, |f| f.count);
         self.failing = Some(Failing {

@@ -272,37 +272,39 @@ impl Store {
 /// The events thread's port: the store's queries, their failures as the outbox's.
 impl Outbox for Store {
     fn delivered(&self) -> std::result::Result<Option<i64>, OutboxError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT delivered FROM events_mark WHERE id = 1")
-            .map_err(super::StoreError::from)?
-            .query_row([], |r| r.get(0))
-            .optional()
-            .map_err(super::StoreError::from)?)
+        outbox(|| {
+            Ok(self
+                .conn
+                .prepare_cached("SELECT delivered FROM events_mark WHERE id = 1")?
+                .query_row([], |r| r.get(0))
+                .optional()?)
+        })
     }
 
     fn set_delivered(&mut self, id: Option<i64>) -> std::result::Result<(), OutboxError> {
-        Ok(self.write(|c| {
-            match id {
-                Some(id) => c
-                    .prepare_cached(
-                        "INSERT INTO events_mark(id, delivered) VALUES (1, ?1)
-                         ON CONFLICT(id) DO UPDATE SET delivered = max(delivered, excluded.delivered)",
-                    )?
-                    .execute([id])?,
-                None => c.execute("DELETE FROM events_mark", [])?,
-            };
-            Ok(())
-        })?)
+        outbox(|| {
+            self.write(|c| {
+                match id {
+                    Some(id) => c
+                        .prepare_cached(
+                            "INSERT INTO events_mark(id, delivered) VALUES (1, ?1)
+                             ON CONFLICT(id) DO UPDATE SET delivered = max(delivered, excluded.delivered)",
+                        )?
+                        .execute([id])?,
+                    None => c.execute("DELETE FROM events_mark", [])?,
+                };
+                Ok(())
+            })
+        })
     }
 
     fn newest(&self) -> std::result::Result<i64, OutboxError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT coalesce(max(id), 0) FROM history")
-            .map_err(super::StoreError::from)?
-            .query_row([], |r| r.get(0))
-            .map_err(super::StoreError::from)?)
+        outbox(|| {
+            Ok(self
+                .conn
+                .prepare_cached("SELECT coalesce(max(id), 0) FROM history")?
+                .query_row([], |r| r.get(0))?)
+        })
     }
 
     fn changes_after(
@@ -310,7 +312,7 @@ impl Outbox for Store {
         after: i64,
         limit: usize,
     ) -> std::result::Result<Vec<Change>, OutboxError> {
-        let read = || -> Result<Vec<Change>> {
+        outbox(|| {
             let mut st = self.conn.prepare_cached(&format!(
                 "SELECT {CHANGE_COLUMNS} FROM history WHERE id > ?1 ORDER BY id LIMIT ?2"
             ))?;
@@ -318,8 +320,7 @@ impl Outbox for Store {
                 .query_map(params![after, limit as i64], change_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
-        };
-        Ok(read()?)
+        })
     }
 
     fn prune_names(
@@ -327,64 +328,62 @@ impl Outbox for Store {
         cursor: i64,
         keep: &Keep,
     ) -> std::result::Result<(i64, u64), OutboxError> {
-        // The names written since `cursor` (a read, no lock), then each pruned
-        // to its newest `per_name` in one short write.
-        let mut names: Vec<String> = Vec::new();
-        let mut last = cursor;
-        {
-            let mut st = self
-                .conn
-                .prepare_cached(
+        outbox(|| {
+            // The names written since `cursor` (a read, no lock), then each
+            // pruned to its newest `per_name` in one short write.
+            let mut names: Vec<String> = Vec::new();
+            let mut last = cursor;
+            {
+                let mut st = self.conn.prepare_cached(
                     "SELECT id, name FROM history WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
-                )
-                .map_err(super::StoreError::from)?;
-            let mut rows = st
-                .query(params![cursor, keep.up_to, PRUNE_BATCH])
-                .map_err(super::StoreError::from)?;
-            while let Some(r) = rows.next().map_err(super::StoreError::from)? {
-                last = r.get(0).map_err(super::StoreError::from)?;
-                let name: String = r.get(1).map_err(super::StoreError::from)?;
-                if !names.contains(&name) {
-                    names.push(name);
+                )?;
+                let mut rows = st.query(params![cursor, keep.up_to, PRUNE_BATCH])?;
+                while let Some(r) = rows.next()? {
+                    last = r.get(0)?;
+                    let name: String = r.get(1)?;
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
                 }
             }
-        }
-        if names.is_empty() {
-            return Ok((last, 0));
-        }
-        let per_name = i64::from(keep.per_name.max(1));
-        let up_to = keep.up_to;
-        let gone = self.write(|c| {
-            let mut st = c.prepare_cached(
-                "DELETE FROM history WHERE name = ?1 AND id <= ?2 AND id < (
-                     SELECT id FROM history WHERE name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?3)",
-            )?;
-            let mut gone = 0u64;
-            for n in &names {
-                gone += st.execute(params![n, up_to, per_name - 1])? as u64;
+            if names.is_empty() {
+                return Ok((last, 0));
             }
-            Ok(gone)
-        })?;
-        Ok((last, gone))
+            let per_name = i64::from(keep.per_name.max(1));
+            let up_to = keep.up_to;
+            let gone = self.write(|c| {
+                let mut st = c.prepare_cached(
+                    "DELETE FROM history WHERE name = ?1 AND id <= ?2 AND id < (
+                         SELECT id FROM history WHERE name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?3)",
+                )?;
+                let mut gone = 0u64;
+                for n in &names {
+                    gone += st.execute(params![n, up_to, per_name - 1])? as u64;
+                }
+                Ok(gone)
+            })?;
+            Ok((last, gone))
+        })
     }
 
     fn prune_age(&mut self, keep: &Keep) -> std::result::Result<u64, OutboxError> {
-        let any: bool = self
-            .conn
-            .prepare_cached("SELECT EXISTS(SELECT 1 FROM history WHERE at < ?1 AND id <= ?2)")
-            .map_err(super::StoreError::from)?
-            .query_row(params![keep.older_than, keep.up_to], |r| r.get(0))
-            .map_err(super::StoreError::from)?;
-        if !any {
-            return Ok(0);
-        }
-        Ok(self.write(|c| {
-            Ok(c.prepare_cached(
-                "DELETE FROM history WHERE id IN (
-                     SELECT id FROM history WHERE at < ?1 AND id <= ?2 ORDER BY at LIMIT ?3)",
-            )?
-            .execute(params![keep.older_than, keep.up_to, PRUNE_BATCH])? as u64)
-        })?)
+        outbox(|| {
+            let any: bool = self
+                .conn
+                .prepare_cached("SELECT EXISTS(SELECT 1 FROM history WHERE at < ?1 AND id <= ?2)")?
+                .query_row(params![keep.older_than, keep.up_to], |r| r.get(0))?;
+            if !any {
+                return Ok(0);
+            }
+            self.write(|c| {
+                Ok(c.prepare_cached(
+                    "DELETE FROM history WHERE id IN (
+                         SELECT id FROM history WHERE at < ?1 AND id <= ?2 ORDER BY at LIMIT ?3)",
+                )?
+                .execute(params![keep.older_than, keep.up_to, PRUNE_BATCH])?
+                    as u64)
+            })
+        })
     }
 
     fn mark_stale(
@@ -395,59 +394,64 @@ impl Outbox for Store {
     ) -> std::result::Result<u64, OutboxError> {
         const NEWLY: &str = "stale_at IS NULL AND last_seen < ?1 AND EXISTS(
             SELECT 1 FROM records r WHERE r.zone = name_state.zone AND r.name = name_state.name)";
-        let any: bool = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT EXISTS(SELECT 1 FROM name_state WHERE {NEWLY})"
-            ))
-            .map_err(super::StoreError::from)?
-            .query_row([cutoff], |r| r.get(0))
-            .map_err(super::StoreError::from)?;
-        if any {
-            self.write(|c| {
-                c.prepare_cached(&format!(
-                    "UPDATE name_state SET stale_at = ?2, stale_notified = ?3 WHERE {NEWLY}"
+        outbox(|| {
+            let any: bool = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT EXISTS(SELECT 1 FROM name_state WHERE {NEWLY})"
                 ))?
-                .execute(params![cutoff, now, !notify])?;
-                Ok(())
-            })?;
-        }
-        Ok(self
-            .conn
-            .prepare_cached("SELECT count(*) FROM name_state WHERE stale_at IS NOT NULL")
-            .map_err(super::StoreError::from)?
-            .query_row([], |r| r.get::<_, i64>(0))
-            .map_err(super::StoreError::from)? as u64)
+                .query_row([cutoff], |r| r.get(0))?;
+            if any {
+                self.write(|c| {
+                    c.prepare_cached(&format!(
+                        "UPDATE name_state SET stale_at = ?2, stale_notified = ?3 WHERE {NEWLY}"
+                    ))?
+                    .execute(params![cutoff, now, !notify])?;
+                    Ok(())
+                })?;
+            }
+            Ok(self
+                .conn
+                .prepare_cached("SELECT count(*) FROM name_state WHERE stale_at IS NOT NULL")?
+                .query_row([], |r| r.get::<_, i64>(0))? as u64)
+        })
     }
 
     fn next_stale(&self) -> std::result::Result<Option<StaleName>, OutboxError> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT name, last_seen, stale_at FROM name_state
-                 WHERE stale_at IS NOT NULL AND stale_notified = 0 ORDER BY stale_at, name LIMIT 1",
-            )
-            .map_err(super::StoreError::from)?
-            .query_row([], |r| {
-                Ok(StaleName {
-                    name: r.get(0)?,
-                    last_seen: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
-                    since: r.get(2)?,
+        outbox(|| {
+            Ok(self
+                .conn
+                .prepare_cached(
+                    "SELECT name, last_seen, stale_at FROM name_state
+                     WHERE stale_at IS NOT NULL AND stale_notified = 0 ORDER BY stale_at, name LIMIT 1",
+                )?
+                .query_row([], |r| {
+                    Ok(StaleName {
+                        name: r.get(0)?,
+                        last_seen: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                        since: r.get(2)?,
+                    })
                 })
-            })
-            .optional()
-            .map_err(super::StoreError::from)?)
+                .optional()?)
+        })
     }
 
     fn stale_delivered(&mut self, s: &StaleName) -> std::result::Result<(), OutboxError> {
-        Ok(self.write(|c| {
-            c.prepare_cached(
-                "UPDATE name_state SET stale_notified = 1 WHERE name = ?1 AND stale_at = ?2",
-            )?
-            .execute(params![s.name, s.since])?;
-            Ok(())
-        })?)
+        outbox(|| {
+            self.write(|c| {
+                c.prepare_cached(
+                    "UPDATE name_state SET stale_notified = 1 WHERE name = ?1 AND stale_at = ?2",
+                )?
+                .execute(params![s.name, s.since])?;
+                Ok(())
+            })
+        })
     }
+}
+
+/// A store query as the events port answers it (its failure in the port's words).
+fn outbox<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, OutboxError> {
+    Ok(f()?)
 }
 
 #[cfg(test)]
