@@ -408,3 +408,21 @@ fn stale_names_are_counted_in_the_metrics() {
         assert!(metric(&page, m).is_some(), "{m} missing:\n{page}");
     }
 }
+
+/// `check` names an event command the service could not run.
+#[test]
+fn check_names_an_event_command_that_cannot_run() {
+    let d = TempDir::new("events");
+    let cmd = d.path().join("not-executable");
+    std::fs::write(&cmd, "#!/bin/sh\n").expect("write");
+    let mut s = Server::start_with(events_setup(&cmd, &[]));
+    s.stop();
+    let o = s.cli(&["check"]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains(&format!("events.command {}: not executable", cmd.display())),
+        "{}",
+        o.stderr
+    );
+}
