@@ -124,7 +124,7 @@ fn assert_changed(line: &str, name: &str, rtype: &str, old: &str, new: &str, via
 fn two_changes_and_an_unchanged_update_give_two_history_rows_and_two_events() {
     let d = TempDir::new("events");
     let (cmd, out) = recorder(d.path());
-    let s = Server::start_with(events_setup(&cmd, &[]));
+    let mut s = Server::start_with(events_setup(&cmd, &[]));
     let tok = s.provision(EMAIL, ALICE);
     for ip in ["192.0.2.1", "192.0.2.1", "192.0.2.2"] {
         let r = update(&s, &tok, &format!("hostname={ALICE}&myipv4={ip}"));
@@ -170,6 +170,9 @@ fn two_changes_and_an_unchanged_update_give_two_history_rows_and_two_events() {
     );
     let status = s.cli_ok(&["status", ALICE]);
     assert!(status.contains("last changed: 20"), "{status}");
+    // Last seen is written in batches (every 30 s) and at a clean stop.
+    assert_eq!(s.stop(), Some(0));
+    let status = s.cli_ok(&["status", ALICE]);
     assert!(status.contains("last seen: 20"), "{status}");
 }
 

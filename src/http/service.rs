@@ -220,7 +220,11 @@ impl Service {
             Some(plan.token_id),
             plan.names
                 .iter()
-                .map(|n| (n.name.as_str(), n.zone.as_str(), n.domain_id)),
+                .zip(&applied.records)
+                .map(|(n, [a, aaaa])| {
+                    let changed = a.before != a.after || aaaa.before != aaaa.after;
+                    (n.name.as_str(), n.zone.as_str(), n.domain_id, changed)
+                }),
         );
         Ok(self.good(&applied))
     }

@@ -33,6 +33,8 @@ pub struct Seen {
     pub domain: i64,
     /// Unix seconds.
     pub at: i64,
+    /// When an update last changed its records, if one did since the last batch.
+    pub changed: Option<i64>,
 }
 
 /// The feed could not answer or record (the database failed); the message is

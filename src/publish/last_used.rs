@@ -21,8 +21,8 @@ pub struct LastUsed(Mutex<Noted>);
 #[derive(Default)]
 struct Noted {
     tokens: HashMap<i64, i64>,
-    /// name → (zone, domain id, unix time).
-    names: HashMap<String, (String, i64, i64)>,
+    /// name → (zone, domain id, seen, changed: unix times).
+    names: HashMap<String, (String, i64, i64, Option<i64>)>,
 }
 
 impl LastUsed {
@@ -35,24 +35,30 @@ impl LastUsed {
     }
 
     /// An authenticated update: its token, and each name it named (zone,
-    /// domain id), changed or not. A name seen before costs no allocation.
+    /// domain id, whether its records changed). A name seen before costs no
+    /// allocation.
     pub fn note_update<'a>(
         &self,
         token: Option<i64>,
-        names: impl IntoIterator<Item = (&'a str, &'a str, i64)>,
+        names: impl IntoIterator<Item = (&'a str, &'a str, i64, bool)>,
     ) {
         let now = now_unix();
         let mut noted = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(t) = token {
             noted.tokens.insert(t, now);
         }
-        for (name, zone, domain) in names {
+        for (name, zone, domain, changed) in names {
+            let changed_at = changed.then_some(now);
             match noted.names.get_mut(name) {
-                Some(seen) if seen.1 == domain => seen.2 = now,
+                Some(seen) if seen.1 == domain => {
+                    seen.2 = now;
+                    seen.3 = changed_at.or(seen.3);
+                }
                 _ => {
-                    noted
-                        .names
-                        .insert(name.to_string(), (zone.to_string(), domain, now));
+                    noted.names.insert(
+                        name.to_string(),
+                        (zone.to_string(), domain, now, changed_at),
+                    );
                 }
             }
         }
@@ -64,11 +70,12 @@ impl LastUsed {
         let names = noted
             .names
             .drain()
-            .map(|(name, (zone, domain, at))| Seen {
+            .map(|(name, (zone, domain, at, changed))| Seen {
                 name,
                 zone,
                 domain,
                 at,
+                changed,
             })
             .collect();
         (tokens, names)
@@ -93,12 +100,12 @@ mod tests {
     #[test]
     fn names_seen_are_taken_once_per_flush() {
         let seen = LastUsed::default();
-        seen.note_update(Some(7), [("a.dedyn.example", "dedyn.example", 1)]);
+        seen.note_update(Some(7), [("a.dedyn.example", "dedyn.example", 1, true)]);
         seen.note_update(
             Some(7),
             [
-                ("a.dedyn.example", "dedyn.example", 1),
-                ("b.a.dedyn.example", "dedyn.example", 1),
+                ("a.dedyn.example", "dedyn.example", 1, false),
+                ("b.a.dedyn.example", "dedyn.example", 1, false),
             ],
         );
         let (tokens, mut names) = seen.take();
@@ -106,6 +113,11 @@ mod tests {
         names.sort_by(|a, b| a.name.cmp(&b.name));
         let got: Vec<&str> = names.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(got, ["a.dedyn.example", "b.a.dedyn.example"]);
+        assert!(
+            names[0].changed.is_some(),
+            "a later unchanged update keeps the change"
+        );
+        assert!(names[1].changed.is_none());
         assert_eq!(seen.take(), (vec![], vec![]));
     }
 

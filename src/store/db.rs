@@ -167,14 +167,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     )
     SELECT token, name FROM split WHERE name <> '';",
     // 5: what happened to a name (SPEC 15). `history`: each committed change of a
-    // name's A or AAAA records, in commit order (AUTOINCREMENT: an id is never
-    // reused, so the events' delivered-up-to mark stays meaningful when the
-    // newest rows are pruned); addresses as text, numeric order, space-separated.
-    // `name_state`: last changed (in the update's transaction), last seen
-    // (flushed in batches), stale. `events_mark`: the outbox's delivered-up-to
-    // history id. `domains.ttl`: `domain set NAME --ttl`, NULL: dns.ttl.
+    // name's A or AAAA records, in commit order (the id; pruning never removes
+    // the newest row, so an id is never given out twice and the events'
+    // delivered-up-to mark stays meaningful); addresses as text, numeric order,
+    // space-separated. One index: a change costs its row and one index entry.
+    // `name_state`: last seen and last changed as the workers saw them (written
+    // in batches), stale. `events_mark`: the outbox's delivered-up-to history
+    // id. `domains.ttl`: `domain set NAME --ttl`, NULL: dns.ttl.
     "CREATE TABLE history (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        id INTEGER PRIMARY KEY,
         at INTEGER NOT NULL,
         zone TEXT NOT NULL,
         name TEXT NOT NULL,
@@ -187,7 +188,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
         serial INTEGER NOT NULL          -- the zone serial that publishes it
     );
     CREATE INDEX history_name ON history(name, id);
-    CREATE INDEX history_at ON history(at);
     CREATE TABLE name_state (
         name TEXT PRIMARY KEY,
         zone TEXT NOT NULL,
@@ -198,7 +198,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
         stale_notified INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     CREATE INDEX name_state_domain ON name_state(domain);
-    CREATE INDEX name_state_seen ON name_state(last_seen);
     CREATE TABLE events_mark (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         delivered INTEGER NOT NULL

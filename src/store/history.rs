@@ -66,26 +66,6 @@ pub(super) fn record_change(
     Ok(())
 }
 
-/// A name was updated and changed at `at`: last changed and last seen, and it
-/// is no longer stale. Inside the change's transaction.
-pub(super) fn note_changed(
-    conn: &Connection,
-    zone: &str,
-    name: &str,
-    domain: i64,
-    at: i64,
-) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO name_state(name, zone, domain, last_changed, last_seen) VALUES (?1, ?2, ?3, ?4, ?4)
-         ON CONFLICT(name) DO UPDATE SET zone = excluded.zone, domain = excluded.domain,
-             last_changed = excluded.last_changed,
-             last_seen = max(coalesce(last_seen, 0), excluded.last_seen),
-             stale_at = NULL, stale_notified = 0",
-    )?
-    .execute(params![name, zone, domain, at])?;
-    Ok(())
-}
-
 /// SPEC 15: `domain remove` / `user remove` record the removal of each name's
 /// records of domain `domain` as a change to nothing, via `cli`. Inside the
 /// removal's transaction, before the rows go; the zone's generation must
@@ -161,9 +141,11 @@ impl Store {
         Ok(rows)
     }
 
-    /// Last changed, last seen and stale, for `status NAME`.
+    /// Last changed, last seen and stale, for `status NAME`. Last changed is
+    /// the newest history entry's time (written with the change), or the
+    /// batched one once the history of the name has aged out.
     pub fn name_state(&self, name: &str) -> Result<NameState> {
-        Ok(self
+        let mut state = self
             .conn
             .prepare_cached(
                 "SELECT last_changed, last_seen, stale_at FROM name_state WHERE name = ?1",
@@ -176,12 +158,19 @@ impl Store {
                 })
             })
             .optional()?
-            .unwrap_or_default())
+            .unwrap_or_default();
+        let newest: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT at FROM history WHERE name = ?1 ORDER BY id DESC LIMIT 1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?;
+        state.last_changed = state.last_changed.max(newest);
+        Ok(state)
     }
 
-    /// Record when tokens were last used and names last seen (SPEC 15), in one
-    /// write for the batch. A name whose domain went meanwhile is left out; a
-    /// name seen is no longer stale.
+    /// Record when tokens were last used and names last seen and changed (SPEC
+    /// 15), in one write for the batch. A name whose domain went meanwhile is
+    /// left out; a name seen is no longer stale.
     pub fn touch(&mut self, used: &[(i64, i64)], seen: &[Seen]) -> Result<()> {
         if used.is_empty() && seen.is_empty() {
             return Ok(());
@@ -198,14 +187,16 @@ impl Store {
                 st.execute(params![id, at])?;
             }
             let mut st = tx.prepare_cached(
-                "INSERT INTO name_state(name, zone, domain, last_seen)
-                 SELECT ?1, ?2, ?3, ?4 WHERE EXISTS(SELECT 1 FROM domains WHERE id = ?3)
+                "INSERT INTO name_state(name, zone, domain, last_seen, last_changed)
+                 SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS(SELECT 1 FROM domains WHERE id = ?3)
                  ON CONFLICT(name) DO UPDATE SET
                      last_seen = max(coalesce(last_seen, 0), excluded.last_seen),
+                     last_changed = coalesce(max(last_changed, excluded.last_changed),
+                                             last_changed, excluded.last_changed),
                      stale_at = NULL, stale_notified = 0",
             )?;
             for s in seen {
-                st.execute(params![s.name, s.zone, s.domain, s.at])?;
+                st.execute(params![s.name, s.zone, s.domain, s.at, s.changed])?;
             }
         }
         tx.commit()?;
@@ -346,10 +337,22 @@ impl Outbox for Store {
                     }
                 }
             }
+            // Only the names over `per_name` take the write lock (a read each).
+            let per_name = i64::from(keep.per_name.max(1));
+            let mut over = self.conn.prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM history WHERE name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            )?;
+            let mut full = Vec::new();
+            for n in names {
+                if over.query_row(params![n, per_name], |r| r.get::<_, bool>(0))? {
+                    full.push(n);
+                }
+            }
+            drop(over);
+            let names = full;
             if names.is_empty() {
                 return Ok((last, 0));
             }
-            let per_name = i64::from(keep.per_name.max(1));
             let up_to = keep.up_to;
             let gone = self.write(|c| {
                 let mut st = c.prepare_cached(

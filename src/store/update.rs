@@ -6,7 +6,7 @@ use super::db::{
     addr_blob, blob_addr, bump_generation, check_domain_held, check_token_held, writer_turn,
     Result, Store, StoreError,
 };
-use super::history::{note_changed, record_change};
+use super::history::record_change;
 use crate::net::cidr::Cidr;
 use crate::net::name::quoted;
 use crate::os::clock::now_unix;
@@ -91,8 +91,8 @@ impl Store {
         Ok(applied)
     }
 
-    /// SPEC 15: a history row per changed name and family, and the name's last
-    /// changed, in the update's own transaction.
+    /// SPEC 15: a history row per changed name and family, in the update's own
+    /// transaction (last changed and last seen come with the workers' batch).
     fn write_history(
         conn: &Connection,
         names: &[NamePlan],
@@ -106,18 +106,13 @@ impl Store {
                 .iter()
                 .find(|(z, _)| *z == n.zone)
                 .map_or(0, |(_, s)| *s);
-            let mut changed = false;
             for f in Family::BOTH {
                 let s = &sets[f as usize];
                 if s.before != s.after {
-                    changed = true;
                     record_change(
                         conn, now, &n.zone, &n.name, f, &s.before, &s.after, from, serial,
                     )?;
                 }
-            }
-            if changed {
-                note_changed(conn, &n.zone, &n.name, n.domain_id, now)?;
             }
         }
         Ok(())
