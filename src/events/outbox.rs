@@ -42,7 +42,8 @@ pub struct Keep {
     pub per_name: u32,
     /// Entries written before this (unix seconds) go.
     pub older_than: i64,
-    /// History ids above this stay whatever their age or number.
+    /// History ids above this stay whatever their age or number (the
+    /// delivered-up-to mark with events on; never past what is indexed).
     pub up_to: i64,
 }
 
@@ -71,6 +72,14 @@ pub trait Outbox {
 
     /// Changes committed after history id `after`, oldest first, at most `limit`.
     fn changes_after(&self, after: i64, limit: usize) -> Result<Vec<Change>, OutboxError>;
+
+    /// Up to which history id `index_names` has indexed (0: none).
+    fn indexed(&self) -> Result<i64, OutboxError>;
+
+    /// Index the history rows written since the last call by name (a batch,
+    /// one short transaction): the update itself only appends its row.
+    /// Returns how many rows were indexed.
+    fn index_names(&mut self) -> Result<u64, OutboxError>;
 
     /// Prune the names of the history rows after `cursor` (at most a small batch,
     /// one short transaction) to `keep.per_name` entries; returns the new cursor

@@ -114,6 +114,9 @@ impl<'a> Worker<'a> {
         let mut next_prune = Instant::now();
         let mut next_stale = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
+            if let Err(e) = self.outbox.index_names() {
+                error!("events: cannot index the history by name: {e}");
+            }
             if self.events.command.is_some() {
                 self.deliver();
             }
@@ -281,13 +284,17 @@ impl<'a> Worker<'a> {
     /// Prune the history to `[history]`, one small batch each, never a change
     /// not delivered yet.
     fn prune(&mut self) {
+        let indexed = match self.outbox.indexed() {
+            Ok(m) => m,
+            Err(e) => return error!("events: cannot prune the history: {e}"),
+        };
         let up_to = if self.events.command.is_some() {
             match self.outbox.delivered() {
-                Ok(m) => m.unwrap_or(0),
+                Ok(m) => m.unwrap_or(0).min(indexed),
                 Err(e) => return error!("events: cannot prune the history: {e}"),
             }
         } else {
-            i64::MAX
+            indexed
         };
         let keep = Keep {
             per_name: self.history.per_name,

@@ -170,10 +170,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // name's A or AAAA records, in commit order (the id; pruning never removes
     // the newest row, so an id is never given out twice and the events'
     // delivered-up-to mark stays meaningful); addresses as text, numeric order,
-    // space-separated. One index: a change costs its row and one index entry.
+    // space-separated. No index: a change appends its row and nothing else
+    // (S2). `history_names` indexes it by name, filled in batches by the events
+    // thread up to the mark `indexed`; `delivered` is the outbox's mark.
     // `name_state`: last seen and last changed as the workers saw them (written
-    // in batches), stale. `events_mark`: the outbox's delivered-up-to history
-    // id. `domains.ttl`: `domain set NAME --ttl`, NULL: dns.ttl.
+    // in batches), stale. `domains.ttl`: `domain set NAME --ttl`, NULL: dns.ttl.
     "CREATE TABLE history (
         id INTEGER PRIMARY KEY,
         at INTEGER NOT NULL,
@@ -187,7 +188,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         token INTEGER,                   -- no reference: the history outlives the token
         serial INTEGER NOT NULL          -- the zone serial that publishes it
     );
-    CREATE INDEX history_name ON history(name, id);
+    CREATE TABLE history_names (
+        name TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        PRIMARY KEY (name, id)
+    ) WITHOUT ROWID;
     CREATE TABLE name_state (
         name TEXT PRIMARY KEY,
         zone TEXT NOT NULL,
@@ -198,10 +203,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
         stale_notified INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     CREATE INDEX name_state_domain ON name_state(domain);
-    CREATE TABLE events_mark (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        delivered INTEGER NOT NULL
-    );
+    CREATE TABLE history_marks (
+        what TEXT PRIMARY KEY CHECK (what IN ('delivered', 'indexed')),
+        up_to INTEGER NOT NULL           -- a history id
+    ) WITHOUT ROWID;
     ALTER TABLE domains ADD COLUMN ttl INTEGER;",
 ];
 

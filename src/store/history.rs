@@ -129,11 +129,38 @@ fn change_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Change> {
 
 const CHANGE_COLUMNS: &str = "id, at, name, type, old, new, via, client, token, serial";
 
+/// The ids of `?1`'s history entries: those `history_names` indexes, and the
+/// few after the `indexed` mark (not indexed yet: a table scan of the tail).
+const IDS_OF_NAME: &str = "SELECT id FROM history_names WHERE name = ?1
+    UNION ALL
+    SELECT id FROM history WHERE name = ?1 AND id > coalesce(
+        (SELECT up_to FROM history_marks WHERE what = 'indexed'), 0)";
+
+/// Rows the events thread indexes by name in one transaction.
+const INDEX_BATCH: i64 = 2000;
+
+fn mark(conn: &Connection, what: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT up_to FROM history_marks WHERE what = ?1")?
+        .query_row([what], |r| r.get(0))
+        .optional()?)
+}
+
+fn set_mark(conn: &Connection, what: &str, up_to: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO history_marks(what, up_to) VALUES (?1, ?2)
+         ON CONFLICT(what) DO UPDATE SET up_to = max(up_to, excluded.up_to)",
+    )?
+    .execute(params![what, up_to])?;
+    Ok(())
+}
+
 impl Store {
     /// `history NAME`: its entries, newest first, at most `limit`.
     pub fn history(&self, name: &str, limit: u32) -> Result<Vec<Change>> {
         let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {CHANGE_COLUMNS} FROM history WHERE name = ?1 ORDER BY id DESC LIMIT ?2"
+            "SELECT {CHANGE_COLUMNS} FROM history WHERE id IN ({IDS_OF_NAME})
+             ORDER BY id DESC LIMIT ?2"
         ))?;
         let rows = st
             .query_map(params![name, limit], change_row)?
@@ -161,7 +188,9 @@ impl Store {
             .unwrap_or_default();
         let newest: Option<i64> = self
             .conn
-            .prepare_cached("SELECT at FROM history WHERE name = ?1 ORDER BY id DESC LIMIT 1")?
+            .prepare_cached(&format!(
+                "SELECT at FROM history WHERE id IN ({IDS_OF_NAME}) ORDER BY id DESC LIMIT 1"
+            ))?
             .query_row([name], |r| r.get(0))
             .optional()?;
         state.last_changed = state.last_changed.max(newest);
@@ -263,28 +292,17 @@ impl Store {
 /// The events thread's port: the store's queries, their failures as the outbox's.
 impl Outbox for Store {
     fn delivered(&self) -> std::result::Result<Option<i64>, OutboxError> {
-        outbox(|| {
-            Ok(self
-                .conn
-                .prepare_cached("SELECT delivered FROM events_mark WHERE id = 1")?
-                .query_row([], |r| r.get(0))
-                .optional()?)
-        })
+        outbox(|| mark(&self.conn, "delivered"))
     }
 
     fn set_delivered(&mut self, id: Option<i64>) -> std::result::Result<(), OutboxError> {
         outbox(|| {
-            self.write(|c| {
-                match id {
-                    Some(id) => c
-                        .prepare_cached(
-                            "INSERT INTO events_mark(id, delivered) VALUES (1, ?1)
-                             ON CONFLICT(id) DO UPDATE SET delivered = max(delivered, excluded.delivered)",
-                        )?
-                        .execute([id])?,
-                    None => c.execute("DELETE FROM events_mark", [])?,
-                };
-                Ok(())
+            self.write(|c| match id {
+                Some(id) => set_mark(c, "delivered", id),
+                None => {
+                    c.execute("DELETE FROM history_marks WHERE what = 'delivered'", [])?;
+                    Ok(())
+                }
             })
         })
     }
@@ -314,6 +332,39 @@ impl Outbox for Store {
         })
     }
 
+    fn indexed(&self) -> std::result::Result<i64, OutboxError> {
+        outbox(|| Ok(mark(&self.conn, "indexed")?.unwrap_or(0)))
+    }
+
+    fn index_names(&mut self) -> std::result::Result<u64, OutboxError> {
+        outbox(|| {
+            let from = mark(&self.conn, "indexed")?.unwrap_or(0);
+            let newest: i64 = self
+                .conn
+                .prepare_cached("SELECT coalesce(max(id), 0) FROM history")?
+                .query_row([], |r| r.get(0))?;
+            if newest <= from {
+                return Ok(0);
+            }
+            self.write(|c| {
+                let n = c
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO history_names(name, id)
+                         SELECT name, id FROM history WHERE id > ?1 ORDER BY id LIMIT ?2",
+                    )?
+                    .execute(params![from, INDEX_BATCH])?;
+                let last: i64 = c
+                    .prepare_cached(
+                        "SELECT coalesce(max(id), ?1) FROM
+                             (SELECT id FROM history WHERE id > ?1 ORDER BY id LIMIT ?2)",
+                    )?
+                    .query_row(params![from, INDEX_BATCH], |r| r.get(0))?;
+                set_mark(c, "indexed", last)?;
+                Ok(n as u64)
+            })
+        })
+    }
+
     fn prune_names(
         &mut self,
         cursor: i64,
@@ -340,7 +391,7 @@ impl Outbox for Store {
             // Only the names over `per_name` take the write lock (a read each).
             let per_name = i64::from(keep.per_name.max(1));
             let mut over = self.conn.prepare_cached(
-                "SELECT EXISTS(SELECT 1 FROM history WHERE name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                "SELECT EXISTS(SELECT 1 FROM history_names WHERE name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
             )?;
             let mut full = Vec::new();
             for n in names {
@@ -355,13 +406,23 @@ impl Outbox for Store {
             }
             let up_to = keep.up_to;
             let gone = self.write(|c| {
-                let mut st = c.prepare_cached(
-                    "DELETE FROM history WHERE name = ?1 AND id <= ?2 AND id < (
-                         SELECT id FROM history WHERE name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?3)",
+                // The ids to go: beyond the newest per_name, and not past up_to.
+                let mut ids = c.prepare_cached(
+                    "SELECT id FROM history_names WHERE name = ?1 AND id <= ?2 AND id < (
+                         SELECT id FROM history_names WHERE name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?3)",
                 )?;
+                let mut del = c.prepare_cached("DELETE FROM history WHERE id = ?1")?;
+                let mut unindex =
+                    c.prepare_cached("DELETE FROM history_names WHERE name = ?1 AND id = ?2")?;
                 let mut gone = 0u64;
                 for n in &names {
-                    gone += st.execute(params![n, up_to, per_name - 1])? as u64;
+                    let old: Vec<i64> = ids
+                        .query_map(params![n, up_to, per_name - 1], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    for id in old {
+                        gone += del.execute([id])? as u64;
+                        unindex.execute(params![n, id])?;
+                    }
                 }
                 Ok(gone)
             })?;
@@ -533,6 +594,9 @@ mod tests {
         set(&mut s, tok, "192.0.2.2");
         let h = s.history(NAME, 10).unwrap();
         assert_eq!(h.len(), 2, "{h:#?}");
+        // The same once the events thread indexed it by name.
+        assert_eq!(s.index_names().unwrap(), 2);
+        assert_eq!(s.history(NAME, 10).unwrap(), h);
         assert_eq!(
             (h[0].old.as_slice(), h[0].new.as_slice()),
             (
@@ -555,6 +619,7 @@ mod tests {
         for i in 1..=5 {
             set(&mut s, tok, &format!("192.0.2.{i}"));
         }
+        assert_eq!(s.index_names().unwrap(), 5);
         let ids: Vec<i64> = s
             .history(NAME, 10)
             .unwrap()
