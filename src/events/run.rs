@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(200);
 /// Changes read from the outbox at once.
 const BATCH: usize = 100;
-/// The history is pruned this often.
+/// The history is indexed by name and pruned this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 /// The longest wait between two tries of a failing event.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -114,9 +114,6 @@ impl<'a> Worker<'a> {
         let mut next_prune = Instant::now();
         let mut next_stale = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
-            if let Err(e) = self.outbox.index_names() {
-                error!("events: cannot index the history by name: {e}");
-            }
             if self.events.command.is_some() {
                 self.deliver();
             }
@@ -131,6 +128,11 @@ impl<'a> Worker<'a> {
             }
             if Instant::now() >= next_prune {
                 next_prune = Instant::now() + PRUNE_EVERY;
+                // One batch a second: fewer, larger write transactions beside
+                // the workers' (history NAME reads the unindexed tail meanwhile).
+                if let Err(e) = self.outbox.index_names() {
+                    error!("events: cannot index the history by name: {e}");
+                }
                 self.prune();
             }
             std::thread::sleep(POLL);
