@@ -23,6 +23,8 @@ const POLL: Duration = Duration::from_millis(200);
 const BATCH: usize = 100;
 /// The history is indexed by name and pruned this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
+/// Batches of indexing and of pruning per round at most.
+const CATCH_UP: usize = 4;
 /// The longest wait between two tries of a failing event.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -130,9 +132,7 @@ impl<'a> Worker<'a> {
                 next_prune = Instant::now() + PRUNE_EVERY;
                 // One batch a second: fewer, larger write transactions beside
                 // the workers' (history NAME reads the unindexed tail meanwhile).
-                if let Err(e) = self.outbox.index_names() {
-                    error!("events: cannot index the history by name: {e}");
-                }
+                self.index();
                 self.prune();
             }
             std::thread::sleep(POLL);
@@ -283,6 +283,18 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// Index the new history rows by name: a few batches, each its own short
+    /// transaction.
+    fn index(&mut self) {
+        for _ in 0..CATCH_UP {
+            match self.outbox.index_names() {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) => return error!("events: cannot index the history by name: {e}"),
+            }
+        }
+    }
+
     /// Prune the history to `[history]`, one small batch each, never a change
     /// not delivered yet.
     fn prune(&mut self) {
@@ -304,12 +316,23 @@ impl<'a> Worker<'a> {
             up_to,
         };
         let mut pruned = 0;
-        match self.outbox.prune_names(self.prune_cursor, &keep) {
-            Ok((cursor, n)) => {
-                self.prune_cursor = cursor;
-                pruned += n;
+        // A few batches, each its own short transaction, so that a burst of
+        // changes is caught up with within seconds.
+        for _ in 0..CATCH_UP {
+            match self.outbox.prune_names(self.prune_cursor, &keep) {
+                Ok((cursor, n)) => {
+                    let done = cursor == self.prune_cursor;
+                    self.prune_cursor = cursor;
+                    pruned += n;
+                    if done {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    error!("events: cannot prune the history: {e}");
+                    break;
+                }
             }
-            Err(e) => error!("events: cannot prune the history: {e}"),
         }
         match self.outbox.prune_age(&keep) {
             Ok(n) => pruned += n,
