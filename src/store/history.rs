@@ -521,7 +521,7 @@ fn outbox<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, OutboxErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::NewToken;
+    use super::super::accounts::NewToken;
     use crate::update::address::{ActionSource, AddressAction};
     use crate::update::bounds::Bounds;
     use crate::update::ledger::Via;
