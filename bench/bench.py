@@ -434,6 +434,31 @@ def finish(args, out, notes, res):
     print(text)
 
 
+def ab(args):
+    """`run.sh --ab`: S1 and S2 before (an older build) and after (this one),
+    measured alternately in the same run; the verdict is within 5 %."""
+    res = parse_results(args.results)
+    out = [f"# dedyn-update benchmark, before/after — {args.meta}\n",
+           f"`BENCH_BASELINE=… bench/run.sh --ab`; {args.label}; wrk, 64 connections; "
+           "median of the repetitions, the two builds alternating.\n",
+           "| scenario | before | after | after/before | p99 before | p99 after | within 5 % |",
+           "|---|---|---|---|---|---|---|"]
+    for key, label in (("s1", "S1 unchanged"), ("s2", "S2 changing")):
+        b, a = median(res, f"{key}_before", "rps"), median(res, f"{key}_after", "rps")
+        pb, pa = median(res, f"{key}_before", "p99_ms"), median(res, f"{key}_after", "p99_ms")
+        if b is None or a is None:
+            out.append(f"| {label} | n/a | n/a | n/a | n/a | n/a | n/a |")
+            continue
+        ratio = a / b
+        out.append(f"| {label} | {b:,.0f}/s | {a:,.0f}/s | {100 * ratio:.1f} % | "
+                   f"{pb:.1f} ms | {pa:.1f} ms | {'yes' if ratio >= 0.95 else 'NO'} |")
+    out.append("\nEach run (req/s):\n")
+    for key in ("s1_before", "s1_after", "s2_before", "s2_after"):
+        runs = [f"{float(kv['rps']):,.0f}" for kv in res.get(key, []) if "rps" in kv]
+        out.append(f"- {key}: {', '.join(runs)}")
+    finish(args, out, run_notes(res), res)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -463,6 +488,12 @@ def main():
     p.add_argument("results")
     p.add_argument("out")
     p.set_defaults(fn=report)
+    p = sub.add_parser("ab")
+    p.add_argument("results")
+    p.add_argument("out")
+    p.add_argument("label")
+    p.add_argument("meta")
+    p.set_defaults(fn=ab)
     args = ap.parse_args()
     if args.cmd == "startup" and args.command[:1] == ["--"]:
         args.command = args.command[1:]

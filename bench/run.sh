@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark: `bench/run.sh` (full, ~10 min), `bench/run.sh --quick` (~1 min,
-# run by tests/run.sh) or `bench/run.sh --accounts` (S1 and S4 over account sizes
-# only, ~5 min). Everything runs on this machine, on 127.0.0.1 only, and is
+# run by tests/run.sh), `bench/run.sh --accounts` (S1 and S4 over account sizes
+# only, ~5 min) or `BENCH_BASELINE=BIN bench/run.sh --ab` (S1 and S2 of an older
+# build BIN against this one, alternating in one run, ~5 min; writes
+# bench/results-ab.md). Everything runs on this machine, on 127.0.0.1 only, and is
 # stopped by PID when the script exits. Prints one Markdown table and writes it to
 # bench/results.md (full; plus a dated copy), bench/results-quick.md (--quick) or
 # bench/results-accounts.md (--accounts).
@@ -39,21 +41,32 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 export PATH="$PATH:/usr/sbin:/sbin"
 
-QUICK=0 ONLY_ACCOUNTS=0
+QUICK=0 ONLY_ACCOUNTS=0 AB=0
 for arg in "$@"; do
   case $arg in
     --quick) QUICK=1 ;;
     --accounts) ONLY_ACCOUNTS=1 ;;
-    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: bench/run.sh [--quick | --accounts]" >&2; exit 2 ;;
+    --ab) AB=1 ;;
+    -h | --help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: bench/run.sh [--quick | --accounts | --ab]" >&2; exit 2 ;;
   esac
 done
+if [ $AB = 1 ] && [ ! -x "${BENCH_BASELINE:-}" ]; then
+  echo "bench: --ab needs BENCH_BASELINE=/path/to/an/older/dedyn-update" >&2
+  exit 2
+fi
 
 if [ $QUICK = 1 ]; then
   NAMES=10000 SECS=${BENCH_SECONDS:-3} REPS=${BENCH_REPS:-1}
   RENDER_SIZES="100000" SWEEP="" PROP_SECS=4 PROP_EVERY=3
   ACCOUNTS=${BENCH_ACCOUNTS:-10000}
   OUT=bench/results-quick.md
+elif [ $AB = 1 ]; then
+  # Before/after one change: S1 and S2 only, the two builds alternating per
+  # repetition (each on its own copy of the same primed database).
+  NAMES=10000 SECS=${BENCH_SECONDS:-5} REPS=${BENCH_REPS:-5} SWEEP=""
+  ACCOUNTS=10
+  OUT=bench/results-ab.md
 elif [ $ONLY_ACCOUNTS = 1 ]; then
   # S1 against S4 over several account sizes (issue: per-request cost must not
   # grow with the account); nothing else runs.
@@ -98,6 +111,11 @@ cargo build --release --quiet --bin dedyn-update --example render_bench --exampl
 BIN=$TARGET/release/dedyn-update
 RENDER=$TARGET/release/examples/render_bench
 DNSLOAD=$TARGET/release/examples/dns_load
+NEW_BIN=$BIN
+# --ab: the older build sets up and primes the database (its schema), and the
+# newer one migrates a copy of it.
+if [ $AB = 1 ]; then BIN=$BENCH_BASELINE; fi
+DB=
 
 # ---- temp dir and cleanup: everything we start is stopped by PID ----
 T=$(mktemp -d /tmp/dedyn-bench.XXXXXX)
@@ -155,7 +173,7 @@ tls_key = "$T/key.pem"
 workers = $1
 
 [database]
-path = "$T/db.sqlite3"
+path = "${DB:-$T/db.sqlite3}"
 
 [dns]
 reload_command = "$(command -v nsd-control) -c $T/nsd.conf reload {zone}"
@@ -373,6 +391,30 @@ for n in $ACCOUNTS; do
   record "prime_a$n ms=$(( ($(date +%s%N) - t0) / 1000000 ))"
 done
 stop_server
+
+# ---- --ab: S1 then S2, before (BENCH_BASELINE) and after (this build) alternating ----
+if [ $AB = 1 ]; then
+  BASE_BIN=$BIN
+  for f in "" -wal -shm; do
+    if [ -e "$T/db.sqlite3$f" ]; then cp "$T/db.sqlite3$f" "$T/db-after.sqlite3$f"; fi
+  done
+  ab_run() { # KEY MODE: one run of each build
+    BIN=$BASE_BIN DB=$T/db.sqlite3
+    start_server "$WORKERS"
+    run_wrk "$1_before" "$OURS" "$2"
+    stop_server
+    BIN=$NEW_BIN DB=$T/db-after.sqlite3
+    start_server "$WORKERS"
+    run_wrk "$1_after" "$OURS" "$2"
+    stop_server
+  }
+  for rep in $(seq "$REPS"); do ab_run s1 unchanged; done
+  for rep in $(seq "$REPS"); do ab_run s2 changing; done
+  python3 bench/bench.py ab "$RES" "$OUT" "before: $(basename "$(dirname "$(dirname "$BASE_BIN")")")" \
+    "seconds=$SECS reps=$REPS names=$NAMES workers=$WORKERS date=$(date -u +%Y-%m-%dT%H:%MZ) host=$(nproc)_cores"
+  say "done: $OUT"
+  exit 0
+fi
 
 # ---- worker sweep (full run): one S1 and one S2 run per pool size ----
 # Shown for information only: the scenarios below run the default pool size

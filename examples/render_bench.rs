@@ -45,7 +45,7 @@ fn main() {
                     for (name, ip) in &records {
                         let row = Row::Address { name, addr: *ip };
                         if check.row(&row).is_ok() {
-                            emit(name, *ip);
+                            emit(name, 60, *ip);
                         }
                     }
                     Ok(records.len())

@@ -8,6 +8,7 @@ pub mod config;
 pub mod dns;
 pub mod dnsupdate;
 pub mod edge;
+pub mod events;
 pub mod http;
 pub mod net;
 #[allow(unsafe_code)]

@@ -6,6 +6,7 @@ use crate::dnsupdate::intake::DnsService;
 use crate::dnsupdate::listen::{self as dns_listen, Bounds};
 use crate::dnsupdate::stats::DnsStats;
 use crate::edge::{EdgeSettings, InternalHop};
+use crate::events::{self, EventStats, Events};
 use crate::http::{metrics, Service};
 use crate::os::private_dir::PrivateDir;
 use crate::os::serve_lock::{self, ServeLock};
@@ -52,14 +53,16 @@ pub fn dns_bounds(config: &Config) -> Bounds {
 }
 
 /// What runs behind the edge, with the handles `serve` stops in order.
-type Running = (
-    Arc<Service>,
-    WorkerPool,
-    publish::Publisher,
-    std::thread::JoinHandle<()>,
-    Arc<PublishStats>,
-    Option<ServeLock>,
-);
+struct Running {
+    service: Arc<Service>,
+    pool: WorkerPool,
+    publisher: publish::Publisher,
+    publisher_thread: std::thread::JoinHandle<()>,
+    stats: Arc<PublishStats>,
+    events: Events,
+    event_stats: Arc<EventStats>,
+    serve_lock: Option<ServeLock>,
+}
 
 /// The store, the publisher (which publishes every zone once) and the worker pool.
 /// `String` error, like `serve`'s: the sentence `main` prints before exit 1,
@@ -88,6 +91,7 @@ fn start_service(
     let open_feed = open.clone();
     let open_feed: Arc<OpenFeed> =
         Arc::new(move || Ok(Box::new(open_feed()?) as Box<dyn ZoneFeed + Send>));
+    let events_store = open().map_err(|e| e.to_string())?;
     let open_ledger = move || Ok(Box::new(open()?) as Box<dyn Ledger + Send>);
     // SPEC 17: `check` tells by this lock that we hold the listeners.
     let serve_lock = ServeLock::hold(&config.database.path)
@@ -133,14 +137,26 @@ fn start_service(
     };
     let pool = WorkerPool::start(config.server.workers, internal, services, open_ledger)
         .map_err(|e| e.to_string())?;
-    Ok((
+    // SPEC 15: its own thread and connection, so that no event command ever
+    // holds up an update.
+    let event_stats = Arc::new(EventStats::default());
+    let events = events::spawn(
+        config.events.clone(),
+        config.history.clone(),
+        Box::new(events_store),
+        event_stats.clone(),
+    )
+    .map_err(|e| format!("cannot start the events thread: {e}"))?;
+    Ok(Running {
         service,
         pool,
         publisher,
         publisher_thread,
         stats,
+        events,
+        event_stats,
         serve_lock,
-    ))
+    })
 }
 
 /// Run until SIGTERM/SIGINT, then finish in-flight requests, publish what is
@@ -190,7 +206,16 @@ pub fn serve(config: Config) -> Result<(), String> {
         crate::edge::start(edge_settings(&config), hop.clone()).map_err(|e| e.to_string())?,
     );
     let started = start_service(&config, internal, hop);
-    let (service, pool, publisher, publisher_thread, stats, serve_lock) = match started {
+    let Running {
+        service,
+        pool,
+        publisher,
+        publisher_thread,
+        stats,
+        events,
+        event_stats,
+        serve_lock,
+    } = match started {
         Ok(s) => s,
         Err(e) => {
             edge.shutdown();
@@ -229,6 +254,7 @@ pub fn serve(config: Config) -> Result<(), String> {
             metrics::Sources {
                 counters: service.counters.clone(),
                 publish: stats,
+                events: event_stats,
                 open_connections: Box::new(move || e.open_connections()),
                 // The DNS intake's counters, rendered by its own room: http/
                 // and dnsupdate/ stay beside each other, neither imports the other.
@@ -273,6 +299,7 @@ pub fn serve(config: Config) -> Result<(), String> {
     }
     publisher.shutdown();
     let _ = publisher_thread.join();
+    events.stop();
     drop(socket_dir);
     drop(serve_lock);
     info!("stopped");

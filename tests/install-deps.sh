@@ -38,6 +38,7 @@ declare -A PKG=(
   [ddclient]=ddclient
   [inadyn]=inadyn        # tests/it/operator/client_recipes.rs: the README's inadyn recipe
   [curl]=curl
+  [msmtp]=msmtp          # tests/it/history_and_events/mail_and_webhook_recipes.rs: docs/events.md's mail recipe, msmtp as sendmail
   [openssl]=openssl
   [wrk]=wrk
   [fail2ban-regex]=fail2ban  # tests/it/logging/fail2ban.rs: the README filter, as fail2ban reads it
@@ -66,6 +67,8 @@ declare -A PKG=(
 declare -A FILE_PKG=(
   [/usr/aarch64-linux-gnu/include/stdio.h]=libc6-dev-arm64-cross
   [/usr/arm-linux-gnueabihf/include/stdio.h]=libc6-dev-armhf-cross
+  # tests/it/history_and_events/mail_and_webhook_recipes.rs: the loopback SMTP sink the mail recipe sends to.
+  [/usr/lib/python3/dist-packages/aiosmtpd/__init__.py]=python3-aiosmtpd
 )
 # Packages that come with a system daemon -> its service unit.
 declare -A DAEMON_UNIT=(

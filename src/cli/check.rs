@@ -28,6 +28,7 @@ pub fn check(config: &Config, args: &[String]) -> Out {
     }
     problems.extend(tls_problems(config));
     problems.extend(trusted_proxy_problems(config));
+    problems.extend(events_problem(config));
     let (listener_problems, listeners) = listener_problems(config);
     problems.extend(listener_problems);
     if reload && problems.is_empty() {
@@ -77,6 +78,20 @@ pub fn check(config: &Config, args: &[String]) -> Out {
     }
     print_lines(config.zones.iter().flat_map(glue_notes));
     Ok(())
+}
+
+/// SPEC 15: `[events] command` runs without a shell as the service user: it
+/// must be a file this user may execute (else every event fails, retried).
+fn events_problem(config: &Config) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let cmd = config.events.command.as_ref()?;
+    let why = match std::fs::metadata(cmd) {
+        Err(e) => e.to_string(),
+        Ok(m) if !m.is_file() => "not a file".into(),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => "not executable (chmod 755)".into(),
+        Ok(_) => return None,
+    };
+    Some(format!("events.command {}: {why}", cmd.display()))
 }
 
 /// SPEC 17: a proxy is trusted by its socket; loopback on a TCP listener is

@@ -7,7 +7,7 @@ use super::rules::{check_domain_name, check_not_nameserver, normalize_email};
 use crate::config::settings::{Config, Zone};
 use crate::net::name;
 
-pub(crate) const DOMAIN_FLAGS: &[&str] = &["owner"];
+pub(crate) const DOMAIN_FLAGS: &[&str] = &["owner", "ttl"];
 /// `--force`: add past `[limits] domains_per_user`.
 pub(crate) const DOMAIN_SWITCHES: &[&str] = &["force"];
 
@@ -56,24 +56,56 @@ fn domain_in_zone<'c>(config: &'c Config, raw: &str) -> Result<(String, &'c Zone
     Ok((name, zone))
 }
 
+/// SPEC 15: a TTL within `dns.min_ttl` ..= `dns.max_ttl`; outside, exit 1
+/// naming the bound.
+fn check_ttl(config: &Config, raw: &str) -> Result<u32, Failure> {
+    let (lo, hi) = (config.dns.min_ttl, config.dns.max_ttl);
+    let ttl: u64 = raw
+        .parse()
+        .map_err(|_| Failure::from(format!("--ttl {raw}: not a number of seconds")))?;
+    if ttl < u64::from(lo) {
+        return Err(Failure::from(format!(
+            "--ttl {ttl}: below dns.min_ttl = {lo}"
+        )));
+    }
+    if ttl > u64::from(hi) {
+        return Err(Failure::from(format!(
+            "--ttl {ttl}: above dns.max_ttl = {hi}"
+        )));
+    }
+    Ok(ttl as u32)
+}
+
 pub fn domain(config: &Config, args: &[String]) -> Out {
     let a = Args::parse_with_switches(args, DOMAIN_FLAGS, DOMAIN_SWITCHES)?;
     match a.positional.first().map(String::as_str) {
         Some("add") => add_one(config, domain_add(config, &a)?)?,
         Some("list") => {
             a.exactly(1, "domain list [--owner EMAIL]")?;
+            // A domain with a TTL of its own shows it (SPEC 15).
             print_lines(
                 open_existing(config)?
                     .list_domains(a.one("owner").map(normalize_email).as_deref())?
                     .into_iter()
-                    .map(|(n, _)| n),
+                    .map(|(n, _, ttl)| match ttl {
+                        Some(t) => format!("{n} ttl {t}"),
+                        None => n,
+                    }),
             );
+        }
+        Some("set") => {
+            let p = a.exactly(2, "domain set NAME --ttl SECONDS")?;
+            let raw = a
+                .one("ttl")
+                .ok_or_else(|| usage("domain set needs --ttl SECONDS"))?;
+            let ttl = check_ttl(config, raw)?;
+            open(config)?.set_domain_ttl(&name::normalize(&p[1]), Some(ttl))?;
         }
         Some("remove") => {
             let p = a.exactly(2, "domain remove NAME")?;
             open(config)?.remove_domain(&name::normalize(&p[1]))?;
         }
-        _ => return Err(usage("expected domain add|list|remove")),
+        _ => return Err(usage("expected domain add|list|set|remove")),
     }
     Ok(())
 }

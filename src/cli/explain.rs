@@ -117,7 +117,12 @@ fn run_pipeline(
         }
         Err(e) => return Err(e.to_string().into()),
     };
-    for ((name, out), sets) in applied.outcomes.iter().zip(&applied.records) {
+    for (((name, out), sets), n) in applied
+        .outcomes
+        .iter()
+        .zip(&applied.records)
+        .zip(&plan.names)
+    {
         lines.push(format!(
             "  result {name}: A {}, AAAA {}",
             out[0].as_str(),
@@ -130,6 +135,14 @@ fn run_pipeline(
                 written(&sets[f as usize])
             ));
         }
+        // SPEC 15: the TTL its records would be published with.
+        lines.push(match store.domain_ttl(n.domain_id)? {
+            Some(t) => format!(
+                "    {name} TTL: {t} (domain {}, domain set --ttl)",
+                n.domain
+            ),
+            None => format!("    {name} TTL: {} (dns.ttl)", config.dns.ttl),
+        });
     }
     lines.push(format!(
         "would answer: 200 good{}",

@@ -32,6 +32,17 @@ pub fn status(config: &Config, args: &[String]) -> Out {
             if ip.is_ipv4() { "A" } else { "AAAA" }
         ));
     }
+    // SPEC 15: last seen lags by up to a flush of the running service.
+    let ns = store.name_state(&name)?;
+    let when = |t: Option<i64>| t.map_or("never recorded".to_string(), rfc3339);
+    lines.push(format!("last changed: {}", when(ns.last_changed)));
+    lines.push(format!("last seen: {}", when(ns.last_seen)));
+    if let Some(t) = ns.stale_at {
+        lines.push(format!(
+            "stale: since {} (no update for longer than [events] stale_after)",
+            rfc3339(t)
+        ));
+    }
     // No row yet: `serve` never ran on this database, so nothing was published.
     let p = store.publication(&d.zone)?.unwrap_or(Publication {
         published_generation: -1,

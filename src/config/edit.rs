@@ -21,6 +21,8 @@ pub const SECTIONS: &[&str] = &[
     "rate_limit",
     "limits",
     "standby",
+    "history",
+    "events",
 ];
 
 /// `SECTION.KEY` from the command line.

@@ -14,6 +14,8 @@ pub(super) struct RawConfig {
     pub(super) rate_limit: RawRateLimit,
     pub(super) limits: RawLimits,
     pub(super) standby: RawStandby,
+    pub(super) history: RawHistory,
+    pub(super) events: RawEvents,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +91,8 @@ pub(super) struct RawDns {
     pub(super) reload_timeout_secs: f64,
     pub(super) guard_fallback: Vec<String>,
     pub(super) verify_server: String,
+    pub(super) min_ttl: i64,
+    pub(super) max_ttl: i64,
 }
 
 impl Default for RawDns {
@@ -104,6 +108,8 @@ impl Default for RawDns {
                 "fe80::/10".into(),
             ],
             verify_server: String::new(),
+            min_ttl: 30,
+            max_ttl: 86_400,
         }
     }
 }
@@ -191,6 +197,40 @@ impl Default for RawStandby {
             follow: String::new(),
             primary: String::new(),
             max_age_secs: 600,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawHistory {
+    pub(super) per_name: i64,
+    pub(super) max_age: String,
+}
+
+impl Default for RawHistory {
+    fn default() -> Self {
+        RawHistory {
+            per_name: 50,
+            max_age: "90d".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawEvents {
+    pub(super) command: String,
+    pub(super) timeout_secs: f64,
+    pub(super) stale_after: String,
+}
+
+impl Default for RawEvents {
+    fn default() -> Self {
+        RawEvents {
+            command: String::new(),
+            timeout_secs: 10.0,
+            stale_after: String::new(),
         }
     }
 }

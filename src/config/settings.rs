@@ -24,6 +24,8 @@ pub struct Config {
     pub rate_limit: RateLimit,
     pub limits: Bounds,
     pub standby: Standby,
+    pub history: History,
+    pub events: Events,
 }
 
 #[derive(Clone, Debug)]
@@ -93,6 +95,9 @@ pub struct Dns {
     pub reload_timeout: Duration,
     pub guard_fallback: Vec<Cidr>,
     pub verify_server: Option<SocketAddr>,
+    /// The bounds of `domain set NAME --ttl` (SPEC 15).
+    pub min_ttl: u32,
+    pub max_ttl: u32,
 }
 
 /// `[dns_update]`: the DNS UPDATE listeners (SPEC 14). Their TCP connections
@@ -176,4 +181,24 @@ pub struct Standby {
     pub primary: String,
     /// `standby promote` refuses an older copy unless `--force`.
     pub max_age: Duration,
+}
+
+/// `[history]` (SPEC 15): what is kept of each name's changes.
+#[derive(Clone, Debug)]
+pub struct History {
+    /// The newest entries kept per name.
+    pub per_name: u32,
+    /// None older than this.
+    pub max_age: Duration,
+}
+
+/// `[events]` (SPEC 15): the program run for each committed change, and stale names.
+#[derive(Clone, Debug)]
+pub struct Events {
+    /// `None`: no events are delivered.
+    pub command: Option<PathBuf>,
+    /// A run of the command longer than this is killed (and retried).
+    pub timeout: Duration,
+    /// A name with records not updated for this long is stale; `None`: off.
+    pub stale_after: Option<Duration>,
 }

@@ -3,11 +3,10 @@
 
 use super::error::Problem;
 use super::paths;
-use super::raw::{
-    RawConfig, RawDatabase, RawDns, RawDnsUpdate, RawLimits, RawRateLimit, RawServer, RawStandby,
-    RawZone,
+use super::raw::{RawConfig, RawDatabase, RawDns, RawDnsUpdate, RawEvents, RawHistory, RawLimits, RawRateLimit, RawServer, RawStandby, RawZone};
+use super::settings::{
+    Config, Database, Dns, DnsUpdate, Events, History, RateLimit, Server, Standby, Zone,
 };
-use super::settings::{Config, Database, Dns, DnsUpdate, RateLimit, Server, Standby, Zone};
 use crate::edge::TrustedProxies;
 use crate::net::cidr::Cidr;
 use crate::net::name;
@@ -221,18 +220,15 @@ pub(super) fn validate(
     let rate_limit = validate_rate_limit(raw.rate_limit, &mut p);
     let limits = validate_limits(raw.limits, &mut p);
     let standby = validate_standby(raw.standby, &mut p);
+    let history = validate_history(raw.history, &mut p);
+    let events = validate_events(raw.events, &mut p);
     match (
-        server, database, dns, dns_update, zones, rate_limit, limits, standby,
+        (server, database, dns, dns_update, zones),
+        (rate_limit, limits, standby, history, events),
     ) {
         (
-            Some(server),
-            Some(database),
-            Some(dns),
-            Some(dns_update),
-            Some(zones),
-            Some(rate_limit),
-            Some(limits),
-            Some(standby),
+            (Some(server), Some(database), Some(dns), Some(dns_update), Some(zones)),
+            (Some(rate_limit), Some(limits), Some(standby), Some(history), Some(events)),
         ) if p.0.is_empty() => Ok(Config {
             source: path.map(Path::to_path_buf),
             server,
@@ -243,6 +239,8 @@ pub(super) fn validate(
             rate_limit,
             limits,
             standby,
+            history,
+            events,
         }),
         _ => {
             debug_assert!(!p.0.is_empty(), "a section refused without naming why");
@@ -395,6 +393,21 @@ fn validate_dns(d: RawDns, p: &mut Problems) -> Option<Dns> {
     };
     let reload_timeout = p.one(seconds("dns.reload_timeout_secs", d.reload_timeout_secs));
     let guard_fallback = cidrs("dns.guard_fallback", &d.guard_fallback, p);
+    let ttl_bound = |key: &str, v: i64| {
+        u32::try_from(v)
+            .ok()
+            .filter(|t| *t <= 2_147_483_647)
+            .ok_or_else(|| Problem::from(format!("dns.{key} = {v}: must be between 0 and 2147483647")))
+    };
+    let min_ttl = p.one(ttl_bound("min_ttl", d.min_ttl));
+    let max_ttl = p.one(ttl_bound("max_ttl", d.max_ttl));
+    if let (Some(lo), Some(hi)) = (min_ttl, max_ttl) {
+        if lo > hi {
+            p.push(format!(
+                "dns.min_ttl = {lo} is above dns.max_ttl = {hi}: no TTL could be set"
+            ));
+        }
+    }
     Some(Dns {
         ttl: ttl?,
         reload_command: d.reload_command,
@@ -402,6 +415,8 @@ fn validate_dns(d: RawDns, p: &mut Problems) -> Option<Dns> {
         reload_timeout: reload_timeout?,
         guard_fallback: guard_fallback?,
         verify_server: verify_server?,
+        min_ttl: min_ttl?,
+        max_ttl: max_ttl?,
     })
 }
 
@@ -621,5 +636,84 @@ fn validate_limits(l: RawLimits, p: &mut Problems) -> Option<Bounds> {
         names_per_domain: names_per_domain?,
         records_per_name: records_per_name?,
         domains_per_user: domains_per_user?,
+    })
+}
+
+/// SPEC 15's durations: a whole number and a unit, `s`, `m`, `h` or `d`
+/// (`"90d"`, `"3s"`); at least a second.
+pub fn parse_duration(v: &str) -> Result<Duration, Problem> {
+    let v = v.trim();
+    let (digits, unit) = v.split_at(v.len().saturating_sub(1));
+    let per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!("'{v}' is not a duration (a number and s, m, h or d: \"90d\")").into())
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .ok()
+        .filter(|n| *n >= 1 && *n <= 100 * 365)
+        .ok_or_else(|| {
+            Problem::from(format!(
+                "'{v}' is not a duration (a number from 1 and s, m, h or d: \"90d\")"
+            ))
+        })?;
+    Ok(Duration::from_secs(n * per))
+}
+
+/// `[history]`: entries per name, their age.
+fn validate_history(h: RawHistory, p: &mut Problems) -> Option<History> {
+    let per_name = p.one(
+        u32::try_from(h.per_name)
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .ok_or_else(|| {
+                Problem::from(format!(
+                    "history.per_name = {}: must be between 1 and 100000",
+                    h.per_name
+                ))
+            }),
+    );
+    let max_age = p.one(
+        parse_duration(&h.max_age).map_err(|e| Problem::from(format!("history.max_age: {e}"))),
+    );
+    Some(History {
+        per_name: per_name?,
+        max_age: max_age?,
+    })
+}
+
+/// `[events]`: the command (an absolute path: it runs without a shell), its
+/// timeout, and stale names.
+fn validate_events(e: RawEvents, p: &mut Problems) -> Option<Events> {
+    let command = if e.command.is_empty() {
+        Some(None)
+    } else if !Path::new(&e.command).is_absolute() {
+        p.push(format!(
+            "events.command = '{}': must be an absolute path (it runs without a shell)",
+            e.command
+        ));
+        None
+    } else {
+        Some(Some(PathBuf::from(e.command)))
+    };
+    let timeout = p.one(seconds("events.timeout_secs", e.timeout_secs));
+    let stale_after = if e.stale_after.is_empty() {
+        Some(None)
+    } else {
+        p.one(
+            parse_duration(&e.stale_after)
+                .map(Some)
+                .map_err(|m| Problem::from(format!("events.stale_after: {m}"))),
+        )
+    };
+    Some(Events {
+        command: command?,
+        timeout: timeout?,
+        stale_after: stale_after?,
     })
 }

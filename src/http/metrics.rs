@@ -6,6 +6,7 @@
 //! knows `GET /metrics`. The update ports keep owning every path (SPEC 4), so
 //! `/metrics` there is an update request like any other.
 
+use crate::events::EventStats;
 use crate::publish::state::{PublishStats, ZoneState, ZoneStats};
 use log::{info, warn};
 use std::collections::BTreeMap;
@@ -91,6 +92,7 @@ impl RequestStats {
 pub struct Sources {
     pub counters: Arc<Counters>,
     pub publish: Arc<PublishStats>,
+    pub events: Arc<EventStats>,
     pub open_connections: Box<dyn Fn() -> usize + Send + Sync>,
     pub more: Box<dyn Fn() -> String + Send + Sync>,
 }
@@ -121,8 +123,49 @@ pub fn render(src: &Sources) -> String {
     render_requests(&mut out, src);
     render_latency(&mut out, &src.counters.requests_by_status);
     render_publications(&mut out, &src.publish);
+    render_events(&mut out, &src.events);
     out.push_str(&(src.more)());
     out
+}
+
+/// SPEC 15: the event command's deliveries and failures, what waits, stale
+/// names, the history's pruning.
+fn render_events(out: &mut String, e: &EventStats) {
+    for (name, kind, help, value) in [
+        (
+            "events_delivered_total",
+            "counter",
+            "Events the [events] command took (exit 0).",
+            load(&e.delivered),
+        ),
+        (
+            "events_failed_total",
+            "counter",
+            "Runs of the [events] command that failed, timed out or did not start (each retried).",
+            load(&e.failed),
+        ),
+        (
+            "events_pending",
+            "gauge",
+            "Committed changes whose event is not delivered yet.",
+            load(&e.pending),
+        ),
+        (
+            "stale_names",
+            "gauge",
+            "Names with records not updated for [events] stale_after.",
+            load(&e.stale),
+        ),
+        (
+            "history_pruned_total",
+            "counter",
+            "History entries pruned to [history] per_name and max_age.",
+            load(&e.pruned),
+        ),
+    ] {
+        family(out, name, kind, help);
+        sample(out, name, value);
+    }
 }
 
 /// Requests by status, the update and refusal counters, open connections.
@@ -480,6 +523,7 @@ mod tests {
         Sources {
             counters: Arc::new(Counters::default()),
             publish: Arc::new(PublishStats::default()),
+            events: Arc::new(EventStats::default()),
             open_connections: Box::new(|| 3),
             more: Box::new(|| "dedyn_update_more 1\n".into()),
         }

@@ -8,7 +8,7 @@ use crate::edge::{ConnInfo, InternalHop};
 use crate::os::clock::now_unix;
 use crate::publish::{LastUsed, Publisher};
 use crate::ratelimit::{auth_key, note_failed_auth, Limiter};
-use crate::update::ledger::{Applied, Ledger};
+use crate::update::ledger::{Applied, Ledger, Provenance, Via};
 use crate::update::{self, address::Family, Refusal};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -195,16 +195,31 @@ impl Service {
             let summary = format!("{} {r}", names.join(","));
             return Err((r, summary));
         }
+        let from = Provenance {
+            via: Via::Http,
+            client: Some(rq.client),
+            token: Some(plan.token_id),
+        };
         let applied = ledger
             .apply(
                 &plan.names,
-                plan.token_id,
+                &from,
                 plan.owner,
                 &update::outcome::decide,
                 &self.config.limits,
             )
             .map_err(|e| refused(e.refusal("update", "update", &names.join(","))))?;
-        self.last_used.note(plan.token_id);
+        // Last seen, changed or not (SPEC 15): in memory, written in batches.
+        self.last_used.note_update(
+            Some(plan.token_id),
+            plan.names
+                .iter()
+                .zip(&applied.records)
+                .map(|(n, [a, aaaa])| {
+                    let changed = a.before != a.after || aaaa.before != aaaa.after;
+                    (n.name.as_str(), n.zone.as_str(), n.domain_id, changed)
+                }),
+        );
         Ok(self.good(&applied))
     }
 

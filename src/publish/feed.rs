@@ -23,6 +23,20 @@ pub struct BadAddr {
     pub len: usize,
 }
 
+/// A name seen in an authenticated update (changed or not), for its last seen
+/// (SPEC 15): kept in memory by the workers, written in batches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub name: String,
+    pub zone: String,
+    /// The id of the domain that holds it.
+    pub domain: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// When an update last changed its records, if one did since the last batch.
+    pub changed: Option<i64>,
+}
+
 /// The feed could not answer or record (the database failed); the message is
 /// the store's own.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,8 +98,13 @@ pub trait ZoneFeed {
     /// that changed (marked for publication).
     fn expire_acme(&mut self, now: i64) -> Result<Vec<String>, FeedError>;
 
-    /// Record when tokens were last used, one write for the batch.
-    fn touch_tokens(&mut self, used: &[(i64, i64)]) -> Result<(), FeedError>;
+    /// Record when tokens were last used (token id, unix time) and names last
+    /// seen, one write for the batch.
+    fn touch(&mut self, used: &[(i64, i64)], seen: &[Seen]) -> Result<(), FeedError>;
+
+    /// The registered domains of `zone` with a TTL of their own (`domain set
+    /// --ttl`): their records and those of the names below them carry it.
+    fn domain_ttls(&self, zone: &str) -> Result<Vec<(String, u32)>, FeedError>;
 }
 
 /// A feed in memory for the publisher's unit tests: one zone's rows and
@@ -101,6 +120,7 @@ pub(crate) mod fake {
         pub next_serial: u32,
         pub rows: Vec<(String, Result<IpAddr, BadAddr>)>,
         pub acme: Vec<(String, String)>,
+        pub ttls: Vec<(String, u32)>,
         /// `start_publication` fails with this when set.
         pub broken: Option<String>,
         pub recorded: Vec<Attempt>,
@@ -166,8 +186,12 @@ pub(crate) mod fake {
             Ok(Vec::new())
         }
 
-        fn touch_tokens(&mut self, _used: &[(i64, i64)]) -> Result<(), FeedError> {
+        fn touch(&mut self, _used: &[(i64, i64)], _seen: &[Seen]) -> Result<(), FeedError> {
             Ok(())
+        }
+
+        fn domain_ttls(&self, _zone: &str) -> Result<Vec<(String, u32)>, FeedError> {
+            Ok(self.ttls.clone())
         }
     }
 }

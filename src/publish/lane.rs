@@ -509,8 +509,15 @@ mod tests {
         fn expire_acme(&mut self, now: i64) -> Result<Vec<String>, FeedError> {
             self.inner.expire_acme(now)
         }
-        fn touch_tokens(&mut self, u: &[(i64, i64)]) -> Result<(), FeedError> {
-            self.inner.touch_tokens(u)
+        fn touch(
+            &mut self,
+            u: &[(i64, i64)],
+            s: &[crate::publish::feed::Seen],
+        ) -> Result<(), FeedError> {
+            self.inner.touch(u, s)
+        }
+        fn domain_ttls(&self, z: &str) -> Result<Vec<(String, u32)>, FeedError> {
+            self.inner.domain_ttls(z)
         }
     }
 }

@@ -4,19 +4,21 @@
 //! Why a thread per zone: a reload that fails, hangs or is ignored in one zone must
 //! never delay another (SPEC 13), and a blocking reload with a timeout is simplest
 //! when nothing else waits behind it. The coordinator restarts a lane that died
-//! (a panic) and writes token last-used times. A zone counts as published only
+//! (a panic) and writes token last-used and name last-seen times. A zone counts as published only
 //! once its lane proved it (`lane.rs`); see "Publishing" in docs/architecture.md.
 
 pub mod check;
 mod error;
 pub mod feed;
 mod lane;
+mod last_used;
 pub(crate) mod reload;
 pub mod render;
 pub mod state;
 pub mod zone;
 
 pub use error::PublishError;
+pub use last_used::{flush_every, LastUsed};
 pub use reload::{run_reload, wait_until_served};
 
 use crate::config::settings::{Config, Zone};
@@ -25,39 +27,15 @@ use feed::{OpenFeed, ZoneFeed};
 use lane::{Msg, POLL};
 use log::{error, info, warn};
 use state::{PublishStats, StopClock};
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How often token last-used times are written (coalesced: one write per batch).
-const LAST_USED_FLUSH: Duration = Duration::from_secs(30);
 /// A lane that died is restarted at most this often (a lane that cannot even open
 /// the database must not spin).
 const RESTART_EVERY: Duration = Duration::from_secs(1);
-
-/// Token id → last use (unix time), written in batches by the coordinator.
-#[derive(Default)]
-pub struct LastUsed(Mutex<HashMap<i64, i64>>);
-
-impl LastUsed {
-    pub fn note(&self, token: i64) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(token, now_unix());
-    }
-
-    fn take(&self) -> Vec<(i64, i64)> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .collect()
-    }
-}
 
 /// The handle the workers use to say "something changed".
 #[derive(Clone)]
@@ -117,7 +95,8 @@ pub fn spawn(
                     .zone(name)
                     .map(|z| lane_body(&config, &open, &stats, &stop, z))
             };
-            coordinate(rx, lanes, &respawn, &stats, &mut *feed, &last_used);
+            let flush = flush_every(config.events.stale_after);
+            coordinate(rx, lanes, &respawn, &stats, &mut *feed, &last_used, flush);
         })?;
     Ok((publisher, handle))
 }
@@ -183,6 +162,7 @@ fn coordinate(
     stats: &PublishStats,
     feed: &mut dyn ZoneFeed,
     last_used: &LastUsed,
+    flush: Duration,
 ) {
     let mut last_flush = Instant::now();
     let mut last_expire = Instant::now();
@@ -208,7 +188,7 @@ fn coordinate(
                 }
             }
         }
-        if last_flush.elapsed() >= LAST_USED_FLUSH {
+        if last_flush.elapsed() >= flush {
             flush_last_used(feed, last_used);
             last_flush = Instant::now();
         }
@@ -248,8 +228,9 @@ fn expire_acme(feed: &mut dyn ZoneFeed) -> bool {
 }
 
 fn flush_last_used(feed: &mut dyn ZoneFeed, last_used: &LastUsed) {
-    if let Err(e) = feed.touch_tokens(&last_used.take()) {
-        warn!("could not record token last-used times: {e}");
+    let (tokens, names) = last_used.take();
+    if let Err(e) = feed.touch(&tokens, &names) {
+        warn!("could not record token last-used and name last-seen times: {e}");
     }
 }
 

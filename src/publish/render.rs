@@ -7,7 +7,9 @@ use super::feed::ZoneFeed;
 use super::zone;
 use crate::config::settings::Zone;
 use crate::os::clock::now_unix;
+use crate::update::name_and_parents;
 use log::error;
+use std::collections::HashMap;
 
 /// What `render_zone` put into the file.
 #[derive(Debug, Default)]
@@ -34,6 +36,7 @@ pub fn render_zone(
     out: &mut Vec<u8>,
 ) -> Result<Rendered, PublishError> {
     let include = zone::read_include(zone)?;
+    let ttls = Ttls::new(feed.domain_ttls(&zone.name)?, ttl);
     let mut check = ZoneCheck::new(&zone.name);
     let mut left_out = Vec::new();
     let records = zone::render(
@@ -52,7 +55,7 @@ pub fn render_zone(
                     },
                 };
                 match (check.row(&row), stored) {
-                    (Ok(()), Ok(addr)) => emit(name, addr),
+                    (Ok(()), Ok(addr)) => emit(name, ttls.of(name), addr),
                     // `check` refuses every `BadAddress`: no `Ok` without an address.
                     (Ok(()), Err(_)) => {}
                     (Err(why), _) => left_out.push(LeftOut::new(&row, why)),
@@ -65,7 +68,7 @@ pub fn render_zone(
     let values = feed.for_each_acme_value(&zone.name, now_unix(), &mut |name, value| {
         let row = Row::AcmeTxt { name, value };
         match check.row(&row) {
-            Ok(()) => zone::render_acme_txt(name, ttl, value, out),
+            Ok(()) => zone::render_acme_txt(name, ttls.of(name), value, out),
             Err(why) => left_out.push(LeftOut::new(&row, why)),
         }
     })?;
@@ -86,6 +89,32 @@ pub fn render_zone(
         records: (records + values).saturating_sub(left_out.len()),
         left_out,
     })
+}
+
+/// SPEC 15: the TTL of a name's records — its registered domain's own
+/// (`domain set --ttl`), else `dns.ttl`. Domains never nest, so the first found
+/// going up from the name is the one.
+struct Ttls {
+    by_domain: HashMap<String, u32>,
+    default: u32,
+}
+
+impl Ttls {
+    fn new(domains: Vec<(String, u32)>, default: u32) -> Ttls {
+        Ttls {
+            by_domain: domains.into_iter().collect(),
+            default,
+        }
+    }
+
+    fn of(&self, name: &str) -> u32 {
+        if self.by_domain.is_empty() {
+            return self.default;
+        }
+        name_and_parents(name)
+            .find_map(|n| self.by_domain.get(n).copied())
+            .unwrap_or(self.default)
+    }
 }
 
 #[cfg(test)]
@@ -153,5 +182,41 @@ mod tests {
             .find("Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg")
             .expect("the acme value");
         assert!(alice < txt, "addresses first: {text}");
+    }
+
+    /// SPEC 15: a domain's own TTL on its records and the names below it (A,
+    /// AAAA, ACME TXT); every other name keeps dns.ttl.
+    #[test]
+    fn a_domain_ttl_applies_to_it_and_the_names_below() {
+        let feed = FakeFeed {
+            rows: vec![
+                (
+                    "alice.dedyn.example".into(),
+                    Ok("192.0.2.7".parse().unwrap()),
+                ),
+                (
+                    "www.alice.dedyn.example".into(),
+                    Ok("2001:db8::7".parse().unwrap()),
+                ),
+                (
+                    "malice.dedyn.example".into(),
+                    Ok("192.0.2.8".parse().unwrap()),
+                ),
+            ],
+            acme: vec![("alice.dedyn.example".into(), "abc".into())],
+            ttls: vec![("alice.dedyn.example".into(), 300)],
+            ..FakeFeed::default()
+        };
+        let mut out = Vec::new();
+        render_zone(&zone(), 60, 1, &feed, &mut out).expect("renders");
+        let text = String::from_utf8(out).expect("utf-8");
+        for line in [
+            "alice.dedyn.example. 300 IN A 192.0.2.7",
+            "www.alice.dedyn.example. 300 IN AAAA 2001:db8::7",
+            "malice.dedyn.example. 60 IN A 192.0.2.8",
+            "_acme-challenge.alice.dedyn.example. 300 IN TXT \"abc\"",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
     }
 }

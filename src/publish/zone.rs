@@ -26,18 +26,19 @@ pub fn read_include(zone: &Zone) -> Result<Option<String>, PublishError> {
 }
 
 /// Render a zone file: SOA, NS, the operator's include file as-is, then every
-/// record (absolute names, so the include cannot shift them) in the order
-/// `records` hands them over (the store's stable order).
+/// record (absolute names, so the include cannot shift them, each with its
+/// TTL: `ttl`, or its domain's own) in the order `records` hands them over (the
+/// store's stable order).
 pub fn render<E>(
     zone: &Zone,
     ttl: u32,
     serial: u32,
     include: Option<&str>,
-    records: impl FnOnce(&mut dyn FnMut(&str, IpAddr)) -> Result<usize, E>,
+    records: impl FnOnce(&mut dyn FnMut(&str, u32, IpAddr)) -> Result<usize, E>,
     out: &mut Vec<u8>,
 ) -> Result<usize, E> {
     render_head(zone, ttl, serial, include, out);
-    records(&mut |name, addr| render_record(name, ttl, addr, out))
+    records(&mut |name, ttl, addr| render_record(name, ttl, addr, out))
 }
 
 /// The SOA timers of every zone this server writes (the minimum is `dns.ttl`);
@@ -230,7 +231,7 @@ mod tests {
             42,
             Some("ns1 IN A 127.0.0.1"),
             |emit| -> Result<usize, ()> {
-                recs.iter().for_each(|(n, a)| emit(n, *a));
+                recs.iter().for_each(|(n, a)| emit(n, 60, *a));
                 Ok(recs.len())
             },
             &mut out,
@@ -265,7 +266,8 @@ mod tests {
                 1,
                 include,
                 |emit| -> Result<usize, ()> {
-                    recs.iter().for_each(|(n, a)| emit(n, a.parse().unwrap()));
+                    recs.iter()
+                        .for_each(|(n, a)| emit(n, 60, a.parse().unwrap()));
                     Ok(recs.len())
                 },
                 &mut out,

@@ -1,7 +1,8 @@
 //! Accounts: users, their domains and their tokens — added one by one or in one
 //! `Batch` (`import`), listed, removed — as plain queries; the CLI owns the rules.
 
-use super::db::{invalid, reverse_labels, writer_turn, Result, Store, StoreError};
+use super::db::{invalid, reverse_labels, Result, Store, StoreError};
+use super::history::record_removal;
 use crate::net::cidr::Cidr;
 use crate::os::clock::now_unix;
 use crate::update::directory::{Scope, TsigKey};
@@ -71,6 +72,14 @@ impl Store {
             "UPDATE zones SET generation = generation + 1 WHERE name IN (SELECT DISTINCT zone FROM records WHERE domain IN (SELECT id FROM domains WHERE owner = ?1) UNION SELECT DISTINCT zone FROM acme_txt WHERE domain IN (SELECT id FROM domains WHERE owner = ?1))",
             [id],
         )?;
+        let domains: Vec<i64> = tx
+            .prepare("SELECT id FROM domains WHERE owner = ?1")?
+            .query_map([id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let now = now_unix();
+        for d in domains {
+            record_removal(&tx, d, now)?;
+        }
         tx.execute("DELETE FROM users WHERE id = ?1", [id])?;
         tx.commit()?;
         Ok(())
@@ -78,14 +87,14 @@ impl Store {
 
     // ---- domains ----
 
-    /// (name, owner email), sorted by name.
-    pub fn list_domains(&self, owner: Option<&str>) -> Result<Vec<(String, String)>> {
+    /// (name, owner email, its own TTL), sorted by name.
+    pub fn list_domains(&self, owner: Option<&str>) -> Result<Vec<(String, String, Option<u32>)>> {
         let owner_id = owner.map(|o| self.user_id(o)).transpose()?;
         let mut st = self.conn.prepare(
-            "SELECT d.name, u.email FROM domains d JOIN users u ON u.id = d.owner WHERE ?1 IS NULL OR d.owner = ?1 ORDER BY d.name",
+            "SELECT d.name, u.email, d.ttl FROM domains d JOIN users u ON u.id = d.owner WHERE ?1 IS NULL OR d.owner = ?1 ORDER BY d.name",
         )?;
         let rows = st
-            .query_map([owner_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map([owner_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -109,13 +118,14 @@ impl Store {
             [id],
             |r| r.get(0),
         )?;
-        tx.execute("DELETE FROM domains WHERE id = ?1", [id])?;
         if had_records {
             tx.execute(
                 "UPDATE zones SET generation = generation + 1 WHERE name = ?1",
                 [zone],
             )?;
+            record_removal(&tx, id, now_unix())?;
         }
+        tx.execute("DELETE FROM domains WHERE id = ?1", [id])?;
         tx.commit()?;
         Ok(())
     }
@@ -226,27 +236,6 @@ impl Store {
         {
             return invalid(format!("no token {id}"));
         }
-        Ok(())
-    }
-
-    /// Record when tokens were last used (coalesced by the caller: one write per batch).
-    pub fn touch_tokens(&mut self, used: &[(i64, i64)]) -> Result<()> {
-        if used.is_empty() {
-            return Ok(());
-        }
-        let _turn = writer_turn();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut st = tx.prepare_cached(
-                "UPDATE tokens SET last_used = max(coalesce(last_used, 0), ?2) WHERE id = ?1",
-            )?;
-            for (id, at) in used {
-                st.execute(params![id, at])?;
-            }
-        }
-        tx.commit()?;
         Ok(())
     }
 }

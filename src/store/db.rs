@@ -194,6 +194,48 @@ pub(super) const MIGRATIONS: &[&str] = &[
         copy_age INTEGER,                -- seconds between the copy's newest heartbeat and `at`
         serial_floor INTEGER NOT NULL    -- every zone's serial was moved to at least this
     );",
+    // 7: what happened to a name (SPEC 15). `history`: each committed change of a
+    // name's A or AAAA records, in commit order (the id; pruning never removes
+    // the newest row, so an id is never given out twice and the events'
+    // delivered-up-to mark stays meaningful); addresses as text, numeric order,
+    // space-separated. No index: a change appends its row and nothing else
+    // (S2). `history_names` indexes it by name, filled in batches by the events
+    // thread up to the mark `indexed`; `delivered` is the outbox's mark.
+    // `name_state`: last seen and last changed as the workers saw them (written
+    // in batches), stale. `domains.ttl`: `domain set NAME --ttl`, NULL: dns.ttl.
+    "CREATE TABLE history (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        zone TEXT NOT NULL,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL CHECK (type IN ('A', 'AAAA')),
+        old TEXT NOT NULL,
+        new TEXT NOT NULL,
+        via TEXT NOT NULL,               -- http, dns-update, cli
+        client TEXT,
+        token INTEGER,                   -- no reference: the history outlives the token
+        serial INTEGER NOT NULL          -- the zone serial that publishes it
+    );
+    CREATE TABLE history_names (
+        name TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        PRIMARY KEY (name, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE name_state (
+        name TEXT PRIMARY KEY,
+        zone TEXT NOT NULL,
+        domain INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+        last_changed INTEGER,
+        last_seen INTEGER,
+        stale_at INTEGER,                -- found stale then; NULL: not stale
+        stale_notified INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE INDEX name_state_domain ON name_state(domain);
+    CREATE TABLE history_marks (
+        what TEXT PRIMARY KEY CHECK (what IN ('delivered', 'indexed')),
+        up_to INTEGER NOT NULL           -- a history id
+    ) WITHOUT ROWID;
+    ALTER TABLE domains ADD COLUMN ttl INTEGER;",
 ];
 
 /// Under the write lock: token `token` still exists and is `owner`'s, else
@@ -231,6 +273,13 @@ pub(super) fn check_domain_held(
         Ok(())
     } else {
         Err(StoreError::Gone(name.to_string()))
+    }
+}
+
+/// The events port's failures: the store's message.
+impl From<StoreError> for crate::events::OutboxError {
+    fn from(e: StoreError) -> Self {
+        crate::events::OutboxError(e.to_string())
     }
 }
 

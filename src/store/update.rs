@@ -6,6 +6,7 @@ use super::db::{
     addr_blob, blob_addr, bump_generation, check_domain_held, check_token_held, writer_turn,
     Result, Store, StoreError,
 };
+use super::history::record_change;
 use crate::net::cidr::Cidr;
 use crate::net::name::quoted;
 use crate::os::clock::now_unix;
@@ -16,7 +17,7 @@ use crate::update::directory::Scope;
 use crate::update::directory::TsigKey;
 use crate::update::ledger::{
     AcmeWriter, Applied, Decide, FamilyRecords, Holding, Judge, Ledger, LedgerError,
-    MessageApplied, MessageName,
+    MessageApplied, MessageName, Provenance,
 };
 use crate::update::{Directory, DirectoryError, Domain, FamilyPolicy, NamePlan, Outcome, Token};
 use log::warn;
@@ -61,7 +62,7 @@ impl Store {
     pub fn apply_with(
         &mut self,
         names: &[NamePlan],
-        token: i64,
+        from: &Provenance,
         owner: i64,
         decide: &Decide,
         limits: &Bounds,
@@ -81,7 +82,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        Self::check_still_held(&tx, names, token, owner)?;
+        Self::check_still_held(&tx, names, from.token, owner)?;
         let (mut applied, changes) = Self::compute(&tx, names, decide)?;
         Self::check_limits(&tx, names, &applied, limits)?;
         Self::write_records(&tx, &changes)?;
@@ -92,8 +93,36 @@ impl Store {
             let serial = bump_generation(&tx, z)?;
             applied.serials.push((z.to_string(), serial));
         }
+        Self::write_history(&tx, names, &applied, from)?;
         tx.commit()?;
         Ok(applied)
+    }
+
+    /// SPEC 15: a history row per changed name and family, in the update's own
+    /// transaction (last changed and last seen come with the workers' batch).
+    fn write_history(
+        conn: &Connection,
+        names: &[NamePlan],
+        applied: &Applied,
+        from: &Provenance,
+    ) -> Result<()> {
+        let now = now_unix();
+        for (n, sets) in names.iter().zip(&applied.records) {
+            let serial = applied
+                .serials
+                .iter()
+                .find(|(z, _)| *z == n.zone)
+                .map_or(0, |(_, s)| *s);
+            for f in Family::BOTH {
+                let s = &sets[f as usize];
+                if s.before != s.after {
+                    record_change(
+                        conn, now, &n.zone, &n.name, f, &s.before, &s.after, from, serial,
+                    )?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The plan was made outside the write transaction: make sure, under the write
@@ -103,10 +132,12 @@ impl Store {
     fn check_still_held(
         conn: &Connection,
         names: &[NamePlan],
-        token: i64,
+        token: Option<i64>,
         owner: i64,
     ) -> Result<()> {
-        check_token_held(conn, token, owner)?;
+        if let Some(token) = token {
+            check_token_held(conn, token, owner)?;
+        }
         for n in names {
             check_domain_held(conn, n.domain_id, &n.domain, Some(owner))?;
         }
@@ -309,12 +340,12 @@ impl Ledger for Store {
     fn apply(
         &mut self,
         names: &[NamePlan],
-        token: i64,
+        from: &Provenance,
         owner: i64,
         decide: &Decide,
         limits: &Bounds,
     ) -> std::result::Result<Applied, LedgerError> {
-        Ok(self.apply_with(names, token, owner, decide, limits)?)
+        Ok(self.apply_with(names, from, owner, decide, limits)?)
     }
 
     fn dry_run(
@@ -507,6 +538,14 @@ mod tests {
     use crate::update::address::{ActionSource, AddressAction};
     use crate::update::FamilyPlan;
 
+    fn http(token: i64) -> Provenance {
+        Provenance {
+            via: crate::update::ledger::Via::Http,
+            client: Some("192.0.2.9".parse().unwrap()),
+            token: Some(token),
+        }
+    }
+
     fn store(tag: &str) -> (Store, std::path::PathBuf) {
         let path =
             std::env::temp_dir().join(format!("dedyn-store-{tag}-{}.sqlite3", std::process::id()));
@@ -579,7 +618,7 @@ mod tests {
         assert!(matches!(
             s.apply_with(
                 &[plan],
-                tok,
+                &http(tok),
                 owner,
                 &crate::update::outcome::decide,
                 &Bounds::NONE
@@ -605,7 +644,7 @@ mod tests {
         s.remove_domain("a.dedyn.example").unwrap();
         add_domain(&mut s, "a.dedyn.example", "b@x.org");
         assert!(matches!(
-            s.apply_with(&[plan], tok, owner_a, &crate::update::outcome::decide, &Bounds::NONE),
+            s.apply_with(&[plan], &http(tok), owner_a, &crate::update::outcome::decide, &Bounds::NONE),
             Err(StoreError::Gone(d)) if d == "a.dedyn.example"
         ));
         assert!(s

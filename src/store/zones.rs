@@ -312,8 +312,16 @@ impl ZoneFeed for Store {
         Ok(Store::expire_acme(self, now)?)
     }
 
-    fn touch_tokens(&mut self, used: &[(i64, i64)]) -> std::result::Result<(), FeedError> {
-        Ok(Store::touch_tokens(self, used)?)
+    fn touch(
+        &mut self,
+        used: &[(i64, i64)],
+        seen: &[crate::publish::feed::Seen],
+    ) -> std::result::Result<(), FeedError> {
+        Ok(Store::touch(self, used, seen)?)
+    }
+
+    fn domain_ttls(&self, zone: &str) -> std::result::Result<Vec<(String, u32)>, FeedError> {
+        Ok(Store::domain_ttls(self, zone)?)
     }
 }
 

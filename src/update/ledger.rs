@@ -42,6 +42,40 @@ pub struct FamilyRecords {
 /// only reads and writes.
 pub type Decide = dyn Fn(&NamePlan, Family, &[IpAddr]) -> (Vec<IpAddr>, Outcome);
 
+/// The way a change came in (SPEC 15's `via`), as the history records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The HTTP update API (and acme-dns's call).
+    Http,
+    /// DNS UPDATE (RFC 2136, SPEC 14).
+    DnsUpdate,
+    /// An admin command (`domain remove`, `user remove`).
+    Cli,
+}
+
+impl Via {
+    /// The word in the history and in events: `http`, `dns-update`, `cli`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Http => "http",
+            Via::DnsUpdate => "dns-update",
+            Via::Cli => "cli",
+        }
+    }
+}
+
+/// Who made a change, recorded with it in the history (SPEC 15): the way in,
+/// the client's address and the token it authenticated with. With a token,
+/// `apply` also re-checks under the write lock that it still exists; an intake
+/// that authenticates otherwise (DNS UPDATE's TSIG key) passes `None` and
+/// re-checks its own credential.
+#[derive(Clone, Copy, Debug)]
+pub struct Provenance {
+    pub via: Via,
+    pub client: Option<IpAddr>,
+    pub token: Option<i64>,
+}
+
 /// Who asks for an `_acme-challenge` write: a token (re-checked under the write
 /// lock, as for address updates) or the operator on the command line.
 #[derive(Clone, Copy, Debug)]
@@ -161,12 +195,13 @@ impl LedgerError {
 /// it or nothing.
 pub trait Ledger: Directory {
     /// Apply an update plan atomically: all names or none, re-checked under the
-    /// write lock (token and domains still held) and held to `limits`. Nothing is
-    /// written when nothing changes.
+    /// write lock (`from`'s token and the domains still held by `owner`) and held
+    /// to `limits`. Each changed name and family gets its history row, from
+    /// `from`, in the same transaction. Nothing is written when nothing changes.
     fn apply(
         &mut self,
         names: &[NamePlan],
-        token: i64,
+        from: &Provenance,
         owner: i64,
         decide: &Decide,
         limits: &Bounds,

@@ -321,7 +321,7 @@ fn sh_blocks() -> Vec<(PathBuf, String)> {
 /// `--config` they would use `./data/` of the current directory.
 const SERVICE_USER_COMMANDS: &[&str] = &[
     "user", "domain", "token", "import", "records", "acme", "zone", "check", "status", "explain",
-    "backup", "restore", "standby",
+    "history", "backup", "restore", "standby",
 ];
 
 /// Was: `token add` blocks without `--config` and without the service user:

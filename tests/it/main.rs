@@ -67,6 +67,13 @@ mod operator {
     mod quick_tour;
 }
 
+/// SPEC 15: what happened to a name — history, events, stale names, TTL.
+mod history_and_events {
+    mod mail_and_webhook_recipes;
+    mod rows_events_and_stale;
+    mod ttl_per_name;
+}
+
 /// SPEC 16: a warm standby (Litestream, promotion, fencing).
 mod standby {
     mod kill_and_promote;

@@ -22,6 +22,8 @@ pub struct Setup {
     pub rate_limit: Vec<String>,
     /// Lines for `[limits]` (default: none, so the built-in bounds apply).
     pub limits: Vec<String>,
+    /// Whole further sections, as written (e.g. `[events]` with its keys).
+    pub sections: Vec<String>,
     /// Whole `[[zone]]` tables; default: one dynamic zone `dedyn.example` with glue.
     pub zones: Option<String>,
     /// Do not listen on [::1].
@@ -175,6 +177,9 @@ impl Server {
                 "\n[dns_update]\nlisten = [\"{addr}\"]\n{}\n",
                 lines.join("\n")
             ));
+        }
+        for section in &setup.sections {
+            text.push_str(&format!("\n{section}\n"));
         }
         let config = d.join("config.toml");
         std::fs::write(&config, text).unwrap();
