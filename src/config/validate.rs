@@ -3,7 +3,10 @@
 
 use super::error::Problem;
 use super::paths;
-use super::raw::{RawConfig, RawDatabase, RawDns, RawDnsUpdate, RawEvents, RawHistory, RawLimits, RawRateLimit, RawServer, RawStandby, RawZone};
+use super::raw::{
+    RawConfig, RawDatabase, RawDns, RawDnsUpdate, RawEvents, RawHistory, RawLimits, RawRateLimit,
+    RawServer, RawStandby, RawZone,
+};
 use super::settings::{
     Config, Database, Dns, DnsUpdate, Events, History, RateLimit, Server, Standby, Zone,
 };
@@ -397,7 +400,9 @@ fn validate_dns(d: RawDns, p: &mut Problems) -> Option<Dns> {
         u32::try_from(v)
             .ok()
             .filter(|t| *t <= 2_147_483_647)
-            .ok_or_else(|| Problem::from(format!("dns.{key} = {v}: must be between 0 and 2147483647")))
+            .ok_or_else(|| {
+                Problem::from(format!("dns.{key} = {v}: must be between 0 and 2147483647"))
+            })
     };
     let min_ttl = p.one(ttl_bound("min_ttl", d.min_ttl));
     let max_ttl = p.one(ttl_bound("max_ttl", d.max_ttl));
@@ -650,7 +655,9 @@ pub fn parse_duration(v: &str) -> Result<Duration, Problem> {
         "h" => 3600,
         "d" => 86_400,
         _ => {
-            return Err(format!("'{v}' is not a duration (a number and s, m, h or d: \"90d\")").into())
+            return Err(
+                format!("'{v}' is not a duration (a number and s, m, h or d: \"90d\")").into(),
+            )
         }
     };
     let n: u64 = digits

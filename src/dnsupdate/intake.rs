@@ -22,7 +22,7 @@ use crate::update::acme::{check_value, CHALLENGE_LABEL};
 use crate::update::address::Family;
 use crate::update::directory::{Token, ZonePolicy};
 use crate::update::hostname::{check_held, check_updatable};
-use crate::update::ledger::{Holding, Ledger, MessageName};
+use crate::update::ledger::{Holding, Ledger, MessageName, Provenance, Via};
 use crate::update::{auth, Refusal};
 use log::info;
 use std::cell::RefCell;
@@ -277,7 +277,7 @@ impl DnsService {
             Ok(u) => u,
             Err(u) => return Outcome::new(rcode::of_unfit(u), format!("{u:?}")),
         };
-        let mut outcome = self.write(ledger, &update, key, now);
+        let mut outcome = self.write(ledger, &update, key, client, now);
         outcome.zone = update.zone;
         outcome
     }
@@ -288,6 +288,7 @@ impl DnsService {
         ledger: &mut dyn Ledger,
         update: &Update,
         key: &StoredKey,
+        client: IpAddr,
         now: Instant,
     ) -> Outcome {
         let token = &key.token;
@@ -319,16 +320,34 @@ impl DnsService {
             deletable: &policy.deletable,
         };
         let judge = |before: &[Holding]| scene.judge(before);
+        let from = Provenance {
+            via: Via::DnsUpdate,
+            client: Some(client),
+            token: Some(token.id),
+        };
         let applied = ledger.apply_message(
             token.id,
             token.owner,
             &policy.names,
             &judge,
             &self.config.limits,
+            &from,
         );
         match applied {
             Ok(done) => {
-                self.last_used.note(token.id);
+                // SPEC 15: last seen (and changed) for the address names it
+                // named, as for HTTP; the key's token as last used.
+                let seen = policy
+                    .names
+                    .iter()
+                    .zip(done.before.iter().zip(&done.after))
+                    .filter_map(|(m, (b, a))| {
+                        let d = m.domain.as_ref()?;
+                        let addresses = !m.name.starts_with(CHALLENGE_LABEL);
+                        let changed = b.v4 != a.v4 || b.v6 != a.v6;
+                        addresses.then_some((m.name.as_str(), m.zone.as_str(), d.id, changed))
+                    });
+                self.last_used.note_update(Some(token.id), seen);
                 if !done.serials.is_empty() {
                     (self.changed)();
                 }
@@ -813,6 +832,14 @@ mod tests {
             vec!["192.0.2.7".parse::<IpAddr>().unwrap()]
         );
         assert_eq!(f.changed.load(Ordering::SeqCst), 1);
+        // SPEC 15: its history row says how it came and from where.
+        let h = f.store.history("alice.dedyn.example", 10).expect("history");
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(
+            (h[0].via.as_str(), h[0].client.as_deref()),
+            ("dns-update", Some("127.0.0.1"))
+        );
+        assert_eq!(h[0].new, vec!["192.0.2.7".to_string()]);
         // The same again changes nothing and wakes nobody.
         assert_eq!(ask(&mut f, &m, Some(&k)).0, Rcode::NoError);
         assert_eq!(f.changed.load(Ordering::SeqCst), 1);

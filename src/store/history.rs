@@ -520,8 +520,8 @@ fn outbox<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, OutboxErro
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::accounts::NewToken;
+    use super::*;
     use crate::update::address::{ActionSource, AddressAction};
     use crate::update::bounds::Bounds;
     use crate::update::ledger::Via;

@@ -9,12 +9,13 @@ use super::db::{
     addr_blob, bump_generation, check_domain_held, check_token_held, text_at, writer_turn, Result,
     Store, StoreError,
 };
+use super::history::record_change;
 use super::update::check_room_for_name;
 use crate::os::clock::now_unix;
 use crate::update::acme::{expiry_cutoff, CHALLENGE_LABEL, VALUES_PER_NAME};
 use crate::update::address::Family;
 use crate::update::bounds::Bounds;
-use crate::update::ledger::{Holding, Judge, MessageApplied, MessageName, Unmet};
+use crate::update::ledger::{Holding, Judge, MessageApplied, MessageName, Provenance, Unmet};
 use rusqlite::{params, Connection, TransactionBehavior};
 use std::net::IpAddr;
 
@@ -61,6 +62,7 @@ impl Store {
         names: &[MessageName],
         judge: &Judge<'_>,
         limits: &Bounds,
+        from: &Provenance,
     ) -> Result<std::result::Result<MessageApplied, Unmet>> {
         self.check_same_file()?;
         let _turn = writer_turn();
@@ -114,6 +116,18 @@ impl Store {
         let mut serials = Vec::with_capacity(zones.len());
         for z in zones {
             serials.push((z.to_string(), bump_generation(&tx, z)?));
+        }
+        // SPEC 15: the history of each changed address set, in this transaction.
+        for ((m, b), a) in names.iter().zip(&before).zip(&after) {
+            let serial = serials
+                .iter()
+                .find(|(z, _)| *z == m.zone)
+                .map_or(0, |(_, s)| *s);
+            for (f, was, will) in [(Family::V4, &b.v4, &a.v4), (Family::V6, &b.v6, &a.v6)] {
+                if was != will {
+                    record_change(&tx, now, &m.zone, &m.name, f, was, will, from, serial)?;
+                }
+            }
         }
         tx.commit()?;
         Ok(Ok(MessageApplied {
@@ -264,6 +278,12 @@ mod tests {
         }
     }
 
+    const DNS: Provenance = Provenance {
+        via: crate::update::ledger::Via::DnsUpdate,
+        client: None,
+        token: None,
+    };
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
@@ -291,7 +311,7 @@ mod tests {
         };
         let (t, o) = (f.token, f.owner);
         let done =
-            f.s.apply_message(t, o, &names, &judge, &Bounds::NONE)
+            f.s.apply_message(t, o, &names, &judge, &Bounds::NONE, &DNS)
                 .expect("db")
                 .expect("met");
         assert_eq!(done.serials.len(), 1);
@@ -320,13 +340,21 @@ mod tests {
                 &names,
                 &|_: &[Holding]| Err(Unmet::NxRrset),
                 &Bounds::NONE,
+                &DNS,
             )
             .expect("db");
         assert_eq!(unmet.unwrap_err(), Unmet::NxRrset);
         let same =
-            f.s.apply_message(t, o, &names, &|b: &[Holding]| Ok(b.to_vec()), &Bounds::NONE)
-                .expect("db")
-                .expect("met");
+            f.s.apply_message(
+                t,
+                o,
+                &names,
+                &|b: &[Holding]| Ok(b.to_vec()),
+                &Bounds::NONE,
+                &DNS,
+            )
+            .expect("db")
+            .expect("met");
         assert!(same.serials.is_empty());
         assert_eq!(generation(&f.s), g0, "nothing written");
     }
@@ -347,7 +375,7 @@ mod tests {
             ..Bounds::NONE
         };
         let e =
-            f.s.apply_message(t, o, &names, &two, &one_per_name)
+            f.s.apply_message(t, o, &names, &two, &one_per_name, &DNS)
                 .unwrap_err();
         assert!(
             matches!(&e, StoreError::OverLimit(m) if m.contains("records_per_name")),
@@ -358,7 +386,7 @@ mod tests {
             ..name(&f, "a.dedyn.example")
         }];
         let e =
-            f.s.apply_message(t, o, &read_only, &two, &Bounds::NONE)
+            f.s.apply_message(t, o, &read_only, &two, &Bounds::NONE, &DNS)
                 .unwrap_err();
         assert!(matches!(&e, StoreError::Invalid(_)), "{e}");
         let now = f.s.holdings(&names).expect("read");

@@ -375,8 +375,10 @@ impl Ledger for Store {
         names: &[MessageName],
         judge: &Judge<'_>,
         limits: &Bounds,
+        from: &Provenance,
     ) -> std::result::Result<MessageApplied, LedgerError> {
-        Store::apply_message(self, token, owner, names, judge, limits)?.map_err(LedgerError::Unmet)
+        Store::apply_message(self, token, owner, names, judge, limits, from)?
+            .map_err(LedgerError::Unmet)
     }
 
     fn holdings(

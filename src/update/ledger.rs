@@ -232,7 +232,8 @@ pub trait Ledger: Directory {
     /// write transaction: the token re-checked, each writable name's domain
     /// still the owner's, `judge` run on what the store holds now, the
     /// difference written (addresses; `_acme-challenge` values with the time of
-    /// this write) and held to `limits`. Nothing is written when nothing changes.
+    /// this write) and held to `limits`; each changed A/AAAA set gets its history
+    /// row (SPEC 15, `from`). Nothing is written when nothing changes.
     fn apply_message(
         &mut self,
         token: i64,
@@ -240,6 +241,7 @@ pub trait Ledger: Directory {
         names: &[MessageName],
         judge: &Judge<'_>,
         limits: &Bounds,
+        from: &Provenance,
     ) -> Result<MessageApplied, LedgerError>;
 
     /// What `names` hold now (one read), for a query's answer.

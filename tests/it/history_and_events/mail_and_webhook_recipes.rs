@@ -3,7 +3,6 @@
 //! recipe with curl to a loopback HTTP listener of the test's own (only its URL
 //! is replaced). Needs tests/install-deps.sh.
 
-
 use crate::common::proc::{tool, TempDir};
 use crate::common::readme::recipe;
 use crate::common::server::{free_tcp, Server, Setup};

@@ -2,7 +2,6 @@
 //! events delivered to `[events] command` (in commit order, at least once, across
 //! a SIGKILL, never delaying an update), pruning, stale names, and `status`.
 
-
 use crate::common::proc::TempDir;
 use crate::common::server::{metric, Response, Server, Setup};
 use std::path::{Path, PathBuf};
@@ -398,7 +397,10 @@ fn stale_names_are_counted_in_the_metrics() {
     let tok = s.provision(EMAIL, ALICE);
     update(&s, &tok, &format!("hostname={ALICE}&myipv4=192.0.2.1"));
     s.wait_until("one stale name counted", ARRIVE, || {
-        metric(&crate::common::server::scrape(port), "dedyn_update_stale_names") == Some(1.0)
+        metric(
+            &crate::common::server::scrape(port),
+            "dedyn_update_stale_names",
+        ) == Some(1.0)
     });
     let page = crate::common::server::scrape(port);
     for m in [

@@ -2,7 +2,6 @@
 //! and `dns.max_ttl`, shown by `domain list`, written for the domain and the
 //! names below it, and served so by a real NSD. Needs tests/install-deps.sh.
 
-
 use crate::common::dns::Rig;
 use crate::common::ns::Kind;
 use crate::common::proc::{run_with_timeout, tool};
