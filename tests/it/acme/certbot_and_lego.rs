@@ -13,7 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::acme::{
-    certbot_venv, dns_sans, lego, readme_block, skip, substitute, verify_chain, Pebble,
+    assert_cert_for_name_and_wildcard, certbot_venv, lego, readme_block, run_certbot, run_lego,
+    skip, substitute, timing, Pebble,
 };
 use crate::common::dns::Rig;
 use crate::common::ns::Kind;
@@ -51,21 +52,6 @@ fn rig(test: &str) -> Option<(Rig, Pebble, String)> {
 }
 
 /// Report a duration past libtest's capture (for the numbers in the issue).
-fn note(what: &str, d: Duration) {
-    use std::io::Write;
-    let _ = std::io::stderr().write_all(format!("\nTIMING: {what}: {d:.1?}\n").as_bytes());
-}
-
-fn assert_cert_for_name_and_wildcard(cert: &Path, pebble: &Pebble, scratch: &Path) {
-    assert_eq!(
-        dns_sans(cert, scratch),
-        [format!("*.{NAME}"), NAME.to_string()],
-        "{}",
-        cert.display()
-    );
-    verify_chain(pebble, cert, scratch);
-}
-
 /// Both challenge values reached the zone (pebble validated each over DNS).
 fn assert_two_values_were_published(rig: &Rig) {
     let txt: Vec<String> = rig
@@ -126,33 +112,10 @@ fn certbot_with_the_dns_acmedns_plugin_gets_name_and_wildcard() {
             ),
         ],
     );
-    let started = Instant::now();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-euc")
-        .arg(&command)
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                venv.join("bin").display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("REQUESTS_CA_BUNDLE", &pebble.tls_ca)
-        .current_dir(d);
-    let out = run_with_timeout(cmd, d, CLIENT);
-    let took = started.elapsed();
-    let cert = d.join(format!("config/live/{NAME}/cert.pem"));
-    assert!(
-        out.success() && cert.is_file(),
-        "certbot failed:\n{}\n--- certbot log ---\n{}\n--- pebble ---\n{}\n--- server ---\n{}",
-        out.text,
-        crate::common::proc::read_lossy(&d.join("logs/letsencrypt.log")),
-        pebble.log(),
-        rig.server.log()
-    );
-    note("certbot start to certificate", took);
-    assert_cert_for_name_and_wildcard(&cert, &pebble, d);
+    let server_log = || rig.server.log();
+    let (cert, took) = run_certbot(&command, &venv, &pebble, d, NAME, CLIENT, &server_log);
+    timing("certbot start to certificate", took);
+    assert_cert_for_name_and_wildcard(&cert, NAME, &pebble, d);
     assert_two_values_were_published(&rig);
 }
 
@@ -192,24 +155,10 @@ fn lego_with_the_readme_exec_hook_gets_name_and_wildcard() {
             ),
         ],
     );
-    let started = Instant::now();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-euc")
-        .arg(&script)
-        .env("LEGO_CA_CERTIFICATES", &pebble.tls_ca)
-        .current_dir(d);
-    let out = run_with_timeout(cmd, d, CLIENT);
-    let took = started.elapsed();
-    let cert = d.join(format!(".lego/certificates/{NAME}.crt"));
-    assert!(
-        out.success() && cert.is_file(),
-        "lego failed:\n{}\n--- pebble ---\n{}\n--- server ---\n{}",
-        out.text,
-        pebble.log(),
-        rig.server.log()
-    );
-    note("lego start to certificate", took);
-    assert_cert_for_name_and_wildcard(&cert, &pebble, d);
+    let server_log = || rig.server.log();
+    let (cert, took) = run_lego(&script, &[], &pebble, d, NAME, CLIENT, &server_log);
+    timing("lego start to certificate", took);
+    assert_cert_for_name_and_wildcard(&cert, NAME, &pebble, d);
     assert_two_values_were_published(&rig);
 }
 
@@ -299,7 +248,7 @@ fn each_value_is_answered_after_the_update_call(kind: Kind) {
         previous = Some(value);
     }
     took.sort();
-    note(
+    timing(
         &format!("POST /update to TXT answered by {kind:?}, median of 20"),
         took[took.len() / 2],
     );

@@ -317,3 +317,94 @@ pub fn substitute(text: &str, pairs: &[(&str, &str)]) -> String {
     }
     out
 }
+
+/// A client's time to its certificate, on stderr (`TIMING:` lines, read by hand).
+pub fn timing(what: &str, d: std::time::Duration) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("\nTIMING: {what}: {d:.1?}\n").as_bytes());
+}
+
+/// `cert` names NAME and `*.NAME` (in that order of its SANs) and chains to
+/// pebble's root.
+pub fn assert_cert_for_name_and_wildcard(cert: &Path, name: &str, pebble: &Pebble, scratch: &Path) {
+    assert_eq!(
+        dns_sans(cert, scratch),
+        [format!("*.{name}"), name.to_string()],
+        "{}",
+        cert.display()
+    );
+    verify_chain(pebble, cert, scratch);
+}
+
+/// Run a docs' certbot command (already substituted) with the test venv first
+/// on PATH and pebble's CA trusted, in `d`; assert it got NAME's certificate
+/// (else show certbot's, pebble's and `server_log`'s text). Returns its path and
+/// how long certbot took.
+pub fn run_certbot(
+    command: &str,
+    venv: &Path,
+    pebble: &Pebble,
+    d: &Path,
+    name: &str,
+    limit: std::time::Duration,
+    server_log: &dyn Fn() -> String,
+) -> (PathBuf, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-euc")
+        .arg(command)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                venv.join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("REQUESTS_CA_BUNDLE", &pebble.tls_ca)
+        .current_dir(d);
+    let out = crate::common::proc::run_with_timeout(cmd, d, limit);
+    let took = started.elapsed();
+    let cert = d.join(format!("config/live/{name}/cert.pem"));
+    assert!(
+        out.success() && cert.is_file(),
+        "certbot failed:\n{}\n--- certbot log ---\n{}\n--- pebble ---\n{}\n--- server ---\n{}",
+        out.text,
+        crate::common::proc::read_lossy(&d.join("logs/letsencrypt.log")),
+        pebble.log(),
+        server_log()
+    );
+    (cert, took)
+}
+
+/// Run a docs' lego script (already substituted) with pebble's CA trusted and
+/// `env`, in `d`; assert it got NAME's certificate. Returns its path and how
+/// long lego took.
+pub fn run_lego(
+    script: &str,
+    env: &[(&str, &str)],
+    pebble: &Pebble,
+    d: &Path,
+    name: &str,
+    limit: std::time::Duration,
+    server_log: &dyn Fn() -> String,
+) -> (PathBuf, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-euc")
+        .arg(script)
+        .env("LEGO_CA_CERTIFICATES", &pebble.tls_ca)
+        .envs(env.iter().copied())
+        .current_dir(d);
+    let out = crate::common::proc::run_with_timeout(cmd, d, limit);
+    let took = started.elapsed();
+    let cert = d.join(format!(".lego/certificates/{name}.crt"));
+    assert!(
+        out.success() && cert.is_file(),
+        "lego failed:\n{}\n--- pebble ---\n{}\n--- server ---\n{}",
+        out.text,
+        pebble.log(),
+        server_log()
+    );
+    (cert, took)
+}

@@ -7,14 +7,15 @@
 //! again afterwards. A client or pebble that cannot be had is a loud `SKIPPED:`.
 
 use std::fs;
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::acme::{certbot_venv, dns_sans, lego, substitute, verify_chain, Pebble};
+use crate::common::acme::{
+    assert_cert_for_name_and_wildcard, certbot_venv, lego, run_certbot, run_lego, substitute,
+    timing, Pebble,
+};
 use crate::common::dns::Rig;
 use crate::common::ns::Kind;
-use crate::common::proc::{read_lossy, run_with_timeout, skip, TempDir};
+use crate::common::proc::{skip, TempDir};
 use crate::common::readme::{cli_args, recipe};
 use crate::common::server::Setup;
 
@@ -55,16 +56,6 @@ fn printed_value(printed: &str, key: &str) -> String {
         .unwrap_or_else(|| panic!("no {key} in:\n{printed}"))
 }
 
-fn assert_certificate(cert: &Path, pebble: &Pebble, scratch: &Path) {
-    assert_eq!(
-        dns_sans(cert, scratch),
-        [format!("*.{NAME}"), NAME.to_string()],
-        "{}",
-        cert.display()
-    );
-    verify_chain(pebble, cert, scratch);
-}
-
 /// The client deleted both challenge values once done (delete RR, RFC 2136 2.5.4),
 /// and the server logged the two it added.
 fn assert_values_added_and_deleted(rig: &Rig) {
@@ -81,11 +72,6 @@ fn assert_values_added_and_deleted(rig: &Rig) {
         .filter(|l| l.contains("dns-update ") && l.contains(": NOERROR ") && l.contains("TXT +"))
         .count();
     assert!(added >= 2, "expected two added values:\n{log}");
-}
-
-fn timing(what: &str, d: Duration) {
-    use std::io::Write;
-    let _ = std::io::stderr().write_all(format!("\nTIMING: {what}: {d:.1?}\n").as_bytes());
 }
 
 #[test]
@@ -142,33 +128,10 @@ fn certbot_with_the_dns_rfc2136_plugin_gets_name_and_wildcard() {
             ),
         ],
     );
-    let started = Instant::now();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-euc")
-        .arg(&command)
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                venv.join("bin").display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("REQUESTS_CA_BUNDLE", &pebble.tls_ca)
-        .current_dir(d);
-    let out = run_with_timeout(cmd, d, CLIENT);
-    let took = started.elapsed();
-    let cert = d.join(format!("config/live/{NAME}/cert.pem"));
-    assert!(
-        out.success() && cert.is_file(),
-        "certbot failed:\n{}\n--- certbot log ---\n{}\n--- pebble ---\n{}\n--- server ---\n{}",
-        out.text,
-        read_lossy(&d.join("logs/letsencrypt.log")),
-        pebble.log(),
-        rig.server.log()
-    );
+    let server_log = || rig.server.log();
+    let (cert, took) = run_certbot(&command, &venv, &pebble, d, NAME, CLIENT, &server_log);
     timing("certbot (dns-rfc2136) start to certificate", took);
-    assert_certificate(&cert, &pebble, d);
+    assert_cert_for_name_and_wildcard(&cert, NAME, &pebble, d);
     assert_values_added_and_deleted(&rig);
 }
 
@@ -211,26 +174,12 @@ fn lego_with_dns_rfc2136_gets_name_and_wildcard() {
             ),
         ],
     );
-    let started = Instant::now();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-euc")
-        .arg(&script)
-        .env("LEGO_CA_CERTIFICATES", &pebble.tls_ca)
-        // Between the two challenges of one name (not in the docs: the
-        // default suits real nameservers, a test needs no wait).
-        .env("RFC2136_SEQUENCE_INTERVAL", "1")
-        .current_dir(d);
-    let out = run_with_timeout(cmd, d, CLIENT);
-    let took = started.elapsed();
-    let cert = d.join(format!(".lego/certificates/{NAME}.crt"));
-    assert!(
-        out.success() && cert.is_file(),
-        "lego failed:\n{}\n--- pebble ---\n{}\n--- server ---\n{}",
-        out.text,
-        pebble.log(),
-        rig.server.log()
-    );
+    let server_log = || rig.server.log();
+    // Between the two challenges of one name (not in the docs: the default
+    // suits real nameservers, a test needs no wait).
+    let env = [("RFC2136_SEQUENCE_INTERVAL", "1")];
+    let (cert, took) = run_lego(&script, &env, &pebble, d, NAME, CLIENT, &server_log);
     timing("lego (rfc2136) start to certificate", took);
-    assert_certificate(&cert, &pebble, d);
+    assert_cert_for_name_and_wildcard(&cert, NAME, &pebble, d);
     assert_values_added_and_deleted(&rig);
 }
