@@ -158,6 +158,11 @@ kill -HUP "$SERVER_PID" 2>/dev/null
 for _ in $(seq 1 100); do grep -q SIGHUP "$TMP/serve.log" && break; sleep 0.05; done
 kill -TERM "$SERVER_PID" 2>/dev/null
 for _ in $(seq 1 200); do kill -0 "$STRACE_PID" 2>/dev/null || break; sleep 0.05; done
+# Bounded: a server that ignores SIGTERM fails this test instead of hanging it.
+if kill -0 "$STRACE_PID" 2>/dev/null; then
+	bad "the traced server (pid '$SERVER_PID') did not stop within 10 s of SIGTERM" "$(tail -5 "$TMP/serve.log")"
+	kill -KILL "$SERVER_PID" "$STRACE_PID" 2>/dev/null
+fi
 wait "$STRACE_PID" 2>/dev/null
 STRACE_PID=""
 SERVER_PID=""
