@@ -6,18 +6,17 @@
 //! their SQL.
 
 use super::db::{
-    addr_blob, bump_generation, check_domain_held, check_token_held, text_at, writer_turn, Result,
-    Store, StoreError,
+    bump_generation, check_domain_held, check_token_held, text_at, writer_turn, Result, Store,
+    StoreError,
 };
 use super::history::record_change;
-use super::update::check_room_for_name;
+use super::update::{check_family_room, check_room_for_name, replace_family};
 use crate::os::clock::now_unix;
 use crate::update::acme::{expiry_cutoff, CHALLENGE_LABEL, VALUES_PER_NAME};
 use crate::update::address::Family;
 use crate::update::bounds::Bounds;
 use crate::update::ledger::{Holding, Judge, MessageApplied, MessageName, Provenance, Unmet};
 use rusqlite::{params, Connection, TransactionBehavior};
-use std::net::IpAddr;
 
 /// The name `acme_txt` keys an owner name's values by: NAME for
 /// `_acme-challenge.NAME`; `None` for any other owner name.
@@ -103,7 +102,7 @@ impl Store {
             check_message_limits(&tx, m, b, a, limits, now)?;
             for (f, was, will) in [(Family::V4, &b.v4, &a.v4), (Family::V6, &b.v6, &a.v6)] {
                 if was != will {
-                    write_family(&tx, m, domain.id, f, will)?;
+                    replace_family(&tx, &m.zone, &m.name, domain.id, f, will)?;
                 }
             }
             if b.txt != a.txt {
@@ -136,25 +135,6 @@ impl Store {
             serials,
         }))
     }
-}
-
-/// Replace one family of one name by `after`.
-fn write_family(
-    conn: &Connection,
-    m: &MessageName,
-    domain: i64,
-    f: Family,
-    after: &[IpAddr],
-) -> Result<()> {
-    conn.prepare_cached("DELETE FROM records WHERE zone = ?1 AND name = ?2 AND type = ?3")?
-        .execute(params![m.zone, m.name, f.rtype()])?;
-    let mut ins = conn.prepare_cached(
-        "INSERT INTO records(zone, name, type, addr, domain) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for a in after {
-        ins.execute(params![m.zone, m.name, f.rtype(), addr_blob(a), domain])?;
-    }
-    Ok(())
 }
 
 /// The `_acme-challenge` values of one name from `before` to `after`: removed
@@ -204,19 +184,8 @@ fn check_message_limits(
     limits: &Bounds,
     now: i64,
 ) -> Result<()> {
-    let max = limits.records_per_name;
-    for (f, was, will) in [
-        (Family::V4, before.v4.len(), after.v4.len()),
-        (Family::V6, before.v6.len(), after.v6.len()),
-    ] {
-        if will > was && Bounds::over(max, will as u64) {
-            return Err(StoreError::OverLimit(format!(
-                "limits.records_per_name: {} would hold {will} {} records (at most {max})",
-                m.name,
-                f.rtype()
-            )));
-        }
-    }
+    check_family_room(&m.name, Family::V4, before.v4.len(), after.v4.len(), limits)?;
+    check_family_room(&m.name, Family::V6, before.v6.len(), after.v6.len(), limits)?;
     if before.is_empty() && !after.is_empty() {
         if let Some(d) = &m.domain {
             check_room_for_name(conn, d, &m.name, limits.names_per_domain, now)?;
@@ -231,6 +200,7 @@ mod tests {
     use crate::store::NewToken;
     use crate::store::ScratchDb;
     use crate::update::Domain;
+    use std::net::IpAddr;
 
     struct Fixture {
         s: Store,

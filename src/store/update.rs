@@ -146,22 +146,8 @@ impl Store {
 
     /// Replace the records of each changed (name, family) by its new set.
     fn write_records(conn: &Connection, changes: &[Change<'_>]) -> Result<()> {
-        let mut del =
-            conn.prepare_cached("DELETE FROM records WHERE zone = ?1 AND name = ?2 AND type = ?3")?;
-        let mut ins = conn.prepare_cached(
-            "INSERT INTO records(zone, name, type, addr, domain) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
         for (n, f, after) in changes {
-            del.execute(params![n.zone, n.name, f.rtype()])?;
-            for a in after {
-                ins.execute(params![
-                    n.zone,
-                    n.name,
-                    f.rtype(),
-                    addr_blob(a),
-                    n.domain_id
-                ])?;
-            }
+            replace_family(conn, &n.zone, &n.name, n.domain_id, *f, after)?;
         }
         Ok(())
     }
@@ -230,18 +216,10 @@ impl Store {
         limits: &Bounds,
     ) -> Result<()> {
         let over = |m: String| Err(StoreError::OverLimit(m));
-        let max = limits.records_per_name;
         for (n, sets) in names.iter().zip(&applied.records) {
             for f in Family::BOTH {
                 let s = &sets[f as usize];
-                let (was, will) = (s.before.len() as u64, s.after.len() as u64);
-                if will > was && Bounds::over(max, will) {
-                    return over(format!(
-                        "limits.records_per_name: {} would hold {will} {} records (at most {max})",
-                        n.name,
-                        f.rtype()
-                    ));
-                }
+                check_family_room(&n.name, f, s.before.len(), s.after.len(), limits)?;
             }
         }
         let max = limits.names_per_domain;
@@ -289,6 +267,46 @@ pub(super) fn names_in_domain(conn: &Connection, domain: i64, now: i64) -> Resul
                 SELECT '_acme-challenge.' || name FROM acme_txt WHERE domain = ?1 AND written > ?2)",
         )?
         .query_row(params![domain, expiry_cutoff(now)], |r| r.get(0))?)
+}
+
+/// Replace the `f` records of `name` by `after` (the one write of an address
+/// set, for HTTP updates and DNS UPDATE messages alike).
+pub(super) fn replace_family(
+    conn: &Connection,
+    zone: &str,
+    name: &str,
+    domain: i64,
+    f: Family,
+    after: &[IpAddr],
+) -> Result<()> {
+    conn.prepare_cached("DELETE FROM records WHERE zone = ?1 AND name = ?2 AND type = ?3")?
+        .execute(params![zone, name, f.rtype()])?;
+    let mut ins = conn.prepare_cached(
+        "INSERT INTO records(zone, name, type, addr, domain) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for a in after {
+        ins.execute(params![zone, name, f.rtype(), addr_blob(a), domain])?;
+    }
+    Ok(())
+}
+
+/// SPEC 13: a family of `name` going from `was` to `will` records may not grow
+/// past `records_per_name` (a name already over a lowered bound may shrink).
+pub(super) fn check_family_room(
+    name: &str,
+    f: Family,
+    was: usize,
+    will: usize,
+    limits: &Bounds,
+) -> Result<()> {
+    let max = limits.records_per_name;
+    if will > was && Bounds::over(max, will as u64) {
+        return Err(StoreError::OverLimit(format!(
+            "limits.records_per_name: {name} would hold {will} {} records (at most {max})",
+            f.rtype()
+        )));
+    }
+    Ok(())
 }
 
 /// SPEC 13/17: one more name holding records (`new_name`, an owner name) in
