@@ -13,8 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::acme::{
-    assert_cert_for_name_and_wildcard, certbot_venv, lego, readme_block, run_certbot, run_lego,
-    skip, substitute, timing, Pebble,
+    assert_cert_for_name_and_wildcard, certbot_certonly, certbot_venv, lego, readme_block,
+    run_certbot, run_lego, skip, substitute, timing, Pebble,
 };
 use crate::common::dns::Rig;
 use crate::common::ns::Kind;
@@ -101,15 +101,7 @@ fn certbot_with_the_dns_acmedns_plugin_gets_name_and_wildcard() {
         &command,
         &[
             ("/etc/letsencrypt/acmedns.ini", &ini_path.to_string_lossy()),
-            (
-                "certbot certonly",
-                &format!(
-                    "certbot certonly --non-interactive --agree-tos -m {EMAIL} \
-                     --server {} --config-dir {d}/config --work-dir {d}/work --logs-dir {d}/logs",
-                    pebble.directory,
-                    d = d.display()
-                ),
-            ),
+            ("certbot certonly", &certbot_certonly(EMAIL, &pebble, d, "")),
         ],
     );
     let server_log = || rig.server.log();

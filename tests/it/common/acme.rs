@@ -336,21 +336,30 @@ pub fn assert_cert_for_name_and_wildcard(cert: &Path, name: &str, pebble: &Pebbl
     verify_chain(pebble, cert, scratch);
 }
 
+/// What the docs' `certbot certonly` becomes in a test: non-interactive,
+/// against pebble, with its directories in `d`, and `extra` flags.
+pub fn certbot_certonly(email: &str, pebble: &Pebble, d: &Path, extra: &str) -> String {
+    format!(
+        "certbot certonly --non-interactive --agree-tos -m {email} {extra}\
+         --server {} --config-dir {d}/config --work-dir {d}/work --logs-dir {d}/logs",
+        pebble.directory,
+        d = d.display()
+    )
+}
+
 /// Run a docs' certbot command (already substituted) with the test venv first
-/// on PATH and pebble's CA trusted, in `d`; assert it got NAME's certificate
-/// (else show certbot's, pebble's and `server_log`'s text). Returns its path and
-/// how long certbot took.
+/// on PATH and pebble's CA trusted, in `d`; assert it got NAME's certificate.
+/// Returns its path and how long certbot took.
 pub fn run_certbot(
     command: &str,
     venv: &Path,
     pebble: &Pebble,
     d: &Path,
     name: &str,
-    limit: std::time::Duration,
+    limit: Duration,
     server_log: &dyn Fn() -> String,
-) -> (PathBuf, std::time::Duration) {
-    let started = std::time::Instant::now();
-    let mut cmd = std::process::Command::new("sh");
+) -> (PathBuf, Duration) {
+    let mut cmd = Command::new("sh");
     cmd.arg("-euc")
         .arg(command)
         .env(
@@ -361,18 +370,18 @@ pub fn run_certbot(
                 std::env::var("PATH").unwrap_or_default()
             ),
         )
-        .env("REQUESTS_CA_BUNDLE", &pebble.tls_ca)
-        .current_dir(d);
-    let out = crate::common::proc::run_with_timeout(cmd, d, limit);
-    let took = started.elapsed();
+        .env("REQUESTS_CA_BUNDLE", &pebble.tls_ca);
     let cert = d.join(format!("config/live/{name}/cert.pem"));
-    assert!(
-        out.success() && cert.is_file(),
-        "certbot failed:\n{}\n--- certbot log ---\n{}\n--- pebble ---\n{}\n--- server ---\n{}",
-        out.text,
-        crate::common::proc::read_lossy(&d.join("logs/letsencrypt.log")),
-        pebble.log(),
-        server_log()
+    let certbot_log = || read_lossy(&d.join("logs/letsencrypt.log"));
+    let took = run_to_certificate(
+        "certbot",
+        cmd,
+        &cert,
+        pebble,
+        d,
+        limit,
+        &certbot_log,
+        server_log,
     );
     (cert, took)
 }
@@ -386,25 +395,53 @@ pub fn run_lego(
     pebble: &Pebble,
     d: &Path,
     name: &str,
-    limit: std::time::Duration,
+    limit: Duration,
     server_log: &dyn Fn() -> String,
-) -> (PathBuf, std::time::Duration) {
-    let started = std::time::Instant::now();
-    let mut cmd = std::process::Command::new("sh");
+) -> (PathBuf, Duration) {
+    let mut cmd = Command::new("sh");
     cmd.arg("-euc")
         .arg(script)
         .env("LEGO_CA_CERTIFICATES", &pebble.tls_ca)
-        .envs(env.iter().copied())
-        .current_dir(d);
-    let out = crate::common::proc::run_with_timeout(cmd, d, limit);
-    let took = started.elapsed();
+        .envs(env.iter().copied());
     let cert = d.join(format!(".lego/certificates/{name}.crt"));
+    let took = run_to_certificate(
+        "lego",
+        cmd,
+        &cert,
+        pebble,
+        d,
+        limit,
+        &String::new,
+        server_log,
+    );
+    (cert, took)
+}
+
+/// Run an ACME client's `cmd` in `d` until it ends (at most `limit`) and
+/// assert that it succeeded and left `cert`; else show its output, its own
+/// log, pebble's and the server's. Returns how long it ran.
+#[allow(clippy::too_many_arguments)]
+fn run_to_certificate(
+    client: &str,
+    mut cmd: Command,
+    cert: &Path,
+    pebble: &Pebble,
+    d: &Path,
+    limit: Duration,
+    client_log: &dyn Fn() -> String,
+    server_log: &dyn Fn() -> String,
+) -> Duration {
+    cmd.current_dir(d);
+    let started = Instant::now();
+    let out = run_with_timeout(cmd, d, limit);
+    let took = started.elapsed();
     assert!(
         out.success() && cert.is_file(),
-        "lego failed:\n{}\n--- pebble ---\n{}\n--- server ---\n{}",
+        "{client} failed:\n{}\n--- {client} log ---\n{}\n--- pebble ---\n{}\n--- server ---\n{}",
         out.text,
+        client_log(),
         pebble.log(),
         server_log()
     );
-    (cert, took)
+    took
 }

@@ -10,8 +10,8 @@ use std::fs;
 use std::time::Duration;
 
 use crate::common::acme::{
-    assert_cert_for_name_and_wildcard, certbot_venv, lego, run_certbot, run_lego, substitute,
-    timing, Pebble,
+    assert_cert_for_name_and_wildcard, certbot_certonly, certbot_venv, lego, run_certbot, run_lego,
+    substitute, timing, Pebble,
 };
 use crate::common::dns::Rig;
 use crate::common::ns::Kind;
@@ -118,13 +118,7 @@ fn certbot_with_the_dns_rfc2136_plugin_gets_name_and_wildcard() {
             ("/etc/letsencrypt/rfc2136.ini", &ini_path.to_string_lossy()),
             (
                 "certbot certonly",
-                &format!(
-                    "certbot certonly --non-interactive --agree-tos -m {EMAIL} \
-                     --dns-rfc2136-propagation-seconds 1 \
-                     --server {} --config-dir {d}/config --work-dir {d}/work --logs-dir {d}/logs",
-                    pebble.directory,
-                    d = d.display()
-                ),
+                &certbot_certonly(EMAIL, &pebble, d, "--dns-rfc2136-propagation-seconds 1 "),
             ),
         ],
     );
