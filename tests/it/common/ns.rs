@@ -528,3 +528,70 @@ pub fn run_reload_command(template: &str, zone: &str, file: &Path) -> Result<Str
         Err(format!("`{command}` failed: {}", out.text.trim()))
     }
 }
+
+/// An NSD of a test's own config (`sections` after `nsd_conf_text`'s server
+/// part: keys, zones that point at other servers), in the foreground in
+/// `dir`, stopped with its children on drop. For tests whose servers point at
+/// each other, so that both ports are chosen before either starts.
+pub struct ForegroundNsd {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub conf: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl ForegroundNsd {
+    pub fn start(dir: &Path, port: u16, sections: &str) -> ForegroundNsd {
+        fs::create_dir_all(dir).unwrap();
+        let conf = dir.join("nsd.conf");
+        fs::write(&conf, nsd_conf_text(dir, port, sections)).unwrap();
+        let out = fs::File::create(dir.join("daemon.out")).unwrap();
+        let child = Command::new(tool("nsd"))
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start nsd");
+        ForegroundNsd {
+            child,
+            port,
+            conf,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// `dig +short`, sorted; `Err` when dig fails (no answer yet).
+    pub fn dig(&self, name: &str, rtype: &str) -> Result<Vec<String>, String> {
+        dig(self.port, name, rtype, &self.dir)
+    }
+
+    /// The serial of `zone`'s SOA as this server answers it.
+    pub fn serial(&self, zone: &str) -> Option<u32> {
+        self.dig(zone, "SOA")
+            .ok()?
+            .first()?
+            .split_whitespace()
+            .nth(2)?
+            .parse()
+            .ok()
+    }
+
+    /// Its log and its daemon output.
+    pub fn log(&self) -> String {
+        format!(
+            "--- {} ---\n{}{}",
+            self.dir.display(),
+            super::proc::read_lossy(&self.dir.join("nsd.log")),
+            super::proc::read_lossy(&self.dir.join("daemon.out"))
+        )
+    }
+}
+
+impl Drop for ForegroundNsd {
+    fn drop(&mut self) {
+        super::proc::stop_tree(&mut self.child, std::time::Duration::from_secs(5));
+    }
+}

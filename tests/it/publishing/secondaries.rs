@@ -3,15 +3,14 @@
 //!
 //! The two NSD instances are started here (not by tests/it/common/ns.rs) because
 //! their configs point at each other: both ports are chosen before either starts;
-//! the common part of their config is `ns::nsd_conf_text`.
+//! the common part (config, process, dig, log) is `ns::ForegroundNsd`.
 //! The config mirrors docs/nameservers.md's "Feeding secondaries" recipe.
 
-use crate::common::ns::{free_port, nsd_conf_text};
+use crate::common::ns::{free_port, ForegroundNsd};
 use crate::common::proc::{self, run_with_timeout, tool, TempDir};
 use crate::common::server::{Server, Setup};
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ZONE: &str = "dedyn.example";
@@ -23,125 +22,43 @@ const PROPAGATION: Duration = Duration::from_secs(5);
 const START: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(50);
 
-/// One NSD process in the foreground, stopped (with its children) on drop.
-struct Nsd {
-    child: Child,
-    port: u16,
-    conf: PathBuf,
-    dir: PathBuf,
+/// Start an NSD with the transfer key and `zone_lines` for the zone.
+fn start_nsd(dir: &Path, port: u16, zone_lines: &str) -> ForegroundNsd {
+    ForegroundNsd::start(
+        dir,
+        port,
+        &format!(
+            "key:\n  name: xfr-key\n  algorithm: hmac-sha256\n  secret: \"{TSIG_SECRET}\"\nzone:\n  name: {ZONE}\n{zone_lines}"
+        ),
+    )
 }
 
-impl Nsd {
-    fn start(dir: &Path, port: u16, zone_lines: &str) -> Nsd {
-        std::fs::create_dir_all(dir).unwrap();
-        let conf = dir.join("nsd.conf");
-        let text = nsd_conf_text(
-            dir,
-            port,
-            &format!(
-                "key:\n  name: xfr-key\n  algorithm: hmac-sha256\n  secret: \"{TSIG_SECRET}\"\nzone:\n  name: {ZONE}\n{zone_lines}"
-            ),
+/// Poll until `f` holds for `nsd` or `deadline` passes; returns the time it took.
+fn wait(
+    nsd: &ForegroundNsd,
+    what: &str,
+    deadline: Duration,
+    mut f: impl FnMut(&ForegroundNsd) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    for _ in 0..(deadline.as_millis() / POLL.as_millis() + 2) {
+        if f(nsd) {
+            return start.elapsed();
+        }
+        assert!(
+            proc::is_alive(nsd.child.id()),
+            "nsd exited while waiting for {what}\n{}",
+            nsd.log()
         );
-        std::fs::write(&conf, text).unwrap();
-        let out = File::create(dir.join("daemon.out")).unwrap();
-        let child = Command::new(tool("nsd"))
-            .arg("-d")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("start nsd");
-        Nsd {
-            child,
-            port,
-            conf,
-            dir: dir.to_path_buf(),
+        if start.elapsed() > deadline {
+            break;
         }
+        std::thread::sleep(POLL);
     }
-
-    fn log(&self) -> String {
-        format!(
-            "--- {} ---\n{}{}",
-            self.dir.display(),
-            proc::read_lossy(&self.dir.join("nsd.log")),
-            proc::read_lossy(&self.dir.join("daemon.out"))
-        )
-    }
-
-    /// `dig +short`, sorted; `Err` when dig fails (no answer yet, SERVFAIL is empty).
-    fn dig(&self, name: &str, rtype: &str) -> Result<Vec<String>, String> {
-        let mut cmd = Command::new(tool("dig"));
-        cmd.arg("@127.0.0.1")
-            .arg("-p")
-            .arg(self.port.to_string())
-            .args(["+short", "+norecurse", "+time=1", "+tries=1", name, rtype]);
-        let out = run_with_timeout(cmd, &self.dir, Duration::from_secs(10));
-        if !out.success() {
-            return Err(out.text);
-        }
-        let mut v: Vec<String> = out
-            .text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with(';'))
-            .map(String::from)
-            .collect();
-        v.sort();
-        Ok(v)
-    }
-
-    fn serial(&self) -> Option<u32> {
-        self.dig(ZONE, "SOA")
-            .ok()?
-            .first()?
-            .split_whitespace()
-            .nth(2)?
-            .parse()
-            .ok()
-    }
-
-    /// Poll until `f` holds or `deadline` passes; returns the time it took.
-    fn wait(&self, what: &str, deadline: Duration, mut f: impl FnMut(&Nsd) -> bool) -> Duration {
-        let start = Instant::now();
-        for _ in 0..(deadline.as_millis() / POLL.as_millis() + 2) {
-            if f(self) {
-                return start.elapsed();
-            }
-            assert!(
-                proc::is_alive(self.child.id()),
-                "nsd exited while waiting for {what}\n{}",
-                self.log()
-            );
-            if start.elapsed() > deadline {
-                break;
-            }
-            std::thread::sleep(POLL);
-        }
-        panic!(
-            "timed out after {deadline:?} waiting for {what}\n{}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Nsd {
-    fn drop(&mut self) {
-        let children = proc::child_pids(self.child.id());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        proc::signal(self.child.id(), libc::SIGTERM);
-        if proc::wait_with_deadline(&mut self.child, deadline).is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        while children.iter().any(|&p| proc::is_alive(p)) && Instant::now() < deadline {
-            std::thread::sleep(proc::POLL);
-        }
-        for &p in children.iter().filter(|&&p| proc::is_alive(p)) {
-            proc::signal(p, libc::SIGKILL);
-        }
-    }
+    panic!(
+        "timed out after {deadline:?} waiting for {what}\n{}",
+        nsd.log()
+    );
 }
 
 fn two_ports() -> (u16, u16) {
@@ -176,7 +93,7 @@ fn update_reaches_the_secondary_by_notify_and_tsig_transfer() {
     )
     .unwrap();
 
-    let primary = Nsd::start(
+    let primary = start_nsd(
         &dir.path().join("primary"),
         pport,
         &format!(
@@ -184,10 +101,13 @@ fn update_reaches_the_secondary_by_notify_and_tsig_transfer() {
             zone_file.display()
         ),
     );
-    primary.wait("the primary to serve the placeholder", START, |n| {
-        n.serial() == Some(1)
-    });
-    let secondary = Nsd::start(
+    wait(
+        &primary,
+        "the primary to serve the placeholder",
+        START,
+        |n| n.serial(ZONE) == Some(1),
+    );
+    let secondary = start_nsd(
         &dir.path().join("secondary"),
         sport,
         &format!(
@@ -195,8 +115,8 @@ fn update_reaches_the_secondary_by_notify_and_tsig_transfer() {
             dir.path().display()
         ),
     );
-    secondary.wait("the secondary's first transfer", START, |n| {
-        n.serial().is_some()
+    wait(&secondary, "the secondary's first transfer", START, |n| {
+        n.serial(ZONE).is_some()
     });
 
     let s = Server::start_with(Setup {
@@ -215,10 +135,11 @@ fn update_reaches_the_secondary_by_notify_and_tsig_transfer() {
         zone_file_serial(&zone_file).is_some_and(|v| v > 1)
     });
     let started = zone_file_serial(&zone_file).unwrap();
-    secondary.wait(
+    wait(
+        &secondary,
         "the secondary to follow the start-up publication",
         PROPAGATION,
-        |n| n.serial().is_some_and(|v| v >= started),
+        |n| n.serial(ZONE).is_some_and(|v| v >= started),
     );
 
     let tok = s.provision("alice@example.org", "alice.dedyn.example");
@@ -232,16 +153,17 @@ fn update_reaches_the_secondary_by_notify_and_tsig_transfer() {
             .header("X-Zone-Serial")
             .and_then(|v| v.parse().ok())
             .expect("X-Zone-Serial on a change");
-        let took = secondary.wait(
+        let took = wait(
+            &secondary,
             &format!("alice.dedyn.example A {addr} on the secondary"),
             PROPAGATION,
             |n| n.dig("alice.dedyn.example", "A") == Ok(vec![addr.to_string()]),
         );
         eprintln!("{addr} (serial {serial}) on the secondary after {took:?}");
         assert!(
-            secondary.serial().is_some_and(|v| v >= serial),
+            secondary.serial(ZONE).is_some_and(|v| v >= serial),
             "secondary serial {:?} < {serial}\nprimary: {}\nsecondary: {}",
-            secondary.serial(),
+            secondary.serial(ZONE),
             primary.log(),
             secondary.log()
         );

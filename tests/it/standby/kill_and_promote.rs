@@ -13,7 +13,7 @@
 //! old primary refuses to start (fenced) and is rebuilt as the next standby.
 //! `DEDYN_STANDBY_KILLS` sets the number of rounds (5; `bench/standby.sh`: 20).
 
-use crate::common::ns::{free_port, nsd_conf_text};
+use crate::common::ns::{free_port, ForegroundNsd};
 use crate::common::proc::{self, run_with_timeout, tool, TempDir};
 use crate::common::readme;
 use crate::common::server::{parse_response, Response, BIN};
@@ -137,82 +137,15 @@ fn kill_group(pgid: u32) {
     }
 }
 
-/// One NSD in the foreground, stopped on drop.
-struct Nsd {
-    child: Child,
-    port: u16,
-    conf: PathBuf,
-    dir: PathBuf,
-}
-
-impl Nsd {
-    fn start(dir: &Path, port: u16, zone_lines: &str) -> Nsd {
-        fs::create_dir_all(dir).unwrap();
-        let conf = dir.join("nsd.conf");
-        fs::write(
-            &conf,
-            nsd_conf_text(dir, port, &format!("zone:\n  name: {ZONE}\n{zone_lines}")),
-        )
-        .unwrap();
-        let out = File::create(dir.join("daemon.out")).unwrap();
-        let child = Command::new(tool("nsd"))
-            .arg("-d")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("start nsd");
-        let n = Nsd {
-            child,
-            port,
-            conf,
-            dir: dir.to_path_buf(),
-        };
-        assert!(
-            poll(START, || n.serial()).is_some(),
-            "nsd in {} did not answer",
-            dir.display()
-        );
-        n
-    }
-
-    fn dig(&self, name: &str, rtype: &str) -> Option<Vec<String>> {
-        let mut cmd = Command::new(tool("dig"));
-        cmd.arg("@127.0.0.1")
-            .arg("-p")
-            .arg(self.port.to_string())
-            .args(["+short", "+norecurse", "+time=1", "+tries=1", name, rtype]);
-        let out = run_with_timeout(cmd, &self.dir, Duration::from_secs(10));
-        out.success().then(|| {
-            out.text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with(';'))
-                .map(String::from)
-                .collect()
-        })
-    }
-
-    fn serial(&self) -> Option<u32> {
-        self.dig(ZONE, "SOA")?
-            .first()?
-            .split_whitespace()
-            .nth(2)?
-            .parse()
-            .ok()
-    }
-
-    fn log(&self) -> String {
-        proc::read_lossy(&self.dir.join("nsd.log"))
-    }
-}
-
-impl Drop for Nsd {
-    fn drop(&mut self) {
-        proc::stop_tree(&mut self.child, Duration::from_secs(5));
-    }
+/// An NSD with `zone_lines` for the zone, answering before this returns.
+fn start_nsd(dir: &Path, port: u16, zone_lines: &str) -> ForegroundNsd {
+    let n = ForegroundNsd::start(dir, port, &format!("zone:\n  name: {ZONE}\n{zone_lines}"));
+    assert!(
+        poll(START, || n.serial(ZONE)).is_some(),
+        "nsd in {} did not answer",
+        dir.display()
+    );
+    n
 }
 
 /// One machine: its directory, config, port, NSD, and what runs on it.
@@ -223,7 +156,7 @@ struct Machine {
     yml: PathBuf,
     env: PathBuf,
     http: SocketAddr,
-    nsd: Option<Nsd>,
+    nsd: Option<ForegroundNsd>,
     /// Serving: the service and Litestream, one process group (its leader first).
     serving: Vec<Child>,
     follower: Option<Child>,
@@ -243,7 +176,7 @@ impl Machine {
         )
         .unwrap();
         let nsd = secondary_port.map(|secondary_port| {
-            Nsd::start(
+            start_nsd(
                 &dir.join("nsd"),
                 free_port(),
                 &format!(
@@ -642,7 +575,7 @@ fn killing_the_primary_loses_at_most_a_second_and_the_promoted_standby_takes_ove
     let sec_port = free_port();
     let mut a = Machine::new("a", root, Some(sec_port));
     let b = Machine::new("b", root, Some(sec_port));
-    let secondary = Nsd::start(
+    let secondary = start_nsd(
         &root.join("secondary"),
         sec_port,
         &format!(
@@ -867,14 +800,14 @@ fn killing_the_primary_loses_at_most_a_second_and_the_promoted_standby_takes_ove
                 }
                 nudged = Instant::now();
             }
-            (secondary.serial().is_some_and(|s| s >= first_serial)
-                && secondary.dig(&name, "A").as_ref() == Some(&want))
+            (secondary.serial(ZONE).is_some_and(|s| s >= first_serial)
+                && secondary.dig(&name, "A").as_ref().ok() == Some(&want))
             .then_some(())
         });
         assert!(
             followed.is_some(),
             "round {r}: the secondary did not follow the standby (serial {:?}, want ≥ {first_serial})\n{}",
-            secondary.serial(),
+            secondary.serial(ZONE),
             secondary.log()
         );
 
