@@ -443,6 +443,7 @@ def ab(args):
            "median of the repetitions, the two builds alternating.\n",
            "| scenario | before | after | after/before | p99 before | p99 after | within 5 % |",
            "|---|---|---|---|---|---|---|"]
+    cpu = []
     for key, label in (("s1", "S1 unchanged"), ("s2", "S2 changing")):
         b, a = median(res, f"{key}_before", "rps"), median(res, f"{key}_after", "rps")
         pb, pa = median(res, f"{key}_before", "p99_ms"), median(res, f"{key}_after", "p99_ms")
@@ -452,6 +453,14 @@ def ab(args):
         ratio = a / b
         out.append(f"| {label} | {b:,.0f}/s | {a:,.0f}/s | {100 * ratio:.1f} % | "
                    f"{pb:.1f} ms | {pa:.1f} ms | {'yes' if ratio >= 0.95 else 'NO'} |")
+        cb, ca = median(res, f"{key}_before", "cpu_us_per_req"), median(res, f"{key}_after", "cpu_us_per_req")
+        if cb and ca:
+            cpu.append(f"| {label} | {cb:.0f} µs | {ca:.0f} µs | {100 * ca / cb:.1f} % |")
+    if cpu:
+        out += ["\nThe server's CPU time per request (utime + stime of the whole process over "
+                "the run, divided by its requests; median; on a 2-core machine shared with wrk "
+                "this varies less from run to run than req/s):\n",
+                "| scenario | before | after | after/before |", "|---|---|---|---|"] + cpu
     out.append("\nEach run (req/s):\n")
     for key in ("s1_before", "s1_after", "s2_before", "s2_after"):
         runs = [f"{float(kv['rps']):,.0f}" for kv in res.get(key, []) if "rps" in kv]

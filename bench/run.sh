@@ -329,16 +329,24 @@ status_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$SRV_PID/status"; }
 
 # Context switches of every thread of the server so far (voluntary: a thread went
 # to sleep waiting for a socket, a lock or the queue, and was woken again).
+server_cpu_ticks() { # utime + stime of the whole server process, in clock ticks
+  awk '{ print $14 + $15 }' "/proc/$SRV_PID/stat" 2>/dev/null || echo 0
+}
 server_switches() { # FIELD: voluntary_ctxt_switches or nonvoluntary_ctxt_switches
   cat "/proc/$SRV_PID"/task/*/status 2>/dev/null | awk -v k="$1:" '$1 == k { n += $2 } END { print n + 0 }'
 }
 
 # wrk run: KEY URL MODE [SECONDS [CREDS]]; appends `KEY requests=… rps=… p99_ms=…`, and
 # for our server the thread wake-ups per request (`vcs_per_req`; threads that
-# ended during the run are not counted, which only matters for `close`).
+# ended during the run are not counted, which only matters for `close`) and the
+# server's CPU time per request (`cpu_us_per_req`: on a machine shared with the
+# load generator it varies far less from run to run than req/s does).
 run_wrk() {
-  local key=$1 url=$2 mode=$3 secs=${4:-$SECS} creds=${5:-$T/creds.tsv} out vcs0=""
-  if [[ $key == *_ours && -n $SRV_PID ]]; then vcs0=$(server_switches voluntary_ctxt_switches); fi
+  local key=$1 url=$2 mode=$3 secs=${4:-$SECS} creds=${5:-$T/creds.tsv} out vcs0="" cpu0=""
+  if [[ $key == *_ours || $key == *_before || $key == *_after ]] && [ -n "$SRV_PID" ]; then
+    vcs0=$(server_switches voluntary_ctxt_switches)
+    cpu0=$(server_cpu_ticks)
+  fi
   out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"${secs}s" --timeout 5s -s bench/update.lua \
     "$url" -- "$mode" "$creds" "$WRK_THREADS" 2>&1) || {
     echo "$out" >&2
@@ -355,6 +363,9 @@ run_wrk() {
     local vcs=$(($(server_switches voluntary_ctxt_switches) - vcs0)) reqs
     reqs=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$line")
     line="$line vcs_per_req=$(awk -v v="$vcs" -v r="$reqs" 'BEGIN { printf "%.2f", (r > 0 ? v / r : 0) }')"
+    local ticks=$(($(server_cpu_ticks) - cpu0)) hz
+    hz=$(getconf CLK_TCK)
+    line="$line cpu_us_per_req=$(awk -v t="$ticks" -v hz="$hz" -v r="$reqs" 'BEGIN { printf "%.1f", (r > 0 ? t * 1e6 / hz / r : 0) }')"
   fi
   record "$key ${line#RESULT }"
   say "$key ${line#RESULT }"
