@@ -1,7 +1,7 @@
-//! The fixed worker pool both intakes share: HTTP requests from the internal
-//! tiny_http server and DNS messages from the DNS UPDATE listeners go into one
-//! queue, and `server.workers` threads, each with its own ledger connection,
-//! answer them one at a time.
+//! The fixed worker pool both intakes share: `server.workers` threads, each
+//! with its own ledger connection, answer HTTP requests from the internal
+//! tiny_http server's queue and DNS messages from the DNS UPDATE listeners'
+//! queue, one at a time.
 
 use crate::dnsupdate::intake::DnsService;
 use crate::dnsupdate::job::DnsJob;
@@ -11,11 +11,11 @@ use crate::update::ledger::{Ledger, LedgerError};
 use log::error;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// How often an idle worker (and the HTTP feeder) looks at the stop flag.
+/// How often an idle worker looks at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
 
 /// DNS messages waiting beyond this many jobs are dropped (the client
@@ -29,51 +29,36 @@ enum Job {
     Dns(DnsJob),
 }
 
+/// The DNS messages waiting for a worker (HTTP requests wait in tiny_http's
+/// own queue, which the workers read directly).
 #[derive(Default)]
-struct Queue {
-    jobs: Mutex<VecDeque<Job>>,
-    ready: Condvar,
-}
+struct DnsQueue(Mutex<VecDeque<DnsJob>>);
 
-impl Queue {
-    fn push(&self, job: Job) {
-        self.jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(job);
-        self.ready.notify_one();
-    }
-
-    /// The next job, waiting at most `POLL`.
-    fn pop(&self) -> Option<Job> {
-        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        if jobs.is_empty() {
-            jobs = self
-                .ready
-                .wait_timeout(jobs, POLL)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        jobs.pop_front()
+impl DnsQueue {
+    fn pop(&self) -> Option<DnsJob> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
     }
 }
 
 /// A fixed number of worker threads (`[server] workers`), each with its own SQLite
-/// connection, taking jobs from one queue.
+/// connection, answering HTTP requests and DNS messages.
 ///
 /// Threading model: tiny_http reads each of the edge's pooled connections (at
-/// most 8 × `workers`) on a thread of its own and queues complete requests; a
-/// feeder thread moves them into the pool's queue, where the DNS listeners put
-/// their messages too; a worker takes one, runs it whole (auth → hostname →
-/// addresses → SQLite write → reply) and takes the next. So at most `workers`
-/// jobs touch the database at once, whichever way they came in. A panic in one
-/// job is caught and logged: the worker, its connection and the other workers
-/// go on. `stop` lets every worker finish the queue and return.
+/// most 8 × `workers`) on a thread of its own and queues complete requests; the
+/// workers take them from that queue directly (no thread in between: a hop
+/// would cost every request a wake-up). A DNS listener puts its message in the
+/// pool's DNS queue and wakes one worker waiting on tiny_http's queue
+/// (`Server::unblock`); a worker looks at the DNS queue before each wait. A
+/// worker runs a job whole (auth → hostname → addresses → SQLite write →
+/// reply) and takes the next, so at most `workers` jobs touch the database at
+/// once, whichever way they came in. A panic in one job is caught and logged:
+/// the worker, its connection and the other workers go on. `stop` lets every
+/// worker finish what is queued and return.
 pub struct WorkerPool {
     threads: Vec<JoinHandle<()>>,
-    feeder: Option<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
-    queue: Arc<Queue>,
+    internal: Arc<tiny_http::Server>,
+    dns: Arc<DnsQueue>,
 }
 
 /// Why the pool could not start: a worker's connection or a thread.
@@ -102,8 +87,7 @@ pub struct Services {
 }
 
 impl WorkerPool {
-    /// Start `n` workers and the HTTP feeder; `open` gives each worker its own
-    /// connection to the ledger.
+    /// Start `n` workers; `open` gives each worker its own connection to the ledger.
     pub fn start(
         n: usize,
         internal: Arc<tiny_http::Server>,
@@ -111,90 +95,107 @@ impl WorkerPool {
         mut open: impl FnMut() -> Result<Box<dyn Ledger + Send>, LedgerError>,
     ) -> Result<WorkerPool, PoolError> {
         let stopping = Arc::new(AtomicBool::new(false));
-        let queue = Arc::new(Queue::default());
+        let dns = Arc::new(DnsQueue::default());
         let services = Arc::new(services);
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
             let mut ledger = open().map_err(PoolError::Open)?;
-            let (queue, services, stopping) = (queue.clone(), services.clone(), stopping.clone());
+            let (internal, dns, services, stopping) = (
+                internal.clone(),
+                dns.clone(),
+                services.clone(),
+                stopping.clone(),
+            );
             let t = std::thread::Builder::new()
                 .name(format!("worker-{i}"))
-                .spawn(move || work(&queue, &services, &mut *ledger, &stopping))
+                .spawn(move || work(&internal, &dns, &services, &mut *ledger, &stopping))
                 .map_err(PoolError::Thread)?;
             threads.push(t);
         }
-        let (q, s) = (queue.clone(), stopping.clone());
-        let feeder = std::thread::Builder::new()
-            .name("http-feeder".into())
-            .spawn(move || feed(&internal, &q, &s))
-            .map_err(PoolError::Thread)?;
         Ok(WorkerPool {
             threads,
-            feeder: Some(feeder),
             stopping,
-            queue,
+            internal,
+            dns,
         })
     }
 
     /// How a DNS listener hands a message to the workers (`false`: the queue
     /// is full and the message dropped).
     pub fn dns_submitter(&self) -> Arc<crate::dnsupdate::job::Submit> {
-        let queue = self.queue.clone();
+        let (queue, internal) = (self.dns.clone(), self.internal.clone());
         Arc::new(move |job: DnsJob| {
-            let mut jobs = queue.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            let mut jobs = queue.0.lock().unwrap_or_else(|e| e.into_inner());
             if jobs.len() >= DNS_QUEUE_BOUND {
                 return false;
             }
-            jobs.push_back(Job::Dns(job));
+            jobs.push_back(job);
             drop(jobs);
-            queue.ready.notify_one();
+            // One wake-up a message: a worker waiting on tiny_http's queue
+            // returns, or the next one to wait returns at once.
+            internal.unblock();
             true
         })
     }
 
-    /// Let every worker finish the queue, then wait for all of them.
-    pub fn stop(mut self) {
+    /// Let every worker finish what is queued, then wait for all of them.
+    pub fn stop(self) {
         self.stopping.store(true, Ordering::SeqCst);
-        if let Some(f) = self.feeder.take() {
-            let _ = f.join();
+        for _ in &self.threads {
+            self.internal.unblock();
         }
-        self.queue.ready.notify_all();
         for t in self.threads {
             let _ = t.join();
         }
     }
 }
 
-/// Move tiny_http's complete requests into the queue until told to stop.
-fn feed(internal: &tiny_http::Server, queue: &Queue, stopping: &AtomicBool) {
+/// One worker's loop: the waiting DNS message first, else the next HTTP
+/// request (waiting at most `POLL`), until told to stop with nothing queued.
+fn work(
+    internal: &tiny_http::Server,
+    dns: &DnsQueue,
+    services: &Services,
+    ledger: &mut dyn Ledger,
+    stopping: &AtomicBool,
+) {
     loop {
-        match internal.recv_timeout(POLL) {
-            Ok(Some(rq)) => queue.push(Job::Http(rq)),
-            Ok(None) if stopping.load(Ordering::SeqCst) => return,
-            Ok(None) => {}
-            Err(e) => {
-                error!("receiving a request failed: {e}");
-                std::thread::sleep(Duration::from_millis(10));
+        let job = match dns.pop() {
+            Some(job) => Some(Job::Dns(job)),
+            None => match internal.recv_timeout(POLL) {
+                Ok(rq) => rq.map(Job::Http),
+                Err(e) => {
+                    error!("receiving a request failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    None
+                }
+            },
+        };
+        match job {
+            Some(job) => run_caught(job, services, ledger),
+            None if stopping.load(Ordering::SeqCst) => {
+                // Finish what is queued: HTTP requests already in tiny_http's
+                // queue, then DNS messages.
+                match internal.try_recv() {
+                    Ok(Some(rq)) => run_caught(Job::Http(rq), services, ledger),
+                    _ => match dns.pop() {
+                        Some(job) => run_caught(Job::Dns(job), services, ledger),
+                        None => return,
+                    },
+                }
             }
+            None => {}
         }
     }
 }
 
-/// One worker's loop: take a job, answer it, until told to stop and the queue is empty.
-fn work(queue: &Queue, services: &Services, ledger: &mut dyn Ledger, stopping: &AtomicBool) {
-    loop {
-        match queue.pop() {
-            Some(job) => {
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run(job, services, &mut *ledger)
-                }));
-                if r.is_err() {
-                    error!("a request handler panicked; the worker goes on");
-                }
-            }
-            None if stopping.load(Ordering::SeqCst) => return,
-            None => {}
-        }
+/// `run`, a panic caught and logged: the worker goes on.
+fn run_caught(job: Job, services: &Services, ledger: &mut dyn Ledger) {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(job, services, &mut *ledger)
+    }));
+    if r.is_err() {
+        error!("a request handler panicked; the worker goes on");
     }
 }
 
