@@ -432,17 +432,24 @@ impl Outbox for Store {
 
     fn prune_age(&mut self, keep: &Keep) -> std::result::Result<u64, OutboxError> {
         outbox(|| {
-            let any: bool = self
+            // The oldest row first, by id (the table's own order, one page):
+            // `at` has no index, and asking for any old row would read the
+            // whole history every second while none is old. Rows are written
+            // in time order, so the old ones are at the head (after a clock
+            // step back, a younger row at the head holds the age rule back
+            // until it is old itself; `per_name` still bounds the history).
+            let head: Option<i64> = self
                 .conn
-                .prepare_cached("SELECT EXISTS(SELECT 1 FROM history WHERE at < ?1 AND id <= ?2)")?
-                .query_row(params![keep.older_than, keep.up_to], |r| r.get(0))?;
-            if !any {
+                .prepare_cached("SELECT at FROM history WHERE id <= ?1 ORDER BY id LIMIT 1")?
+                .query_row([keep.up_to], |r| r.get(0))
+                .optional()?;
+            if !head.is_some_and(|at| at < keep.older_than) {
                 return Ok(0);
             }
             self.write(|c| {
                 Ok(c.prepare_cached(
                     "DELETE FROM history WHERE id IN (
-                         SELECT id FROM history WHERE at < ?1 AND id <= ?2 ORDER BY at LIMIT ?3)",
+                         SELECT id FROM history WHERE id <= ?2 ORDER BY id LIMIT ?3) AND at < ?1",
                 )?
                 .execute(params![keep.older_than, keep.up_to, PRUNE_BATCH])?
                     as u64)
