@@ -14,7 +14,7 @@ use crate::os::signals;
 use crate::publish::feed::{OpenFeed, ZoneFeed};
 use crate::publish::state::PublishStats;
 use crate::publish::{self, LastUsed};
-use crate::store::Store;
+use crate::store::{Store, WriteGroup};
 use crate::update::ledger::Ledger;
 use crate::workers::{Services, WorkerPool};
 use log::{error, info, warn};
@@ -92,7 +92,17 @@ fn start_service(
     let open_feed: Arc<OpenFeed> =
         Arc::new(move || Ok(Box::new(open_feed()?) as Box<dyn ZoneFeed + Send>));
     let events_store = open().map_err(|e| e.to_string())?;
-    let open_ledger = move || Ok(Box::new(open()?) as Box<dyn Ledger + Send>);
+    // The workers' writes share one connection and commit together when they
+    // queue (group commit, store/group.rs).
+    let group = Arc::new(
+        WriteGroup::open(&config.database.path, &config.database.synchronous)
+            .map_err(|e| e.to_string())?,
+    );
+    let open_ledger = move || {
+        let mut store = open()?;
+        store.join(group.clone());
+        Ok(Box::new(store) as Box<dyn Ledger + Send>)
+    };
     // SPEC 17: `check` tells by this lock that we hold the listeners.
     let serve_lock = ServeLock::hold(&config.database.path)
         .map_err(|e| {

@@ -340,10 +340,28 @@ pub const MAX_CLI_HOLD: Duration = Duration::from_secs(30);
 /// busy handler sleeps 1, 2, 5, 10 … ms between tries, which under a steady write
 /// load turns lock contention into milliseconds of latency. Other processes (the
 /// admin commands) still meet `busy_timeout`.
-static WRITERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static WRITERS: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+static WRITER_DONE: std::sync::Condvar = std::sync::Condvar::new();
 
-pub(super) fn writer_turn() -> std::sync::MutexGuard<'static, ()> {
-    WRITERS.lock().unwrap_or_else(|e| e.into_inner())
+/// The writer turn of this process, held until dropped. Unlike a mutex guard
+/// it may be let go by another thread than the one that took it: the group
+/// commit's transaction is opened by one worker and committed by another.
+pub(super) struct Turn(());
+
+pub(super) fn writer_turn() -> Turn {
+    let mut held = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+    while *held {
+        held = WRITER_DONE.wait(held).unwrap_or_else(|e| e.into_inner());
+    }
+    *held = true;
+    Turn(())
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        *WRITERS.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        WRITER_DONE.notify_one();
+    }
 }
 
 /// SPEC 14: the database holds TSIG secrets, so whichever command creates it
@@ -367,6 +385,9 @@ fn create_private(path: &Path) -> Result<()> {
 /// the file of their job (accounts, update, zones, backup).
 pub struct Store {
     pub(super) conn: Connection,
+    /// The serving process's shared write connection (group commit); `None`:
+    /// this connection writes on its own (commands, tests).
+    pub(super) group: Option<std::sync::Arc<super::group::WriteGroup>>,
     /// The configured path and the file (device, inode) the connection opened.
     path: PathBuf,
     opened: Option<(u64, u64)>,
@@ -392,6 +413,7 @@ impl Store {
         let opened = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
         let mut store = Store {
             conn,
+            group: None,
             path: path.to_path_buf(),
             opened,
         };

@@ -6,8 +6,7 @@
 //! their SQL.
 
 use super::db::{
-    bump_generation, check_domain_held, check_token_held, text_at, writer_turn, Result, Store,
-    StoreError,
+    bump_generation, check_domain_held, check_token_held, text_at, Result, Store, StoreError,
 };
 use super::history::record_change;
 use super::update::{check_family_room, check_room_for_name, replace_family};
@@ -16,7 +15,7 @@ use crate::update::acme::{expiry_cutoff, CHALLENGE_LABEL, VALUES_PER_NAME};
 use crate::update::address::Family;
 use crate::update::bounds::Bounds;
 use crate::update::ledger::{Holding, Judge, MessageApplied, MessageName, Provenance, Unmet};
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection};
 
 /// The name `acme_txt` keys an owner name's values by: NAME for
 /// `_acme-challenge.NAME`; `None` for any other owner name.
@@ -63,77 +62,73 @@ impl Store {
         limits: &Bounds,
         from: &Provenance,
     ) -> Result<std::result::Result<MessageApplied, Unmet>> {
-        self.check_same_file()?;
-        let _turn = writer_turn();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        check_token_held(&tx, token, owner)?;
-        for d in names.iter().filter_map(|m| m.domain.as_ref()) {
-            check_domain_held(&tx, d.id, &d.name, Some(owner))?;
-        }
-        let now = now_unix();
-        let before = names
-            .iter()
-            .map(|m| Self::holding(&tx, m, now))
-            .collect::<Result<Vec<_>>>()?;
-        let after = match judge(&before) {
-            Ok(after) => after,
-            Err(unmet) => return Ok(Err(unmet)),
-        };
-        if after.len() != names.len() {
-            return Err(StoreError::Db(format!(
-                "a message judged {} names into {}",
-                names.len(),
-                after.len()
-            )));
-        }
-        let mut zones: Vec<&str> = Vec::new();
-        for ((m, b), a) in names.iter().zip(&before).zip(&after) {
-            if b == a {
-                continue;
+        self.write_tx(|tx| {
+            check_token_held(tx, token, owner)?;
+            for d in names.iter().filter_map(|m| m.domain.as_ref()) {
+                check_domain_held(tx, d.id, &d.name, Some(owner))?;
             }
-            let Some(domain) = &m.domain else {
-                return Err(StoreError::Invalid(format!(
-                    "{} may not be written by this message",
-                    m.name
-                )));
-            };
-            check_message_limits(&tx, m, b, a, limits, now)?;
-            for (f, was, will) in [(Family::V4, &b.v4, &a.v4), (Family::V6, &b.v6, &a.v6)] {
-                if was != will {
-                    replace_family(&tx, &m.zone, &m.name, domain.id, f, will)?;
-                }
-            }
-            if b.txt != a.txt {
-                write_values(&tx, m, domain.id, &b.txt, &a.txt, now)?;
-            }
-            if !zones.contains(&m.zone.as_str()) {
-                zones.push(&m.zone);
-            }
-        }
-        let mut serials = Vec::with_capacity(zones.len());
-        for z in zones {
-            serials.push((z.to_string(), bump_generation(&tx, z)?));
-        }
-        // SPEC 15: the history of each changed address set, in this transaction.
-        for ((m, b), a) in names.iter().zip(&before).zip(&after) {
-            let serial = serials
+            let now = now_unix();
+            let before = names
                 .iter()
-                .find(|(z, _)| *z == m.zone)
-                .map_or(0, |(_, s)| *s);
-            for (f, was, will) in [(Family::V4, &b.v4, &a.v4), (Family::V6, &b.v6, &a.v6)] {
-                if was != will {
-                    record_change(&tx, now, &m.zone, &m.name, f, was, will, from, serial)?;
+                .map(|m| Self::holding(tx, m, now))
+                .collect::<Result<Vec<_>>>()?;
+            let after = match judge(&before) {
+                Ok(after) => after,
+                Err(unmet) => return Ok(Err(unmet)),
+            };
+            if after.len() != names.len() {
+                return Err(StoreError::Db(format!(
+                    "a message judged {} names into {}",
+                    names.len(),
+                    after.len()
+                )));
+            }
+            let mut zones: Vec<&str> = Vec::new();
+            for ((m, b), a) in names.iter().zip(&before).zip(&after) {
+                if b == a {
+                    continue;
+                }
+                let Some(domain) = &m.domain else {
+                    return Err(StoreError::Invalid(format!(
+                        "{} may not be written by this message",
+                        m.name
+                    )));
+                };
+                check_message_limits(tx, m, b, a, limits, now)?;
+                for (f, was, will) in [(Family::V4, &b.v4, &a.v4), (Family::V6, &b.v6, &a.v6)] {
+                    if was != will {
+                        replace_family(tx, &m.zone, &m.name, domain.id, f, will)?;
+                    }
+                }
+                if b.txt != a.txt {
+                    write_values(tx, m, domain.id, &b.txt, &a.txt, now)?;
+                }
+                if !zones.contains(&m.zone.as_str()) {
+                    zones.push(&m.zone);
                 }
             }
-        }
-        tx.commit()?;
-        Ok(Ok(MessageApplied {
-            before,
-            after,
-            serials,
-        }))
+            let mut serials = Vec::with_capacity(zones.len());
+            for z in zones {
+                serials.push((z.to_string(), bump_generation(tx, z)?));
+            }
+            // SPEC 15: the history of each changed address set, in this transaction.
+            for ((m, b), a) in names.iter().zip(&before).zip(&after) {
+                let serial = serials
+                    .iter()
+                    .find(|(z, _)| *z == m.zone)
+                    .map_or(0, |(_, s)| *s);
+                for (f, was, will) in [(Family::V4, &b.v4, &a.v4), (Family::V6, &b.v6, &a.v6)] {
+                    if was != will {
+                        record_change(tx, now, &m.zone, &m.name, f, was, will, from, serial)?;
+                    }
+                }
+            }
+            Ok(Ok(MessageApplied {
+                before,
+                after,
+                serials,
+            }))
+        })
     }
 }
 

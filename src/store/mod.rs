@@ -5,6 +5,7 @@ mod accounts;
 mod acme;
 mod backup;
 mod db;
+mod group;
 mod heartbeat;
 mod history;
 mod message;
@@ -16,6 +17,7 @@ pub use backup::{check_restorable, ensure_not_in_use, BackupInfo};
 #[cfg(test)]
 pub(crate) use db::ScratchDb;
 pub use db::{Store, StoreError, LOCK_WAIT, MAX_CLI_HOLD};
+pub use group::WriteGroup;
 pub use heartbeat::{promoted_and_not_served_since, read_copy, CopyState, Heartbeat, Promotion};
 pub use history::NameState;
 pub use zones::{Counts, Publication};

@@ -3,8 +3,8 @@
 //! `Directory` the pipeline reads.
 
 use super::db::{
-    addr_blob, blob_addr, bump_generation, check_domain_held, check_token_held, writer_turn,
-    Result, Store, StoreError,
+    addr_blob, blob_addr, bump_generation, check_domain_held, check_token_held, Result, Store,
+    StoreError,
 };
 use super::history::record_change;
 use crate::net::cidr::Cidr;
@@ -78,24 +78,21 @@ impl Store {
                 return Ok(applied);
             }
         }
-        let _turn = writer_turn();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        Self::check_still_held(&tx, names, from.token, owner)?;
-        let (mut applied, changes) = Self::compute(&tx, names, decide)?;
-        Self::check_limits(&tx, names, &applied, limits)?;
-        Self::write_records(&tx, &changes)?;
-        let mut zones: Vec<&str> = changes.iter().map(|(n, _, _)| n.zone.as_str()).collect();
-        zones.sort_unstable();
-        zones.dedup();
-        for z in zones {
-            let serial = bump_generation(&tx, z)?;
-            applied.serials.push((z.to_string(), serial));
-        }
-        Self::write_history(&tx, names, &applied, from)?;
-        tx.commit()?;
-        Ok(applied)
+        self.write_tx(|tx| {
+            Self::check_still_held(tx, names, from.token, owner)?;
+            let (mut applied, changes) = Self::compute(tx, names, decide)?;
+            Self::check_limits(tx, names, &applied, limits)?;
+            Self::write_records(tx, &changes)?;
+            let mut zones: Vec<&str> = changes.iter().map(|(n, _, _)| n.zone.as_str()).collect();
+            zones.sort_unstable();
+            zones.dedup();
+            for z in zones {
+                let serial = bump_generation(tx, z)?;
+                applied.serials.push((z.to_string(), serial));
+            }
+            Self::write_history(tx, names, &applied, from)?;
+            Ok(applied)
+        })
     }
 
     /// SPEC 15: a history row per changed name and family, in the update's own

@@ -1,0 +1,325 @@
+//! Group commit: the workers' write transactions share one connection, and
+//! the updates that arrive while one is being written are committed together.
+//!
+//! A worker takes the group's connection, opens the transaction if none is
+//! open (taking the process's writer turn), runs its own write inside a
+//! savepoint (so that its failure rolls back only its own part), and then
+//! commits — unless another worker is already waiting for the connection, in
+//! which case that worker adds its write to the same transaction and the
+//! decision passes on to it. The last of a run commits for all of them (at
+//! most `MAX_BATCH` writes a transaction). Every worker answers only once the
+//! commit that holds its write is done, and a failed commit fails every write
+//! in it: nothing is acknowledged that is not on disk, as before. A worker
+//! alone commits at once, as before: batching only happens when writers queue.
+
+use super::db::{writer_turn, Result, Store, StoreError, Turn};
+use rusqlite::Connection;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// The most writes one transaction holds: a bound on how long the writer turn
+/// is held for other writers (publisher, events, heartbeat).
+const MAX_BATCH: usize = 64;
+
+/// The transaction the workers are filling.
+struct Open {
+    /// The process's writer turn, held from BEGIN to COMMIT.
+    _turn: Turn,
+    /// How it ended, for each of its writers.
+    ended: Arc<Ended>,
+    writes: usize,
+}
+
+/// How one transaction ended: `None` until it has; then `Ok` (committed) or
+/// the commit's failure.
+#[derive(Default)]
+struct Ended {
+    outcome: Mutex<Option<std::result::Result<(), String>>>,
+    told: Condvar,
+}
+
+impl Ended {
+    fn tell(&self, outcome: std::result::Result<(), String>) {
+        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        self.told.notify_all();
+    }
+
+    /// Wait until the transaction has ended; the commit's failure if it failed.
+    fn wait(&self) -> Result<()> {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match &*outcome {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(msg)) => {
+                    return Err(StoreError::Db(format!(
+                        "the commit failed: {msg}; nothing of this update was written"
+                    )))
+                }
+                None => outcome = self.told.wait(outcome).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+}
+
+struct Inner {
+    store: Store,
+    open: Option<Open>,
+}
+
+/// The shared write connection of one serving process.
+pub struct WriteGroup {
+    inner: Mutex<Inner>,
+    /// Workers that want the connection now: while any do, a write leaves the
+    /// transaction open for them.
+    waiting: AtomicUsize,
+}
+
+impl WriteGroup {
+    /// A connection of its own to `path`, like a worker's.
+    pub fn open(path: &std::path::Path, synchronous: &str) -> Result<WriteGroup> {
+        Ok(WriteGroup {
+            inner: Mutex::new(Inner {
+                store: Store::open(path, synchronous)?,
+                open: None,
+            }),
+            waiting: AtomicUsize::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        g
+    }
+
+    /// Run `write` in the group's transaction and return its result once that
+    /// transaction is committed (its error at once: nothing of it stays).
+    pub fn write<T>(&self, write: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let mut g = self.lock();
+        let (ended, out) = match Self::begin(&mut g) {
+            Ok(ended) => (Some(ended), Self::in_savepoint(&g.store.conn, write)),
+            Err(e) => (None, Err(Caught::Failed(e))),
+        };
+        if let Some(o) = g.open.as_mut() {
+            o.writes += 1;
+        }
+        let full = g.open.as_ref().is_some_and(|o| o.writes >= MAX_BATCH);
+        if full || self.waiting.load(Ordering::SeqCst) == 0 {
+            Self::commit(&mut g);
+        }
+        drop(g);
+        let value = match out {
+            Ok(v) => v,
+            Err(Caught::Failed(e)) => return Err(e),
+            Err(Caught::Panicked(p)) => std::panic::resume_unwind(p),
+        };
+        if let Some(ended) = ended {
+            ended.wait()?;
+        }
+        Ok(value)
+    }
+
+    /// The open transaction (opening one, and taking the writer turn, if none is).
+    fn begin(g: &mut Inner) -> Result<Arc<Ended>> {
+        g.store.check_same_file()?;
+        if let Some(o) = &g.open {
+            return Ok(o.ended.clone());
+        }
+        let turn = writer_turn();
+        g.store.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let ended = Arc::new(Ended::default());
+        g.open = Some(Open {
+            _turn: turn,
+            ended: ended.clone(),
+            writes: 0,
+        });
+        Ok(ended)
+    }
+
+    /// `write` inside a savepoint: released when it succeeds, rolled back
+    /// (leaving the rest of the transaction as it was) when it fails or panics.
+    fn in_savepoint<T>(
+        conn: &Connection,
+        write: impl FnOnce(&Connection) -> Result<T>,
+    ) -> std::result::Result<T, Caught> {
+        conn.execute_batch("SAVEPOINT one_write")
+            .map_err(|e| Caught::Failed(e.into()))?;
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(conn)));
+        let undo = || conn.execute_batch("ROLLBACK TO one_write; RELEASE one_write");
+        match out {
+            Ok(Ok(v)) => match conn.execute_batch("RELEASE one_write") {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    let _ = undo();
+                    Err(Caught::Failed(e.into()))
+                }
+            },
+            Ok(Err(e)) => {
+                let _ = undo();
+                Err(Caught::Failed(e))
+            }
+            Err(p) => {
+                let _ = undo();
+                Err(Caught::Panicked(p))
+            }
+        }
+    }
+
+    /// Commit the open transaction (if any), let go of the writer turn, and
+    /// tell its writers how it ended.
+    fn commit(g: &mut Inner) {
+        let Some(open) = g.open.take() else {
+            return;
+        };
+        let outcome = match g.store.conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = g.store.conn.execute_batch("ROLLBACK");
+                Err(e.to_string())
+            }
+        };
+        let Open { _turn, ended, .. } = open;
+        drop(_turn);
+        ended.tell(outcome);
+    }
+}
+
+enum Caught {
+    Failed(StoreError),
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+impl Store {
+    /// Write through `group` from now on (the serving process's workers).
+    pub fn join(&mut self, group: std::sync::Arc<WriteGroup>) {
+        self.group = Some(group);
+    }
+
+    /// Run `write` in a write transaction: the group's when this connection
+    /// has joined one, else one of its own.
+    pub(super) fn write_tx<T>(
+        &mut self,
+        write: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        if let Some(group) = &self.group {
+            return group.write(write);
+        }
+        self.check_same_file()?;
+        let _turn = writer_turn();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = write(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ScratchDb;
+    use std::time::{Duration, Instant};
+
+    fn count(store: &Store, x: i64) -> i64 {
+        store
+            .conn
+            .query_row("SELECT count(*) FROM t WHERE x = ?1", [x], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn setup(tag: &str) -> (Store, ScratchDb, Arc<WriteGroup>) {
+        let (store, scratch) = ScratchDb::open(tag, &["example.org"]);
+        store
+            .conn
+            .execute_batch(
+                "CREATE TABLE t(x INTEGER PRIMARY KEY, d INTEGER REFERENCES domains(id))",
+            )
+            .unwrap();
+        let group = Arc::new(WriteGroup::open(&scratch.path, "NORMAL").unwrap());
+        (store, scratch, group)
+    }
+
+    fn insert(c: &Connection, x: i64, d: Option<i64>) -> Result<()> {
+        c.execute(
+            "INSERT INTO t(x, d) VALUES (?1, ?2)",
+            rusqlite::params![x, d],
+        )?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_write_alone_is_committed_before_it_returns() {
+        let (reader, _scratch, group) = setup("group-alone");
+        group.write(|c| insert(c, 1, None)).unwrap();
+        assert_eq!(
+            count(&reader, 1),
+            1,
+            "committed, seen by another connection"
+        );
+    }
+
+    #[test]
+    fn a_writer_waiting_joins_the_transaction_and_its_failure_undoes_only_its_part() {
+        let (reader, _scratch, group) = setup("group-join");
+        let g2 = group.clone();
+        let mut second = None;
+        let first = group.write(|c| {
+            insert(c, 1, None)?;
+            // A second writer comes while this one holds the connection: it
+            // waits, so this transaction stays open for it.
+            second = Some(std::thread::spawn(move || {
+                g2.write(|c| {
+                    insert(c, 2, None)?;
+                    insert(c, 1, None) // a duplicate key: this write fails
+                })
+            }));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while group.waiting.load(Ordering::SeqCst) == 0 {
+                assert!(Instant::now() < deadline, "the second writer never waited");
+                std::thread::yield_now();
+            }
+            Ok(7)
+        });
+        let second = second.unwrap().join().unwrap();
+        assert!(second.is_err(), "the duplicate key fails the second write");
+        assert_eq!(first.unwrap(), 7);
+        assert_eq!(count(&reader, 1), 1, "the first write is committed");
+        assert_eq!(count(&reader, 2), 0, "nothing of the failed write stays");
+    }
+
+    #[test]
+    fn a_failed_commit_fails_every_write_in_it_and_writes_nothing() {
+        let (reader, _scratch, group) = setup("group-commit-fails");
+        // Foreign keys checked at COMMIT: a row pointing at no domain makes the
+        // commit itself fail, after the write returned Ok.
+        let r = group.write(|c| {
+            c.execute_batch("PRAGMA defer_foreign_keys = ON")?;
+            insert(c, 1, None)?;
+            insert(c, 2, Some(424242))
+        });
+        let e = r.expect_err("the commit fails");
+        assert!(e.to_string().contains("the commit failed"), "{e}");
+        assert_eq!(count(&reader, 1), 0);
+        assert_eq!(count(&reader, 2), 0);
+        // And the group goes on.
+        group.write(|c| insert(c, 3, None)).unwrap();
+        assert_eq!(count(&reader, 3), 1);
+    }
+
+    #[test]
+    fn a_panicking_write_leaves_nothing_and_the_group_goes_on() {
+        let (reader, _scratch, group) = setup("group-panic");
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            group.write(|c| -> Result<()> {
+                insert(c, 1, None)?;
+                panic!("a bug in a write")
+            })
+        }));
+        assert!(r.is_err(), "the panic reaches the caller");
+        group.write(|c| insert(c, 2, None)).unwrap();
+        assert_eq!(count(&reader, 1), 0);
+        assert_eq!(count(&reader, 2), 1);
+    }
+}
