@@ -98,7 +98,7 @@ impl WriteGroup {
     pub fn write<T>(&self, write: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let mut g = self.lock();
         let (ended, out) = match Self::begin(&mut g) {
-            Ok(ended) => (Some(ended), Self::in_savepoint(&g.store.conn, write)),
+            Ok(ended) => (Some(ended), Self::run_one(&mut g, write)),
             Err(e) => (None, Err(Caught::Failed(e))),
         };
         if let Some(o) = g.open.as_mut() {
@@ -127,7 +127,7 @@ impl WriteGroup {
             return Ok(o.ended.clone());
         }
         let turn = writer_turn();
-        g.store.conn.execute_batch("BEGIN IMMEDIATE")?;
+        run(&g.store.conn, "BEGIN IMMEDIATE")?;
         let ended = Arc::new(Ended::default());
         g.open = Some(Open {
             _turn: turn,
@@ -137,32 +137,45 @@ impl WriteGroup {
         Ok(ended)
     }
 
-    /// `write` inside a savepoint: released when it succeeds, rolled back
-    /// (leaving the rest of the transaction as it was) when it fails or panics.
-    fn in_savepoint<T>(
-        conn: &Connection,
+    /// `write` in the open transaction. The first write of a transaction runs
+    /// as it is, and when it fails (or panics) the whole transaction, which
+    /// holds nothing else, is rolled back; a later one runs inside a savepoint,
+    /// rolled back on its own. (Most transactions hold one write: the
+    /// savepoint's two statements are spent only where they are needed.)
+    fn run_one<T>(
+        g: &mut Inner,
         write: impl FnOnce(&Connection) -> Result<T>,
     ) -> std::result::Result<T, Caught> {
-        conn.execute_batch("SAVEPOINT one_write")
-            .map_err(|e| Caught::Failed(e.into()))?;
+        let first = g.open.as_ref().is_some_and(|o| o.writes == 0);
+        let conn = &g.store.conn;
+        if !first {
+            run(conn, "SAVEPOINT one_write").map_err(Caught::Failed)?;
+        }
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(conn)));
-        let undo = || conn.execute_batch("ROLLBACK TO one_write; RELEASE one_write");
+        let done = match &out {
+            Ok(Ok(_)) if first => Ok(()),
+            Ok(Ok(_)) => run(conn, "RELEASE one_write"),
+            _ => Err(StoreError::Db(String::new())),
+        };
+        if let Err(e) = done {
+            if first {
+                let _ = run(conn, "ROLLBACK");
+                // Nobody else is in it yet: it ends here, and the writer turn
+                // goes with it.
+                g.open = None;
+            } else {
+                let _ = run(conn, "ROLLBACK TO one_write");
+                let _ = run(conn, "RELEASE one_write");
+            }
+            return match out {
+                Ok(Ok(_)) => Err(Caught::Failed(e)),
+                Ok(Err(e)) => Err(Caught::Failed(e)),
+                Err(p) => Err(Caught::Panicked(p)),
+            };
+        }
         match out {
-            Ok(Ok(v)) => match conn.execute_batch("RELEASE one_write") {
-                Ok(()) => Ok(v),
-                Err(e) => {
-                    let _ = undo();
-                    Err(Caught::Failed(e.into()))
-                }
-            },
-            Ok(Err(e)) => {
-                let _ = undo();
-                Err(Caught::Failed(e))
-            }
-            Err(p) => {
-                let _ = undo();
-                Err(Caught::Panicked(p))
-            }
+            Ok(r) => r.map_err(Caught::Failed),
+            Err(p) => Err(Caught::Panicked(p)),
         }
     }
 
@@ -172,10 +185,10 @@ impl WriteGroup {
         let Some(open) = g.open.take() else {
             return;
         };
-        let outcome = match g.store.conn.execute_batch("COMMIT") {
+        let outcome = match run(&g.store.conn, "COMMIT") {
             Ok(()) => Ok(()),
             Err(e) => {
-                let _ = g.store.conn.execute_batch("ROLLBACK");
+                let _ = run(&g.store.conn, "ROLLBACK");
                 Err(e.to_string())
             }
         };
@@ -183,6 +196,12 @@ impl WriteGroup {
         drop(_turn);
         ended.tell(outcome);
     }
+}
+
+/// One statement of the transaction's own, prepared once per connection.
+fn run(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 enum Caught {
