@@ -443,7 +443,7 @@ impl Outbox for Store {
                 .prepare_cached("SELECT at FROM history WHERE id <= ?1 ORDER BY id LIMIT 1")?
                 .query_row([keep.up_to], |r| r.get(0))
                 .optional()?;
-            if !head.is_some_and(|at| at < keep.older_than) {
+            if head.is_none_or(|at| at >= keep.older_than) {
                 return Ok(0);
             }
             self.write(|c| {
