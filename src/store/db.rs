@@ -381,6 +381,12 @@ fn create_private(path: &Path) -> Result<()> {
     }
 }
 
+/// A write transaction shared with other connections (the group commit,
+/// `group.rs`): runs `write` in it and returns once that is committed.
+pub(super) trait SharedWriter: Send + Sync {
+    fn write_shared(&self, write: &mut dyn FnMut(&Connection) -> Result<()>) -> Result<()>;
+}
+
 /// Prepared statements each connection keeps (see `Store::open`).
 const STATEMENT_CACHE: usize = 64;
 
@@ -390,7 +396,7 @@ pub struct Store {
     pub(super) conn: Connection,
     /// The serving process's shared write connection (group commit); `None`:
     /// this connection writes on its own (commands, tests).
-    pub(super) group: Option<std::sync::Arc<super::group::WriteGroup>>,
+    pub(super) group: Option<std::sync::Arc<dyn SharedWriter>>,
     /// The configured path and the file (device, inode) the connection opened.
     path: PathBuf,
     opened: Option<(u64, u64)>,

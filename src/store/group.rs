@@ -20,7 +20,7 @@
 //! S5). A thread of its own (`Checkpoints`) runs the same passive checkpoint
 //! on its own connection instead, which writers do not wait for.
 
-use super::db::{writer_turn, Result, Store, StoreError, Turn};
+use super::db::{writer_turn, Result, SharedWriter, Store, StoreError, Turn};
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -148,6 +148,18 @@ impl WriteGroup {
     /// The open transaction (opening one, and taking the writer turn, if none is).
     fn begin(g: &mut Inner) -> Result<Arc<Ended>> {
         g.store.check_same_file()?;
+        if g.store.conn.is_autocommit() {
+            // SQLite ended the open transaction itself (it rolls back the
+            // whole of it on some errors: a full disk, I/O, memory): its
+            // writes are gone, and a write added now would commit on its own.
+            if let Some(Open { _turn, ended, .. }) = g.open.take() {
+                drop(_turn);
+                ended.tell(Err("SQLite rolled the transaction back".into()));
+            }
+        } else if g.open.is_none() {
+            // A failed COMMIT whose ROLLBACK failed too left one behind.
+            run(&g.store.conn, "ROLLBACK")?;
+        }
         if let Some(o) = &g.open {
             return Ok(o.ended.clone());
         }
@@ -210,12 +222,11 @@ impl WriteGroup {
         let Some(open) = g.open.take() else {
             return;
         };
-        let outcome = match run(&g.store.conn, "COMMIT") {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = run(&g.store.conn, "ROLLBACK");
-                Err(e.to_string())
-            }
+        let outcome = if g.store.conn.is_autocommit() {
+            // Rolled back by SQLite under a later write (see `begin`).
+            Err("SQLite rolled the transaction back".to_string())
+        } else {
+            Self::commit_open(&g.store.conn)
         };
         let committed = outcome.is_ok();
         let Open { _turn, ended, .. } = open;
@@ -224,6 +235,23 @@ impl WriteGroup {
         if committed {
             self.checkpoints.committed();
         }
+    }
+
+    /// COMMIT, or ROLLBACK when that fails; the failure's message.
+    fn commit_open(conn: &Connection) -> std::result::Result<(), String> {
+        match run(conn, "COMMIT") {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = run(conn, "ROLLBACK");
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+impl SharedWriter for WriteGroup {
+    fn write_shared(&self, write: &mut dyn FnMut(&Connection) -> Result<()>) -> Result<()> {
+        self.write(write)
     }
 }
 
@@ -317,7 +345,15 @@ impl Store {
         write: impl FnOnce(&Connection) -> Result<T>,
     ) -> Result<T> {
         if let Some(group) = &self.group {
-            return group.write(write);
+            let (mut write, mut out) = (Some(write), None);
+            group.write_shared(&mut |c| {
+                let write = write
+                    .take()
+                    .ok_or_else(|| StoreError::Db("a shared write was run twice".to_string()))?;
+                out = Some(write(c)?);
+                Ok(())
+            })?;
+            return out.ok_or_else(|| StoreError::Db("a shared write did not run".to_string()));
         }
         self.check_same_file()?;
         let _turn = writer_turn();
@@ -401,6 +437,48 @@ mod tests {
         assert_eq!(first.unwrap(), 7);
         assert_eq!(count(&reader, 1), 1, "the first write is committed");
         assert_eq!(count(&reader, 2), 0, "nothing of the failed write stays");
+    }
+
+    #[test]
+    fn a_transaction_sqlite_rolled_back_fails_its_writers_and_the_next_write_starts_afresh() {
+        let (reader, _scratch, group) = setup("group-vanished");
+        let (g2, g3) = (group.clone(), group.clone());
+        let wait_for_one = |g: &WriteGroup| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while g.waiting.load(Ordering::SeqCst) == 0 {
+                assert!(Instant::now() < deadline, "no writer came to wait");
+                std::thread::yield_now();
+            }
+        };
+        let mut second = None;
+        let first = group.write(|c| {
+            insert(c, 1, None)?;
+            let g3 = g3.clone();
+            second = Some(std::thread::spawn(move || {
+                let mut third = None;
+                let r = g2.write(|c| {
+                    let g3 = g3.clone();
+                    third = Some(std::thread::spawn(move || g3.write(|c| insert(c, 3, None))));
+                    wait_for_one(&g2);
+                    // What SQLite does on some errors: the whole transaction
+                    // goes, the first write's row with it.
+                    c.execute_batch("ROLLBACK")?;
+                    Ok(())
+                });
+                (r, third.unwrap().join().unwrap())
+            }));
+            wait_for_one(&group);
+            Ok(())
+        });
+        let (second, third) = second.unwrap().join().unwrap();
+        assert!(first.is_err(), "the first write was rolled back: {first:?}");
+        assert!(
+            second.is_err(),
+            "the second write is not in any transaction"
+        );
+        third.expect("the third write, in a transaction of its own, commits");
+        assert_eq!(count(&reader, 1), 0);
+        assert_eq!(count(&reader, 3), 1);
     }
 
     #[test]
