@@ -10,7 +10,7 @@ use crate::http::service::Service;
 use crate::update::ledger::{Ledger, LedgerError};
 use log::error;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -32,11 +32,19 @@ enum Job {
 /// The DNS messages waiting for a worker (HTTP requests wait in tiny_http's
 /// own queue, which the workers read directly).
 #[derive(Default)]
-struct DnsQueue(Mutex<VecDeque<DnsJob>>);
+struct DnsQueue {
+    jobs: Mutex<VecDeque<DnsJob>>,
+    /// Workers between looking at this queue and waiting on tiny_http's:
+    /// only then does a new message need to wake one (`Server::unblock`).
+    idle: AtomicUsize,
+}
 
 impl DnsQueue {
     fn pop(&self) -> Option<DnsJob> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
     }
 }
 
@@ -48,7 +56,8 @@ impl DnsQueue {
 /// workers take them from that queue directly (no thread in between: a hop
 /// would cost every request a wake-up). A DNS listener puts its message in the
 /// pool's DNS queue and wakes one worker waiting on tiny_http's queue
-/// (`Server::unblock`); a worker looks at the DNS queue before each wait. A
+/// (`Server::unblock`) if any waits; a worker looks at the DNS queue before
+/// each wait, and after each DNS message takes one waiting HTTP request. A
 /// worker runs a job whole (auth → hostname → addresses → SQLite write →
 /// reply) and takes the next, so at most `workers` jobs touch the database at
 /// once, whichever way they came in. A panic in one job is caught and logged:
@@ -125,15 +134,18 @@ impl WorkerPool {
     pub fn dns_submitter(&self) -> Arc<crate::dnsupdate::job::Submit> {
         let (queue, internal) = (self.dns.clone(), self.internal.clone());
         Arc::new(move |job: DnsJob| {
-            let mut jobs = queue.0.lock().unwrap_or_else(|e| e.into_inner());
+            let mut jobs = queue.jobs.lock().unwrap_or_else(|e| e.into_inner());
             if jobs.len() >= DNS_QUEUE_BOUND {
                 return false;
             }
             jobs.push_back(job);
             drop(jobs);
-            // One wake-up a message: a worker waiting on tiny_http's queue
-            // returns, or the next one to wait returns at once.
-            internal.unblock();
+            // A worker that may be waiting on tiny_http's queue is woken (one
+            // that counted itself idle after this push finds the message
+            // itself); busy workers look here before they next wait.
+            if queue.idle.load(Ordering::SeqCst) > 0 {
+                internal.unblock();
+            }
             true
         })
     }
@@ -160,17 +172,27 @@ fn work(
     stopping: &AtomicBool,
 ) {
     loop {
-        let job = match dns.pop() {
-            Some(job) => Some(Job::Dns(job)),
-            None => match internal.recv_timeout(POLL) {
-                Ok(rq) => rq.map(Job::Http),
-                Err(e) => {
-                    error!("receiving a request failed: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                    None
-                }
-            },
+        dns.idle.fetch_add(1, Ordering::SeqCst);
+        if let Some(job) = dns.pop() {
+            dns.idle.fetch_sub(1, Ordering::SeqCst);
+            run_caught(Job::Dns(job), services, ledger);
+            // Then one HTTP request, if one waits: a steady stream of DNS
+            // messages must not keep HTTP from its turn (this also takes a
+            // wake-up left in tiny_http's queue for a message already done).
+            if let Ok(Some(rq)) = internal.try_recv() {
+                run_caught(Job::Http(rq), services, ledger);
+            }
+            continue;
+        }
+        let job = match internal.recv_timeout(POLL) {
+            Ok(rq) => rq.map(Job::Http),
+            Err(e) => {
+                error!("receiving a request failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                None
+            }
         };
+        dns.idle.fetch_sub(1, Ordering::SeqCst);
         match job {
             Some(job) => run_caught(job, services, ledger),
             None if stopping.load(Ordering::SeqCst) => {

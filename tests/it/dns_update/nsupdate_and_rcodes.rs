@@ -780,3 +780,85 @@ fn one_tcp_connection_carries_several_updates() {
         assert_eq!(s.server.records(NAME), [format!("A {addr}")]);
     }
 }
+
+/// One worker, kept busy by a stream of DNS messages that never lets the DNS
+/// queue empty: HTTP updates still get their turn (a worker takes one waiting
+/// HTTP request after each DNS message), each answered while the stream goes on.
+#[test]
+fn http_updates_are_answered_while_dns_messages_keep_the_workers_busy() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let metrics = crate::common::server::free_tcp("127.0.0.1").unwrap();
+    let s = Scene::start(Setup {
+        server: vec![
+            "workers = 1".into(),
+            format!("metrics_listen = \"{metrics}\""),
+        ],
+        ..Setup::default()
+    });
+    let token = s
+        .server
+        .cli_ok(&["token", "add", "--owner", OWNER])
+        .trim()
+        .to_string();
+    // Unsigned UPDATEs: each is answered REFUSED by a worker, never written.
+    let unsigned = update(ZONE, vec![], vec![add_a(NAME, "192.0.2.66")]).to_wire();
+    let (done, sent) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let flood_for = Duration::from_secs(60);
+    let senders: Vec<_> = (0..2)
+        .map(|_| {
+            let (done, sent, wire, dns) = (done.clone(), sent.clone(), unsigned.clone(), s.dns);
+            std::thread::spawn(move || {
+                let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+                let until = Instant::now() + flood_for;
+                while !done.load(Ordering::SeqCst) && Instant::now() < until {
+                    for _ in 0..64 {
+                        if sock.send_to(&wire, dns).is_ok() {
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                Instant::now() < until
+            })
+        })
+        .collect();
+    // The queue is full well before the first HTTP update.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sent.load(Ordering::Relaxed) < 20_000 {
+        assert!(Instant::now() < deadline, "the senders did not get going");
+        std::thread::yield_now();
+    }
+    for i in 10..20 {
+        let r = s.server.get(
+            &format!("/?hostname={NAME}&myipv4=192.0.2.{i}"),
+            &[("Authorization", &crate::common::server::token(&token))],
+        );
+        assert_eq!(r.status, 200, "update {i} during the stream: {r:?}");
+    }
+    done.store(true, Ordering::SeqCst);
+    for t in senders {
+        assert!(
+            t.join().expect("sender"),
+            "the stream ran out before the HTTP updates were answered"
+        );
+    }
+    assert_eq!(s.server.records(NAME), ["A 192.0.2.19"]);
+    let text = crate::common::server::scrape(metrics);
+    // Every message a worker took, answered (REFUSED) or left unanswered
+    // (NONE: no answers to unsigned floods).
+    let taken: f64 = ["REFUSED", "NONE"]
+        .iter()
+        .filter_map(|rcode| {
+            let sample =
+                format!("dedyn_update_dns_messages_total{{transport=\"udp\",rcode=\"{rcode}\"}}");
+            crate::common::server::metric(&text, &sample)
+        })
+        .sum();
+    assert!(
+        taken > 1000.0,
+        "the worker took {taken} DNS messages:\n{text}"
+    );
+}
