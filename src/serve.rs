@@ -86,7 +86,7 @@ fn start_service(
         );
     }
     // Every thread gets its own connection, seen through the port it needs.
-    let open = move || Store::open(&db.path, &db.synchronous);
+    let open = move || Store::open_serving(&db.path, &db.synchronous);
     let mut store = open().map_err(|e| e.to_string())?;
     let open_feed = open.clone();
     let open_feed: Arc<OpenFeed> =
@@ -246,7 +246,7 @@ pub fn serve(config: Config) -> Result<(), String> {
         };
     // SPEC 16: a standby's copy tells a dead primary from an idle one.
     let db = &config.database;
-    let heartbeat = match Store::open(&db.path, &db.synchronous)
+    let heartbeat = match Store::open_serving(&db.path, &db.synchronous)
         .map_err(|e| format!("heartbeat: {e}"))
         .and_then(|s| {
             crate::standby::HeartbeatThread::spawn(Box::new(s)).map_err(|e| e.to_string())

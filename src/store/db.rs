@@ -434,6 +434,16 @@ impl Store {
         Ok(store)
     }
 
+    /// A connection of the serving process: like `open`, but it never
+    /// checkpoints the write-ahead log inside its own COMMIT (which holds the
+    /// writer turn); the group commit's checkpoint thread does that for every
+    /// connection of the process (`group.rs`).
+    pub fn open_serving(path: &Path, synchronous: &str) -> Result<Store> {
+        let store = Store::open(path, synchronous)?;
+        store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(store)
+    }
+
     /// SPEC 17: the file at the configured path is still the one this
     /// connection has open. A database removed (`rm`) or replaced (renamed
     /// over) while serving would take every later write into a file nobody

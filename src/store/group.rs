@@ -18,7 +18,10 @@
 //! pages, with two fsyncs, while that commit holds the writer turn and every
 //! queued update waits (5–10 ms, once every ~200 commits: the whole p99 of
 //! S5). A thread of its own (`Checkpoints`) runs the same passive checkpoint
-//! on its own connection instead, which writers do not wait for.
+//! on its own connection instead, which writers do not wait for; the serving
+//! process's other connections (publisher, events, heartbeat: `open_serving`)
+//! leave it to that thread as well, since their commits hold the writer turn
+//! just the same.
 
 use super::db::{writer_turn, Result, SharedWriter, Store, StoreError, Turn};
 use rusqlite::Connection;
@@ -31,8 +34,8 @@ use std::time::Duration;
 /// is held for other writers (publisher, events, heartbeat).
 const MAX_BATCH: usize = 64;
 
-/// Commits between two checkpoints (at 3–5 pages a commit, about SQLite's
-/// own 1,000 pages); fewer commits are checkpointed after `CHECKPOINT_IDLE`.
+/// Group commits between two checkpoints (at 3–5 pages a commit, about
+/// SQLite's own 1,000 pages); and one every `CHECKPOINT_IDLE` in any case.
 const CHECKPOINT_EVERY: u64 = 200;
 const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
 
@@ -95,8 +98,7 @@ impl WriteGroup {
     /// A connection of its own to `path`, like a worker's, and the thread
     /// that checkpoints for it (with one more).
     pub fn open(path: &std::path::Path, synchronous: &str) -> Result<WriteGroup> {
-        let store = Store::open(path, synchronous)?;
-        store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let store = Store::open_serving(path, synchronous)?;
         let checkpoints = Arc::new(Checkpoints::default());
         let (ck, conn) = (checkpoints.clone(), Store::open(path, synchronous)?);
         let checkpointer = std::thread::Builder::new()
@@ -287,8 +289,9 @@ impl Checkpoints {
     }
 
     /// Checkpoint (passive: copy what no reader still needs, never wait for a
-    /// writer) every `CHECKPOINT_EVERY` commits, or after `CHECKPOINT_IDLE`
-    /// when there were fewer; until stopped.
+    /// writer) every `CHECKPOINT_EVERY` group commits, and every
+    /// `CHECKPOINT_IDLE` in any case (the serving process's other writers
+    /// leave it to this thread too); until stopped.
     fn run(&self, conn: &Connection) {
         let mut failing = false;
         loop {
@@ -300,7 +303,7 @@ impl Checkpoints {
                         .wait_timeout(due, CHECKPOINT_IDLE)
                         .unwrap_or_else(|e| e.into_inner());
                     due = d;
-                    if timeout.timed_out() && due.0 > 0 {
+                    if timeout.timed_out() {
                         break;
                     }
                 }
