@@ -416,28 +416,34 @@ fn dir_err(e: impl std::fmt::Display) -> DirectoryError {
 }
 
 /// The columns `token_row` reads, joined with the owner.
-const TOKEN_COLUMNS: &str = "SELECT t.id, t.owner, u.email, t.expires, t.allowed_subnets,
-        EXISTS(SELECT 1 FROM token_domains d WHERE d.token = t.id) OR t.domains <> '',
-        t.family, t.scope, t.tsig_name, t.tsig_algorithm, t.tsig_secret
-     FROM tokens t JOIN users u ON u.id = t.owner";
+/// The token row `token_row` reads, found by `$condition` on `?1`: the whole
+/// statement is a literal, so that the per-request lookup formats nothing.
+macro_rules! token_select {
+    ($condition:literal) => {
+        concat!(
+            "SELECT t.id, t.owner, u.email, t.expires, t.allowed_subnets,
+                EXISTS(SELECT 1 FROM token_domains d WHERE d.token = t.id) OR t.domains <> '',
+                t.family, t.scope, t.tsig_name, t.tsig_algorithm, t.tsig_secret
+             FROM tokens t JOIN users u ON u.id = t.owner WHERE ",
+            $condition
+        )
+    };
+}
 
 impl Store {
-    /// One token found by `condition` on `key` (the hash, or the TSIG key name),
+    /// One token found by `select` (a `token_select!`) on `key` (the hash, or the TSIG key name),
     /// with its TSIG key when it is one. A stored policy that does not parse
     /// fails closed (logged, `None`).
     fn token_row(
         &self,
-        condition: &str,
+        select: &'static str,
         key: &dyn rusqlite::ToSql,
     ) -> std::result::Result<Option<(Token, Option<TsigKey>)>, DirectoryError> {
         // Scoped or not is one index probe: the --domain list itself (which may be
         // long) is not read for a scoped token; `token_covers` asks about it name
         // by name. The text column is the fallback that keeps a token scoped
         // should its rows ever be missing (it is '' for an unscoped token).
-        let mut st = self
-            .conn
-            .prepare_cached(&format!("{TOKEN_COLUMNS} WHERE {condition}"))
-            .map_err(dir_err)?;
+        let mut st = self.conn.prepare_cached(select).map_err(dir_err)?;
         let row = st
             .query_row([key], |r| {
                 Ok((
@@ -516,7 +522,9 @@ impl Directory for Store {
         hash: &[u8; 32],
     ) -> std::result::Result<Option<Token>, DirectoryError> {
         // A TSIG key's hash is of a secret nobody was given: never presentable.
-        Ok(self.token_row("t.hash = ?1", &&hash[..])?.map(|(t, _)| t))
+        Ok(self
+            .token_row(token_select!("t.hash = ?1"), &&hash[..])?
+            .map(|(t, _)| t))
     }
 
     fn tsig_key(
@@ -524,7 +532,7 @@ impl Directory for Store {
         name: &str,
     ) -> std::result::Result<Option<(Token, TsigKey)>, DirectoryError> {
         Ok(self
-            .token_row("t.tsig_name = ?1", &name)?
+            .token_row(token_select!("t.tsig_name = ?1"), &name)?
             .and_then(|(t, k)| Some((t, k?))))
     }
 
