@@ -191,31 +191,25 @@ impl WriteGroup {
             run(conn, "SAVEPOINT one_write").map_err(Caught::Failed)?;
         }
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(conn)));
-        let done = match &out {
-            Ok(Ok(_)) if first => Ok(()),
-            Ok(Ok(_)) => run(conn, "RELEASE one_write"),
-            _ => Err(StoreError::Db(String::new())),
+        let failed = match out {
+            Ok(Ok(v)) if first => return Ok(v),
+            Ok(Ok(v)) => match run(conn, "RELEASE one_write") {
+                Ok(()) => return Ok(v),
+                Err(e) => Caught::Failed(e),
+            },
+            Ok(Err(e)) => Caught::Failed(e),
+            Err(p) => Caught::Panicked(p),
         };
-        if let Err(e) = done {
-            if first {
-                let _ = run(conn, "ROLLBACK");
-                // Nobody else is in it yet: it ends here, and the writer turn
-                // goes with it.
-                g.open = None;
-            } else {
-                let _ = run(conn, "ROLLBACK TO one_write");
-                let _ = run(conn, "RELEASE one_write");
-            }
-            return match out {
-                Ok(Ok(_)) => Err(Caught::Failed(e)),
-                Ok(Err(e)) => Err(Caught::Failed(e)),
-                Err(p) => Err(Caught::Panicked(p)),
-            };
+        if first {
+            let _ = run(conn, "ROLLBACK");
+            // Nobody else is in it yet: it ends here, and the writer turn
+            // goes with it.
+            g.open = None;
+        } else {
+            let _ = run(conn, "ROLLBACK TO one_write");
+            let _ = run(conn, "RELEASE one_write");
         }
-        match out {
-            Ok(r) => r.map_err(Caught::Failed),
-            Err(p) => Err(Caught::Panicked(p)),
-        }
+        Err(failed)
     }
 
     /// Commit the open transaction (if any), let go of the writer turn, and
