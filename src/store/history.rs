@@ -618,6 +618,12 @@ mod tests {
         let _ = std::fs::remove_file(path);
     }
 
+    /// NAME's history ids, oldest first.
+    fn ids_oldest_first(s: &Store) -> Vec<i64> {
+        let newest_first = s.history(NAME, 10).unwrap();
+        newest_first.iter().map(|c| c.id).rev().collect()
+    }
+
     /// Pruning keeps the newest `per_name`, and never goes past the mark
     /// (`up_to`): an undelivered change stays whatever the count.
     #[test]
@@ -627,13 +633,7 @@ mod tests {
             set(&mut s, tok, &format!("192.0.2.{i}"));
         }
         assert_eq!(s.index_names().unwrap(), 5);
-        let ids: Vec<i64> = s
-            .history(NAME, 10)
-            .unwrap()
-            .iter()
-            .map(|c| c.id)
-            .rev()
-            .collect();
+        let ids = ids_oldest_first(&s);
         let keep = |up_to| Keep {
             per_name: 2,
             older_than: 0,
@@ -643,13 +643,7 @@ mod tests {
         assert_eq!((cursor, gone), (ids[1], 2));
         let (cursor, gone) = s.prune_names(cursor, &keep(ids[4])).unwrap();
         assert_eq!((cursor, gone), (ids[4], 1));
-        let left: Vec<i64> = s
-            .history(NAME, 10)
-            .unwrap()
-            .iter()
-            .map(|c| c.id)
-            .rev()
-            .collect();
+        let left = ids_oldest_first(&s);
         assert_eq!(left, ids[3..]);
         let _ = std::fs::remove_file(path);
     }

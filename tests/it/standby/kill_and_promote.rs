@@ -61,6 +61,18 @@ fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     }
 }
 
+/// The test venv, or `None` after saying loudly that `test` is skipped (no
+/// Litestream from PyPI).
+fn venv_or_skip(test: &str, root: &Path) -> Option<PathBuf> {
+    match venv(root) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            proc::skip(test, &format!("no Litestream from PyPI: {e}"));
+            None
+        }
+    }
+}
+
 /// Litestream and moto in a venv under target/ (made once, by the docs'
 /// install recipe with the venv's path in place of /opt/litestream).
 fn venv(scratch: &Path) -> Result<PathBuf, String> {
@@ -528,12 +540,8 @@ fn killing_the_primary_loses_at_most_a_second_and_the_promoted_standby_takes_ove
         .unwrap_or(5);
     let tmp = TempDir::new("standby");
     let root = tmp.path();
-    let venv = match venv(root) {
-        Ok(v) => v,
-        Err(e) => {
-            proc::skip(test, &format!("no Litestream from PyPI: {e}"));
-            return;
-        }
+    let Some(venv) = venv_or_skip(test, root) else {
+        return;
     };
     let litestream = venv.join("litestream-link");
 
@@ -884,12 +892,8 @@ fn promote_refuses_a_copy_older_than_the_bound_unless_forced() {
     let test = "promote_refuses_a_copy_older_than_the_bound_unless_forced";
     let tmp = TempDir::new("standby-age");
     let root = tmp.path();
-    let venv = match venv(root) {
-        Ok(v) => v,
-        Err(e) => {
-            proc::skip(test, &format!("no Litestream from PyPI: {e}"));
-            return;
-        }
+    let Some(venv) = venv_or_skip(test, root) else {
+        return;
     };
     let litestream = venv.join("litestream-link");
     let location = format!("file://{}/locations/primary-1", root.display());
