@@ -461,10 +461,22 @@ def ab(args):
                 "the run, divided by its requests; median; on a 2-core machine shared with wrk "
                 "this varies less from run to run than req/s):\n",
                 "| scenario | before | after | after/before |", "|---|---|---|---|"] + cpu
+    ib, ia = median(res, "s1_instr_before", "instr_per_req"), median(res, "s1_instr_after", "instr_per_req")
+    if ib and ia:
+        out += ["\nInstructions the server executes per S1 request (valgrind's callgrind, user "
+                "space, every thread, a wrk run of each build (BENCH_INSTR_SECONDS, 15 s by default); the threads' per-second "
+                "background work is included; unlike time, the count does not move with the "
+                "machine's other load):\n",
+                "| scenario | before | after | after/before |", "|---|---|---|---|",
+                f"| S1 unchanged | {ib:,.0f} | {ia:,.0f} | {100 * ia / ib:.1f} % |"]
     out.append("\nEach run (req/s):\n")
     for key in ("s1_before", "s1_after", "s2_before", "s2_after"):
         runs = [f"{float(kv['rps']):,.0f}" for kv in res.get(key, []) if "rps" in kv]
         out.append(f"- {key}: {', '.join(runs)}")
+    for key in ("s1_instr_before", "s1_instr_after"):
+        runs = [f"{int(kv['instr_per_req']):,}" for kv in res.get(key, []) if "instr_per_req" in kv]
+        if runs:
+            out.append(f"- {key} (instructions per request): {', '.join(runs)}")
     finish(args, out, run_notes(res), res)
 
 

@@ -2,7 +2,8 @@
 # The benchmark: `bench/run.sh` (full, ~10 min), `bench/run.sh --quick` (~1 min,
 # run by tests/run.sh), `bench/run.sh --accounts` (S1 and S4 over account sizes
 # only, ~5 min) or `BENCH_BASELINE=BIN bench/run.sh --ab` (S1 and S2 of an older
-# build BIN against this one, alternating in one run, ~5 min; writes
+# build BIN against this one, alternating in one run, then each build's
+# instructions per S1 request under valgrind; ~6 min; writes
 # bench/results-ab.md). Everything runs on this machine, on 127.0.0.1 only, and is
 # stopped by PID when the script exits. Prints one Markdown table and writes it to
 # bench/results.md (full; plus a dated copy), bench/results-quick.md (--quick) or
@@ -34,7 +35,9 @@
 # Environment: CARGO_TARGET_DIR is honoured; BENCH_WORKERS=N skips the worker
 # sweep; BENCH_SECONDS / BENCH_REPS override the duration and repetitions;
 # BENCH_ACCOUNTS="10 100 …" sets the S4 account sizes (the largest gets the
-# --domain variant); BENCH_KEEP=1 keeps the temp dir (logs, configs) afterwards.
+# --domain variant); BENCH_INSTR=0 skips --ab's instruction count,
+# BENCH_INSTR_SECONDS / BENCH_INSTR_REPS set its run length (15) and
+# repetitions (2); BENCH_KEEP=1 keeps the temp dir (logs, configs) afterwards.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -47,7 +50,7 @@ for arg in "$@"; do
     --quick) QUICK=1 ;;
     --accounts) ONLY_ACCOUNTS=1 ;;
     --ab) AB=1 ;;
-    -h | --help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: bench/run.sh [--quick | --accounts | --ab]" >&2; exit 2 ;;
   esac
 done
@@ -102,6 +105,12 @@ if [ ${#missing[@]} -ne 0 ]; then
     echo "bench: missing ${missing[*]}; run tests/install-deps.sh as root" >&2
     exit 1
   fi
+fi
+# --ab counts instructions under valgrind (not needed by the test suite).
+if [ $AB = 1 ] && [ "${BENCH_INSTR:-1}" = 1 ] && ! command -v valgrind >/dev/null 2>&1 &&
+  [ "$(id -u)" -eq 0 ]; then
+  say "installing valgrind"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >&2 || true
 fi
 
 # ---- build ----
@@ -291,12 +300,14 @@ PIDS+=($!)
 wait_for nginx 100 curl -sf "http://127.0.0.1:$NGX_PORT/"
 
 # ---- our server ----
+# UNDER: a command the server runs under (--ab's instruction count: valgrind).
+UNDER=() START_TIMEOUT=30
 start_server() { # WORKERS [KEY]: start, time to first answer (recorded under KEY)
   write_config "$1"
   : >"$T/startup.out"
   # bench.py starts the server, prints `pid=… ms=…` and stays its parent (reaper).
-  python3 bench/bench.py startup "$T/serve.log" "$HTTP_PORT" -- \
-    env RUST_LOG=warn "$BIN" --config "$CONF" serve >"$T/startup.out" &
+  python3 bench/bench.py startup --timeout "$START_TIMEOUT" "$T/serve.log" "$HTTP_PORT" -- \
+    env RUST_LOG=warn "${UNDER[@]}" "$BIN" --config "$CONF" serve >"$T/startup.out" &
   STARTER_PID=$!
   PIDS+=("$STARTER_PID")
   local out=""
@@ -426,6 +437,49 @@ if [ $AB = 1 ]; then
   }
   for rep in $(seq "$REPS"); do ab_run s1 unchanged; done
   for rep in $(seq "$REPS"); do ab_run s2 changing; done
+  # The instructions each build executes per S1 request, counted by valgrind
+  # (callgrind, user space, every thread): unlike time, this does not move with
+  # the machine's other load, so it shows a change of a few per cent that the
+  # runs above cannot. Skipped (and said) without valgrind; BENCH_INSTR=0 skips.
+  if [ "${BENCH_INSTR:-1}" = 1 ] && command -v valgrind >/dev/null && command -v callgrind_control >/dev/null; then
+    instr_run() { # KEY: one S1 run of $BIN under callgrind
+      UNDER=(valgrind --tool=callgrind --callgrind-out-file="$T/callgrind.$1.%p")
+      START_TIMEOUT=300
+      rm -f "$T/callgrind.$1".*
+      start_server "$WORKERS"
+      UNDER=() START_TIMEOUT=30
+      # Wait (bounded: 120 s) until the start-up work (the first publication)
+      # is done: the server's CPU time stops growing for a second.
+      local last=-1 now
+      for _ in $(seq 120); do
+        now=$(server_cpu_ticks)
+        if [ $((now - last)) -le 5 ]; then break; fi
+        last=$now
+        sleep 1
+      done
+      callgrind_control -z "$SRV_PID" >/dev/null
+      local out line reqs ir
+      out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"${BENCH_INSTR_SECONDS:-15}s" --timeout 10s \
+        -s bench/update.lua "$OURS" -- unchanged "$T/creds.tsv" "$WRK_THREADS" 2>&1) || true
+      callgrind_control -d "$SRV_PID" >/dev/null
+      line=$(grep '^RESULT ' <<<"$out" || true)
+      reqs=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")
+      ir=$(awk '$1 == "summary:" || $1 == "totals:" { print $2; exit }' "$T/callgrind.$1".*.1 2>/dev/null || true)
+      stop_server
+      if [ -n "$reqs" ] && [ "$reqs" -gt 0 ] && [ -n "$ir" ]; then
+        record "$1 requests=$reqs instr_per_req=$((ir / reqs))"
+        say "$1 requests=$reqs instr_per_req=$((ir / reqs))"
+      else
+        say "$1: no instruction count (see $T/serve.log)"
+      fi
+    }
+    for rep in $(seq "${BENCH_INSTR_REPS:-2}"); do
+      BIN=$BASE_BIN DB=$T/db.sqlite3 instr_run s1_instr_before
+      BIN=$NEW_BIN DB=$T/db-after.sqlite3 instr_run s1_instr_after
+    done
+  else
+    say "no valgrind (or BENCH_INSTR=0): instructions per request not counted"
+  fi
   python3 bench/bench.py ab "$RES" "$OUT" "before: $(basename "$(dirname "$(dirname "$BASE_BIN")")")" \
     "seconds=$SECS reps=$REPS names=$NAMES workers=$WORKERS date=$(date -u +%Y-%m-%dT%H:%MZ) host=$(nproc)_cores"
   say "done: $OUT"
