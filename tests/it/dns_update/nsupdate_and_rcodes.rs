@@ -342,6 +342,22 @@ impl Scene {
         }
     }
 
+    /// A new HTTP token of the scene's owner.
+    fn owner_token(&self) -> String {
+        self.server
+            .cli_ok(&["token", "add", "--owner", OWNER])
+            .trim()
+            .to_string()
+    }
+
+    /// An HTTP update of the scene's name to `ipv4` with `token`.
+    fn http_update(&self, token: &str, ipv4: &str) -> crate::common::server::Response {
+        self.server.get(
+            &format!("/?hostname={NAME}&myipv4={ipv4}"),
+            &[("Authorization", &crate::common::server::token(token))],
+        )
+    }
+
     /// `wire`, sent as it is over TCP, gets `rcode`, and nothing is written;
     /// the answer, for more checks.
     fn refused(&self, what: &str, wire: Vec<u8>, rcode: Rcode) -> Vec<u8> {
@@ -629,15 +645,8 @@ fn an_update_over_the_rate_limit_is_refused() {
         ..Setup::default()
     });
     // The scene's own update was the first; an HTTP update the second.
-    let token = s
-        .server
-        .cli_ok(&["token", "add", "--owner", OWNER])
-        .trim()
-        .to_string();
-    let r = s.server.get(
-        &format!("/?hostname={NAME}&myipv4=192.0.2.2"),
-        &[("Authorization", &crate::common::server::token(&token))],
-    );
+    let token = s.owner_token();
+    let r = s.http_update(&token, "192.0.2.2");
     assert_eq!(r.status, 200, "{r:?}");
     let add = update(ZONE, vec![], vec![add_a(NAME, "192.0.2.9")]);
     s.signed_refused(
@@ -796,11 +805,7 @@ fn http_updates_are_answered_while_dns_messages_keep_the_workers_busy() {
         ],
         ..Setup::default()
     });
-    let token = s
-        .server
-        .cli_ok(&["token", "add", "--owner", OWNER])
-        .trim()
-        .to_string();
+    let token = s.owner_token();
     // Unsigned UPDATEs: each is answered REFUSED by a worker, never written.
     let unsigned = update(ZONE, vec![], vec![add_a(NAME, "192.0.2.66")]).to_wire();
     let (done, sent) = (
@@ -832,10 +837,7 @@ fn http_updates_are_answered_while_dns_messages_keep_the_workers_busy() {
         std::thread::yield_now();
     }
     for i in 10..20 {
-        let r = s.server.get(
-            &format!("/?hostname={NAME}&myipv4=192.0.2.{i}"),
-            &[("Authorization", &crate::common::server::token(&token))],
-        );
+        let r = s.http_update(&token, &format!("192.0.2.{i}"));
         assert_eq!(r.status, 200, "update {i} during the stream: {r:?}");
     }
     done.store(true, Ordering::SeqCst);
