@@ -415,7 +415,6 @@ fn dir_err(e: impl std::fmt::Display) -> DirectoryError {
     DirectoryError(e.to_string())
 }
 
-/// The columns `token_row` reads, joined with the owner.
 /// The token row `token_row` reads, found by `$condition` on `?1`: the whole
 /// statement is a literal, so that the per-request lookup formats nothing.
 macro_rules! token_select {
